@@ -1,0 +1,16 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace warden::cli {
+
+/// Where a subcommand's callback leaves the process exit code.
+struct CommandResult {
+  int exit_code = 0;
+};
+
+/// Adds every wardenctl command group to `app`. Each group lives in its own file
+/// (tpm_command.cpp, eventlog_command.cpp, ...) and registers itself from here.
+void register_commands(CLI::App& app, CommandResult& result);
+
+}  // namespace warden::cli

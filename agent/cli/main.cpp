@@ -1,0 +1,20 @@
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "agent/cli/commands.h"
+#include "platform/base/log.h"
+#include "platform/base/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "wardenctl: inspect and drive Warden: the TPM, event logs, tokens, and the local "
+      "agent."};
+  app.set_version_flag("--version", std::string(warden::version()));
+  app.require_subcommand(1);
+  warden::log::init("wardenctl", "warn");
+  warden::cli::CommandResult result;
+  warden::cli::register_commands(app, result);
+  CLI11_PARSE(app, argc, argv);
+  return result.exit_code;
+}

@@ -1,0 +1,5 @@
+#include "platform/base/version.h"
+
+namespace warden {
+std::string_view version() { return WARDEN_VERSION; }
+}  // namespace warden
