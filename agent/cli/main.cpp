@@ -1,3 +1,5 @@
+#include <cstdio>
+#include <exception>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -6,7 +8,8 @@
 #include "platform/base/log.h"
 #include "platform/base/version.h"
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   CLI::App app{
       "wardenctl: inspect and drive Warden: the TPM, event logs, tokens, and the local "
       "agent."};
@@ -17,4 +20,14 @@ int main(int argc, char** argv) {
   warden::cli::register_commands(app, result);
   CLI11_PARSE(app, argc, argv);
   return result.exit_code;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
 }

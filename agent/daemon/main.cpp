@@ -1,3 +1,5 @@
+#include <cstdio>
+#include <exception>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -5,7 +7,8 @@
 #include "platform/base/log.h"
 #include "platform/base/version.h"
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   CLI::App app{
       "wardend: the Warden attestation agent. Uses this device's TPM 2.0 to enroll with a "
       "warden-issuer, attest measured boot, IMA and container state, and hand workloads "
@@ -21,4 +24,14 @@ int main(int argc, char** argv) {
   warden::log::init("wardend", log_level);
   spdlog::error("the agent daemon is not built yet (see issue 7); nothing to run");
   return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
 }

@@ -253,23 +253,15 @@ class Decoder {
     std::uint8_t initial = data_[pos_];
     int major = initial >> 5;
     int info = initial & 31;
-    std::size_t extra = 0;
     if (info < 24) {
       *head_size = 1;
       return std::pair{major, static_cast<std::uint64_t>(info)};
     }
-    if (info == 24)
-      extra = 1;
-    else if (info == 25)
-      extra = 2;
-    else if (info == 26)
-      extra = 4;
-    else if (info == 27)
-      extra = 8;
-    else if (info == 31)
+    if (info == 31) {
       return fail(err(ErrorCode::kUnsupported, "indefinite-length item refused"));
-    else
-      return error("reserved additional information value");
+    }
+    if (info > 27) return error("reserved additional information value");
+    std::size_t extra = std::size_t{1} << (info - 24);  // 24..27 -> 1, 2, 4, 8 bytes
     if (data_.size() - pos_ < 1 + extra) return error("truncated item head");
     std::uint64_t arg = 0;
     for (std::size_t i = 0; i < extra; ++i) arg = (arg << 8) | data_[pos_ + 1 + i];

@@ -30,6 +30,8 @@ class Fd {
   }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&&) = delete;
+  Fd& operator=(Fd&&) = delete;
   [[nodiscard]] int get() const { return fd_; }
   int release() { return std::exchange(fd_, -1); }
 

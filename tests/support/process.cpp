@@ -6,12 +6,12 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
 #include <random>
-#include <signal.h>
 #include <stdexcept>
 #include <system_error>
 #include <unistd.h>

@@ -32,6 +32,8 @@ class NotifySocket {
   }
   NotifySocket(const NotifySocket&) = delete;
   NotifySocket& operator=(const NotifySocket&) = delete;
+  NotifySocket(NotifySocket&&) = delete;
+  NotifySocket& operator=(NotifySocket&&) = delete;
   std::string receive() {
     char buf[512];
     ssize_t n = recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
