@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Each shipped unit must score an exposure of 2.0 or lower in systemd-analyze security, and the
+# agent unit must keep the settings the TPM and workload identity depend on.
+set -euo pipefail
+dir=$1
+status=0
+for unit in "$dir"/wardend.service "$dir"/warden-issuer.service; do
+  out=$(systemd-analyze security --offline=true --threshold=20 "$unit" 2>&1) || {
+    echo "FAIL: $(basename "$unit") scores above 2.0:"; echo "$out" | grep -E '✗|Overall'; status=1; continue; }
+  echo "$out" | tail -n 1
+done
+grep -q '^DeviceAllow=/dev/tpmrm0 rw$' "$dir/wardend.service" || { echo "FAIL: wardend must allow /dev/tpmrm0"; status=1; }
+grep -q '^DevicePolicy=closed$' "$dir/wardend.service" || { echo "FAIL: wardend DevicePolicy=closed"; status=1; }
+for forbidden in '^PrivateDevices=yes' '^PrivateUsers=yes' '^ProtectProc=invisible'; do
+  if grep -q "$forbidden" "$dir/wardend.service"; then
+    echo "FAIL: wardend.service must not set ${forbidden#^} (breaks the TPM or workload identity)"; status=1
+  fi
+done
+grep -q '^Type=notify$' "$dir/wardend.service" || { echo "FAIL: wardend Type=notify"; status=1; }
+exit $status
