@@ -124,19 +124,30 @@ std::vector<Bytes> split_chain(ByteSpan data) {
   return out;
 }
 
-Result<EkSlot> find_ek_slot(const std::vector<std::uint32_t>& indices) {
+Result<EkSlot> find_ek_slot(const std::vector<std::uint32_t>& indices,
+                            std::optional<EkTemplate> which) {
   for (const auto& slot : kEkSlots) {
+    if (which && slot.ek_template != *which) continue;
     if (std::find(indices.begin(), indices.end(), slot.cert_index) != indices.end()) return slot;
+  }
+  if (which) {
+    for (const auto& slot : kEkSlots) {
+      if (slot.ek_template != *which) continue;
+      char index[16];
+      std::snprintf(index, sizeof index, "0x%08X", slot.cert_index);
+      return fail(ErrorCode::kNotFound, std::string("endorsement key: no EK certificate at NV ") +
+                                            index + " for the requested template");
+    }
   }
   return fail(ErrorCode::kNotFound,
               "endorsement key: no EK certificate in NV (probed 0x01C0000A, 0x01C00002, "
               "0x01C00014, 0x01C00012, 0x01C00016)");
 }
 
-Result<EkSlot> find_ek_slot(ESYS_CONTEXT* ctx) {
+Result<EkSlot> find_ek_slot(ESYS_CONTEXT* ctx, std::optional<EkTemplate> which) {
   auto indices = nv_indices(ctx);
   if (!indices) return fail(indices.error());
-  return find_ek_slot(*indices);
+  return find_ek_slot(*indices, which);
 }
 
 TPM2B_PUBLIC ak_template(AkAlgorithm algorithm) {
@@ -220,12 +231,12 @@ Result<AkBlob> AkBlob::parse(ByteSpan data) {
   return ak;
 }
 
-Result<EkInfo> Tpm::endorsement_key() const {
+Result<EkInfo> Tpm::endorsement_key(std::optional<EkTemplate> which) const {
   auto ctx = Context::open(tcti_);
   if (!ctx) return fail(ctx.error());
   auto indices = nv_indices(ctx->get());
   if (!indices) return fail(indices.error().context("endorsement key"));
-  auto slot = find_ek_slot(*indices);
+  auto slot = find_ek_slot(*indices, which);
   if (!slot) return fail(slot.error());
 
   EkInfo info;
@@ -269,10 +280,10 @@ Result<EkInfo> Tpm::endorsement_key() const {
   return info;
 }
 
-Result<AkBlob> Tpm::create_ak(AkAlgorithm algorithm) const {
+Result<AkBlob> Tpm::create_ak(AkAlgorithm algorithm, std::optional<EkTemplate> parent) const {
   auto ctx = Context::open(tcti_);
   if (!ctx) return fail(ctx.error());
-  auto slot = find_ek_slot(ctx->get());
+  auto slot = find_ek_slot(ctx->get(), parent);
   if (!slot) return fail(slot.error().context("create AK"));
   auto ek = detail::create_ek(ctx->get(), slot->ek_template);
   if (!ek) return fail(ek.error().context("create AK"));

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,11 +112,14 @@ class Tpm {
 
   /// Finds the EK certificate (low then high range NV indices), creates the matching EK from its
   /// TCG template and checks that its public key equals the certificate's. kNotFound without any
-  /// certificate; kProofMismatch when the keys differ.
-  Result<EkInfo> endorsement_key() const;
+  /// certificate; kProofMismatch when the keys differ. `which` forces one template (its
+  /// certificate index must exist), e.g. kEccP384H3 for swtpm's P-384 certificate.
+  Result<EkInfo> endorsement_key(std::optional<EkTemplate> which = std::nullopt) const;
 
-  /// Creates an AK under the certified EK (endorsement hierarchy).
-  Result<AkBlob> create_ak(AkAlgorithm algorithm = AkAlgorithm::kEccP256) const;
+  /// Creates an AK under the certified EK (endorsement hierarchy); `parent` as in
+  /// endorsement_key().
+  Result<AkBlob> create_ak(AkAlgorithm algorithm = AkAlgorithm::kEccP256,
+                           std::optional<EkTemplate> parent = std::nullopt) const;
   /// Loads `state_dir`/ak.blob when present, else creates an AK and stores it there (0600).
   Result<AkBlob> load_or_create_ak(const std::filesystem::path& state_dir,
                                    AkAlgorithm algorithm = AkAlgorithm::kEccP256) const;

@@ -184,6 +184,53 @@ TEST_F(TpmOperations, ActivatesACredentialMadeByTpm2Makecredential) {
   EXPECT_EQ(Bytes(recovered->view().begin(), recovered->view().end()), secret);
 }
 
+TEST_F(TpmOperations, HighRangeP384EkMatchesItsCertificateAndParentsAnAk) {
+  auto ek = tpm().endorsement_key(tpm::EkTemplate::kEccP384H3);
+  ASSERT_TRUE(ek) << ek.error().message;
+  EXPECT_EQ(ek->cert_index, 0x01C00016U);
+  EXPECT_EQ(ek->certificate, read_file(tpm_->ek_cert_dir() / "ek-secp384r1.crt").value());
+  // PolicyB EK: PolicySecret(E) + PolicyOR(A, C) in SHA-384.
+  auto ak = tpm().create_ak(tpm::AkAlgorithm::kEccP256, tpm::EkTemplate::kEccP384H3);
+  ASSERT_TRUE(ak) << ak.error().message;
+  EXPECT_EQ(ak->parent, tpm::EkTemplate::kEccP384H3);
+  const Bytes nonce(32, 5);
+  auto selection = PcrSelection::parse("sha256:0").value();
+  auto quote = tpm().quote(*ak, selection, nonce);
+  ASSERT_TRUE(quote) << quote.error().message;
+  EXPECT_EQ(checkquote(*ak, *quote, selection, hex_encode(nonce)).exit_code, 0);
+
+  const auto dir = tpm_->dir();
+  write(dir / "ek384.tpm2b", ek->public_area);
+  const Bytes secret(32, 0x42);
+  write(dir / "secret384.bin", secret);
+  CommandOutput make =
+      run_command({"tpm2_makecredential", "-T", "none", "-u", (dir / "ek384.tpm2b").string(), "-s",
+                   (dir / "secret384.bin").string(), "-n", hex_encode(ak->name()), "-o",
+                   (dir / "cred384.blob").string()},
+                  tpm_->tools_env());
+  ASSERT_EQ(make.exit_code, 0) << make.out;
+  auto file = read_file(dir / "cred384.blob").value();
+  ByteReader r(file);
+  ASSERT_TRUE(r.skip(8, "header"));
+  auto id = r.tpm2b("id");
+  auto enc = r.tpm2b("secret");
+  ASSERT_TRUE(id && enc);
+  ByteWriter idw;
+  idw.tpm2b(*id);
+  ByteWriter encw;
+  encw.tpm2b(*enc);
+  auto recovered = tpm().activate_credential(*ak, std::move(idw).take(), std::move(encw).take());
+  ASSERT_TRUE(recovered) << recovered.error().message;
+  EXPECT_EQ(Bytes(recovered->view().begin(), recovered->view().end()), secret);
+}
+
+TEST_F(TpmOperations, MissingEkCertificateIsNotFound) {
+  auto ek = tpm().endorsement_key(tpm::EkTemplate::kEccP256L2);
+  ASSERT_FALSE(ek);
+  EXPECT_EQ(ek.error().code, ErrorCode::kNotFound) << ek.error().message;
+  EXPECT_NE(ek.error().message.find("0x01C0000A"), std::string::npos) << ek.error().message;
+}
+
 TEST_F(TpmOperations, BindingKeyIsCertifiedAndSignsVerifiably) {
   auto ak = tpm().create_ak();
   ASSERT_TRUE(ak) << ak.error().message;
