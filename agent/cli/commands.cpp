@@ -2,9 +2,6 @@
 
 namespace warden::cli {
 
-void register_commands(CLI::App& app, CommandResult& result) {
-  (void)app;
-  (void)result;
-}
+void register_commands(CLI::App& app, CommandResult& result) { register_tpm_commands(app, result); }
 
 }  // namespace warden::cli

@@ -1,0 +1,159 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "platform/base/bytes.h"
+#include "platform/base/error.h"
+#include "platform/base/pcr_selection.h"
+#include "platform/base/secret.h"
+
+namespace warden::tpm {
+
+/// Default TCTI: the kernel resource manager.
+inline constexpr const char* kDefaultTcti = "device:/dev/tpmrm0";
+
+/// What the TPM says about itself (TPM2_GetCapability).
+struct TpmInfo {
+  std::string manufacturer;  ///< TPM_PT_MANUFACTURER as 4 ASCII characters ("IBM ")
+  std::string vendor;        ///< TPM_PT_VENDOR_STRING_1..4 concatenated, trailing NULs removed
+  std::uint64_t firmware_version = 0;     ///< FIRMWARE_VERSION_1 << 32 | FIRMWARE_VERSION_2
+  std::vector<TpmAlg> pcr_banks;          ///< banks with at least one PCR allocated
+  std::vector<std::uint16_t> algorithms;  ///< TPM_ALG_IDs the TPM implements
+  std::vector<std::uint16_t> curves;      ///< TPM_ECC_CURVE ids the TPM implements
+};
+
+/// TCG EK templates (EK Credential Profile 2.5, B.3/B.4).
+enum class EkTemplate { kRsa2048L1, kEccP256L2, kRsa2048H1, kEccP256H2, kEccP384H3 };
+
+/// The endorsement key that has a certificate in NV, recreated from its template.
+struct EkInfo {
+  EkTemplate ek_template = EkTemplate::kRsa2048L1;
+  std::uint32_t cert_index = 0;  ///< NV index the certificate was read from
+  Bytes public_area;             ///< marshalled TPM2B_PUBLIC of the created EK
+  Bytes public_key_der;          ///< SubjectPublicKeyInfo of the created EK
+  Bytes certificate;             ///< DER EK certificate (NV wrapper and trailing bytes removed)
+  std::vector<Bytes> chain;      ///< DER certificates from 0x01C00100.. (often empty)
+};
+
+enum class AkAlgorithm { kEccP256, kRsa2048 };
+
+/// An attestation key: a restricted signing key created under the EK. The private part is
+/// encrypted to the EK and only loadable in this TPM.
+struct AkBlob {
+  EkTemplate parent = EkTemplate::kRsa2048L1;
+  Bytes public_area;                 ///< marshalled TPM2B_PUBLIC
+  Bytes private_area;                ///< marshalled TPM2B_PRIVATE
+  [[nodiscard]] Bytes name() const;  ///< nameAlg || SHA-256(TPMT_PUBLIC)
+  [[nodiscard]] Result<std::string> public_key_pem() const;
+  /// Versioned binary form for the state directory.
+  [[nodiscard]] Bytes serialize() const;
+  static Result<AkBlob> parse(ByteSpan data);
+};
+
+/// A quote: TPMS_ATTEST bytes and the marshalled TPMT_SIGNATURE over them.
+struct Quote {
+  Bytes attest;
+  Bytes signature;
+};
+
+/// One PCR value.
+struct PcrValue {
+  TpmAlg alg = TpmAlg::kSha256;
+  unsigned index = 0;
+  Bytes digest;
+};
+
+/// A non-restricted ECC P-256 signing key under the SRK, certified by the AK.
+struct BindingKey {
+  Bytes public_area;        ///< marshalled TPM2B_PUBLIC
+  Bytes private_area;       ///< marshalled TPM2B_PRIVATE (encrypted to the SRK)
+  Bytes certify_attest;     ///< TPMS_ATTEST of TPM2_Certify (type 0x8017)
+  Bytes certify_signature;  ///< marshalled TPMT_SIGNATURE by the AK
+  [[nodiscard]] Result<std::string> public_key_pem() const;
+};
+
+/// An ECDSA signature by a binding key.
+struct Signature {
+  Bytes der;  ///< X9.62 DER (OpenSSL)
+  Bytes raw;  ///< r || s, 32 bytes each (JOSE/COSE)
+};
+
+/// A secret sealed to PolicyPCR. Serialized as: "WSEAL" u8 version(1), u16 selection length,
+/// marshalled TPML_PCR_SELECTION, u16+TPM2B_PUBLIC, u16+TPM2B_PRIVATE.
+struct SealedBlob {
+  PcrSelection selection;
+  Bytes public_area;
+  Bytes private_area;
+  [[nodiscard]] Bytes serialize() const;
+  static Result<SealedBlob> parse(ByteSpan data);
+};
+
+/// The TPM behind a TCTI. Each operation opens the TCTI, runs, flushes everything it loaded and
+/// closes the connection, so other TPM users (tpm2-tools, a second agent) can run in between and a
+/// TPM without resource manager (swtpm: 3 object slots) is never left with objects. Errors: kTpm
+/// with "<command>: <decoded rc>" and the rc; kUnavailable when the TCTI cannot be opened.
+/// Not thread-safe: use one Tpm from one strand.
+class Tpm {
+ public:
+  /// `tcti` as tpm2-tss tctildr takes it: "device:/dev/tpmrm0", "tabrmd", "swtpm:host=H,port=P",
+  /// "mssim:host=H,port=P". Does not connect.
+  explicit Tpm(std::string tcti = kDefaultTcti) : tcti_(std::move(tcti)) {}
+  [[nodiscard]] const std::string& tcti() const { return tcti_; }
+
+  /// Connects once and checks the TPM answers (TPM2_GetCapability).
+  Status probe() const;
+  Result<TpmInfo> info() const;
+  /// `count` random bytes (any size; read in chunks).
+  Result<Bytes> random(std::size_t count) const;
+
+  /// Finds the EK certificate (low then high range NV indices), creates the matching EK from its
+  /// TCG template and checks that its public key equals the certificate's. kNotFound without any
+  /// certificate; kProofMismatch when the keys differ. `which` forces one template (its
+  /// certificate index must exist), e.g. kEccP384H3 for swtpm's P-384 certificate.
+  Result<EkInfo> endorsement_key(std::optional<EkTemplate> which = std::nullopt) const;
+
+  /// Creates an AK under the certified EK (endorsement hierarchy); `parent` as in
+  /// endorsement_key().
+  Result<AkBlob> create_ak(AkAlgorithm algorithm = AkAlgorithm::kEccP256,
+                           std::optional<EkTemplate> parent = std::nullopt) const;
+  /// Loads `state_dir`/ak.blob when present, else creates an AK and stores it there (0600).
+  Result<AkBlob> load_or_create_ak(const std::filesystem::path& state_dir,
+                                   AkAlgorithm algorithm = AkAlgorithm::kEccP256) const;
+
+  /// TPM2_ActivateCredential of (credential_blob = TPM2B_ID_OBJECT, secret =
+  /// TPM2B_ENCRYPTED_SECRET, both marshalled with their size) for `ak`, using the EK policy
+  /// session and a session salted to the EK with response encryption.
+  Result<SecretBytes> activate_credential(const AkBlob& ak, ByteSpan credential_blob,
+                                          ByteSpan secret) const;
+
+  /// TPM2_Quote with the AK over `selection`, qualifyingData = `nonce` (≤ 64 bytes).
+  Result<Quote> quote(const AkBlob& ak, const PcrSelection& selection, ByteSpan nonce) const;
+
+  /// Current PCR values of `selection`, in selection order (bank, then ascending index).
+  Result<std::vector<PcrValue>> read_pcrs(const PcrSelection& selection) const;
+  /// The selection of every PCR of every active bank.
+  Result<PcrSelection> active_pcrs() const;
+  /// TPM2_PCR_Extend of PCR `index` in bank `alg` with `digest` (hash_size(alg) bytes).
+  Status extend_pcr(unsigned index, TpmAlg alg, ByteSpan digest) const;
+
+  /// Creates a binding key under the SRK and certifies it with `ak` (qualifyingData =
+  /// `qualifying_data`).
+  Result<BindingKey> create_binding_key(const AkBlob& ak, ByteSpan qualifying_data) const;
+  /// Signs a SHA-256 `digest` (32 bytes) with the binding key.
+  Result<Signature> sign(const BindingKey& key, ByteSpan digest) const;
+
+  /// Seals `secret` (1..128 bytes) to PolicyPCR over the current values of `selection` (sha256
+  /// bank PCRs), under the SRK, with a salted session encrypting the secret on the way in.
+  Result<SealedBlob> seal(const PcrSelection& selection, ByteSpan secret) const;
+  /// Unseals; kPolicyViolation when a selected PCR changed since sealing.
+  Result<SecretBytes> unseal(const SealedBlob& blob) const;
+
+ private:
+  std::string tcti_;
+};
+
+}  // namespace warden::tpm
