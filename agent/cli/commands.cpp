@@ -2,6 +2,9 @@
 
 namespace warden::cli {
 
-void register_commands(CLI::App& app, CommandResult& result) { register_tpm_commands(app, result); }
+void register_commands(CLI::App& app, CommandResult& result) {
+  register_tpm_commands(app, result);
+  register_eventlog_commands(app, result);
+}
 
 }  // namespace warden::cli

@@ -15,5 +15,7 @@ void register_commands(CLI::App& app, CommandResult& result);
 
 /// `wardenctl tpm info|ek|pcrs|quote|seal|unseal` (tpm_command.cpp).
 void register_tpm_commands(CLI::App& app, CommandResult& result);
+/// wardenctl eventlog show|replay (eventlog_command.cpp).
+void register_eventlog_commands(CLI::App& app, CommandResult& result);
 
 }  // namespace warden::cli
