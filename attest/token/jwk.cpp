@@ -166,6 +166,10 @@ std::optional<Alg> alg_from_cose(std::int64_t id) {
 Result<Jwk> Jwk::from_json(const boost::json::object& obj) {
   auto kty = json::get_string(obj, "kty");
   if (!kty) return fail(ErrorCode::kMalformed, "jwk: missing \"kty\"");
+  if (*kty != "EC" && *kty != "OKP" && *kty != "RSA") {
+    return fail(ErrorCode::kUnsupported,
+                "jwk: key type \"" + std::string(*kty) + "\" not supported");
+  }
   for (const char* priv : {"d", "p", "q", "dp", "dq", "qi", "k"}) {
     if (obj.contains(priv)) {
       return fail(ErrorCode::kMalformed,
