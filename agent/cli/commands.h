@@ -17,5 +17,7 @@ void register_commands(CLI::App& app, CommandResult& result);
 void register_tpm_commands(CLI::App& app, CommandResult& result);
 /// wardenctl eventlog show|replay (eventlog_command.cpp).
 void register_eventlog_commands(CLI::App& app, CommandResult& result);
+/// wardenctl token inspect|verify (token_command.cpp).
+void register_token_commands(CLI::App& app, CommandResult& result);
 
 }  // namespace warden::cli
