@@ -1,5 +1,6 @@
 #include "attest/protocol/messages.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -40,8 +41,8 @@ AttestRequest sample_attest_request() {
   m.quote = {filled(129, 1), filled(72, 2)};
   m.pcr_selection = "sha256:0,1,2,3,4,5,6,7,8,9,10,14";
   m.pcr_values = {{0x0B, 0, filled(32, 0)}, {0x0B, 10, filled(32, 0xAA)}};
-  m.boot_log = filled(4000, 3);
-  m.ima = ImaLog{12, filled(2000, 4), ImaFormat::kBinary};
+  m.boot_log = filled(400, 3);
+  m.ima = ImaLog{12, filled(200, 4), ImaFormat::kBinary};
   m.cel = filled(300, 5);
   m.binding_key = {filled(88, 6), {filled(120, 7), filled(72, 8)}};
   m.session_key = SessionKey{R"({"kty":"EC","crv":"P-256","x":"AA","y":"BB"})", filled(72, 9)};
@@ -405,6 +406,27 @@ TEST(ProtocolMessages, TruncatedAndGarbageRejected) {
   Bytes trailing = encode(sample_challenge_request());
   trailing.push_back(0);
   EXPECT_FALSE(decode_challenge_request(trailing));
+}
+
+// Writes the fuzz_protocol seed corpus (type byte + body) when WARDEN_FUZZ_SEED_DIR is set:
+//   WARDEN_FUZZ_SEED_DIR=fuzz/corpus/fuzz_protocol build/tests/unit/attest/attest_protocol_test
+TEST(ProtocolMessages, WriteFuzzSeeds) {
+  const char* dir = std::getenv("WARDEN_FUZZ_SEED_DIR");
+  if (dir == nullptr) GTEST_SKIP() << "WARDEN_FUZZ_SEED_DIR not set";
+  std::vector<Bytes> bodies = {
+      encode(sample_enroll_request()),    encode(sample_enroll_response()),
+      encode(sample_activate_request()),  encode(sample_activate_response()),
+      encode(sample_challenge_request()), encode(sample_challenge_response()),
+      encode(sample_attest_request()),    encode(sample_attest_response()),
+      encode(sample_token_request()),     encode(sample_token_response()),
+      encode(sample_revoke_request()),    encode(sample_revoke_response()),
+      encode(sample_error_response())};
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    std::ofstream out(std::string(dir) + "/seed_" + std::to_string(i), std::ios::binary);
+    out.put(static_cast<char>(i));
+    out.write(reinterpret_cast<const char*>(bodies[i].data()),  // NOLINT: byte I/O
+              static_cast<std::streamsize>(bodies[i].size()));
+  }
 }
 
 }  // namespace
