@@ -616,7 +616,8 @@ ErrorResponse error_response(const Error& error) {
 }
 
 Error to_error(const ErrorResponse& response) {
-  for (int i = 0; i <= static_cast<int>(ErrorCode::kConflict); ++i) {
+  // Codes appended later are found too: out-of-range values name "internal", matched at 0.
+  for (int i = 0; i < 256; ++i) {
     auto code = static_cast<ErrorCode>(i);
     if (to_string(code) == response.code) return Error{code, response.reason, 0, 0};
   }
