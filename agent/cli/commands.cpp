@@ -3,8 +3,7 @@
 namespace warden::cli {
 
 void register_commands(CLI::App& app, CommandResult& result) {
-  (void)app;
-  (void)result;
+  register_ima_commands(app, result);
 }
 
 }  // namespace warden::cli

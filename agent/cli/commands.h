@@ -13,4 +13,7 @@ struct CommandResult {
 /// (tpm_command.cpp, eventlog_command.cpp, ...) and registers itself from here.
 void register_commands(CLI::App& app, CommandResult& result);
 
+/// `wardenctl ima replay FILE`.
+void register_ima_commands(CLI::App& app, CommandResult& result);
+
 }  // namespace warden::cli

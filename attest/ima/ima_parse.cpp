@@ -153,6 +153,8 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
   if (list.size() >= 4) {
     big_endian = !plausible_pcr(load_u32(list, false)) && plausible_pcr(load_u32(list, true));
   }
+  // An entry takes at least 4+20+4+1+4 bytes: reserve for a typical ~100-byte ima-ng entry.
+  entries.reserve(std::min(limits.max_entries, list.size() / 96 + 1));
   ByteReader r(list, "IMA binary list");
   while (!r.empty()) {
     if (entries.size() >= limits.max_entries) {
@@ -212,9 +214,11 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
       auto data = r.bytes(*data_len, "template data");
       if (!data) return fail(data.error());
       e.template_data.assign(data->begin(), data->end());
-      auto what =
-          fmt::format("IMA entry {} ({}) at offset {}", entries.size(), e.template_name, start);
-      WARDEN_TRY_STATUS(decode_fields(e, big_endian, what));
+      if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
+        return fail(ErrorCode::kMalformed,
+                    fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", entries.size(),
+                                e.template_name, start, st.error().message));
+      }
     }
     entries.push_back(std::move(e));
   }
