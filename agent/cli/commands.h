@@ -19,5 +19,7 @@ void register_tpm_commands(CLI::App& app, CommandResult& result);
 void register_eventlog_commands(CLI::App& app, CommandResult& result);
 /// wardenctl token inspect|verify (token_command.cpp).
 void register_token_commands(CLI::App& app, CommandResult& result);
+/// `wardenctl ima replay FILE`.
+void register_ima_commands(CLI::App& app, CommandResult& result);
 
 }  // namespace warden::cli

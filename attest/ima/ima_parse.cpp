@@ -1,0 +1,427 @@
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "attest/ima/ima.h"
+#include "platform/base/encoding.h"
+
+namespace warden::attest::ima {
+namespace {
+
+constexpr std::size_t kSha1Size = 20;
+constexpr std::size_t kLegacyNameSize = 256;  // IMA_EVENT_NAME_LEN_MAX + 1
+constexpr std::size_t kMaxTemplateName = 255;
+
+enum class Field { kDigestNg, kDigestNgV2, kName, kSig, kBuf, kDigestModsig, kModsig };
+
+struct TemplateLayout {
+  std::string_view name;
+  std::array<Field, 5> fields;
+  std::size_t count;
+};
+
+constexpr std::array<TemplateLayout, 6> kLayouts{{
+    {"ima-ng", {Field::kDigestNg, Field::kName}, 2},
+    {"ima-sig", {Field::kDigestNg, Field::kName, Field::kSig}, 3},
+    {"ima-buf", {Field::kDigestNg, Field::kName, Field::kBuf}, 3},
+    {"ima-modsig",
+     {Field::kDigestNg, Field::kName, Field::kSig, Field::kDigestModsig, Field::kModsig},
+     5},
+    {"ima-ngv2", {Field::kDigestNgV2, Field::kName}, 2},
+    {"ima-sigv2", {Field::kDigestNgV2, Field::kName, Field::kSig}, 3},
+}};
+
+const TemplateLayout* find_layout(std::string_view name) {
+  for (const TemplateLayout& l : kLayouts) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+std::uint32_t load_u32(ByteSpan b, bool big_endian) {
+  if (big_endian) {
+    return std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 |
+           std::uint32_t{b[3]};
+  }
+  return std::uint32_t{b[3]} << 24 | std::uint32_t{b[2]} << 16 | std::uint32_t{b[1]} << 8 |
+         std::uint32_t{b[0]};
+}
+
+Result<std::uint32_t> read_u32(ByteReader& r, bool big_endian, std::string_view field) {
+  return big_endian ? r.u32be(field) : r.u32le(field);
+}
+
+// "algo:" NUL digest (d-ng) or "type:algo:" NUL digest (d-ngv2).
+Status decode_digest(ByteSpan field, bool v2, Entry& e, std::string_view what) {
+  auto nul = std::find(field.begin(), field.end(), std::uint8_t{0});
+  if (nul == field.end()) {
+    // No algorithm prefix (very old kernels wrote a bare SHA-1 for sha1): take it as is.
+    e.digest_algo = field.size() == kSha1Size ? "sha1" : "";
+    e.file_digest.assign(field.begin(), field.end());
+    return ok();
+  }
+  std::string prefix(field.begin(), nul);
+  if (prefix.empty() || prefix.back() != ':') {
+    return fail(ErrorCode::kMalformed,
+                fmt::format("{}: digest prefix '{}' does not end in ':'", what, prefix));
+  }
+  prefix.pop_back();
+  if (v2) {
+    auto colon = prefix.find(':');
+    if (colon == std::string::npos) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("{}: d-ngv2 prefix '{}' lacks a digest type", what, prefix));
+    }
+    e.digest_type = prefix.substr(0, colon);
+    e.digest_algo = prefix.substr(colon + 1);
+  } else {
+    e.digest_algo = std::move(prefix);
+  }
+  e.file_digest.assign(nul + 1, field.end());
+  return ok();
+}
+
+// Splits the template data of a non-legacy template into its fields.
+Status decode_fields(Entry& e, bool big_endian, std::string_view what) {
+  const TemplateLayout* layout = find_layout(e.template_name);
+  if (layout == nullptr) return ok();  // unknown template: replayable, fields not decoded
+  ByteReader r(e.template_data, what);
+  for (std::size_t i = 0; i < layout->count; ++i) {
+    auto len = read_u32(r, big_endian, "field length");
+    if (!len) return fail(len.error());
+    auto data = r.bytes(*len, "field data");
+    if (!data) return fail(data.error());
+    switch (layout->fields[i]) {
+      case Field::kDigestNg:
+      case Field::kDigestNgV2:
+        WARDEN_TRY_STATUS(decode_digest(*data, layout->fields[i] == Field::kDigestNgV2, e, what));
+        break;
+      case Field::kName: {
+        ByteSpan name = *data;
+        if (!name.empty() && name.back() == 0) name = name.first(name.size() - 1);
+        e.path.assign(name.begin(), name.end());
+        break;
+      }
+      case Field::kSig:
+        e.signature.assign(data->begin(), data->end());
+        break;
+      case Field::kBuf:
+        e.buffer.assign(data->begin(), data->end());
+        break;
+      case Field::kDigestModsig:
+        break;  // digest of the file without its appended signature
+      case Field::kModsig:
+        e.modsig.assign(data->begin(), data->end());
+        break;
+    }
+  }
+  return r.expect_end();
+}
+
+Bytes legacy_template_data(ByteSpan digest, std::string_view path) {
+  Bytes data;
+  data.reserve(kSha1Size + kLegacyNameSize);
+  data.insert(data.end(), digest.begin(), digest.end());
+  data.insert(data.end(), path.begin(), path.end());
+  data.resize(kSha1Size + kLegacyNameSize, 0);
+  return data;
+}
+
+bool plausible_pcr(std::uint32_t v) { return v < kPcrCount; }
+
+}  // namespace
+
+bool Entry::violation() const {
+  return std::all_of(template_hash.begin(), template_hash.end(),
+                     [](std::uint8_t b) { return b == 0; });
+}
+
+std::optional<TpmAlg> ima_hash_alg(std::string_view name) { return hash_from_name(name); }
+
+Format detect_format(ByteSpan list) {
+  std::size_t i = 0;
+  while (i < list.size() && i < 3 && list[i] >= '0' && list[i] <= '9') ++i;
+  if (i > 0 && i < list.size() && list[i] == ' ') return Format::kAscii;
+  return Format::kBinary;
+}
+
+Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
+  std::vector<Entry> entries;
+  bool big_endian = false;
+  if (list.size() >= 4) {
+    big_endian = !plausible_pcr(load_u32(list, false)) && plausible_pcr(load_u32(list, true));
+  }
+  // An entry takes at least 4+20+4+1+4 bytes: reserve for a typical ~100-byte ima-ng entry.
+  entries.reserve(std::min(limits.max_entries, list.size() / 96 + 1));
+  ByteReader r(list, "IMA binary list");
+  while (!r.empty()) {
+    if (entries.size() >= limits.max_entries) {
+      return fail(ErrorCode::kLimitExceeded,
+                  fmt::format("IMA binary list: more than {} entries", limits.max_entries));
+    }
+    const std::size_t start = r.offset();
+    Entry e;
+    auto pcr = read_u32(r, big_endian, "pcr");
+    if (!pcr) return fail(pcr.error());
+    if (!plausible_pcr(*pcr)) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("IMA binary list: entry {} at offset {}: PCR index {} out of range",
+                              entries.size(), start, *pcr));
+    }
+    e.pcr = *pcr;
+    auto hash = r.bytes(kSha1Size, "template hash");
+    if (!hash) return fail(hash.error());
+    e.template_hash.assign(hash->begin(), hash->end());
+    auto name_len = read_u32(r, big_endian, "template name length");
+    if (!name_len) return fail(name_len.error());
+    if (*name_len == 0 || *name_len > kMaxTemplateName) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("IMA binary list: entry {} at offset {}: template name length {} "
+                              "(expected 1..{})",
+                              entries.size(), start, *name_len, kMaxTemplateName));
+    }
+    auto name = r.bytes(*name_len, "template name");
+    if (!name) return fail(name.error());
+    e.template_name.assign(name->begin(), name->end());
+    if (e.template_name == "ima") {
+      auto digest = r.bytes(kSha1Size, "legacy digest");
+      if (!digest) return fail(digest.error());
+      auto path_len = read_u32(r, big_endian, "legacy name length");
+      if (!path_len) return fail(path_len.error());
+      if (*path_len >= kLegacyNameSize) {
+        return fail(ErrorCode::kMalformed,
+                    fmt::format("IMA binary list: entry {} at offset {}: legacy name length {} "
+                                "exceeds {}",
+                                entries.size(), start, *path_len, kLegacyNameSize - 1));
+      }
+      auto path = r.bytes(*path_len, "legacy name");
+      if (!path) return fail(path.error());
+      e.digest_algo = "sha1";
+      e.file_digest.assign(digest->begin(), digest->end());
+      e.path.assign(path->begin(), path->end());
+      e.template_data = legacy_template_data(*digest, e.path);
+    } else {
+      auto data_len = read_u32(r, big_endian, "template data length");
+      if (!data_len) return fail(data_len.error());
+      if (*data_len > limits.max_template_data) {
+        return fail(ErrorCode::kLimitExceeded,
+                    fmt::format("IMA binary list: entry {} at offset {}: template data length {} "
+                                "exceeds {}",
+                                entries.size(), start, *data_len, limits.max_template_data));
+      }
+      auto data = r.bytes(*data_len, "template data");
+      if (!data) return fail(data.error());
+      e.template_data.assign(data->begin(), data->end());
+      if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
+        return fail(ErrorCode::kMalformed,
+                    fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", entries.size(),
+                                e.template_name, start, st.error().message));
+      }
+    }
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+namespace {
+
+class LineParser {
+ public:
+  LineParser(std::string_view line, std::size_t line_no) : rest_(line), line_no_(line_no) {}
+
+  Result<std::string_view> token(std::string_view what) {
+    auto sp = rest_.find(' ');
+    std::string_view tok = rest_.substr(0, sp);
+    rest_ = sp == std::string_view::npos ? std::string_view{} : rest_.substr(sp + 1);
+    if (tok.empty()) return fail(error(fmt::format("missing {}", what)));
+    return tok;
+  }
+  /// Removes and returns the last space-separated token (empty when the line ends in a space
+  /// or has no space left).
+  std::string_view take_last() {
+    auto sp = rest_.rfind(' ');
+    if (sp == std::string_view::npos) return {};
+    std::string_view tok = rest_.substr(sp + 1);
+    rest_ = rest_.substr(0, sp);
+    return tok;
+  }
+  [[nodiscard]] std::string_view rest() const { return rest_; }
+  [[nodiscard]] Error error(std::string_view detail) const {
+    return Error{ErrorCode::kMalformed,
+                 fmt::format("IMA ASCII list: line {}: {}", line_no_, detail)};
+  }
+
+ private:
+  std::string_view rest_;
+  std::size_t line_no_;
+};
+
+Result<Bytes> hex_field(const LineParser& p, std::string_view text, std::string_view what) {
+  auto b = hex_decode(text);
+  if (!b) return fail(p.error(fmt::format("{} '{}' is not hex", what, text.substr(0, 80))));
+  return b;
+}
+
+void put_field(Bytes& out, ByteSpan field) {
+  const auto n = static_cast<std::uint32_t>(field.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
+  out.insert(out.end(), field.begin(), field.end());
+}
+
+void put_field(Bytes& out, std::string_view field, bool nul) {
+  const auto n = static_cast<std::uint32_t>(field.size() + (nul ? 1 : 0));
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
+  out.insert(out.end(), field.begin(), field.end());
+  if (nul) out.push_back(0);
+}
+
+// "algo:hex" or "type:algo:hex"; returns the field bytes ("algo:" NUL digest).
+Result<Bytes> digest_field(const LineParser& p, std::string_view text, bool v2, Entry& e) {
+  if (text.empty()) return Bytes{};
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return fail(p.error("digest lacks 'algo:' prefix"));
+  auto digest = hex_field(p, text.substr(colon + 1), "file digest");
+  if (!digest) return fail(digest.error());
+  std::string_view prefix = text.substr(0, colon);
+  if (v2) {
+    auto c = prefix.find(':');
+    if (c == std::string_view::npos) return fail(p.error("d-ngv2 digest lacks a type"));
+    e.digest_type = std::string(prefix.substr(0, c));
+    e.digest_algo = std::string(prefix.substr(c + 1));
+  } else {
+    e.digest_algo = std::string(prefix);
+  }
+  Bytes field;
+  field.reserve(prefix.size() + 2 + digest->size());
+  field.insert(field.end(), prefix.begin(), prefix.end());
+  field.push_back(':');
+  field.push_back(0);
+  field.insert(field.end(), digest->begin(), digest->end());
+  e.file_digest = std::move(*digest);
+  return field;
+}
+
+Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const Limits& limits) {
+  LineParser p(line, line_no);
+  Entry e;
+  auto pcr_text = p.token("PCR index");
+  if (!pcr_text) return fail(pcr_text.error());
+  auto [ptr, ec] = std::from_chars(pcr_text->data(), pcr_text->data() + pcr_text->size(), e.pcr);
+  if (ec != std::errc{} || ptr != pcr_text->data() + pcr_text->size() || !plausible_pcr(e.pcr)) {
+    return fail(p.error(fmt::format("PCR index '{}' is not 0..23", *pcr_text)));
+  }
+  auto hash_text = p.token("template hash");
+  if (!hash_text) return fail(hash_text.error());
+  auto hash = hex_field(p, *hash_text, "template hash");
+  if (!hash) return fail(hash.error());
+  if (hash->size() < kSha1Size || hash->size() > 64) {
+    return fail(p.error(fmt::format("template hash of {} bytes", hash->size())));
+  }
+  e.template_hash = std::move(*hash);
+  auto name = p.token("template name");
+  if (!name) return fail(name.error());
+  e.template_name = std::string(*name);
+
+  if (e.template_name == "ima") {
+    auto digest_text = p.token("file digest");
+    if (!digest_text) return fail(digest_text.error());
+    auto digest = hex_field(p, *digest_text, "file digest");
+    if (!digest) return fail(digest.error());
+    if (digest->size() != kSha1Size) return fail(p.error("legacy ima digest is not 20 bytes"));
+    if (p.rest().size() >= kLegacyNameSize) return fail(p.error("legacy ima name too long"));
+    e.digest_algo = "sha1";
+    e.file_digest = std::move(*digest);
+    e.path = std::string(p.rest());
+    e.template_data = legacy_template_data(e.file_digest, e.path);
+    return e;
+  }
+  const TemplateLayout* layout = find_layout(e.template_name);
+  if (layout == nullptr) {
+    return fail(
+        p.error(fmt::format("template '{}' cannot be rebuilt from ASCII; use the "
+                            "binary list",
+                            e.template_name)));
+  }
+  // Fields after the name are single hex tokens: split them off from the right, so the name
+  // (rest of the line) may contain spaces.
+  std::array<std::string_view, 5> text{};
+  auto digest_text = p.token("file digest");
+  if (!digest_text) return fail(digest_text.error());
+  text[0] = *digest_text;
+  for (std::size_t i = layout->count; i-- > 2;) text[i] = p.take_last();
+  text[1] = p.rest();
+
+  Bytes& data = e.template_data;
+  data.reserve(line.size());
+  for (std::size_t i = 0; i < layout->count; ++i) {
+    switch (layout->fields[i]) {
+      case Field::kDigestNg:
+      case Field::kDigestNgV2:
+      case Field::kDigestModsig: {
+        Entry scratch;
+        Entry& target = layout->fields[i] == Field::kDigestModsig ? scratch : e;
+        auto f = digest_field(p, text[i], layout->fields[i] == Field::kDigestNgV2, target);
+        if (!f) return fail(f.error());
+        put_field(data, *f);
+        break;
+      }
+      case Field::kName:
+        e.path = std::string(text[i]);
+        put_field(data, e.path, true);
+        break;
+      case Field::kSig:
+      case Field::kBuf:
+      case Field::kModsig: {
+        auto b = hex_field(p, text[i], "field");
+        if (!b) return fail(b.error());
+        put_field(data, *b);
+        Bytes& target = layout->fields[i] == Field::kSig   ? e.signature
+                        : layout->fields[i] == Field::kBuf ? e.buffer
+                                                           : e.modsig;
+        target = std::move(*b);
+        break;
+      }
+    }
+  }
+  if (data.size() > limits.max_template_data) {
+    return fail(ErrorCode::kLimitExceeded,
+                fmt::format("IMA ASCII list: line {}: template data exceeds {} bytes", line_no,
+                            limits.max_template_data));
+  }
+  return e;
+}
+
+}  // namespace
+
+Result<std::vector<Entry>> parse_ascii(std::string_view list, const Limits& limits) {
+  std::vector<Entry> entries;
+  std::size_t line_no = 0;
+  while (!list.empty()) {
+    auto nl = list.find('\n');
+    std::string_view line = list.substr(0, nl);
+    list = nl == std::string_view::npos ? std::string_view{} : list.substr(nl + 1);
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    if (entries.size() >= limits.max_entries) {
+      return fail(ErrorCode::kLimitExceeded,
+                  fmt::format("IMA ASCII list: more than {} entries", limits.max_entries));
+    }
+    auto e = parse_ascii_line(line, line_no, limits);
+    if (!e) return fail(e.error());
+    entries.push_back(std::move(*e));
+  }
+  return entries;
+}
+
+Result<std::vector<Entry>> parse(ByteSpan list, const Limits& limits) {
+  if (detect_format(list) == Format::kAscii) {
+    return parse_ascii(std::string_view(reinterpret_cast<const char*>(list.data()), list.size()),
+                       limits);
+  }
+  return parse_binary(list, limits);
+}
+
+}  // namespace warden::attest::ima

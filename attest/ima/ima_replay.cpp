@@ -1,0 +1,256 @@
+#include <algorithm>
+#include <array>
+#include <bitset>
+#include <memory>
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include "attest/ima/ima.h"
+#include "platform/base/encoding.h"
+#include "platform/base/openssl.h"
+
+namespace warden::attest::ima {
+namespace {
+
+constexpr std::size_t kMaxDigest = EVP_MAX_MD_SIZE;
+using DigestBuf = std::array<std::uint8_t, kMaxDigest>;
+
+struct MdDeleter {
+  void operator()(EVP_MD* md) const { EVP_MD_free(md); }
+};
+struct CtxDeleter {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+
+// One explicitly fetched digest and a reused context: per-entry hashing without allocation.
+class BankHasher {
+ public:
+  static Result<BankHasher> create(TpmAlg alg) {
+    BankHasher h;
+    h.alg_ = alg;
+    h.size_ = hash_size(alg);
+    h.md_.reset(EVP_MD_fetch(nullptr, EVP_MD_get0_name(ossl::evp_md(to_ossl(alg))), nullptr));
+    h.ctx_.reset(EVP_MD_CTX_new());
+    if (!h.md_ || !h.ctx_) return fail(ossl::error("IMA replay: digest setup"));
+    return h;
+  }
+  void hash(ByteSpan a, ByteSpan b, std::uint8_t* out) {
+    unsigned int len = 0;
+    if (EVP_DigestInit_ex2(ctx_.get(), md_.get(), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx_.get(), a.data(), a.size()) != 1 ||
+        (!b.empty() && EVP_DigestUpdate(ctx_.get(), b.data(), b.size()) != 1) ||
+        EVP_DigestFinal_ex(ctx_.get(), out, &len) != 1) {
+      std::abort();  // a fetched digest cannot fail on in-memory input
+    }
+  }
+  [[nodiscard]] TpmAlg alg() const { return alg_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+
+ private:
+  BankHasher() = default;
+  TpmAlg alg_ = TpmAlg::kSha1;
+  std::size_t size_ = 0;
+  std::unique_ptr<EVP_MD, MdDeleter> md_;
+  std::unique_ptr<EVP_MD_CTX, CtxDeleter> ctx_;
+};
+
+struct Bank {
+  BankHasher hasher;
+  std::array<DigestBuf, kPcrCount> pcrs{};
+  std::bitset<kPcrCount> touched;
+};
+
+class Replayer {
+ public:
+  static Result<Replayer> create(const ReplayState& state, const ReplayOptions& options) {
+    Replayer r;
+    r.options_ = &options;
+    auto sha1 = BankHasher::create(TpmAlg::kSha1);
+    if (!sha1) return fail(sha1.error());
+    r.sha1_ = std::make_unique<BankHasher>(std::move(*sha1));
+    for (TpmAlg alg : options.banks) {
+      auto h = BankHasher::create(alg);
+      if (!h) return fail(h.error());
+      Bank bank{std::move(*h), {}, {}};
+      if (state.pcrs.has_bank(alg)) {
+        for (unsigned i = 0; i < kPcrCount; ++i) {
+          const Bytes* v = state.pcrs.get(alg, i);
+          std::copy(v->begin(), v->end(), bank.pcrs[i].begin());
+        }
+      } else if (state.entries != 0) {
+        return fail(ErrorCode::kInvalidArgument,
+                    fmt::format("IMA replay: carried state after {} entries lacks bank {}",
+                                state.entries, hash_name(alg)));
+      }
+      r.banks_.push_back(std::move(bank));
+    }
+    return r;
+  }
+
+  void step(const Entry& e, std::uint64_t index, std::vector<EntryProblem>& problems) {
+    const bool violation = e.violation();
+    DigestBuf sha1_of_data{};
+    if (!violation && options_->check_template_hash && e.template_hash.size() == 20) {
+      sha1_->hash(e.template_data, {}, sha1_of_data.data());
+      if (!std::equal(e.template_hash.begin(), e.template_hash.end(), sha1_of_data.begin())) {
+        problems.push_back({index, ErrorCode::kReplayMismatch,
+                            fmt::format("IMA entry {} ({}): template hash {} does not match "
+                                        "SHA-1 of its template data {}",
+                                        index, e.path, hex_encode(e.template_hash),
+                                        hex_encode(ByteSpan(sha1_of_data.data(), 20)))});
+      }
+    }
+    for (Bank& bank : banks_) {
+      const std::size_t n = bank.hasher.size();
+      DigestBuf digest{};
+      if (violation) {
+        std::fill_n(digest.begin(), n, std::uint8_t{0xff});
+      } else if (bank.hasher.alg() == TpmAlg::kSha1) {
+        // The list's SHA-1 template hash is what the kernel extended (it was checked above).
+        std::copy_n(e.template_hash.begin(), std::min<std::size_t>(20, e.template_hash.size()),
+                    digest.begin());
+      } else if (e.template_hash.size() == n) {
+        // Per-bank list (`…_runtime_measurements_<alg>`): the column is this bank's digest.
+        std::copy(e.template_hash.begin(), e.template_hash.end(), digest.begin());
+      } else if (options_->rule == BankRule::kTemplateDataHash) {
+        bank.hasher.hash(e.template_data, {}, digest.data());
+      } else {
+        std::copy_n(e.template_hash.begin(), std::min(n, e.template_hash.size()), digest.begin());
+      }
+      DigestBuf& pcr = bank.pcrs[e.pcr];
+      bank.hasher.hash(ByteSpan(pcr.data(), n), ByteSpan(digest.data(), n), pcr.data());
+      bank.touched.set(e.pcr);
+    }
+  }
+
+  Status store(ReplayState& state) const {
+    for (const Bank& bank : banks_) {
+      const TpmAlg alg = bank.hasher.alg();
+      if (!state.pcrs.has_bank(alg)) state.pcrs.init_bank(alg);
+      for (unsigned i = 0; i < kPcrCount; ++i) {
+        if (!bank.touched.test(i)) continue;
+        WARDEN_TRY_STATUS(
+            state.pcrs.set(alg, i, ByteSpan(bank.pcrs[i].data(), bank.hasher.size())));
+      }
+    }
+    return ok();
+  }
+
+  [[nodiscard]] ByteSpan value(TpmAlg alg, unsigned pcr) const {
+    for (const Bank& bank : banks_) {
+      if (bank.hasher.alg() == alg) return ByteSpan(bank.pcrs[pcr].data(), bank.hasher.size());
+    }
+    return {};
+  }
+
+ private:
+  Replayer() = default;
+  const ReplayOptions* options_ = nullptr;
+  std::unique_ptr<BankHasher> sha1_;
+  std::vector<Bank> banks_;
+};
+
+}  // namespace
+
+ReplayState initial_state(const ReplayOptions& options) {
+  ReplayState state;
+  for (TpmAlg alg : options.banks) state.pcrs.init_bank(alg);
+  return state;
+}
+
+Result<ReplayResult> replay(std::span<const Entry> entries, ReplayState state,
+                            const ReplayOptions& options) {
+  auto r = Replayer::create(state, options);
+  if (!r) return fail(r.error());
+  ReplayResult result;
+  std::uint64_t index = state.entries;
+  for (const Entry& e : entries) {
+    if (e.pcr >= kPcrCount) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("IMA replay: entry {}: PCR index {} out of range", index, e.pcr));
+    }
+    r->step(e, index, result.problems);
+    ++index;
+  }
+  WARDEN_TRY_STATUS(r->store(state));
+  state.entries = index;
+  result.state = std::move(state);
+  return result;
+}
+
+Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState state, TpmAlg bank,
+                                     ByteSpan quoted, unsigned pcr, const ReplayOptions& options) {
+  if (std::find(options.banks.begin(), options.banks.end(), bank) == options.banks.end() ||
+      pcr >= kPcrCount) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("IMA replay: bank {} PCR {} is not replayed", hash_name(bank), pcr));
+  }
+  auto r = Replayer::create(state, options);
+  if (!r) return fail(r.error());
+  ReplayResult result;
+  std::uint64_t index = state.entries;
+  auto matches = [&] {
+    ByteSpan v = r->value(bank, pcr);
+    return v.size() == quoted.size() && std::equal(v.begin(), v.end(), quoted.begin());
+  };
+  bool found = matches();
+  for (std::size_t i = 0; i < entries.size() && !found; ++i) {
+    const Entry& e = entries[i];
+    if (e.pcr >= kPcrCount) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("IMA replay: entry {}: PCR index {} out of range", index, e.pcr));
+    }
+    r->step(e, index, result.problems);
+    ++index;
+    found = matches();
+  }
+  if (!found) {
+    return fail(ErrorCode::kReplayMismatch,
+                fmt::format("IMA replay: no prefix of entries {}..{} replays to the quoted {} "
+                            "PCR {} {}; full replay gives {}",
+                            state.entries, index, hash_name(bank), pcr, hex_encode(quoted),
+                            hex_encode(r->value(bank, pcr))));
+  }
+  WARDEN_TRY_STATUS(r->store(state));
+  state.entries = index;
+  result.state = std::move(state);
+  return result;
+}
+
+Result<BootAggregate> check_boot_aggregate(const Entry& entry, const PcrValues& pcrs) {
+  if (entry.path != "boot_aggregate") {
+    return fail(
+        ErrorCode::kMalformed,
+        fmt::format("IMA boot_aggregate: first entry is '{}', not boot_aggregate", entry.path));
+  }
+  if (std::all_of(entry.file_digest.begin(), entry.file_digest.end(),
+                  [](std::uint8_t b) { return b == 0; })) {
+    return BootAggregate::kNoTpm;
+  }
+  auto alg = ima_hash_alg(entry.digest_algo);
+  if (!alg) {
+    return fail(
+        ErrorCode::kUnsupported,
+        fmt::format("IMA boot_aggregate: digest algorithm '{}' not supported", entry.digest_algo));
+  }
+  if (!pcrs.has_bank(*alg)) {
+    return fail(
+        ErrorCode::kPcrSelectionMismatch,
+        fmt::format("IMA boot_aggregate: no {} PCR values to check against", hash_name(*alg)));
+  }
+  const unsigned last = *alg == TpmAlg::kSha1 ? 7 : 9;
+  auto hasher = ossl::Hasher::create(to_ossl(*alg));
+  if (!hasher) return fail(hasher.error());
+  for (unsigned i = 0; i <= last; ++i) hasher->update(*pcrs.get(*alg, i));
+  Bytes expected = hasher->finish();
+  if (expected != entry.file_digest) {
+    return fail(
+        ErrorCode::kPcrDigestMismatch,
+        fmt::format("IMA boot_aggregate ({} over PCR 0..{}): expected {}, found {}",
+                    hash_name(*alg), last, hex_encode(expected), hex_encode(entry.file_digest)));
+  }
+  return BootAggregate::kMatch;
+}
+
+}  // namespace warden::attest::ima

@@ -1,0 +1,311 @@
+#include "attest/ima/ima.h"
+
+#include <gtest/gtest.h>
+
+#include "platform/base/encoding.h"
+#include "platform/base/openssl.h"
+
+namespace warden::attest::ima {
+namespace {
+
+Bytes b(std::string_view s) { return to_bytes(s); }
+
+void field(ByteWriter& w, ByteSpan data) {
+  w.u32le(static_cast<std::uint32_t>(data.size()));
+  w.bytes(data);
+}
+
+Bytes d_ng(std::string_view algo, ByteSpan digest) {
+  ByteWriter w;
+  w.bytes(algo).u8(':').u8(0).bytes(digest);
+  return std::move(w).take();
+}
+
+Bytes n_ng(std::string_view path) {
+  ByteWriter w;
+  w.bytes(path).u8(0);
+  return std::move(w).take();
+}
+
+/// A list built in both forms, entry by entry.
+struct ListBuilder {
+  ByteWriter binary;
+  std::string ascii;
+
+  void add(std::string_view tmpl, const std::vector<Bytes>& fields, std::string ascii_fields,
+           bool violation = false) {
+    ByteWriter data;
+    for (const Bytes& f : fields) field(data, f);
+    Bytes hash = violation ? Bytes(20, 0) : *ossl::digest(ossl::Hash::kSha1, data.data());
+    binary.u32le(10).bytes(hash).u32le(static_cast<std::uint32_t>(tmpl.size())).bytes(tmpl);
+    field(binary, data.data());
+    ascii += "10 " + hex_encode(hash) + " " + std::string(tmpl) + " " + ascii_fields + "\n";
+  }
+  void ng(std::string_view path, std::string_view content, bool violation = false) {
+    Bytes digest = ossl::sha256(b(content));
+    add("ima-ng", {d_ng("sha256", digest), n_ng(path)},
+        "sha256:" + hex_encode(digest) + " " + std::string(path), violation);
+  }
+  void sig(std::string_view path, ByteSpan sig) {
+    Bytes digest = ossl::sha256(b(path));
+    add("ima-sig", {d_ng("sha256", digest), n_ng(path), Bytes(sig.begin(), sig.end())},
+        "sha256:" + hex_encode(digest) + " " + std::string(path) + " " + hex_encode(sig));
+  }
+  void buf(std::string_view name, ByteSpan buffer) {
+    Bytes digest = ossl::sha256(buffer);
+    add("ima-buf", {d_ng("sha256", digest), n_ng(name), Bytes(buffer.begin(), buffer.end())},
+        "sha256:" + hex_encode(digest) + " " + std::string(name) + " " + hex_encode(buffer));
+  }
+  void modsig(std::string_view path, ByteSpan sig) {
+    Bytes digest = ossl::sha256(b(path));
+    Bytes d_mod = d_ng("sha256", ossl::sha256(b("stripped")));
+    add("ima-modsig",
+        {d_ng("sha256", digest), n_ng(path), Bytes{}, d_mod, Bytes(sig.begin(), sig.end())},
+        "sha256:" + hex_encode(digest) + " " + std::string(path) +
+            "  sha256:" + hex_encode(ossl::sha256(b("stripped"))) + " " + hex_encode(sig));
+  }
+  void ngv2(std::string_view path) {
+    Bytes digest = ossl::sha256(b(path));
+    ByteWriter d;
+    d.bytes(std::string_view("ima:sha256:")).u8(0).bytes(digest);
+    add("ima-ngv2", {std::move(d).take(), n_ng(path)},
+        "ima:sha256:" + hex_encode(digest) + " " + std::string(path));
+  }
+  void legacy(std::string_view path) {
+    Bytes digest = *ossl::digest(ossl::Hash::kSha1, b(path));
+    Bytes hashed = digest;
+    hashed.insert(hashed.end(), path.begin(), path.end());
+    hashed.resize(20 + 256, 0);
+    Bytes hash = *ossl::digest(ossl::Hash::kSha1, hashed);
+    binary.u32le(10).bytes(hash).u32le(3).bytes(std::string_view("ima")).bytes(digest);
+    binary.u32le(static_cast<std::uint32_t>(path.size())).bytes(path);
+    ascii +=
+        "10 " + hex_encode(hash) + " ima " + hex_encode(digest) + " " + std::string(path) + "\n";
+  }
+  [[nodiscard]] ByteSpan bin() const { return binary.data(); }
+  [[nodiscard]] ByteSpan text() const {
+    return {reinterpret_cast<const std::uint8_t*>(ascii.data()), ascii.size()};
+  }
+};
+
+ListBuilder every_template() {
+  ListBuilder l;
+  l.ng("boot_aggregate", "x");
+  l.ng("/usr/bin/bash", "bash");
+  l.ng("/home/user/My Documents/a b.sh", "spaces");
+  Bytes sig = *hex_decode("030204aabbccdd0004deadbeef");
+  l.sig("/usr/lib/libc.so.6", sig);
+  l.sig("/etc/with space", Bytes{});
+  l.buf("kexec-cmdline", b("root=/dev/sda1 ro"));
+  l.modsig("/lib/modules/x.ko", b("modsig-bytes"));
+  l.ngv2("/usr/bin/true");
+  l.legacy("/sbin/init");
+  l.ng("/tmp/violated", "v", /*violation=*/true);
+  return l;
+}
+
+// Reference replay written out longhand.
+Bytes manual_pcr10(const std::vector<Entry>& entries, TpmAlg alg) {
+  Bytes pcr(hash_size(alg), 0);
+  for (const Entry& e : entries) {
+    Bytes d;
+    if (e.violation()) {
+      d.assign(hash_size(alg), 0xff);
+    } else if (alg == TpmAlg::kSha1) {
+      d = e.template_hash;
+    } else {
+      d = *ossl::digest(to_ossl(alg), e.template_data);
+    }
+    pcr.insert(pcr.end(), d.begin(), d.end());
+    pcr = *ossl::digest(to_ossl(alg), pcr);
+  }
+  return pcr;
+}
+
+TEST(ImaParse, EveryTemplateBinary) {
+  ListBuilder l = every_template();
+  EXPECT_EQ(detect_format(l.bin()), Format::kBinary);
+  auto entries = parse_binary(l.bin());
+  ASSERT_TRUE(entries) << entries.error().message;
+  ASSERT_EQ(entries->size(), 10u);
+  const auto& e = *entries;
+  EXPECT_EQ(e[0].path, "boot_aggregate");
+  EXPECT_EQ(e[0].digest_algo, "sha256");
+  EXPECT_EQ(e[0].file_digest, ossl::sha256(b("x")));
+  EXPECT_EQ(e[2].path, "/home/user/My Documents/a b.sh");
+  EXPECT_EQ(e[3].template_name, "ima-sig");
+  EXPECT_EQ(hex_encode(e[3].signature), "030204aabbccdd0004deadbeef");
+  EXPECT_TRUE(e[4].signature.empty());
+  EXPECT_EQ(to_string(e[5].buffer), "root=/dev/sda1 ro");
+  EXPECT_EQ(to_string(e[6].modsig), "modsig-bytes");
+  EXPECT_EQ(e[7].digest_type, "ima");
+  EXPECT_EQ(e[7].digest_algo, "sha256");
+  EXPECT_EQ(e[8].template_name, "ima");
+  EXPECT_EQ(e[8].path, "/sbin/init");
+  EXPECT_EQ(e[8].digest_algo, "sha1");
+  EXPECT_TRUE(e[9].violation());
+  for (const Entry& x : e) EXPECT_EQ(x.pcr, 10u);
+}
+
+TEST(ImaParse, AsciiEqualsBinary) {
+  ListBuilder l = every_template();
+  EXPECT_EQ(detect_format(l.text()), Format::kAscii);
+  auto bin = parse(l.bin());
+  auto txt = parse(l.text());
+  ASSERT_TRUE(bin) << bin.error().message;
+  ASSERT_TRUE(txt) << txt.error().message;
+  ASSERT_EQ(bin->size(), txt->size());
+  for (std::size_t i = 0; i < bin->size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ((*bin)[i].template_data, (*txt)[i].template_data);
+    EXPECT_EQ((*bin)[i].path, (*txt)[i].path);
+    EXPECT_EQ((*bin)[i].signature, (*txt)[i].signature);
+    EXPECT_EQ((*bin)[i].file_digest, (*txt)[i].file_digest);
+  }
+  auto rb = replay(*bin, initial_state());
+  auto rt = replay(*txt, initial_state());
+  ASSERT_TRUE(rb && rt);
+  EXPECT_EQ(rb->state.pcrs, rt->state.pcrs);
+  EXPECT_TRUE(rb->problems.empty());
+  EXPECT_TRUE(rt->problems.empty()) << rt->problems[0].message;
+}
+
+TEST(ImaReplay, MatchesManualExtendBothBanks) {
+  ListBuilder l = every_template();
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  auto r = replay(*entries, initial_state());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state.entries, 10u);
+  EXPECT_EQ(*r->state.pcrs.get(TpmAlg::kSha1, 10), manual_pcr10(*entries, TpmAlg::kSha1));
+  EXPECT_EQ(*r->state.pcrs.get(TpmAlg::kSha256, 10), manual_pcr10(*entries, TpmAlg::kSha256));
+  EXPECT_EQ(*r->state.pcrs.get(TpmAlg::kSha256, 0), Bytes(32, 0));
+}
+
+TEST(ImaReplay, ViolationExtendsAllOnes) {
+  ListBuilder l;
+  l.ng("/tmp/x", "x", true);
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  auto r = replay(*entries, initial_state());
+  ASSERT_TRUE(r);
+  Bytes expect(20, 0);
+  expect.resize(40, 0xff);
+  EXPECT_EQ(*r->state.pcrs.get(TpmAlg::kSha1, 10), *ossl::digest(ossl::Hash::kSha1, expect));
+  EXPECT_TRUE(r->problems.empty());
+}
+
+TEST(ImaReplay, PaddedSha1RuleForOldKernels) {
+  ListBuilder l;
+  l.ng("/a", "a");
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  ReplayOptions opt;
+  opt.rule = BankRule::kPaddedSha1;
+  auto r = replay(*entries, initial_state(opt), opt);
+  ASSERT_TRUE(r);
+  Bytes in(32, 0);
+  Bytes padded = (*entries)[0].template_hash;
+  padded.resize(32, 0);
+  in.insert(in.end(), padded.begin(), padded.end());
+  EXPECT_EQ(*r->state.pcrs.get(TpmAlg::kSha256, 10), ossl::sha256(in));
+}
+
+TEST(ImaReplay, IncrementalEqualsFull) {
+  ListBuilder l = every_template();
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  auto full = replay(*entries, initial_state());
+  ASSERT_TRUE(full);
+  std::span<const Entry> all(*entries);
+  auto first = replay(all.first(4), initial_state());
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->state.entries, 4u);
+  auto second = replay(all.subspan(4), first->state);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->state.entries, 10u);
+  EXPECT_EQ(second->state.pcrs, full->state.pcrs);
+}
+
+TEST(ImaReplay, TamperedTemplateHashIsFlagged) {
+  ListBuilder l = every_template();
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  (*entries)[2].template_data.back() ^= 1;  // alter the path's NUL
+  auto r = replay(*entries, initial_state());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->problems.size(), 1u);
+  EXPECT_EQ(r->problems[0].index, 2u);
+  EXPECT_EQ(r->problems[0].code, ErrorCode::kReplayMismatch);
+  EXPECT_NE(r->problems[0].message.find("template hash"), std::string::npos);
+}
+
+TEST(ImaReplay, ShortestPrefixMatchingQuote) {
+  ListBuilder l = every_template();
+  auto entries = parse(l.bin());
+  ASSERT_TRUE(entries);
+  std::span<const Entry> all(*entries);
+  auto part = replay(all.first(6), initial_state());
+  ASSERT_TRUE(part);
+  Bytes quoted = *part->state.pcrs.get(TpmAlg::kSha256, 10);
+  auto r = replay_to_quote(all, initial_state(), TpmAlg::kSha256, quoted);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state.entries, 6u);
+  EXPECT_EQ(r->state.pcrs, part->state.pcrs);
+  auto bad = replay_to_quote(all, initial_state(), TpmAlg::kSha256, Bytes(32, 7));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kReplayMismatch);
+}
+
+TEST(ImaBootAggregate, Banks) {
+  PcrValues pcrs;
+  pcrs.init_bank(TpmAlg::kSha1);
+  pcrs.init_bank(TpmAlg::kSha256);
+  ASSERT_TRUE(pcrs.extend(TpmAlg::kSha256, 9, Bytes(32, 1)));
+  ASSERT_TRUE(pcrs.extend(TpmAlg::kSha1, 0, Bytes(20, 1)));
+  Bytes cat256, cat1;
+  for (unsigned i = 0; i < 10; ++i) {
+    const Bytes* v = pcrs.get(TpmAlg::kSha256, i);
+    cat256.insert(cat256.end(), v->begin(), v->end());
+  }
+  for (unsigned i = 0; i < 8; ++i) {
+    const Bytes* v = pcrs.get(TpmAlg::kSha1, i);
+    cat1.insert(cat1.end(), v->begin(), v->end());
+  }
+  Entry e;
+  e.path = "boot_aggregate";
+  e.digest_algo = "sha256";
+  e.file_digest = ossl::sha256(cat256);
+  auto ok256 = check_boot_aggregate(e, pcrs);
+  ASSERT_TRUE(ok256) << ok256.error().message;
+  EXPECT_EQ(*ok256, BootAggregate::kMatch);
+  e.digest_algo = "sha1";
+  e.file_digest = *ossl::digest(ossl::Hash::kSha1, cat1);
+  EXPECT_TRUE(check_boot_aggregate(e, pcrs));
+  e.file_digest[0] ^= 1;
+  auto bad = check_boot_aggregate(e, pcrs);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kPcrDigestMismatch);
+  e.file_digest.assign(20, 0);
+  EXPECT_EQ(*check_boot_aggregate(e, pcrs), BootAggregate::kNoTpm);
+}
+
+TEST(ImaParse, MalformedInputGivesReasonAndOffset) {
+  ListBuilder l = every_template();
+  Bytes bin(l.bin().begin(), l.bin().end());
+  bin.resize(bin.size() - 3);
+  auto r = parse_binary(bin);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("offset"), std::string::npos) << r.error().message;
+  auto a = parse_ascii("10 zz ima-ng sha1:00 x\n");
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message.find("line 1"), std::string::npos);
+  auto pcr = parse_ascii("99 " + std::string(40, '0') + " ima-ng sha1:00 x\n");
+  ASSERT_FALSE(pcr);
+  ByteWriter w;
+  w.u32le(10).bytes(Bytes(20, 1)).u32le(0xffffffff);
+  EXPECT_FALSE(parse_binary(w.data()));
+}
+
+}  // namespace
+}  // namespace warden::attest::ima
