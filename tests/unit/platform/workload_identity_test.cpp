@@ -1,12 +1,13 @@
 #include "platform/os/workload_identity.h"
 
-#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
 
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
@@ -32,20 +33,25 @@ TEST(ParseCgroup, EveryRuntimePattern) {
       {"user manager app",
        "0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n",
        {"user@1000.service/app.slice/x.scope", "", "", ""}},
-      {"session scope", "0::/user.slice/user-1000.slice/session-3.scope\n",
+      {"session scope",
+       "0::/user.slice/user-1000.slice/session-3.scope\n",
        {"session-3.scope", "", "", ""}},
-      {"docker v2", "0::/system.slice/docker-" + kId64 + ".scope\n",
+      {"docker v2",
+       "0::/system.slice/docker-" + kId64 + ".scope\n",
        {"docker-" + kId64 + ".scope", kId64, "docker", ""}},
       {"docker v1",
        "12:pids:/docker/" + kId64 + "\n11:memory:/docker/" + kId64 + "\n1:name=systemd:/docker/" +
            kId64 + "\n0::/\n",
        {"", kId64, "docker", ""}},
-      {"containerd", "0::/system.slice/cri-containerd-" + kId64 + ".scope\n",
+      {"containerd",
+       "0::/system.slice/cri-containerd-" + kId64 + ".scope\n",
        {"cri-containerd-" + kId64 + ".scope", kId64, "containerd", ""}},
-      {"cri-o", "0::/machine.slice/crio-" + kId64 + ".scope\n",
+      {"cri-o",
+       "0::/machine.slice/crio-" + kId64 + ".scope\n",
        {"crio-" + kId64 + ".scope", kId64, "cri-o", ""}},
-      {"podman", "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kId64 +
-                     ".scope/container\n",
+      {"podman",
+       "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kId64 +
+           ".scope/container\n",
        {"user@1000.service/user.slice/libpod-" + kId64 + ".scope/container", kId64, "podman", ""}},
       {"kubepods v2",
        "0::/kubepods.slice/kubepods-burstable.slice/"
@@ -55,13 +61,15 @@ TEST(ParseCgroup, EveryRuntimePattern) {
         "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"}},
       {"kubepods v1",
        "11:memory:/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/" + kId64 +
-           "\n1:name=systemd:/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/" +
-           kId64 + "\n",
+           "\n1:name=systemd:/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/" + kId64 +
+           "\n",
        {"", kId64, "kubepods", "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"}},
-      {"hybrid v1 systemd + empty v2", "1:name=systemd:/system.slice/sshd.service\n0::/\n",
+      {"hybrid v1 systemd + empty v2",
+       "1:name=systemd:/system.slice/sshd.service\n0::/\n",
        {"sshd.service", "", "", ""}},
       {"garbage", "not a cgroup file", {}},
-      {"short non-hex id ignored", "0::/system.slice/docker-xyz.scope\n",
+      {"short non-hex id ignored",
+       "0::/system.slice/docker-xyz.scope\n",
        {"docker-xyz.scope", "", "", ""}},
   };
   for (const auto& c : cases) {
