@@ -1,0 +1,324 @@
+#include "agent/api/handlers.h"
+
+#include <boost/json.hpp>
+
+#include "platform/base/encoding.h"
+
+namespace warden::agent::api {
+namespace json = boost::json;
+namespace {
+
+unsigned status_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kMalformed:
+      return 400;
+    case ErrorCode::kPermissionDenied:
+    case ErrorCode::kPolicyViolation:
+    case ErrorCode::kRevoked:
+      return 403;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kConflict:
+    case ErrorCode::kAlreadyExists:
+      return 409;
+    case ErrorCode::kLimitExceeded:
+      return 429;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kTimeout:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+HttpReply ok_reply(unsigned status, const json::value& v) { return {status, json::serialize(v)}; }
+
+HttpReply bad_request(std::string reason) { return error_reply(400, "bad_request", reason); }
+
+/// Parses a JSON object body; only keys in `allowed` may appear.
+Result<json::object> parse_object(std::string_view body,
+                                  std::initializer_list<std::string_view> allowed) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return fail(ErrorCode::kMalformed, "request body: invalid JSON: " + ec.message());
+  if (!v.is_object()) return fail(ErrorCode::kMalformed, "request body: expected a JSON object");
+  for (const auto& kv : v.as_object()) {
+    bool known = false;
+    for (auto k : allowed) known = known || kv.key() == k;
+    if (!known) {
+      return fail(ErrorCode::kMalformed,
+                  "request body: unknown field \"" + std::string(kv.key()) + "\"");
+    }
+  }
+  return std::move(v.as_object());
+}
+
+Result<std::string> get_string(const json::object& o, std::string_view key, bool required) {
+  const auto* v = o.if_contains(key);
+  if (v == nullptr) {
+    if (required)
+      return fail(ErrorCode::kMalformed, "request body: \"" + std::string(key) + "\" is required");
+    return std::string();
+  }
+  if (!v->is_string()) {
+    return fail(ErrorCode::kMalformed,
+                "request body: \"" + std::string(key) + "\" must be a string");
+  }
+  return std::string(v->as_string());
+}
+
+Result<TokenRequest> parse_token_request(std::string_view body) {
+  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"});
+  if (!o) return fail(std::move(o).error());
+  TokenRequest r;
+  auto audience = get_string(*o, "audience", true);
+  if (!audience) return fail(std::move(audience).error());
+  if (audience->empty())
+    return fail(ErrorCode::kMalformed, "request body: \"audience\" must not be empty");
+  r.audience = std::move(*audience);
+  if (const auto* scopes = o->if_contains("scopes")) {
+    if (!scopes->is_array())
+      return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
+    for (const auto& s : scopes->as_array()) {
+      if (!s.is_string())
+        return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
+      r.scopes.emplace_back(s.as_string());
+    }
+  }
+  if (const auto* ttl = o->if_contains("ttl")) {
+    if (!ttl->is_int64() && !ttl->is_uint64()) {
+      return fail(ErrorCode::kMalformed,
+                  "request body: \"ttl\" must be an integer number of seconds");
+    }
+    const auto seconds = ttl->to_number<std::int64_t>();
+    if (seconds <= 0) return fail(ErrorCode::kMalformed, "request body: \"ttl\" must be positive");
+    r.ttl = std::chrono::seconds(seconds);
+  }
+  if (o->contains("format")) {
+    auto format = get_string(*o, "format", true);
+    if (!format) return fail(std::move(format).error());
+    if (*format == "jwt") {
+      r.format = TokenFormat::kJwt;
+    } else if (*format == "cwt") {
+      r.format = TokenFormat::kCwt;
+    } else {
+      return fail(ErrorCode::kMalformed,
+                  "request body: \"format\" must be \"jwt\" or \"cwt\", found \"" + *format + "\"");
+    }
+  }
+  return r;
+}
+
+Result<ProofRequest> parse_proof_request(std::string_view body) {
+  auto o = parse_object(body, {"jti", "htm", "htu"});
+  if (!o) return fail(std::move(o).error());
+  ProofRequest r;
+  for (auto [key, out] :
+       {std::pair{"jti", &r.jti}, std::pair{"htm", &r.htm}, std::pair{"htu", &r.htu}}) {
+    auto v = get_string(*o, key, true);
+    if (!v) return fail(std::move(v).error());
+    if (v->empty())
+      return fail(ErrorCode::kMalformed,
+                  "request body: \"" + std::string(key) + "\" must not be empty");
+    *out = std::move(*v);
+  }
+  for (char c : r.htm) {
+    if (c < 'A' || c > 'Z')
+      return fail(ErrorCode::kMalformed,
+                  "request body: \"htm\" must be an HTTP method like GET, found \"" + r.htm + "\"");
+  }
+  if (r.htu.rfind("https://", 0) != 0 && r.htu.rfind("http://", 0) != 0) {
+    return fail(ErrorCode::kMalformed,
+                "request body: \"htu\" must be an http(s) URI, found \"" + r.htu + "\"");
+  }
+  return r;
+}
+
+Result<SelectorMatch> parse_selector_match(const json::value& v) {
+  if (!v.is_object())
+    return fail(ErrorCode::kMalformed, "request body: \"allow\" entries must be objects");
+  const auto& o = v.as_object();
+  SelectorMatch m;
+  bool any = false;
+  for (const auto& kv : o) {
+    const std::string_view k = kv.key();
+    if (k == "uid" || k == "gid") {
+      if (!kv.value().is_int64() && !kv.value().is_uint64())
+        return fail(ErrorCode::kMalformed,
+                    "request body: allow." + std::string(k) + " must be an integer");
+      const auto n = kv.value().to_number<std::int64_t>();
+      if (n < 0 || n > 0xFFFFFFFFLL)
+        return fail(ErrorCode::kMalformed,
+                    "request body: allow." + std::string(k) + " out of range");
+      (k == "uid" ? m.uid : m.gid) = static_cast<std::uint32_t>(n);
+    } else {
+      std::optional<std::string>* field = nullptr;
+      if (k == "systemd_unit") field = &m.systemd_unit;
+      if (k == "container_id") field = &m.container_id;
+      if (k == "container_runtime") field = &m.container_runtime;
+      if (k == "exe_path") field = &m.exe_path;
+      if (k == "exe_sha256") field = &m.exe_sha256;
+      if (field == nullptr)
+        return fail(ErrorCode::kMalformed,
+                    "request body: unknown selector \"" + std::string(k) + "\"");
+      if (!kv.value().is_string())
+        return fail(ErrorCode::kMalformed,
+                    "request body: allow." + std::string(k) + " must be a string");
+      *field = std::string(kv.value().as_string());
+    }
+    any = true;
+  }
+  if (!any)
+    return fail(ErrorCode::kMalformed,
+                "request body: an \"allow\" entry must name at least one selector");
+  return m;
+}
+
+Result<SealRequest> parse_seal_request(std::string name, std::string_view body) {
+  auto o = parse_object(body, {"value", "allow"});
+  if (!o) return fail(std::move(o).error());
+  SealRequest r;
+  r.name = std::move(name);
+  auto value = get_string(*o, "value", true);
+  if (!value) return fail(std::move(value).error());
+  auto decoded = base64_decode(*value);
+  if (!decoded) return fail(ErrorCode::kMalformed, "request body: \"value\" must be base64");
+  r.value = SecretBytes(*decoded);
+  const auto* allow = o->if_contains("allow");
+  if (allow == nullptr || !allow->is_array() || allow->as_array().empty()) {
+    return fail(ErrorCode::kMalformed,
+                "request body: \"allow\" must be a non-empty array of selector objects");
+  }
+  for (const auto& entry : allow->as_array()) {
+    auto m = parse_selector_match(entry);
+    if (!m) return fail(std::move(m).error());
+    r.allow.push_back(std::move(*m));
+  }
+  return r;
+}
+
+json::value status_json(const AgentStatus& s) {
+  return json::object{
+      {"state", s.state}, {"reason", s.reason}, {"since", s.since}, {"enrolled", s.enrolled}};
+}
+
+}  // namespace
+
+HttpReply error_reply(unsigned status, std::string_view code, std::string_view reason) {
+  return {status, json::serialize(json::object{{"error", code}, {"reason", reason}})};
+}
+
+HttpReply error_reply(const Error& error) {
+  return error_reply(status_for(error.code), to_string(error.code), error.message);
+}
+
+std::string identity_json(const os::Selectors& s) {
+  auto str = [](const std::string& v) { return v.empty() ? json::value(nullptr) : json::value(v); };
+  return json::serialize(json::object{
+      {"pid", s.pid},
+      {"uid", s.uid},
+      {"gid", s.gid},
+      {"systemd_unit", str(s.systemd_unit)},
+      {"container_id", str(s.container_id)},
+      {"container_runtime", str(s.container_runtime)},
+      {"pod_uid", str(s.pod_uid)},
+      {"exe_path", str(s.exe_path)},
+      {"exe_sha256", str(s.exe_sha256)},
+  });
+}
+
+bool valid_secret_name(std::string_view name) {
+  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& caller,
+                std::string_view method, std::string_view target, std::string_view body) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  constexpr std::string_view kSecrets = "/v1/secrets/";
+  const bool admin = socket == Socket::kAdmin;
+
+  if (path == "/v1/identity") {
+    if (method != "GET") return error_reply(405, "method_not_allowed", "GET /v1/identity");
+    return {200, identity_json(caller)};
+  }
+  if (path == "/v1/token") {
+    if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/token");
+    auto request = parse_token_request(body);
+    if (!request) return bad_request(request.error().message);
+    auto r = service.token(caller, *request);
+    if (!r) return error_reply(r.error());
+    return ok_reply(200, json::object{{"token", r->token},
+                                      {"token_type", r->token_type},
+                                      {"jti", r->jti},
+                                      {"expires_at", r->expires_at}});
+  }
+  if (path == "/v1/proof") {
+    if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/proof");
+    auto request = parse_proof_request(body);
+    if (!request) return bad_request(request.error().message);
+    auto r = service.proof(caller, *request);
+    if (!r) return error_reply(r.error());
+    return ok_reply(200, json::object{{"proof", r->proof}});
+  }
+  if (path.substr(0, kSecrets.size()) == kSecrets) {
+    const std::string name(path.substr(kSecrets.size()));
+    if (!valid_secret_name(name))
+      return bad_request("secret name must match [A-Za-z0-9._-]{1,128}");
+    if (method == "GET") {
+      auto r = service.secret(caller, name);
+      if (!r) return error_reply(r.error());
+      return ok_reply(200, json::object{{"name", name}, {"value", base64_encode(r->view())}});
+    }
+    if (method == "PUT" && admin) {
+      auto request = parse_seal_request(name, body);
+      if (!request) return bad_request(request.error().message);
+      if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
+      return ok_reply(201, json::object{{"name", name}, {"sealed", true}});
+    }
+    return error_reply(405, "method_not_allowed",
+                       admin ? "GET or PUT /v1/secrets/{name}" : "GET /v1/secrets/{name}");
+  }
+  if (admin && path == "/v1/status") {
+    if (method != "GET") return error_reply(405, "method_not_allowed", "GET /v1/status");
+    auto r = service.status();
+    if (!r) return error_reply(r.error());
+    return ok_reply(200, status_json(*r));
+  }
+  if (admin && path == "/v1/revoke") {
+    if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/revoke");
+    auto o = parse_object(body.empty() ? std::string_view("{}") : body, {"reason"});
+    if (!o) return bad_request(o.error().message);
+    auto reason = get_string(*o, "reason", false);
+    if (!reason) return bad_request(reason.error().message);
+    if (auto s = service.revoke(caller, reason->empty() ? "admin request" : *reason); !s)
+      return error_reply(s.error());
+    return ok_reply(200, json::object{{"revoked", true}});
+  }
+  if (admin && path == "/v1/reattest") {
+    if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/reattest");
+    auto r = service.reattest(caller);
+    if (!r) return error_reply(r.error());
+    return ok_reply(202, status_json(*r));
+  }
+  return error_reply(404, "not_found",
+                     "no route for " + std::string(method) + " " + std::string(path));
+}
+
+}  // namespace warden::agent::api
+
+namespace warden::agent {
+bool SelectorMatch::matches(const os::Selectors& s) const {
+  return (!uid || *uid == s.uid) && (!gid || *gid == s.gid) &&
+         (!systemd_unit || *systemd_unit == s.systemd_unit) &&
+         (!container_id || *container_id == s.container_id) &&
+         (!container_runtime || *container_runtime == s.container_runtime) &&
+         (!exe_path || *exe_path == s.exe_path) && (!exe_sha256 || *exe_sha256 == s.exe_sha256);
+}
+}  // namespace warden::agent

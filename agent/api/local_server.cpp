@@ -1,0 +1,267 @@
+#include "agent/api/local_server.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "agent/api/handlers.h"
+
+namespace warden::agent::api {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using UnixSocket = asio::local::stream_protocol::socket;
+using Acceptor = asio::local::stream_protocol::acceptor;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+struct LocalServer::Impl {
+  asio::io_context& io;
+  LocalServerOptions options;
+  WorkloadService& service;
+  os::WorkloadIdentityResolver& resolver;
+  EventBus& bus;
+  std::optional<Acceptor> workload;
+  std::optional<Acceptor> admin;
+  std::size_t connections = 0;
+  bool stopped = false;
+};
+
+namespace {
+
+using Impl = LocalServer::Impl;
+
+Result<Acceptor> bind_socket(asio::io_context& io, const std::filesystem::path& path, mode_t mode,
+                             std::optional<gid_t> gid) {
+  std::error_code fs_ec;
+  const auto st = std::filesystem::symlink_status(path, fs_ec);
+  if (!fs_ec && std::filesystem::exists(st)) {
+    if (st.type() != std::filesystem::file_type::socket) {
+      return fail(ErrorCode::kAlreadyExists,
+                  "local api: " + path.string() + " exists and is not a socket");
+    }
+    std::filesystem::remove(path, fs_ec);
+  }
+  Acceptor acceptor(io);
+  boost::system::error_code ec;
+  const asio::local::stream_protocol::endpoint endpoint(path.string());
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (ec) return fail(ErrorCode::kIo, "local api: bind " + path.string() + ": " + ec.message());
+  // Ownership and mode before listen(): nobody can connect before the permissions are final.
+  if (gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+    return fail(ErrorCode::kPermissionDenied, "local api: chown " + path.string() + " to gid " +
+                                                  std::to_string(*gid) + ": " +
+                                                  std::strerror(errno));
+  }
+  if (::chmod(path.c_str(), mode) != 0) {
+    return fail(ErrorCode::kIo, "local api: chmod " + path.string() + ": " + std::strerror(errno));
+  }
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(ErrorCode::kIo, "local api: listen " + path.string() + ": " + ec.message());
+  return acceptor;
+}
+
+bool admin_allowed(const Impl& self, const os::Selectors& s) {
+  if (s.uid == 0 || s.uid == ::geteuid()) return true;
+  if (!self.options.admin_gid) return false;
+  const gid_t g = *self.options.admin_gid;
+  return s.gid == g || std::find(s.groups.begin(), s.groups.end(), g) != s.groups.end();
+}
+
+http::response<http::string_body> make_response(const HttpReply& reply, unsigned version,
+                                                bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(keep_alive);
+  res.body() = reply.body;
+  res.prepare_payload();
+  return res;
+}
+
+/// Reads and discards what the client is still sending (bounded in bytes and time), so that
+/// closing after an early error reply does not reset the connection before the reply is read.
+asio::awaitable<void> drain_and_close(UnixSocket& sock) {
+  sock.shutdown(asio::socket_base::shutdown_send);
+  asio::steady_timer deadline(sock.get_executor());
+  deadline.expires_after(std::chrono::seconds(1));
+  deadline.async_wait([&sock](boost::system::error_code ec) {
+    if (!ec) sock.close();
+  });
+  std::array<char, 16384> scratch{};
+  std::size_t total = 0;
+  while (sock.is_open() && total < (1u << 20)) {
+    auto [ec, n] = co_await sock.async_read_some(asio::buffer(scratch), kNoThrow);
+    if (ec) break;
+    total += n;
+  }
+  deadline.cancel();
+  boost::system::error_code ignored;
+  sock.close(ignored);
+}
+
+asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned version) {
+  http::response<http::empty_body> res{http::status::ok, version};
+  res.set(http::field::content_type, "application/x-ndjson");
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  auto [ec_header, n_header] = co_await http::async_write_header(sock, sr, kNoThrow);
+  if (ec_header) co_return;
+  auto sub = self.bus.subscribe();
+  sub->queue.emplace_front(R"({"type":"watching"})");
+  for (;;) {
+    while (!sub->queue.empty()) {
+      std::string line = std::move(sub->queue.front());
+      sub->queue.pop_front();
+      line += '\n';
+      auto [ec, n] =
+          co_await asio::async_write(sock, http::make_chunk(asio::buffer(line)), kNoThrow);
+      if (ec) {
+        self.bus.unsubscribe(sub);
+        co_return;
+      }
+    }
+    if (sub->overflowed() || sub->closed()) {
+      if (sub->overflowed()) {
+        const std::string line = R"({"type":"overflow"})"
+                                 "\n";
+        co_await asio::async_write(sock, http::make_chunk(asio::buffer(line)), kNoThrow);
+      }
+      co_await asio::async_write(sock, http::make_chunk_last(), kNoThrow);
+      co_return;
+    }
+    sub->wake().expires_at(asio::steady_timer::time_point::max());
+    co_await sub->wake().async_wait(kNoThrow);
+  }
+}
+
+asio::awaitable<void> session(Impl& self, UnixSocket sock, Socket kind,
+                              Result<os::Selectors> identity) {
+  ++self.connections;
+  struct Count {
+    Impl& s;
+    ~Count() { --s.connections; }
+  } count{self};
+
+  std::optional<HttpReply> refusal;
+  if (!identity) {
+    refusal = error_reply(403, "unidentified_peer", identity.error().message);
+  } else if (kind == Socket::kAdmin && !admin_allowed(self, *identity)) {
+    refusal = error_reply(403, "permission_denied",
+                          "admin socket: uid " + std::to_string(identity->uid) +
+                              " is neither root nor in the admin group");
+  }
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(16 * 1024);
+    parser.body_limit(self.options.max_body);
+    auto [ec, n] = co_await http::async_read(sock, buffer, parser, kNoThrow);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+      break;
+    }
+    if (ec) {
+      const bool too_big = ec == http::error::body_limit;
+      const auto reply = too_big ? error_reply(413, "payload_too_large",
+                                               "request body exceeds " +
+                                                   std::to_string(self.options.max_body) + " bytes")
+                                 : error_reply(400, "bad_request", "HTTP: " + ec.message());
+      auto res = make_response(reply, 11, false);
+      co_await http::async_write(sock, res, kNoThrow);
+      co_await drain_and_close(sock);
+      co_return;
+    }
+    auto& req = parser.get();
+    const bool keep_alive = req.keep_alive() && !refusal;
+    HttpReply reply;
+    if (refusal) {
+      reply = *refusal;
+    } else if (req["workload.spiffe.io"] != "true") {
+      reply = error_reply(400, "missing_spiffe_header",
+                          "every request must carry the header \"workload.spiffe.io: true\"");
+    } else if (req.target() == "/v1/watch") {
+      if (req.method() == http::verb::get) {
+        co_await stream_watch(self, sock, req.version());
+        break;
+      }
+      reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
+    } else {
+      reply = route(self.service, kind, *identity, req.method_string(), req.target(), req.body());
+    }
+    auto res = make_response(reply, req.version(), keep_alive);
+    auto [wec, wn] = co_await http::async_write(sock, res, kNoThrow);
+    if (wec || !keep_alive) break;
+  }
+  boost::system::error_code ignored;
+  sock.shutdown(asio::socket_base::shutdown_send, ignored);
+  sock.close(ignored);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor, Socket kind) {
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(kNoThrow);
+    if (self->stopped || ec == asio::error::operation_aborted) co_return;
+    if (ec) continue;
+    if (self->connections >= self->options.max_connections) {
+      boost::system::error_code ignored;
+      sock.close(ignored);
+      continue;
+    }
+    // Identity from the kernel, once per connection, before any byte of the request is read.
+    auto identity = self->resolver.resolve_socket(sock.native_handle());
+    asio::co_spawn(self->io, session(*self, std::move(sock), kind, std::move(identity)),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalServer>> LocalServer::start(asio::io_context& io,
+                                                        LocalServerOptions options,
+                                                        WorkloadService& service,
+                                                        os::WorkloadIdentityResolver& resolver,
+                                                        EventBus& bus) {
+  auto impl = std::make_shared<Impl>(
+      Impl{io, std::move(options), service, resolver, bus, {}, {}, 0, false});
+  auto workload = bind_socket(io, impl->options.workload_socket, impl->options.workload_socket_mode,
+                              std::nullopt);
+  if (!workload) return fail(std::move(workload).error());
+  impl->workload.emplace(std::move(*workload));
+  if (!impl->options.admin_socket.empty()) {
+    auto admin = bind_socket(io, impl->options.admin_socket, impl->options.admin_socket_mode,
+                             impl->options.admin_gid);
+    if (!admin) return fail(std::move(admin).error());
+    impl->admin.emplace(std::move(*admin));
+    asio::co_spawn(io, accept_loop(impl, *impl->admin, Socket::kAdmin), asio::detached);
+  }
+  asio::co_spawn(io, accept_loop(impl, *impl->workload, Socket::kWorkload), asio::detached);
+  return std::unique_ptr<LocalServer>(new LocalServer(std::move(impl)));
+}
+
+LocalServer::~LocalServer() {
+  if (!impl_->stopped) stop();
+}
+
+void LocalServer::stop() {
+  impl_->stopped = true;
+  boost::system::error_code ignored;
+  if (impl_->workload) impl_->workload->close(ignored);
+  if (impl_->admin) impl_->admin->close(ignored);
+  impl_->bus.close_all();
+}
+
+}  // namespace warden::agent::api

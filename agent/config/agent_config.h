@@ -1,0 +1,71 @@
+#pragma once
+// /etc/warden/agent.toml: every key, its default and its validation. Documented in
+// docs/agent-config.md; layered as defaults -> file -> environment (WARDEN_<SECTION>_<KEY>).
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "platform/base/error.h"
+#include "platform/base/pcr_selection.h"
+
+namespace warden::agent {
+
+enum class ProofMode { kSession, kTpm };
+enum class TokenFormat { kJwt, kCwt };
+
+struct AgentConfig {
+  // [issuer]
+  std::string issuer_url;                ///< required, https://
+  std::filesystem::path issuer_ca_file;  ///< required: PEM CA pinned for the issuer's TLS
+  // [tpm]
+  std::string tcti = "device:/dev/tpmrm0";
+  PcrSelection pcrs;  ///< boot PCRs; default sha256:0-9,10
+  unsigned container_pcr = 14;
+  bool allow_resettable_pcr = false;
+  // [agent]
+  std::filesystem::path state_dir = "/var/lib/warden";
+  std::string log_level = "info";
+  ProofMode proof_mode = ProofMode::kSession;
+  // [api]
+  std::filesystem::path workload_socket = "/run/warden/workload.sock";
+  mode_t workload_socket_mode = 0666;
+  std::filesystem::path admin_socket = "/run/warden/admin.sock";
+  mode_t admin_socket_mode = 0660;
+  std::string admin_group = "warden";
+  // [posture]
+  std::chrono::milliseconds pcr_poll_interval{1000};
+  std::chrono::milliseconds ima_poll_interval{1000};
+  std::chrono::milliseconds status_list_poll_interval{30000};
+  std::filesystem::path proc_root = "/proc";
+  std::filesystem::path cgroupfs_root = "/sys/fs/cgroup";
+  std::filesystem::path securityfs_root = "/sys/kernel/security";
+  // [token]
+  std::chrono::seconds token_ttl{300};
+  std::chrono::seconds token_max_ttl{3600};
+  TokenFormat token_format = TokenFormat::kJwt;
+
+  /// The selection actually quoted: `pcrs` plus the container PCR in every bank.
+  [[nodiscard]] PcrSelection quoted_pcrs() const;
+};
+
+using Environment = std::map<std::string, std::string, std::less<>>;
+
+/// Parses TOML text, applies WARDEN_<SECTION>_<KEY> overrides from `env`, validates.
+/// Errors are kInvalidArgument/kMalformed and name the key ("config: api.workload_socket_mode: …").
+Result<AgentConfig> parse_agent_config(std::string_view toml_text, const Environment& env = {});
+
+/// Reads `path` and the process environment. A missing file is an error.
+Result<AgentConfig> load_agent_config(const std::filesystem::path& path);
+
+/// The process environment's WARDEN_* variables.
+Environment warden_environment();
+
+std::string_view to_string(ProofMode mode);
+std::string_view to_string(TokenFormat format);
+
+}  // namespace warden::agent

@@ -1,0 +1,100 @@
+#pragma once
+// Workload identity from the kernel, never from what the caller says: SO_PEERCRED of an accepted
+// Unix socket, a pidfd taken at accept time (defeats pid reuse), /proc/PID/cgroup parsed into a
+// systemd unit and a container id, and the executable's path and sha256.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "platform/base/error.h"
+
+namespace warden::os {
+
+/// What /proc/PID/cgroup says about a process. Empty strings where nothing was recognised.
+struct CgroupIdentity {
+  std::string systemd_unit;       ///< "foo.service", "user@1000.service/app.slice/x.scope"
+  std::string container_id;       ///< lower-case hex id as the runtime names it
+  std::string container_runtime;  ///< "docker", "containerd", "cri-o", "podman", "kubepods"
+  std::string pod_uid;            ///< Kubernetes pod uid (dashes restored), when under kubepods
+};
+
+/// Parses the contents of /proc/PID/cgroup (v2 "0::/path" line preferred, v1 lines otherwise).
+/// Pure function; unknown layouts yield an empty identity.
+CgroupIdentity parse_cgroup(std::string_view proc_cgroup);
+
+/// The selectors a policy can match a workload on.
+struct Selectors {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  ///< supplementary groups (/proc/PID/status "Groups:")
+  std::string systemd_unit;
+  std::string container_id;
+  std::string container_runtime;
+  std::string pod_uid;
+  std::string exe_path;
+  std::string exe_sha256;  ///< lower-case hex; empty when the executable could not be read
+};
+
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+/// SO_PEERCRED of a connected Unix socket.
+Result<PeerCredentials> peer_credentials(int socket_fd);
+
+/// An owned pidfd (pidfd_open); closes on destruction.
+class Pidfd {
+ public:
+  static Result<Pidfd> open(pid_t pid);
+  Pidfd() = default;
+  Pidfd(Pidfd&& other) noexcept;
+  Pidfd& operator=(Pidfd&& other) noexcept;
+  Pidfd(const Pidfd&) = delete;
+  Pidfd& operator=(const Pidfd&) = delete;
+  ~Pidfd();
+
+  /// True while the process the pidfd refers to has not exited (zombies count as exited).
+  [[nodiscard]] bool alive() const;
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] int fd() const { return fd_; }
+
+ private:
+  Pidfd(int fd, pid_t pid) : fd_(fd), pid_(pid) {}
+  int fd_ = -1;
+  pid_t pid_ = 0;
+};
+
+/// Resolves selectors for a peer. Thread-safe. The executable digest is cached by
+/// (dev, inode, mtime, size) so that a busy workload costs one stat per connection.
+class WorkloadIdentityResolver {
+ public:
+  explicit WorkloadIdentityResolver(std::filesystem::path proc_root = "/proc");
+
+  /// SO_PEERCRED + pidfd_open on an accepted socket, then resolve().
+  Result<Selectors> resolve_socket(int socket_fd);
+
+  /// Reads /proc for `creds.pid`, then checks through `pidfd` that the process is still the one
+  /// the credentials named; an exited (or reused) pid is an error, never a wrong identity.
+  Result<Selectors> resolve(const PeerCredentials& creds, const Pidfd& pidfd);
+
+ private:
+  Result<std::string> exe_digest(const std::filesystem::path& exe);
+
+  std::filesystem::path proc_root_;
+  using FileKey = std::tuple<dev_t, ino_t, std::int64_t, std::int64_t, std::int64_t>;
+  std::mutex mutex_;
+  std::map<FileKey, std::string> digests_;
+};
+
+}  // namespace warden::os

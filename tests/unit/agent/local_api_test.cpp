@@ -1,0 +1,282 @@
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <thread>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "agent/api/local_server.h"
+#include "tests/support/process.h"
+#include "tests/unit/agent/fake_workload_service.h"
+
+namespace warden::agent::api {
+namespace {
+
+int connect_unix(const std::filesystem::path& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {  // NOLINT
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+/// Sends `request` and reads until the server closes.
+std::string exchange(const std::filesystem::path& path, const std::string& request) {
+  const int fd = connect_unix(path);
+  if (fd < 0) return "connect failed";
+  std::size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+std::string request(std::string_view method, std::string_view target, std::string_view body = "",
+                    bool spiffe = true) {
+  std::string r =
+      std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: localhost\r\n";
+  if (spiffe) r += "workload.spiffe.io: true\r\n";
+  r += "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  return r + std::string(body);
+}
+
+unsigned status_of(const std::string& response) {
+  if (response.size() < 12) return 0;
+  return static_cast<unsigned>(std::stoi(response.substr(9, 3)));
+}
+
+boost::json::value body_of(const std::string& response) {
+  const auto pos = response.find("\r\n\r\n");
+  return boost::json::parse(response.substr(pos + 4));
+}
+
+class LocalApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(0666); }
+  void start(mode_t admin_mode) {
+    LocalServerOptions o;
+    o.workload_socket = dir_.path() / "workload.sock";
+    o.admin_socket = dir_.path() / "admin.sock";
+    o.admin_socket_mode = admin_mode;
+    auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+    server_ = std::move(*s);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    boost::asio::post(io_, [this] {
+      server_->stop();
+      io_.stop();
+    });
+    thread_.join();
+  }
+  std::filesystem::path workload() const { return dir_.path() / "workload.sock"; }
+  std::filesystem::path admin() const { return dir_.path() / "admin.sock"; }
+
+  ::warden::test::TempDir dir_;
+  boost::asio::io_context io_;
+  test::FakeWorkloadService service_;
+  os::WorkloadIdentityResolver resolver_;
+  EventBus bus_{io_.get_executor()};
+  std::unique_ptr<LocalServer> server_;
+  std::thread thread_;
+};
+
+TEST_F(LocalApiTest, MissingSpiffeHeaderIs400) {
+  const auto r = exchange(workload(), request("GET", "/v1/identity", "", false));
+  EXPECT_EQ(status_of(r), 400u) << r;
+  EXPECT_EQ(body_of(r).at("error").as_string(), "missing_spiffe_header");
+}
+
+TEST_F(LocalApiTest, BodyOverLimitIs413) {
+  const std::string body(64 * 1024 + 1, 'x');
+  const auto r = exchange(workload(), request("POST", "/v1/token", body));
+  EXPECT_EQ(status_of(r), 413u) << r.substr(0, 200);
+  EXPECT_EQ(body_of(r).at("error").as_string(), "payload_too_large");
+}
+
+TEST_F(LocalApiTest, MalformedJsonIs400WithReason) {
+  const auto r = exchange(workload(), request("POST", "/v1/token", "{\"audience\": "));
+  EXPECT_EQ(status_of(r), 400u) << r;
+  const auto b = body_of(r);
+  EXPECT_EQ(b.at("error").as_string(), "bad_request");
+  EXPECT_NE(std::string(b.at("reason").as_string()).find("invalid JSON"), std::string::npos);
+  const auto wrong =
+      exchange(workload(), request("POST", "/v1/token", R"({"audience":"a","scopes":[1]})"));
+  EXPECT_EQ(status_of(wrong), 400u);
+  const auto fmt =
+      exchange(workload(), request("POST", "/v1/token", R"({"audience":"a","format":"xml"})"));
+  EXPECT_EQ(status_of(fmt), 400u);
+}
+
+TEST_F(LocalApiTest, IdentityIsTheKernelsView) {
+  const auto r = exchange(workload(), request("GET", "/v1/identity"));
+  ASSERT_EQ(status_of(r), 200u) << r;
+  const auto b = body_of(r).as_object();
+  EXPECT_EQ(b.at("pid").to_number<pid_t>(), getpid());
+  EXPECT_EQ(b.at("uid").to_number<uid_t>(), getuid());
+  EXPECT_EQ(b.at("gid").to_number<gid_t>(), getgid());
+  EXPECT_EQ(b.at("exe_path").as_string(), std::filesystem::read_symlink("/proc/self/exe").string());
+  EXPECT_EQ(b.at("exe_sha256").as_string().size(), 64u);
+  for (auto k : {"systemd_unit", "container_id", "container_runtime", "pod_uid"}) {
+    EXPECT_TRUE(b.contains(k)) << k;
+  }
+}
+
+TEST_F(LocalApiTest, TokenAndProofShapes) {
+  auto r =
+      exchange(workload(),
+               request("POST", "/v1/token",
+                       R"({"audience":"https://rp","scopes":["a","b"],"ttl":60,"format":"cwt"})"));
+  ASSERT_EQ(status_of(r), 200u) << r;
+  auto b = body_of(r).as_object();
+  EXPECT_EQ(b.at("token").as_string(), "eyJ.fake.token");
+  EXPECT_EQ(b.at("token_type").as_string(), "DPoP");
+  EXPECT_EQ(b.at("jti").as_string(), "jti-1");
+  EXPECT_EQ(b.at("expires_at").to_number<std::int64_t>(), 1'900'000'000);
+  EXPECT_EQ(service_.last_token.audience, "https://rp");
+  EXPECT_EQ(service_.last_token.scopes.size(), 2u);
+  EXPECT_EQ(service_.last_token.ttl->count(), 60);
+  EXPECT_EQ(*service_.last_token.format, TokenFormat::kCwt);
+  EXPECT_EQ(service_.last_caller.pid, getpid());
+
+  r = exchange(workload(),
+               request("POST", "/v1/proof", R"({"jti":"j","htm":"GET","htu":"https://rp/x"})"));
+  ASSERT_EQ(status_of(r), 200u) << r;
+  EXPECT_EQ(body_of(r).at("proof").as_string(), "eyJ.fake.proof");
+  r = exchange(workload(), request("POST", "/v1/proof", R"({"jti":"j","htm":"GET"})"));
+  EXPECT_EQ(status_of(r), 400u);
+
+  r = exchange(workload(), request("GET", "/v1/secrets/db"));
+  ASSERT_EQ(status_of(r), 200u) << r;
+  EXPECT_EQ(body_of(r).at("value").as_string(), "aHVudGVyMg==");
+  r = exchange(workload(), request("GET", "/v1/secrets/nope"));
+  EXPECT_EQ(status_of(r), 404u);
+  EXPECT_EQ(body_of(r).at("error").as_string(), "not_found");
+}
+
+TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
+  auto r = exchange(workload(), request("GET", "/v1/status"));
+  EXPECT_EQ(status_of(r), 404u);
+  r = exchange(workload(),
+               request("PUT", "/v1/secrets/db", R"({"value":"aGk=","allow":[{"uid":0}]})"));
+  EXPECT_EQ(status_of(r), 405u);
+  r = exchange(admin(), request("GET", "/v1/status"));
+  ASSERT_EQ(status_of(r), 200u) << r;
+  EXPECT_EQ(body_of(r).at("state").as_string(), "serving");
+  r = exchange(admin(), request("PUT", "/v1/secrets/db",
+                                R"({"value":"aGk=","allow":[{"uid":0,"exe_sha256":"ab"}]})"));
+  EXPECT_EQ(status_of(r), 201u) << r;
+  EXPECT_EQ(service_.sealed_allow, 1u);
+  r = exchange(admin(), request("POST", "/v1/revoke", R"({"reason":"test"})"));
+  EXPECT_EQ(status_of(r), 200u) << r;
+  EXPECT_EQ(service_.revoked_reason, "test");
+  r = exchange(admin(), request("POST", "/v1/reattest", ""));
+  EXPECT_EQ(status_of(r), 202u) << r;
+}
+
+TEST_F(LocalApiTest, KeepAliveServesSeveralRequests) {
+  const int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  std::string one = "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  std::string both = one + one;
+  ASSERT_EQ(::send(fd, both.data(), both.size(), MSG_NOSIGNAL), static_cast<ssize_t>(both.size()));
+  std::string out;
+  char buf[4096];
+  while (true) {
+    std::size_t count = 0;
+    for (std::size_t p = 0; (p = out.find("HTTP/1.1 200", p)) != std::string::npos; ++p) ++count;
+    if (count == 2 && out.rfind("}") == out.size() - 1) break;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << out;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+}
+
+TEST_F(LocalApiTest, WatchStreamReceivesBroadcastLines) {
+  const int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  const std::string req = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string out;
+  char buf[4096];
+  auto read_until = [&](std::string_view needle) {
+    while (out.find(needle) == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) return false;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  };
+  ASSERT_TRUE(read_until(R"({"type":"watching"})"));
+  EXPECT_NE(out.find("Transfer-Encoding: chunked"), std::string::npos) << out;
+  bus_.publish(R"({"type":"token_rotated","jti":"a"})");
+  bus_.publish(R"({"type":"posture_changed"})");
+  ASSERT_TRUE(read_until(R"({"type":"posture_changed"})"));
+  EXPECT_NE(out.find(R"({"type":"token_rotated","jti":"a"})"), std::string::npos);
+  ::close(fd);
+}
+
+TEST_F(LocalApiTest, AdminSocketRefusesOtherUids) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+  // The test server made the admin socket 0666, so the filesystem lets nobody connect: the
+  // accept-time uid check must refuse. Then 0660 must refuse at connect.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const auto r = exchange(admin(), request("GET", "/v1/status"));
+    if (status_of(r) != 403) _exit(11);
+    if (body_of(r).at("error").as_string() != "permission_denied") _exit(12);
+    if (status_of(exchange(workload(), request("GET", "/v1/identity"))) != 200) _exit(13);
+    ::chmod(admin().c_str(), 0666);  // fails as nobody: fine, the parent restricts it below
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  ASSERT_EQ(::chmod(admin().c_str(), 0660), 0);
+  const pid_t child2 = fork();
+  ASSERT_GE(child2, 0);
+  if (child2 == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const int fd = connect_unix(admin());
+    _exit(fd < 0 && errno == EACCES ? 0 : 14);
+  }
+  waitpid(child2, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(LocalApiTest, SocketModesApplied) {
+  struct stat st {};
+  ASSERT_EQ(::stat(workload().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+}
+
+}  // namespace
+}  // namespace warden::agent::api

@@ -1,0 +1,156 @@
+#include "platform/os/workload_identity.h"
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "platform/base/encoding.h"
+#include "platform/base/file.h"
+#include "platform/base/openssl.h"
+#include "tests/support/process.h"
+
+namespace warden::os {
+namespace {
+
+const std::string kId64 = "4c01db0b339c4c5bbbd8b7a3e4d2a0f1e3b2c1d0a9f8e7d6c5b4a3928170f6e5";
+
+struct CgroupCase {
+  const char* name;
+  std::string input;
+  CgroupIdentity expected;
+};
+
+TEST(ParseCgroup, EveryRuntimePattern) {
+  const std::vector<CgroupCase> cases = {
+      {"system service", "0::/system.slice/foo.service\n", {"foo.service", "", "", ""}},
+      {"init scope", "0::/init.scope\n", {"init.scope", "", "", ""}},
+      {"root", "0::/\n", {}},
+      {"user manager app",
+       "0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n",
+       {"user@1000.service/app.slice/x.scope", "", "", ""}},
+      {"session scope",
+       "0::/user.slice/user-1000.slice/session-3.scope\n",
+       {"session-3.scope", "", "", ""}},
+      {"docker v2",
+       "0::/system.slice/docker-" + kId64 + ".scope\n",
+       {"docker-" + kId64 + ".scope", kId64, "docker", ""}},
+      {"docker v1",
+       "12:pids:/docker/" + kId64 + "\n11:memory:/docker/" + kId64 + "\n1:name=systemd:/docker/" +
+           kId64 + "\n0::/\n",
+       {"", kId64, "docker", ""}},
+      {"containerd",
+       "0::/system.slice/cri-containerd-" + kId64 + ".scope\n",
+       {"cri-containerd-" + kId64 + ".scope", kId64, "containerd", ""}},
+      {"cri-o",
+       "0::/machine.slice/crio-" + kId64 + ".scope\n",
+       {"crio-" + kId64 + ".scope", kId64, "cri-o", ""}},
+      {"podman",
+       "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kId64 +
+           ".scope/container\n",
+       {"user@1000.service/user.slice/libpod-" + kId64 + ".scope/container", kId64, "podman", ""}},
+      {"kubepods v2",
+       "0::/kubepods.slice/kubepods-burstable.slice/"
+       "kubepods-burstable-pod1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809.slice/cri-containerd-" +
+           kId64 + ".scope\n",
+       {"cri-containerd-" + kId64 + ".scope", kId64, "containerd",
+        "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"}},
+      {"kubepods v1",
+       "11:memory:/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/" + kId64 +
+           "\n1:name=systemd:/kubepods/burstable/pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809/" + kId64 +
+           "\n",
+       {"", kId64, "kubepods", "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"}},
+      {"hybrid v1 systemd + empty v2",
+       "1:name=systemd:/system.slice/sshd.service\n0::/\n",
+       {"sshd.service", "", "", ""}},
+      {"garbage", "not a cgroup file", {}},
+      {"short non-hex id ignored",
+       "0::/system.slice/docker-xyz.scope\n",
+       {"docker-xyz.scope", "", "", ""}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto got = parse_cgroup(c.input);
+    EXPECT_EQ(got.systemd_unit, c.expected.systemd_unit);
+    EXPECT_EQ(got.container_id, c.expected.container_id);
+    EXPECT_EQ(got.container_runtime, c.expected.container_runtime);
+    EXPECT_EQ(got.pod_uid, c.expected.pod_uid);
+  }
+}
+
+std::string self_exe_sha256() {
+  auto bytes = read_file("/proc/self/exe", 1u << 30);
+  EXPECT_TRUE(bytes.has_value());
+  return hex_encode(ossl::sha256(*bytes));
+}
+
+TEST(WorkloadIdentity, PeerOfSocketpairIsSelf) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  WorkloadIdentityResolver resolver;
+  auto s = resolver.resolve_socket(sv[0]);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  EXPECT_EQ(s->pid, getpid());
+  EXPECT_EQ(s->uid, getuid());
+  EXPECT_EQ(s->gid, getgid());
+  EXPECT_EQ(s->exe_path, std::filesystem::read_symlink("/proc/self/exe").string());
+  EXPECT_EQ(s->exe_sha256, self_exe_sha256());
+  // Second resolution hits the digest cache and gives the same answer.
+  auto again = resolver.resolve_socket(sv[0]);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->exe_sha256, s->exe_sha256);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(WorkloadIdentity, ConfigurableProcRoot) {
+  test::TempDir dir;
+  const auto pid_dir = dir.path() / std::to_string(getpid());
+  std::filesystem::create_directories(pid_dir);
+  std::ofstream(pid_dir / "cgroup") << "0::/system.slice/docker-" << kId64 << ".scope\n";
+  std::filesystem::create_symlink("/proc/self/exe", pid_dir / "exe");
+  WorkloadIdentityResolver resolver(dir.path());
+  auto pidfd = Pidfd::open(getpid());
+  ASSERT_TRUE(pidfd.has_value());
+  auto s = resolver.resolve(PeerCredentials{getpid(), getuid(), getgid()}, *pidfd);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  EXPECT_EQ(s->container_id, kId64);
+  EXPECT_EQ(s->container_runtime, "docker");
+  EXPECT_EQ(s->exe_path, "/proc/self/exe");
+  EXPECT_EQ(s->exe_sha256, self_exe_sha256());
+}
+
+TEST(WorkloadIdentity, ExitedPeerIsAnErrorNotAWrongIdentity) {
+  int status = 0;
+  // pidfd taken while the child lived, child exits before resolution.
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t child2 = fork();
+  ASSERT_GE(child2, 0);
+  if (child2 == 0) {
+    char c;
+    close(pipefd[1]);
+    (void)!read(pipefd[0], &c, 1);
+    _exit(0);
+  }
+  close(pipefd[0]);
+  auto pidfd = Pidfd::open(child2);
+  ASSERT_TRUE(pidfd.has_value());
+  EXPECT_TRUE(pidfd->alive());
+  close(pipefd[1]);  // child exits
+  ASSERT_TRUE(test::wait_for([&] { return !pidfd->alive(); }, std::chrono::seconds(5)));
+  WorkloadIdentityResolver resolver;
+  auto zombie = resolver.resolve(PeerCredentials{child2, getuid(), getgid()}, *pidfd);
+  EXPECT_FALSE(zombie.has_value());
+  waitpid(child2, &status, 0);  // reaped: the pid may now be reused by anyone
+  auto reaped = resolver.resolve(PeerCredentials{child2, getuid(), getgid()}, *pidfd);
+  ASSERT_FALSE(reaped.has_value());
+  EXPECT_EQ(reaped.error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace warden::os
