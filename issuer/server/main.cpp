@@ -1,10 +1,65 @@
+#include <csignal>
 #include <cstdio>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "issuer/config.h"
+#include "issuer/signing_keys.h"
+#include "issuer/store/store.h"
+#include "platform/base/clock.h"
 #include "platform/base/log.h"
 #include "platform/base/version.h"
+
+namespace {
+
+using warden::issuer::IssuerConfig;
+
+warden::Result<std::unique_ptr<warden::issuer::Store>> open_store(const IssuerConfig& config) {
+  if (config.store.backend == "postgres") {
+    return warden::issuer::open_postgres_store(config.store.postgres_conninfo,
+                                               config.store.pool_size);
+  }
+  return warden::issuer::open_sqlite_store(config.store.sqlite_path);
+}
+
+int run(const std::string& config_path) {
+  auto config = warden::issuer::load_config(config_path);
+  if (!config) {
+    spdlog::error("{}", config.error().message);
+    return 2;
+  }
+  auto store = open_store(*config);
+  if (!store) {
+    spdlog::error("store: {}", store.error().message);
+    return 1;
+  }
+  if (auto migrated = (*store)->migrate(); !migrated) {
+    spdlog::error("store migration: {}", migrated.error().message);
+    return 1;
+  }
+  warden::SystemClock clock;
+  auto keys = warden::issuer::SigningKeys::open(config->tokens.key_dir, **store, clock);
+  if (!keys) {
+    spdlog::error("{}", keys.error().message);
+    return 1;
+  }
+  spdlog::info("store ready ({}), signing key {}", config->store.backend, (*keys)->current_kid());
+
+  // The HTTPS server is not built yet; until it is, the process holds its resources and exits
+  // cleanly on SIGTERM/SIGINT.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -20,6 +75,5 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   warden::log::init("warden-issuer", log_level);
-  spdlog::error("the issuer service is not built yet (see issue 6); nothing to serve");
-  return 2;
+  return run(config);
 }

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "platform/base/error.h"
+
+namespace warden::issuer {
+
+/// The issuer's configuration (TOML). Every key and its default is in docs/issuer-config.md.
+struct IssuerConfig {
+  struct Listen {
+    std::string address = "0.0.0.0";
+    std::uint16_t port = 8443;
+    std::size_t threads = 0;  ///< 0 = hardware concurrency
+  } listen;
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string min_version = "1.3";  ///< "1.3" or "1.2"
+    std::string admin_client_ca;      ///< PEM CA; when set, admin routes need a client cert
+  } tls;
+  struct Store {
+    std::string backend = "sqlite";  ///< "sqlite" or "postgres"
+    std::string sqlite_path = "/var/lib/warden-issuer/issuer.db";
+    std::string postgres_conninfo;
+    std::size_t pool_size = 8;
+  } store;
+  struct Limits {
+    std::size_t max_header_bytes = 8 * 1024;
+    std::size_t max_body_bytes = 1024 * 1024;
+    std::uint32_t read_timeout_ms = 10'000;
+    std::size_t max_connections = 1024;
+  } limits;
+  struct Tokens {
+    std::int64_t nonce_ttl_s = 60;
+    std::int64_t device_token_ttl_s = 300;
+    std::int64_t workload_token_ttl_s = 300;
+    std::string key_dir = "/var/lib/warden-issuer/keys";
+    std::int64_t key_rotation_s = 30 * 86400;  ///< 0 = never rotate automatically
+  } tokens;
+  struct Enrollment {
+    std::vector<std::string> manufacturer_ca_files;
+    std::vector<std::string> ek_allowlist;  ///< hex SHA-256 of EK public areas
+    bool tofu = false;
+  } enrollment;
+  std::string policy_file;  ///< loaded as the first policy version when the store has none
+};
+
+/// Parses TOML text; unknown keys and wrong types are errors (kInvalidArgument naming the key).
+Result<IssuerConfig> parse_config(std::string_view toml);
+/// Reads and parses a config file.
+Result<IssuerConfig> load_config(const std::string& path);
+
+}  // namespace warden::issuer

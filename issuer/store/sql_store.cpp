@@ -1,0 +1,599 @@
+// The Store over a SQL connection pool. One implementation serves SQLite and PostgreSQL; the few
+// dialect differences (blob type, auto-increment keys, transaction start, append-only guards)
+// are resolved in the migration text and in begin().
+#include <array>
+
+#include "issuer/store/sql.h"
+#include "issuer/store/store.h"
+
+namespace warden::issuer {
+namespace {
+
+using sql::Dialect;
+using sql::Value;
+
+/// Schema migrations, applied in order; never edit one that has shipped — append a new one.
+/// {blob} and {id_pk} are replaced per dialect.
+constexpr std::array<std::string_view, 1> kMigrations = {
+    R"(
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  ek_public_hash TEXT NOT NULL UNIQUE,
+  ek_cert_pem TEXT NOT NULL,
+  ak_public {blob} NOT NULL,
+  ak_name {blob} NOT NULL,
+  grp TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  reset_count BIGINT,
+  restart_count BIGINT,
+  last_nonce {blob},
+  last_nonce_expiry BIGINT NOT NULL DEFAULT 0,
+  last_attested_at BIGINT NOT NULL DEFAULT 0,
+  last_verdict TEXT NOT NULL DEFAULT '',
+  last_reasons TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE enrollments (
+  id TEXT PRIMARY KEY,
+  ek_public_hash TEXT NOT NULL,
+  ek_cert_pem TEXT NOT NULL,
+  ak_public {blob} NOT NULL,
+  ak_name {blob} NOT NULL,
+  grp TEXT NOT NULL,
+  secret_hash {blob} NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE TABLE policies (
+  id {id_pk},
+  version TEXT NOT NULL,
+  toml TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  active INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE audit (
+  id {id_pk},
+  time BIGINT NOT NULL,
+  device_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  evidence_hash TEXT NOT NULL,
+  policy_version TEXT NOT NULL,
+  reasons TEXT NOT NULL
+);
+CREATE INDEX audit_device_time ON audit (device_id, time);
+CREATE INDEX audit_time ON audit (time);
+CREATE TABLE status_lists (
+  id TEXT PRIMARY KEY,
+  bits BIGINT NOT NULL,
+  next_index BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE status_bits (
+  list_id TEXT NOT NULL,
+  idx BIGINT NOT NULL,
+  PRIMARY KEY (list_id, idx)
+);
+CREATE TABLE signing_keys (
+  kid TEXT PRIMARY KEY,
+  alg TEXT NOT NULL,
+  public_pem TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  retired_at BIGINT NOT NULL DEFAULT 0,
+  not_after BIGINT NOT NULL DEFAULT 0
+);
+{append_only}
+)"};
+
+constexpr std::string_view kSqliteAppendOnly = R"(
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+)";
+constexpr std::string_view kPostgresAppendOnly = R"(
+CREATE RULE audit_no_update AS ON UPDATE TO audit DO INSTEAD NOTHING;
+CREATE RULE audit_no_delete AS ON DELETE TO audit DO INSTEAD NOTHING;
+)";
+
+std::string replace_all(std::string text, std::string_view from, std::string_view to) {
+  for (auto pos = text.find(from); pos != std::string::npos;
+       pos = text.find(from, pos + to.size())) {
+    text.replace(pos, from.size(), to);
+  }
+  return text;
+}
+
+std::string render_migration(std::string_view text, Dialect dialect) {
+  bool pg = dialect == Dialect::kPostgres;
+  std::string out(text);
+  out = replace_all(out, "{blob}", pg ? "BYTEA" : "BLOB");
+  out = replace_all(out, "{id_pk}",
+                    pg ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT");
+  out = replace_all(out, "{append_only}", pg ? kPostgresAppendOnly : kSqliteAppendOnly);
+  return out;
+}
+
+constexpr std::string_view kDeviceColumns =
+    "id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, state, created_at, reset_count, "
+    "restart_count, last_nonce, last_nonce_expiry, last_attested_at, last_verdict, last_reasons";
+
+Device device_from_row(const sql::Row& r) {
+  Device d;
+  d.id = sql::as_text(r[0]);
+  d.ek_public_hash = sql::as_text(r[1]);
+  d.ek_cert_pem = sql::as_text(r[2]);
+  d.ak_public = sql::as_bytes(r[3]);
+  d.ak_name = sql::as_bytes(r[4]);
+  d.group = sql::as_text(r[5]);
+  d.state = sql::as_text(r[6]) == "revoked" ? DeviceState::kRevoked : DeviceState::kEnabled;
+  d.created_at = sql::as_int(r[7]);
+  if (!sql::is_null(r[8])) d.reset_count = static_cast<std::uint64_t>(sql::as_int(r[8]));
+  if (!sql::is_null(r[9])) d.restart_count = static_cast<std::uint64_t>(sql::as_int(r[9]));
+  d.last_nonce = sql::as_bytes(r[10]);
+  d.last_nonce_expiry = sql::as_int(r[11]);
+  d.last_attested_at = sql::as_int(r[12]);
+  d.last_verdict = sql::as_text(r[13]);
+  d.last_reasons_json = sql::as_text(r[14]);
+  return d;
+}
+
+Value opt_int(const std::optional<std::uint64_t>& v) {
+  if (!v) return std::monostate{};
+  return static_cast<std::int64_t>(*v);
+}
+
+Value i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+class SqlStore final : public Store {
+ public:
+  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name)
+      : pool_(std::move(factory), pool_size), name_(std::move(name)) {}
+
+  Status migrate() override {
+    return transaction([&](sql::Connection& c) -> Status {
+      if (c.dialect() == Dialect::kPostgres) {
+        // Replicas starting together: one migrates, the others wait and then see it done.
+        WARDEN_TRY_STATUS(c.exec("SELECT pg_advisory_xact_lock(7246001)", {}));
+      }
+      WARDEN_TRY_STATUS(
+          c.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", {}));
+      auto rows = c.exec("SELECT COALESCE(MAX(version), 0) FROM schema_version", {});
+      if (!rows) return fail(std::move(rows).error());
+      auto current = sql::as_int(rows->at(0).at(0));
+      if (current > static_cast<std::int64_t>(kMigrations.size())) {
+        return fail(ErrorCode::kUnsupported, name_ + ": schema version " + std::to_string(current) +
+                                                 " is newer than this issuer supports (" +
+                                                 std::to_string(kMigrations.size()) + ")");
+      }
+      for (auto v = static_cast<std::size_t>(current); v < kMigrations.size(); ++v) {
+        WARDEN_TRY_STATUS(c.exec_script(render_migration(kMigrations[v], c.dialect())));
+        std::array<Value, 1> p{static_cast<std::int64_t>(v + 1)};
+        WARDEN_TRY_STATUS(c.exec("INSERT INTO schema_version (version) VALUES (?1)", p));
+      }
+      return ok();
+    });
+  }
+
+  Result<int> schema_version() override {
+    auto rows = query("SELECT COALESCE(MAX(version), 0) FROM schema_version", {});
+    if (!rows) return fail(std::move(rows).error());
+    return static_cast<int>(sql::as_int(rows->at(0).at(0)));
+  }
+
+  Status ping() override {
+    auto rows = query("SELECT 1", {});
+    if (!rows) return fail(std::move(rows).error());
+    return ok();
+  }
+
+  Status add_device(const Device& d) override {
+    std::vector<Value> p{d.id,
+                         d.ek_public_hash,
+                         d.ek_cert_pem,
+                         d.ak_public,
+                         d.ak_name,
+                         d.group,
+                         std::string(to_string(d.state)),
+                         d.created_at,
+                         opt_int(d.reset_count),
+                         opt_int(d.restart_count),
+                         d.last_nonce.empty() ? Value{} : Value{d.last_nonce},
+                         d.last_nonce_expiry,
+                         d.last_attested_at,
+                         d.last_verdict,
+                         d.last_reasons_json};
+    auto rows = query("INSERT INTO devices (" + std::string(kDeviceColumns) +
+                          ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                          "?15)",
+                      p);
+    if (!rows) {
+      if (rows.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists,
+                    "add device " + d.id + ": a device with this id or EK is already enrolled");
+      }
+      return fail(std::move(rows).error());
+    }
+    return ok();
+  }
+
+  Result<Device> get_device(std::string_view id) override {
+    std::array<Value, 1> p{std::string(id)};
+    auto rows = query("SELECT " + std::string(kDeviceColumns) + " FROM devices WHERE id = ?1", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty())
+      return fail(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
+    return device_from_row(rows->front());
+  }
+
+  Result<std::optional<Device>> find_device_by_ek(std::string_view ek_hash) override {
+    std::array<Value, 1> p{std::string(ek_hash)};
+    auto rows = query(
+        "SELECT " + std::string(kDeviceColumns) + " FROM devices WHERE ek_public_hash = ?1", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) return std::optional<Device>{};
+    return std::optional<Device>(device_from_row(rows->front()));
+  }
+
+  Result<std::vector<Device>> list_devices(std::size_t limit, std::string_view after_id) override {
+    std::array<Value, 2> p{std::string(after_id), i64(limit)};
+    auto rows = query("SELECT " + std::string(kDeviceColumns) +
+                          " FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2",
+                      p);
+    if (!rows) return fail(std::move(rows).error());
+    std::vector<Device> out;
+    out.reserve(rows->size());
+    for (const auto& r : *rows) out.push_back(device_from_row(r));
+    return out;
+  }
+
+  Status set_device_state(std::string_view id, DeviceState state) override {
+    std::array<Value, 2> p{std::string(id), std::string(to_string(state))};
+    return expect_one(query("UPDATE devices SET state = ?2 WHERE id = ?1 RETURNING id", p), id);
+  }
+
+  Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) override {
+    std::array<Value, 3> p{std::string(id), Bytes(nonce.begin(), nonce.end()), expiry};
+    auto rows = query(
+        "UPDATE devices SET last_nonce = ?2, last_nonce_expiry = ?3 WHERE id = ?1 AND "
+        "(last_nonce IS NULL OR last_nonce <> ?2) AND last_nonce_expiry <= ?3 RETURNING id",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    if (!rows->empty()) return ok();
+    WARDEN_TRY_STATUS(get_device(id));
+    return fail(ErrorCode::kReplay, "nonce for device " + std::string(id) +
+                                        ": already used, or older than the last accepted nonce");
+  }
+
+  Status record_attestation(std::string_view id, const AttestationUpdate& u) override {
+    std::vector<Value> p{
+        std::string(id), opt_int(u.reset_count), opt_int(u.restart_count), u.attested_at,
+        u.verdict,       u.reasons_json};
+    return expect_one(query("UPDATE devices SET reset_count = ?2, restart_count = ?3, "
+                            "last_attested_at = ?4, last_verdict = ?5, last_reasons = ?6 "
+                            "WHERE id = ?1 RETURNING id",
+                            p),
+                      id);
+  }
+
+  Status put_enrollment(const Enrollment& e) override {
+    std::vector<Value> p{e.id,    e.ek_public_hash, e.ek_cert_pem, e.ak_public, e.ak_name,
+                         e.group, e.secret_hash,    e.created_at,  e.expires_at};
+    auto rows = query(
+        "INSERT INTO enrollments (id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, "
+        "secret_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        p);
+    if (!rows) {
+      if (rows.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists, "enrollment " + e.id + " already exists");
+      }
+      return fail(std::move(rows).error());
+    }
+    return ok();
+  }
+
+  Result<Enrollment> take_enrollment(std::string_view id) override {
+    std::array<Value, 1> p{std::string(id)};
+    auto rows = query(
+        "DELETE FROM enrollments WHERE id = ?1 RETURNING id, ek_public_hash, ek_cert_pem, "
+        "ak_public, ak_name, grp, secret_hash, created_at, expires_at",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) {
+      return fail(ErrorCode::kNotFound, "enrollment " + std::string(id) + " is not pending");
+    }
+    const auto& r = rows->front();
+    Enrollment e;
+    e.id = sql::as_text(r[0]);
+    e.ek_public_hash = sql::as_text(r[1]);
+    e.ek_cert_pem = sql::as_text(r[2]);
+    e.ak_public = sql::as_bytes(r[3]);
+    e.ak_name = sql::as_bytes(r[4]);
+    e.group = sql::as_text(r[5]);
+    e.secret_hash = sql::as_bytes(r[6]);
+    e.created_at = sql::as_int(r[7]);
+    e.expires_at = sql::as_int(r[8]);
+    return e;
+  }
+
+  Result<std::size_t> purge_enrollments(std::int64_t now) override {
+    std::array<Value, 1> p{now};
+    auto rows = query("DELETE FROM enrollments WHERE expires_at < ?1 RETURNING id", p);
+    if (!rows) return fail(std::move(rows).error());
+    return rows->size();
+  }
+
+  Result<PolicyVersion> add_policy(std::string_view version, std::string_view toml,
+                                   std::int64_t created_at, bool activate) override {
+    PolicyVersion out;
+    auto status = transaction([&](sql::Connection& c) -> Status {
+      if (activate)
+        WARDEN_TRY_STATUS(c.exec("UPDATE policies SET active = 0 WHERE active = 1", {}));
+      std::vector<Value> p{std::string(version), std::string(toml), created_at,
+                           static_cast<std::int64_t>(activate ? 1 : 0)};
+      auto rows = c.exec(
+          "INSERT INTO policies (version, toml, created_at, active) VALUES (?1, ?2, ?3, ?4) "
+          "RETURNING id",
+          p);
+      if (!rows) return fail(std::move(rows).error());
+      out.id = sql::as_int(rows->at(0).at(0));
+      return ok();
+    });
+    if (!status) return fail(std::move(status).error());
+    out.version = std::string(version);
+    out.toml = std::string(toml);
+    out.created_at = created_at;
+    out.active = activate;
+    return out;
+  }
+
+  Result<std::optional<PolicyVersion>> active_policy() override {
+    auto rows = query(
+        "SELECT id, version, toml, created_at, active FROM policies WHERE active = 1 "
+        "ORDER BY id DESC LIMIT 1",
+        {});
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) return std::optional<PolicyVersion>{};
+    return std::optional<PolicyVersion>(policy_from_row(rows->front()));
+  }
+
+  Result<std::vector<PolicyVersion>> list_policies() override {
+    auto rows = query("SELECT id, version, toml, created_at, active FROM policies ORDER BY id", {});
+    if (!rows) return fail(std::move(rows).error());
+    std::vector<PolicyVersion> out;
+    for (const auto& r : *rows) out.push_back(policy_from_row(r));
+    return out;
+  }
+
+  Result<std::int64_t> append_audit(const AuditRecord& a) override {
+    std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
+                         a.evidence_hash, a.policy_version, a.reasons_json};
+    auto rows = query(
+        "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
+        "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    return sql::as_int(rows->at(0).at(0));
+  }
+
+  Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override {
+    std::string text =
+        "SELECT id, time, device_id, action, decision, evidence_hash, policy_version, reasons "
+        "FROM audit WHERE 1 = 1";
+    std::vector<Value> p;
+    if (f.device_id) {
+      p.emplace_back(*f.device_id);
+      text += " AND device_id = ?" + std::to_string(p.size());
+    }
+    if (f.since) {
+      p.emplace_back(*f.since);
+      text += " AND time >= ?" + std::to_string(p.size());
+    }
+    p.emplace_back(i64(f.limit));
+    text += " ORDER BY id DESC LIMIT ?" + std::to_string(p.size());
+    auto rows = query(text, p);
+    if (!rows) return fail(std::move(rows).error());
+    std::vector<AuditRecord> out;
+    out.reserve(rows->size());
+    for (const auto& r : *rows) {
+      AuditRecord a;
+      a.id = sql::as_int(r[0]);
+      a.time = sql::as_int(r[1]);
+      a.device_id = sql::as_text(r[2]);
+      a.action = sql::as_text(r[3]);
+      a.decision = sql::as_text(r[4]);
+      a.evidence_hash = sql::as_text(r[5]);
+      a.policy_version = sql::as_text(r[6]);
+      a.reasons_json = sql::as_text(r[7]);
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+  Status create_status_list(std::string_view id, std::uint64_t bits) override {
+    std::array<Value, 2> p{std::string(id), i64(bits)};
+    auto rows = query("INSERT INTO status_lists (id, bits, next_index) VALUES (?1, ?2, 0)", p);
+    if (!rows) {
+      if (rows.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists, "status list " + std::string(id) + " exists");
+      }
+      return fail(std::move(rows).error());
+    }
+    return ok();
+  }
+
+  Result<std::uint64_t> allocate_status_index(std::string_view id) override {
+    std::array<Value, 1> p{std::string(id)};
+    auto rows = query(
+        "UPDATE status_lists SET next_index = next_index + 1 WHERE id = ?1 AND next_index < bits "
+        "RETURNING next_index",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) {
+      auto list = get_list_row(id);
+      if (!list) return fail(std::move(list).error());
+      return fail(ErrorCode::kLimitExceeded, "status list " + std::string(id) + ": all " +
+                                                 std::to_string(list->bits) +
+                                                 " indexes are allocated");
+    }
+    return static_cast<std::uint64_t>(sql::as_int(rows->at(0).at(0)) - 1);
+  }
+
+  Status set_status_bit(std::string_view id, std::uint64_t index, bool value) override {
+    auto list = get_list_row(id);
+    if (!list) return fail(std::move(list).error());
+    if (index >= list->bits) {
+      return fail(ErrorCode::kInvalidArgument, "status list " + std::string(id) + ": index " +
+                                                   std::to_string(index) + " out of range (bits " +
+                                                   std::to_string(list->bits) + ")");
+    }
+    std::array<Value, 2> p{std::string(id), i64(index)};
+    auto rows = value ? query(
+                            "INSERT INTO status_bits (list_id, idx) VALUES (?1, ?2) "
+                            "ON CONFLICT DO NOTHING",
+                            p)
+                      : query("DELETE FROM status_bits WHERE list_id = ?1 AND idx = ?2", p);
+    if (!rows) return fail(std::move(rows).error());
+    return ok();
+  }
+
+  Result<StatusList> get_status_list(std::string_view id) override {
+    auto list = get_list_row(id);
+    if (!list) return fail(std::move(list).error());
+    std::array<Value, 1> p{std::string(id)};
+    auto rows = query("SELECT idx FROM status_bits WHERE list_id = ?1", p);
+    if (!rows) return fail(std::move(rows).error());
+    list->bytes.assign((list->bits + 7) / 8, 0);
+    for (const auto& r : *rows) {
+      auto idx = static_cast<std::uint64_t>(sql::as_int(r[0]));
+      if (idx < list->bits) list->bytes[idx / 8] |= static_cast<std::uint8_t>(1U << (idx % 8));
+    }
+    return list;
+  }
+
+  Status put_signing_key(const SigningKeyInfo& k) override {
+    std::vector<Value> p{k.kid, k.alg, k.public_pem, k.created_at, k.retired_at, k.not_after};
+    auto rows = query(
+        "INSERT INTO signing_keys (kid, alg, public_pem, created_at, retired_at, not_after) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (kid) DO NOTHING",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    return ok();
+  }
+
+  Status retire_signing_key(std::string_view kid, std::int64_t retired_at,
+                            std::int64_t not_after) override {
+    std::array<Value, 3> p{std::string(kid), retired_at, not_after};
+    auto rows = query(
+        "UPDATE signing_keys SET retired_at = ?2, not_after = ?3 WHERE kid = ?1 RETURNING kid", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) return fail(ErrorCode::kNotFound, "signing key " + std::string(kid));
+    return ok();
+  }
+
+  Result<std::vector<SigningKeyInfo>> list_signing_keys() override {
+    auto rows = query(
+        "SELECT kid, alg, public_pem, created_at, retired_at, not_after FROM signing_keys "
+        "ORDER BY created_at, kid",
+        {});
+    if (!rows) return fail(std::move(rows).error());
+    std::vector<SigningKeyInfo> out;
+    for (const auto& r : *rows) {
+      SigningKeyInfo k;
+      k.kid = sql::as_text(r[0]);
+      k.alg = sql::as_text(r[1]);
+      k.public_pem = sql::as_text(r[2]);
+      k.created_at = sql::as_int(r[3]);
+      k.retired_at = sql::as_int(r[4]);
+      k.not_after = sql::as_int(r[5]);
+      out.push_back(std::move(k));
+    }
+    return out;
+  }
+
+ private:
+  static PolicyVersion policy_from_row(const sql::Row& r) {
+    PolicyVersion v;
+    v.id = sql::as_int(r[0]);
+    v.version = sql::as_text(r[1]);
+    v.toml = sql::as_text(r[2]);
+    v.created_at = sql::as_int(r[3]);
+    v.active = sql::as_int(r[4]) != 0;
+    return v;
+  }
+
+  Result<StatusList> get_list_row(std::string_view id) {
+    std::array<Value, 1> p{std::string(id)};
+    auto rows = query("SELECT bits, next_index FROM status_lists WHERE id = ?1", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) return fail(ErrorCode::kNotFound, "status list " + std::string(id));
+    StatusList l;
+    l.id = std::string(id);
+    l.bits = static_cast<std::uint64_t>(sql::as_int(rows->front()[0]));
+    l.next_index = static_cast<std::uint64_t>(sql::as_int(rows->front()[1]));
+    return l;
+  }
+
+  static Status expect_one(Result<sql::Rows> rows, std::string_view id) {
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty())
+      return fail(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
+    return ok();
+  }
+
+  Result<sql::Rows> query(std::string_view text, std::span<const Value> params) {
+    auto lease = pool_.acquire();
+    if (!lease) return fail(std::move(lease).error().context(name_));
+    auto rows = (*lease)->exec(text, params);
+    if (!rows && rows.error().code == ErrorCode::kUnavailable &&
+        (*lease)->dialect() == Dialect::kPostgres) {
+      lease->discard();  // the connection is broken; the next caller reconnects
+    }
+    return rows;
+  }
+
+  template <class Fn>
+  Status transaction(Fn&& fn) {
+    auto lease = pool_.acquire();
+    if (!lease) return fail(std::move(lease).error().context(name_));
+    sql::Connection& c = **lease;
+    WARDEN_TRY_STATUS(c.exec(c.dialect() == Dialect::kSqlite ? "BEGIN IMMEDIATE" : "BEGIN", {}));
+    auto status = fn(c);
+    if (!status) {
+      (void)c.exec("ROLLBACK", {});
+      return status;
+    }
+    auto commit = c.exec("COMMIT", {});
+    if (!commit) {
+      (void)c.exec("ROLLBACK", {});
+      return fail(std::move(commit).error());
+    }
+    return ok();
+  }
+
+  sql::Pool pool_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::string_view to_string(DeviceState state) {
+  return state == DeviceState::kRevoked ? "revoked" : "enabled";
+}
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
+  // Probe once so a bad path fails at startup, not on the first request.
+  auto probe = sql::connect_sqlite(path);
+  if (!probe) return fail(std::move(probe).error());
+  return std::unique_ptr<Store>(
+      std::make_unique<SqlStore>([path] { return sql::connect_sqlite(path); }, 8, "sqlite store"));
+}
+
+Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
+                                                   std::size_t pool_size) {
+  auto probe = sql::connect_postgres(conninfo);
+  if (!probe) return fail(std::move(probe).error());
+  return std::unique_ptr<Store>(std::make_unique<SqlStore>(
+      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store"));
+}
+
+}  // namespace warden::issuer

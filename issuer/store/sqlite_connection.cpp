@@ -1,0 +1,124 @@
+#include <sqlite3.h>
+
+#include "issuer/store/sql.h"
+
+namespace warden::issuer::sql {
+namespace {
+
+class SqliteConnection final : public Connection {
+ public:
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  ~SqliteConnection() override { sqlite3_close_v2(db_); }
+  SqliteConnection(const SqliteConnection&) = delete;
+  SqliteConnection& operator=(const SqliteConnection&) = delete;
+
+  [[nodiscard]] Dialect dialect() const override { return Dialect::kSqlite; }
+
+  Result<Rows> exec(std::string_view sql, std::span<const Value> params) override {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &raw, nullptr) !=
+        SQLITE_OK) {
+      return error("prepare");
+    }
+    std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, sqlite3_finalize);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      int idx = static_cast<int>(i + 1);
+      int rc = SQLITE_OK;
+      const Value& v = params[i];
+      if (const auto* n = std::get_if<std::int64_t>(&v)) {
+        rc = sqlite3_bind_int64(raw, idx, *n);
+      } else if (const auto* s = std::get_if<std::string>(&v)) {
+        rc = sqlite3_bind_text64(raw, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      } else if (const auto* b = std::get_if<Bytes>(&v)) {
+        rc = sqlite3_bind_blob64(raw, idx, b->data(), b->size(), SQLITE_TRANSIENT);
+      } else {
+        rc = sqlite3_bind_null(raw, idx);
+      }
+      if (rc != SQLITE_OK) return error("bind");
+    }
+    Rows rows;
+    for (;;) {
+      int rc = sqlite3_step(raw);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("step");
+      int n = sqlite3_column_count(raw);
+      Row row;
+      row.reserve(static_cast<std::size_t>(n));
+      for (int c = 0; c < n; ++c) {
+        switch (sqlite3_column_type(raw, c)) {
+          case SQLITE_INTEGER:
+            row.emplace_back(static_cast<std::int64_t>(sqlite3_column_int64(raw, c)));
+            break;
+          case SQLITE_TEXT: {
+            const auto* p = sqlite3_column_text(raw, c);
+            auto len = static_cast<std::size_t>(sqlite3_column_bytes(raw, c));
+            row.emplace_back(std::string(reinterpret_cast<const char*>(p), len));  // NOLINT
+            break;
+          }
+          case SQLITE_BLOB: {
+            const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(raw, c));
+            auto len = static_cast<std::size_t>(sqlite3_column_bytes(raw, c));
+            Bytes b;
+            b.reserve(len);
+            if (p != nullptr) b.insert(b.end(), p, p + len);
+            row.emplace_back(std::move(b));
+            break;
+          }
+          case SQLITE_NULL:
+            row.emplace_back(std::monostate{});
+            break;
+          default:
+            row.emplace_back(static_cast<std::int64_t>(sqlite3_column_double(raw, c)));
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  Status exec_script(std::string_view sql) override {
+    std::string text(sql);
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+      std::string m = msg != nullptr ? msg : "unknown";
+      sqlite3_free(msg);
+      return fail(ErrorCode::kIo, "sqlite: script: " + m);
+    }
+    return ok();
+  }
+
+ private:
+  tl::unexpected<Error> error(std::string_view op) {
+    int code = sqlite3_extended_errcode(db_);
+    std::string msg = "sqlite: " + std::string(op) + ": " + sqlite3_errmsg(db_);
+    if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return fail(ErrorCode::kConflict, msg);
+    }
+    if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
+      return fail(ErrorCode::kUnavailable, msg);
+    }
+    return fail(ErrorCode::kIo, msg);
+  }
+
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> connect_sqlite(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return fail(ErrorCode::kIo, "sqlite: open " + path + ": " + msg);
+  }
+  auto conn = std::make_unique<SqliteConnection>(db);
+  sqlite3_busy_timeout(db, 5000);
+  WARDEN_TRY_STATUS(conn->exec_script(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+  return std::unique_ptr<Connection>(std::move(conn));
+}
+
+}  // namespace warden::issuer::sql

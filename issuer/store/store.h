@@ -1,0 +1,167 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "platform/base/bytes.h"
+#include "platform/base/error.h"
+
+namespace warden::issuer {
+
+enum class DeviceState { kEnabled, kRevoked };
+std::string_view to_string(DeviceState state);
+
+/// An enrolled device: its endorsement identity, its attestation key, and what it last proved.
+struct Device {
+  std::string id;
+  std::string ek_public_hash;  ///< hex SHA-256 of the EK public area
+  std::string ek_cert_pem;     ///< empty when enrolled by allowlist
+  Bytes ak_public;             ///< TPM2B_PUBLIC of the AK
+  Bytes ak_name;
+  std::string group;
+  DeviceState state = DeviceState::kEnabled;
+  std::int64_t created_at = 0;
+  // Last accepted attestation (all zero/empty before the first one).
+  std::optional<std::uint64_t> reset_count;
+  std::optional<std::uint64_t> restart_count;
+  Bytes last_nonce;
+  std::int64_t last_nonce_expiry = 0;
+  std::int64_t last_attested_at = 0;
+  std::string last_verdict;              ///< "accept" / "reject" / empty
+  std::string last_reasons_json = "[]";  ///< JSON array of reason objects
+};
+
+/// The outcome of one appraisal, written to the device record.
+struct AttestationUpdate {
+  std::optional<std::uint64_t> reset_count;
+  std::optional<std::uint64_t> restart_count;
+  std::int64_t attested_at = 0;
+  std::string verdict;
+  std::string reasons_json = "[]";
+};
+
+/// An enrollment waiting for ActivateCredential: the hash of the secret sent in the credential.
+struct Enrollment {
+  std::string id;
+  std::string ek_public_hash;
+  std::string ek_cert_pem;
+  Bytes ak_public;
+  Bytes ak_name;
+  std::string group;
+  Bytes secret_hash;
+  std::int64_t created_at = 0;
+  std::int64_t expires_at = 0;
+};
+
+struct PolicyVersion {
+  std::int64_t id = 0;
+  std::string version;
+  std::string toml;
+  std::int64_t created_at = 0;
+  bool active = false;
+};
+
+/// One append-only audit record.
+struct AuditRecord {
+  std::int64_t id = 0;  ///< assigned by the store
+  std::int64_t time = 0;
+  std::string device_id;
+  std::string action;    ///< "enroll", "attest", "token", "admin.revoke", ...
+  std::string decision;  ///< "accept", "reject", "ok"
+  std::string evidence_hash;
+  std::string policy_version;
+  std::string reasons_json = "[]";
+};
+
+struct AuditFilter {
+  std::optional<std::string> device_id;
+  std::optional<std::int64_t> since;  ///< time >= since
+  std::size_t limit = 100;
+};
+
+/// A token status list (one bit per token; 1 = revoked).
+struct StatusList {
+  std::string id;
+  std::uint64_t bits = 0;
+  std::uint64_t next_index = 0;
+  Bytes bytes;  ///< ceil(bits/8) bytes, bit i = byte i/8, bit (i%8) (LSB first)
+};
+
+/// Metadata of a token signing key (the private key stays in the key directory).
+struct SigningKeyInfo {
+  std::string kid;
+  std::string alg = "ES256";
+  std::string public_pem;
+  std::int64_t created_at = 0;
+  std::int64_t retired_at = 0;  ///< 0 while current
+  std::int64_t not_after = 0;   ///< publish until this time (0 = no limit)
+};
+
+/// The issuer's persistent state. Every call is safe from any thread. Implementations: SQLite
+/// (default) and PostgreSQL (shared by replicas); both run the same versioned migrations.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  /// Creates or upgrades the schema (idempotent; safe when replicas race).
+  virtual Status migrate() = 0;
+  /// Schema version currently applied.
+  virtual Result<int> schema_version() = 0;
+  /// Cheap reachability check for /readyz.
+  virtual Status ping() = 0;
+
+  // Devices. Errors: kAlreadyExists on a duplicate id or EK, kNotFound.
+  virtual Status add_device(const Device& device) = 0;
+  virtual Result<Device> get_device(std::string_view id) = 0;
+  virtual Result<std::optional<Device>> find_device_by_ek(std::string_view ek_public_hash) = 0;
+  /// Devices ordered by id, after `after_id` (paging), at most `limit`.
+  virtual Result<std::vector<Device>> list_devices(std::size_t limit,
+                                                   std::string_view after_id = {}) = 0;
+  virtual Status set_device_state(std::string_view id, DeviceState state) = 0;
+  /// Atomically consumes an attestation nonce: refused with kReplay when `nonce` equals the last
+  /// accepted one or expires before it (older nonces cannot be replayed).
+  virtual Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) = 0;
+  virtual Status record_attestation(std::string_view id, const AttestationUpdate& update) = 0;
+
+  // Enrollments in progress.
+  virtual Status put_enrollment(const Enrollment& enrollment) = 0;
+  /// Removes and returns the enrollment (one activation per enrollment). kNotFound.
+  virtual Result<Enrollment> take_enrollment(std::string_view id) = 0;
+  /// Deletes enrollments whose expires_at < now; returns how many.
+  virtual Result<std::size_t> purge_enrollments(std::int64_t now) = 0;
+
+  // Policies: each put is a new version; `activate` makes it the only active one.
+  virtual Result<PolicyVersion> add_policy(std::string_view version, std::string_view toml,
+                                           std::int64_t created_at, bool activate) = 0;
+  virtual Result<std::optional<PolicyVersion>> active_policy() = 0;
+  virtual Result<std::vector<PolicyVersion>> list_policies() = 0;
+
+  // Audit log (append-only; newest first on query).
+  virtual Result<std::int64_t> append_audit(const AuditRecord& record) = 0;
+  virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;
+
+  // Status lists.
+  virtual Status create_status_list(std::string_view id, std::uint64_t bits) = 0;
+  /// Atomically takes the next free index; kLimitExceeded when the list is full.
+  virtual Result<std::uint64_t> allocate_status_index(std::string_view id) = 0;
+  virtual Status set_status_bit(std::string_view id, std::uint64_t index, bool value) = 0;
+  virtual Result<StatusList> get_status_list(std::string_view id) = 0;
+
+  // Signing key metadata.
+  virtual Status put_signing_key(const SigningKeyInfo& key) = 0;
+  virtual Status retire_signing_key(std::string_view kid, std::int64_t retired_at,
+                                    std::int64_t not_after) = 0;
+  virtual Result<std::vector<SigningKeyInfo>> list_signing_keys() = 0;
+};
+
+/// Opens the SQLite store at `path` (created if absent; WAL mode; busy timeout).
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path);
+/// Opens the PostgreSQL store with a libpq connection string.
+Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
+                                                   std::size_t pool_size = 8);
+
+}  // namespace warden::issuer

@@ -1,0 +1,278 @@
+// One Store suite, run against SQLite and a private PostgreSQL server.
+#include "issuer/store/store.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/postgres.h"
+#include "tests/support/process.h"
+
+namespace warden::issuer {
+namespace {
+
+struct SqliteBackend {
+  static void SetUpTestSuite() {}
+  static void TearDownTestSuite() {}
+  std::unique_ptr<test::TempDir> dir = std::make_unique<test::TempDir>("warden-store");
+  Result<std::unique_ptr<Store>> open(const std::string& /*name*/) {
+    return open_sqlite_store((dir->path() / "issuer.db").string());
+  }
+};
+
+struct PostgresBackend {
+  static inline std::unique_ptr<test::Postgres> server;
+  static inline std::string why;
+  static void SetUpTestSuite() {
+    if (!server) server = test::Postgres::start(why);
+  }
+  static void TearDownTestSuite() { server.reset(); }
+  Result<std::unique_ptr<Store>> open(const std::string& name) {
+    if (!server) return fail(ErrorCode::kUnavailable, "no postgres: " + why);
+    return open_postgres_store(server->create_database(name), 4);
+  }
+};
+
+template <class Backend>
+class StoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { Backend::SetUpTestSuite(); }
+  static void TearDownTestSuite() { Backend::TearDownTestSuite(); }
+
+  void SetUp() override {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto store = backend_.open("t_" + name);
+    ASSERT_TRUE(store) << store.error().message;
+    store_ = std::move(*store);
+    auto migrated = store_->migrate();
+    ASSERT_TRUE(migrated) << migrated.error().message;
+  }
+
+  static Device make_device(const std::string& id) {
+    Device d;
+    d.id = id;
+    d.ek_public_hash = "ek-" + id;
+    d.ek_cert_pem = "-----BEGIN CERTIFICATE-----\n...";
+    d.ak_public = {0x00, 0x01, 0x02, 0xff};
+    d.ak_name = {0x00, 0x0b, 0xaa};
+    d.group = "edge";
+    d.created_at = 1000;
+    return d;
+  }
+
+  Backend backend_;
+  std::unique_ptr<Store> store_;
+};
+
+using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
+class BackendNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, SqliteBackend> ? "Sqlite" : "Postgres";
+  }
+};
+TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
+
+TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
+  auto v = this->store_->schema_version();
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 1);
+  ASSERT_TRUE(this->store_->migrate());
+  EXPECT_EQ(*this->store_->schema_version(), 1);
+  EXPECT_TRUE(this->store_->ping());
+}
+
+TYPED_TEST(StoreTest, DevicesRoundTripAndRejectDuplicates) {
+  auto d = this->make_device("dev-a");
+  ASSERT_TRUE(this->store_->add_device(d));
+  auto got = this->store_->get_device("dev-a");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->ek_public_hash, "ek-dev-a");
+  EXPECT_EQ(got->ak_public, d.ak_public);
+  EXPECT_EQ(got->ak_name, d.ak_name);
+  EXPECT_EQ(got->group, "edge");
+  EXPECT_EQ(got->state, DeviceState::kEnabled);
+  EXPECT_FALSE(got->reset_count.has_value());
+  EXPECT_EQ(got->last_reasons_json, "[]");
+
+  auto dup = this->store_->add_device(d);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+  auto other = this->make_device("dev-b");
+  other.ek_public_hash = d.ek_public_hash;  // same EK, other id
+  EXPECT_EQ(this->store_->add_device(other).error().code, ErrorCode::kAlreadyExists);
+
+  auto by_ek = this->store_->find_device_by_ek("ek-dev-a");
+  ASSERT_TRUE(by_ek && by_ek->has_value());
+  EXPECT_EQ((*by_ek)->id, "dev-a");
+  EXPECT_FALSE(this->store_->find_device_by_ek("nope")->has_value());
+  EXPECT_EQ(this->store_->get_device("nope").error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreTest, ListsDevicesInPages) {
+  for (const char* id : {"c", "a", "b", "d"})
+    ASSERT_TRUE(this->store_->add_device(this->make_device(id)));
+  auto first = this->store_->list_devices(2);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), 2U);
+  EXPECT_EQ((*first)[0].id, "a");
+  EXPECT_EQ((*first)[1].id, "b");
+  auto second = this->store_->list_devices(10, "b");
+  ASSERT_EQ(second->size(), 2U);
+  EXPECT_EQ((*second)[0].id, "c");
+}
+
+TYPED_TEST(StoreTest, RevokesEnablesAndRecordsAttestation) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  ASSERT_TRUE(this->store_->set_device_state("d1", DeviceState::kRevoked));
+  EXPECT_EQ(this->store_->get_device("d1")->state, DeviceState::kRevoked);
+  ASSERT_TRUE(this->store_->set_device_state("d1", DeviceState::kEnabled));
+  EXPECT_EQ(this->store_->get_device("d1")->state, DeviceState::kEnabled);
+  EXPECT_EQ(this->store_->set_device_state("zz", DeviceState::kRevoked).error().code,
+            ErrorCode::kNotFound);
+
+  AttestationUpdate u{7, 3, 5000, "reject", R"([{"code":"pcr_digest_mismatch"}])"};
+  ASSERT_TRUE(this->store_->record_attestation("d1", u));
+  auto d = this->store_->get_device("d1");
+  EXPECT_EQ(d->reset_count, 7U);
+  EXPECT_EQ(d->restart_count, 3U);
+  EXPECT_EQ(d->last_attested_at, 5000);
+  EXPECT_EQ(d->last_verdict, "reject");
+  EXPECT_EQ(d->last_reasons_json, u.reasons_json);
+}
+
+TYPED_TEST(StoreTest, NonceIsConsumedOnceAndOlderNoncesAreRefused) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  Bytes n1(32, 1), n2(32, 2), n0(32, 9);
+  ASSERT_TRUE(this->store_->consume_nonce("d1", n1, 100));
+  auto again = this->store_->consume_nonce("d1", n1, 100);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+  ASSERT_TRUE(this->store_->consume_nonce("d1", n2, 101));
+  EXPECT_EQ(this->store_->consume_nonce("d1", n0, 50).error().code, ErrorCode::kReplay);
+  EXPECT_EQ(this->store_->consume_nonce("zz", n0, 500).error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreTest, ConcurrentNonceUseAcceptsExactlyOne) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  Bytes nonce(32, 7);
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      if (this->store_->consume_nonce("d1", nonce, 100)) ++accepted;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted.load(), 1);
+}
+
+TYPED_TEST(StoreTest, EnrollmentIsTakenOnce) {
+  Enrollment e{"enr-1", "ek", "", {1, 2}, {3}, "g", {9, 9}, 10, 20};
+  ASSERT_TRUE(this->store_->put_enrollment(e));
+  EXPECT_EQ(this->store_->put_enrollment(e).error().code, ErrorCode::kAlreadyExists);
+  auto taken = this->store_->take_enrollment("enr-1");
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->secret_hash, (Bytes{9, 9}));
+  EXPECT_EQ(taken->ak_public, (Bytes{1, 2}));
+  EXPECT_EQ(this->store_->take_enrollment("enr-1").error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(this->store_->put_enrollment(Enrollment{"old", "ek2", "", {1}, {1}, "", {1}, 1, 5}));
+  ASSERT_TRUE(this->store_->put_enrollment(Enrollment{"new", "ek3", "", {1}, {1}, "", {1}, 1, 50}));
+  EXPECT_EQ(*this->store_->purge_enrollments(10), 1U);
+  EXPECT_TRUE(this->store_->take_enrollment("new"));
+}
+
+TYPED_TEST(StoreTest, PolicyVersionsKeepOneActive) {
+  EXPECT_FALSE(this->store_->active_policy()->has_value());
+  auto p1 = this->store_->add_policy("v1", "a = 1\n", 10, true);
+  ASSERT_TRUE(p1) << p1.error().message;
+  auto p2 = this->store_->add_policy("v2", "a = 2\n", 20, true);
+  ASSERT_TRUE(p2);
+  EXPECT_GT(p2->id, p1->id);
+  auto active = this->store_->active_policy();
+  ASSERT_TRUE(active && active->has_value());
+  EXPECT_EQ((*active)->version, "v2");
+  EXPECT_EQ((*active)->toml, "a = 2\n");
+  ASSERT_TRUE(this->store_->add_policy("draft", "a = 3\n", 30, false));
+  EXPECT_EQ((*this->store_->active_policy())->version, "v2");
+  auto all = this->store_->list_policies();
+  ASSERT_EQ(all->size(), 3U);
+  EXPECT_FALSE((*all)[0].active);
+  EXPECT_TRUE((*all)[1].active);
+}
+
+TYPED_TEST(StoreTest, AuditIsAppendOnlyAndFiltered) {
+  for (int i = 0; i < 5; ++i) {
+    AuditRecord a{0,    100 + i, i % 2 == 0 ? "even" : "odd", "attest", "accept", "sha256:ab",
+                  "v1", "[]"};
+    auto id = this->store_->append_audit(a);
+    ASSERT_TRUE(id) << id.error().message;
+  }
+  auto all = this->store_->query_audit({});
+  ASSERT_EQ(all->size(), 5U);
+  EXPECT_EQ((*all)[0].time, 104);  // newest first
+  auto even = this->store_->query_audit({std::string("even"), std::nullopt, 100});
+  EXPECT_EQ(even->size(), 3U);
+  auto since = this->store_->query_audit({std::string("even"), 102, 100});
+  EXPECT_EQ(since->size(), 2U);
+  auto limited = this->store_->query_audit({std::nullopt, std::nullopt, 2});
+  EXPECT_EQ(limited->size(), 2U);
+  EXPECT_EQ((*limited)[0].policy_version, "v1");
+}
+
+TYPED_TEST(StoreTest, StatusListAllocatesAtomicallyAndSetsBits) {
+  ASSERT_TRUE(this->store_->create_status_list("L1", 64));
+  EXPECT_EQ(this->store_->create_status_list("L1", 64).error().code, ErrorCode::kAlreadyExists);
+  std::mutex mu;
+  std::set<std::uint64_t> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 16; ++i) {
+        auto idx = this->store_->allocate_status_index("L1");
+        ASSERT_TRUE(idx) << idx.error().message;
+        std::lock_guard lock(mu);
+        EXPECT_TRUE(seen.insert(*idx).second) << "index handed out twice: " << *idx;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), 64U);
+  EXPECT_EQ(this->store_->allocate_status_index("L1").error().code, ErrorCode::kLimitExceeded);
+  EXPECT_EQ(this->store_->allocate_status_index("nope").error().code, ErrorCode::kNotFound);
+
+  ASSERT_TRUE(this->store_->set_status_bit("L1", 0, true));
+  ASSERT_TRUE(this->store_->set_status_bit("L1", 9, true));
+  ASSERT_TRUE(this->store_->set_status_bit("L1", 9, true));  // idempotent
+  ASSERT_TRUE(this->store_->set_status_bit("L1", 63, true));
+  ASSERT_TRUE(this->store_->set_status_bit("L1", 63, false));
+  EXPECT_EQ(this->store_->set_status_bit("L1", 64, true).error().code, ErrorCode::kInvalidArgument);
+  auto list = this->store_->get_status_list("L1");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->bits, 64U);
+  EXPECT_EQ(list->next_index, 64U);
+  ASSERT_EQ(list->bytes.size(), 8U);
+  EXPECT_EQ(list->bytes[0], 0x01);
+  EXPECT_EQ(list->bytes[1], 0x02);
+  EXPECT_EQ(list->bytes[7], 0x00);
+}
+
+TYPED_TEST(StoreTest, SigningKeysAreRecordedAndRetired) {
+  ASSERT_TRUE(this->store_->put_signing_key({"k1", "ES256", "PEM1", 10, 0, 0}));
+  ASSERT_TRUE(this->store_->put_signing_key({"k2", "ES256", "PEM2", 20, 0, 0}));
+  ASSERT_TRUE(this->store_->retire_signing_key("k1", 20, 920));
+  auto keys = this->store_->list_signing_keys();
+  ASSERT_EQ(keys->size(), 2U);
+  EXPECT_EQ((*keys)[0].kid, "k1");
+  EXPECT_EQ((*keys)[0].retired_at, 20);
+  EXPECT_EQ((*keys)[0].not_after, 920);
+  EXPECT_EQ((*keys)[1].retired_at, 0);
+  EXPECT_EQ(this->store_->retire_signing_key("k9", 1, 1).error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace warden::issuer

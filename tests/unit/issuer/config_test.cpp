@@ -1,0 +1,67 @@
+#include "issuer/config.h"
+
+#include <gtest/gtest.h>
+
+namespace warden::issuer {
+namespace {
+
+TEST(IssuerConfig, EmptyFileGivesDocumentedDefaults) {
+  auto c = parse_config("");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen.port, 8443);
+  EXPECT_EQ(c->tls.min_version, "1.3");
+  EXPECT_EQ(c->store.backend, "sqlite");
+  EXPECT_EQ(c->limits.max_body_bytes, 1024U * 1024U);
+  EXPECT_FALSE(c->enrollment.tofu);
+  EXPECT_EQ(c->tokens.nonce_ttl_s, 60);
+}
+
+TEST(IssuerConfig, ReadsEveryKind) {
+  auto c = parse_config(R"(
+policy_file = "/etc/warden/policy.toml"
+[listen]
+address = "127.0.0.1"
+port = 9443
+[tls]
+cert_file = "c.pem"
+key_file = "k.pem"
+min_version = "1.2"
+admin_client_ca = "ca.pem"
+[store]
+backend = "postgres"
+postgres_conninfo = "host=db"
+[enrollment]
+manufacturer_ca_files = ["a.pem", "b.pem"]
+ek_allowlist = ["abcd"]
+tofu = true
+[limits]
+read_timeout_ms = 500
+)");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen.address, "127.0.0.1");
+  EXPECT_EQ(c->listen.port, 9443);
+  EXPECT_EQ(c->tls.min_version, "1.2");
+  EXPECT_EQ(c->store.postgres_conninfo, "host=db");
+  EXPECT_EQ(c->enrollment.manufacturer_ca_files.size(), 2U);
+  EXPECT_TRUE(c->enrollment.tofu);
+  EXPECT_EQ(c->limits.read_timeout_ms, 500U);
+  EXPECT_EQ(c->policy_file, "/etc/warden/policy.toml");
+}
+
+TEST(IssuerConfig, RejectsUnknownKeysWrongTypesAndBadValues) {
+  auto typo = parse_config("[listen]\nprot = 1\n");
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("unknown key listen.prot"), std::string::npos);
+  auto type = parse_config("[listen]\nport = \"x\"\n");
+  ASSERT_FALSE(type);
+  EXPECT_NE(type.error().message.find("listen.port"), std::string::npos);
+  EXPECT_FALSE(parse_config("[listen]\nport = 70000\n"));
+  EXPECT_FALSE(parse_config("[tls]\nmin_version = \"1.1\"\n"));
+  EXPECT_FALSE(parse_config("[store]\nbackend = \"postgres\"\n"));
+  auto syntax = parse_config("[listen\n");
+  ASSERT_FALSE(syntax);
+  EXPECT_NE(syntax.error().message.find("line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace warden::issuer
