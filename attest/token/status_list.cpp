@@ -88,8 +88,9 @@ Result<std::uint8_t> StatusList::get(std::uint64_t index) const {
   }
   std::uint64_t bit = index * bits_;
   auto shift = static_cast<unsigned>(bit % 8);
-  return static_cast<std::uint8_t>((bytes_[static_cast<std::size_t>(bit / 8)] >> shift) &
-                                   ((1U << bits_) - 1U));
+  unsigned byte = bytes_[static_cast<std::size_t>(bit / 8)];
+  unsigned mask = (1U << bits_) - 1U;
+  return static_cast<std::uint8_t>((byte >> shift) & mask);
 }
 
 Result<Bytes> StatusList::compress() const {
