@@ -147,8 +147,11 @@ asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned versio
   }
 }
 
-asio::awaitable<void> session(Impl& self, UnixSocket sock, Socket kind,
+// The session owns a reference to Impl: at shutdown the io_context destroys suspended sessions
+// after the server itself may have gone.
+asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Socket kind,
                               Result<os::Selectors> identity) {
+  Impl& self = *owner;
   ++self.connections;
   struct Count {
     Impl& s;
@@ -223,7 +226,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor
     }
     // Identity from the kernel, once per connection, before any byte of the request is read.
     auto identity = self->resolver.resolve_socket(sock.native_handle());
-    asio::co_spawn(self->io, session(*self, std::move(sock), kind, std::move(identity)),
+    asio::co_spawn(self->io, session(self, std::move(sock), kind, std::move(identity)),
                    asio::detached);
   }
 }
