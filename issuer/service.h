@@ -1,0 +1,88 @@
+#pragma once
+// The verifier and token service, free of transport: issuer/http decodes requests (CBOR for the
+// agent API, JSON for the admin API), calls these, and encodes the results. Every method is safe
+// to call from any thread of the server's pool; state lives in the Store so that replicas sharing
+// PostgreSQL behave as one issuer.
+//
+// Errors carry a stable ErrorCode that issuer/http maps to a status (docs/protocol.md):
+// kMalformed/kInvalidArgument 400, kBadSignature/kProofMismatch/kUntrusted 401,
+// kPermissionDenied/kPolicyViolation/kRevoked 403, kNotFound 404, kConflict/kAlreadyExists 409,
+// kReplay/kExpired 409, kLimitExceeded 429, kUnavailable 503, anything else 500.
+// A refused appraisal is not an error: attest() returns a response with verdict kFail and every
+// reason (HTTP 200), so agents can show why.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "attest/protocol/messages.h"
+#include "issuer/config.h"
+#include "issuer/signing_keys.h"
+#include "issuer/store/store.h"
+#include "platform/base/clock.h"
+#include "platform/base/secret.h"
+
+namespace warden::issuer {
+
+/// The request line of the HTTP request carrying a DPoP-style proof (POST /v1/token).
+struct RequestTarget {
+  std::string method;  ///< "POST"
+  std::string url;     ///< absolute URL as the client addressed it, e.g. https://host:8443/v1/token
+};
+
+/// Admin view of a device (GET /admin/v1/devices[/{id}]).
+struct DeviceSummary {
+  Device device;
+};
+
+class IssuerService {
+ public:
+  struct Options {
+    const IssuerConfig* config = nullptr;
+    Store* store = nullptr;
+    SigningKeys* keys = nullptr;
+    const Clock* clock = nullptr;
+    Random* random = nullptr;
+    SecretBytes nonce_key;  ///< >= 32 bytes, shared by replicas (read from tokens.key_dir)
+  };
+  /// Loads the trust anchors (manufacturer CA files) and the active policy (from the store, or
+  /// config.policy_file as the first version when the store has none).
+  static Result<std::unique_ptr<IssuerService>> create(Options options);
+  virtual ~IssuerService() = default;
+
+  // ---- Agent API (CBOR) -----------------------------------------------------------------------
+  virtual Result<protocol::EnrollResponse> enroll(const protocol::EnrollRequest& request) = 0;
+  virtual Result<protocol::ActivateResponse> activate(std::string_view enrollment_id,
+                                                      const protocol::ActivateRequest& request) = 0;
+  virtual Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& request) = 0;
+  virtual Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) = 0;
+  /// `target` is what the proof's htm/htu must name.
+  virtual Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
+                                                const RequestTarget& target) = 0;
+  virtual Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) = 0;
+
+  // ---- Public ---------------------------------------------------------------------------------
+  /// {"keys": [...]} of every published signing key.
+  virtual Result<std::string> jwks_json() = 0;
+  /// The status list as a signed JWT (application/statuslist+jwt).
+  virtual Result<std::string> status_list_jwt(std::string_view list_id) = 0;
+  /// Store reachable and keys loaded.
+  virtual Status ready() = 0;
+
+  // ---- Admin API (JSON text in and out) -------------------------------------------------------
+  virtual Result<std::string> admin_list_devices(std::size_t limit, std::string_view after_id) = 0;
+  virtual Result<std::string> admin_get_device(std::string_view id) = 0;
+  /// state: "revoked" (also flips every token of the device in the status list) or "enabled".
+  virtual Status admin_set_device_state(std::string_view id, std::string_view state,
+                                        std::string_view actor) = 0;
+  /// Parses the TOML (reference values and workload policy) and stores it as a new active version.
+  virtual Result<std::string> admin_put_policy(std::string_view version, std::string_view toml,
+                                               std::string_view actor) = 0;
+  virtual Result<std::string> admin_list_policies() = 0;
+  virtual Result<std::string> admin_audit(const AuditFilter& filter) = 0;
+};
+
+}  // namespace warden::issuer
