@@ -60,6 +60,8 @@ std::string_view to_string(ErrorCode code) {
       return "proof_mismatch";
     case ErrorCode::kConflict:
       return "conflict";
+    case ErrorCode::kUntrusted:
+      return "untrusted";
   }
   return "internal";
 }

@@ -40,6 +40,7 @@ enum class ErrorCode : std::uint16_t {
   kAlgorithmNotAllowed,
   kProofMismatch,
   kConflict,
+  kUntrusted,  ///< a certificate or key that does not chain to a configured trust anchor
 };
 
 /// "snake_case" name of a code, stable across releases.
