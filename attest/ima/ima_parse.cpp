@@ -62,22 +62,23 @@ Status decode_digest(ByteSpan field, bool v2, Entry& e, std::string_view what) {
     e.file_digest.assign(field.begin(), field.end());
     return ok();
   }
-  std::string prefix(field.begin(), nul);
+  std::string_view prefix(reinterpret_cast<const char*>(field.data()),
+                         static_cast<std::size_t>(nul - field.begin()));
   if (prefix.empty() || prefix.back() != ':') {
     return fail(ErrorCode::kMalformed,
                 fmt::format("{}: digest prefix '{}' does not end in ':'", what, prefix));
   }
-  prefix.pop_back();
+  prefix.remove_suffix(1);
   if (v2) {
     auto colon = prefix.find(':');
-    if (colon == std::string::npos) {
+    if (colon == std::string_view::npos) {
       return fail(ErrorCode::kMalformed,
                   fmt::format("{}: d-ngv2 prefix '{}' lacks a digest type", what, prefix));
     }
     e.digest_type = prefix.substr(0, colon);
     e.digest_algo = prefix.substr(colon + 1);
   } else {
-    e.digest_algo = std::move(prefix);
+    e.digest_algo = prefix;
   }
   e.file_digest.assign(nul + 1, field.end());
   return ok();
@@ -162,13 +163,14 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
                   fmt::format("IMA binary list: more than {} entries", limits.max_entries));
     }
     const std::size_t start = r.offset();
-    Entry e;
+    const std::size_t index = entries.size();
+    Entry& e = entries.emplace_back();  // built in place; on error the vector is discarded
     auto pcr = read_u32(r, big_endian, "pcr");
     if (!pcr) return fail(pcr.error());
     if (!plausible_pcr(*pcr)) {
       return fail(ErrorCode::kMalformed,
                   fmt::format("IMA binary list: entry {} at offset {}: PCR index {} out of range",
-                              entries.size(), start, *pcr));
+                              index, start, *pcr));
     }
     e.pcr = *pcr;
     auto hash = r.bytes(kSha1Size, "template hash");
@@ -180,7 +182,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
       return fail(ErrorCode::kMalformed,
                   fmt::format("IMA binary list: entry {} at offset {}: template name length {} "
                               "(expected 1..{})",
-                              entries.size(), start, *name_len, kMaxTemplateName));
+                              index, start, *name_len, kMaxTemplateName));
     }
     auto name = r.bytes(*name_len, "template name");
     if (!name) return fail(name.error());
@@ -194,7 +196,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
         return fail(ErrorCode::kMalformed,
                     fmt::format("IMA binary list: entry {} at offset {}: legacy name length {} "
                                 "exceeds {}",
-                                entries.size(), start, *path_len, kLegacyNameSize - 1));
+                                index, start, *path_len, kLegacyNameSize - 1));
       }
       auto path = r.bytes(*path_len, "legacy name");
       if (!path) return fail(path.error());
@@ -209,18 +211,17 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
         return fail(ErrorCode::kLimitExceeded,
                     fmt::format("IMA binary list: entry {} at offset {}: template data length {} "
                                 "exceeds {}",
-                                entries.size(), start, *data_len, limits.max_template_data));
+                                index, start, *data_len, limits.max_template_data));
       }
       auto data = r.bytes(*data_len, "template data");
       if (!data) return fail(data.error());
       e.template_data.assign(data->begin(), data->end());
       if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
         return fail(ErrorCode::kMalformed,
-                    fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", entries.size(),
+                    fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", index,
                                 e.template_name, start, st.error().message));
       }
     }
-    entries.push_back(std::move(e));
   }
   return entries;
 }

@@ -9,75 +9,8 @@ Error ByteReader::error(std::string_view field, std::string_view detail) const {
                fmt::format("{}: {} at offset {}: {}", what_, field, offset_, detail), 0, 0};
 }
 
-Status ByteReader::need(std::size_t n, std::string_view field) const {
-  if (n > remaining()) {
-    return fail(error(field, fmt::format("needs {} bytes, {} left", n, remaining())));
-  }
-  return ok();
-}
-
-Result<std::uint8_t> ByteReader::u8(std::string_view field) {
-  WARDEN_TRY_STATUS(need(1, field));
-  return data_[offset_++];
-}
-
-namespace {
-template <class T>
-T load_be(ByteSpan s) {
-  T v = 0;
-  for (std::uint8_t b : s) v = static_cast<T>((v << 8) | b);
-  return v;
-}
-template <class T>
-T load_le(ByteSpan s) {
-  T v = 0;
-  for (std::size_t i = s.size(); i > 0; --i) v = static_cast<T>((v << 8) | s[i - 1]);
-  return v;
-}
-}  // namespace
-
-Result<std::uint16_t> ByteReader::u16be(std::string_view field) {
-  WARDEN_TRY_STATUS(need(2, field));
-  auto v = load_be<std::uint16_t>(data_.subspan(offset_, 2));
-  offset_ += 2;
-  return v;
-}
-Result<std::uint32_t> ByteReader::u32be(std::string_view field) {
-  WARDEN_TRY_STATUS(need(4, field));
-  auto v = load_be<std::uint32_t>(data_.subspan(offset_, 4));
-  offset_ += 4;
-  return v;
-}
-Result<std::uint64_t> ByteReader::u64be(std::string_view field) {
-  WARDEN_TRY_STATUS(need(8, field));
-  auto v = load_be<std::uint64_t>(data_.subspan(offset_, 8));
-  offset_ += 8;
-  return v;
-}
-Result<std::uint16_t> ByteReader::u16le(std::string_view field) {
-  WARDEN_TRY_STATUS(need(2, field));
-  auto v = load_le<std::uint16_t>(data_.subspan(offset_, 2));
-  offset_ += 2;
-  return v;
-}
-Result<std::uint32_t> ByteReader::u32le(std::string_view field) {
-  WARDEN_TRY_STATUS(need(4, field));
-  auto v = load_le<std::uint32_t>(data_.subspan(offset_, 4));
-  offset_ += 4;
-  return v;
-}
-Result<std::uint64_t> ByteReader::u64le(std::string_view field) {
-  WARDEN_TRY_STATUS(need(8, field));
-  auto v = load_le<std::uint64_t>(data_.subspan(offset_, 8));
-  offset_ += 8;
-  return v;
-}
-
-Result<ByteSpan> ByteReader::bytes(std::size_t n, std::string_view field) {
-  WARDEN_TRY_STATUS(need(n, field));
-  auto v = data_.subspan(offset_, n);
-  offset_ += n;
-  return v;
+Error ByteReader::short_input(std::size_t n, std::string_view field) const {
+  return error(field, fmt::format("needs {} bytes, {} left", n, remaining()));
 }
 
 Result<ByteSpan> ByteReader::tpm2b(std::string_view field, std::size_t max) {
@@ -90,7 +23,7 @@ Result<ByteSpan> ByteReader::tpm2b(std::string_view field, std::size_t max) {
 }
 
 Status ByteReader::skip(std::size_t n, std::string_view field) {
-  WARDEN_TRY_STATUS(need(n, field));
+  if (n > remaining()) return fail(short_input(n, field));
   offset_ += n;
   return ok();
 }

@@ -26,15 +26,21 @@ class ByteReader {
   [[nodiscard]] bool empty() const { return remaining() == 0; }
   [[nodiscard]] ByteSpan rest() const { return data_.subspan(offset_); }
 
-  Result<std::uint8_t> u8(std::string_view field);
-  Result<std::uint16_t> u16be(std::string_view field);
-  Result<std::uint32_t> u32be(std::string_view field);
-  Result<std::uint64_t> u64be(std::string_view field);
-  Result<std::uint16_t> u16le(std::string_view field);
-  Result<std::uint32_t> u32le(std::string_view field);
-  Result<std::uint64_t> u64le(std::string_view field);
+  // Inline: parsers of large lists (IMA, event logs) call these per field.
+  Result<std::uint8_t> u8(std::string_view field) { return load<std::uint8_t, false>(field); }
+  Result<std::uint16_t> u16be(std::string_view field) { return load<std::uint16_t, true>(field); }
+  Result<std::uint32_t> u32be(std::string_view field) { return load<std::uint32_t, true>(field); }
+  Result<std::uint64_t> u64be(std::string_view field) { return load<std::uint64_t, true>(field); }
+  Result<std::uint16_t> u16le(std::string_view field) { return load<std::uint16_t, false>(field); }
+  Result<std::uint32_t> u32le(std::string_view field) { return load<std::uint32_t, false>(field); }
+  Result<std::uint64_t> u64le(std::string_view field) { return load<std::uint64_t, false>(field); }
   /// Exactly n bytes, as a view into the input.
-  Result<ByteSpan> bytes(std::size_t n, std::string_view field);
+  Result<ByteSpan> bytes(std::size_t n, std::string_view field) {
+    if (n > remaining()) [[unlikely]] return fail(short_input(n, field));
+    ByteSpan v = data_.subspan(offset_, n);
+    offset_ += n;
+    return v;
+  }
   /// A TPM2B: a big-endian u16 size, then that many bytes (size checked against `max`).
   Result<ByteSpan> tpm2b(std::string_view field, std::size_t max = 0xffff);
   Status skip(std::size_t n, std::string_view field);
@@ -45,7 +51,18 @@ class ByteReader {
   [[nodiscard]] Error error(std::string_view field, std::string_view detail) const;
 
  private:
-  Status need(std::size_t n, std::string_view field) const;
+  [[nodiscard]] Error short_input(std::size_t n, std::string_view field) const;
+  template <class T, bool kBigEndian>
+  Result<T> load(std::string_view field) {
+    if (sizeof(T) > remaining()) [[unlikely]] return fail(short_input(sizeof(T), field));
+    T v = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i) {
+      const std::uint8_t b = data_[offset_ + (kBigEndian ? i : sizeof(T) - 1 - i)];
+      v = static_cast<T>((static_cast<std::uint64_t>(v) << 8) | b);
+    }
+    offset_ += sizeof(T);
+    return v;
+  }
 
   ByteSpan data_;
   std::string_view what_;

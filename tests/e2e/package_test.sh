@@ -31,6 +31,13 @@ expect_mode /lib/systemd/system/warden-issuer.service 644
 expect_mode /usr/lib/sysusers.d/wardend.conf 644
 expect_mode /usr/lib/tmpfiles.d/wardend.conf 644
 expect_mode /var/lib/warden 700
+expect_mode /etc/warden/agent.toml 644
+expect_mode /etc/warden/issuer.toml 644
+# Shipped configs are conffiles: an upgrade never overwrites an operator's edits.
+dpkg-query --admindir="$R/var/lib/dpkg" -W -f='${Conffiles}\n' wardend | grep -q '/etc/warden/agent.toml' \
+  || { echo "FAIL: /etc/warden/agent.toml is not a conffile of wardend"; status=1; }
+dpkg-query --admindir="$R/var/lib/dpkg" -W -f='${Conffiles}\n' warden-issuer | grep -q '/etc/warden/issuer.toml' \
+  || { echo "FAIL: /etc/warden/issuer.toml is not a conffile of warden-issuer"; status=1; }
 [ -f "$R/usr/share/man/man8/wardend.8.gz" ] || { echo "FAIL: no wardend man page"; status=1; }
 grep -q '^warden:' "$R/etc/passwd" || { echo "FAIL: user warden not created"; status=1; }
 grep -q '^warden-issuer:' "$R/etc/passwd" || { echo "FAIL: user warden-issuer not created"; status=1; }

@@ -16,6 +16,25 @@ TEST(IssuerConfig, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(c->tokens.nonce_ttl_s, 60);
 }
 
+// The shipped /etc/warden/issuer.toml spells out every default; it must stay in step with them.
+TEST(IssuerConfig, ShippedExampleMatchesTheDefaults) {
+  auto c = load_config(std::string(WARDEN_SOURCE_DIR) + "/etc/issuer.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  const IssuerConfig d;
+  EXPECT_EQ(c->listen.address, d.listen.address);
+  EXPECT_EQ(c->listen.port, d.listen.port);
+  EXPECT_EQ(c->tls.min_version, d.tls.min_version);
+  EXPECT_EQ(c->store.sqlite_path, d.store.sqlite_path);
+  EXPECT_EQ(c->limits.max_header_bytes, d.limits.max_header_bytes);
+  EXPECT_EQ(c->limits.max_body_bytes, d.limits.max_body_bytes);
+  EXPECT_EQ(c->limits.read_timeout_ms, d.limits.read_timeout_ms);
+  EXPECT_EQ(c->limits.max_connections, d.limits.max_connections);
+  EXPECT_EQ(c->tokens.key_dir, d.tokens.key_dir);
+  EXPECT_EQ(c->tokens.key_rotation_s, d.tokens.key_rotation_s);
+  EXPECT_EQ(c->tokens.device_token_ttl_s, d.tokens.device_token_ttl_s);
+  EXPECT_FALSE(c->enrollment.tofu);
+}
+
 TEST(IssuerConfig, ReadsEveryKind) {
   auto c = parse_config(R"(
 policy_file = "/etc/warden/policy.toml"
