@@ -264,15 +264,18 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   }
 
   // ---- Counters ----
+  bool counters_went_back = false;
   if (header && authentic && device.reset_count) {
     const auto& ci = header->clock_info;
     if (ci.reset_count < *device.reset_count) {
+      counters_went_back = true;
       refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
              ">= " + std::to_string(*device.reset_count));
     } else if (rebooted) {
       notes.push_back({"reboot", "resetCount", std::to_string(*device.reset_count),
                        std::to_string(ci.reset_count)});
     } else if (device.restart_count && ci.restart_count < *device.restart_count) {
+      counters_went_back = true;
       refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
              ">= " + std::to_string(*device.restart_count));
     }
@@ -341,8 +344,12 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   all.insert(all.end(), notes.begin(), notes.end());
   if (authentic) {
     AttestationUpdate u;
-    u.reset_count = header->clock_info.reset_count;
-    u.restart_count = header->clock_info.restart_count;
+    // Counters only move forward: a quote from an older boot never lowers them.
+    u.reset_count = counters_went_back ? device.reset_count
+                                       : std::optional<std::uint64_t>(header->clock_info.reset_count);
+    u.restart_count = counters_went_back
+                          ? device.restart_count
+                          : std::optional<std::uint64_t>(header->clock_info.restart_count);
     u.attested_at = t;
     u.verdict = pass ? "accept" : "reject";
     u.reasons_json = reasons_to_json(all);
