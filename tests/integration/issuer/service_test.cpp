@@ -110,11 +110,37 @@ std::string reasons_text(const protocol::AttestResponse& r) {
   return out;
 }
 
+// ima-ng entries (binary list) and the digests the kernel extends into PCR 10's sha256 bank.
+struct ImaChunk {
+  Bytes list;
+  std::vector<Bytes> extends;
+};
+
+ImaChunk ima_chunk(const std::vector<std::string>& paths) {
+  ImaChunk out;
+  ByteWriter list;
+  for (const std::string& path : paths) {
+    ByteWriter d, n, data;
+    d.bytes(std::string_view("sha256:")).u8(0).bytes(ossl::sha256(to_bytes(path + "-content")));
+    n.bytes(path).u8(0);
+    for (const Bytes& f : {d.data(), n.data()}) {
+      data.u32le(static_cast<std::uint32_t>(f.size())).bytes(f);
+    }
+    const Bytes template_hash = *ossl::digest(ossl::Hash::kSha1, data.data());
+    list.u32le(10).bytes(template_hash).u32le(6).bytes(std::string_view("ima-ng"));
+    list.u32le(static_cast<std::uint32_t>(data.data().size())).bytes(data.data());
+    out.extends.push_back(ossl::sha256(data.data()));
+  }
+  out.list = std::move(list).take();
+  return out;
+}
+
 struct AttestOptions {
   const tpm::AkBlob* quote_ak = nullptr;  // default: the enrolled AK
   std::string requested = kFullSelection;
   std::string quoted = kFullSelection;
   const Bytes* boot_log = nullptr;  // default: the log that was extended
+  std::optional<protocol::ImaLog> ima;
 };
 
 class IssuerServiceTest : public test::SwtpmTest {
@@ -213,6 +239,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     r.pcr_selection = o.requested;
     r.boot_log = o.boot_log != nullptr ? *o.boot_log : boot_.bytes;
     r.binding_key = {bk->public_area, {bk->certify_attest, bk->certify_signature}};
+    r.ima = o.ima;
     const std::string jwk = json::serialize(session_.public_jwk().to_json());
     auto jkt = base64url_decode(session_.public_jwk().thumbprint());
     auto sig = tpm_api().sign(*bk, ossl::sha256(protocol::session_key_signed_bytes(nonce, *jkt)));
@@ -544,6 +571,48 @@ TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   EXPECT_EQ(late.error().code, ErrorCode::kNotFound);
   auto mismatched = service_->activate("other-id", {enrolled->enrollment_id, *proof});
   EXPECT_EQ(mismatched.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
+  const std::string device = enroll_device();
+  auto put = service_->admin_put_policy(
+      "", policy_toml("p-ima", expected_pcr0("warden-test-crtm-1"),
+                      "[ima]\ndeny_paths = [\"/usr/bin/nc*\"]\n"),
+      "admin");
+  ASSERT_TRUE(put) << put.error().message;
+  auto extend = [&](const ImaChunk& chunk) {
+    for (const Bytes& d : chunk.extends) ASSERT_TRUE(tpm_api().extend_pcr(10, TpmAlg::kSha256, d));
+  };
+  AttestOptions o;
+  o.requested = o.quoted = "sha256:0,1,2,3,4,5,6,7,10";
+
+  const ImaChunk first = ima_chunk({"/usr/lib/systemd/systemd", "/usr/bin/bash"});
+  extend(first);
+  o.ima = protocol::ImaLog{0, first.list, protocol::ImaFormat::kBinary};
+  auto response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 2U);
+
+  // Only the new entries travel; the issuer continues from its stored PCR 10.
+  const ImaChunk second = ima_chunk({"/usr/bin/ls", "/usr/sbin/sshd"});
+  extend(second);
+  o.ima = protocol::ImaLog{2, second.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+
+  // An offset that does not continue the stored state is refused, and so is a denied file.
+  const ImaChunk third = ima_chunk({"/usr/bin/ncat"});
+  extend(third);
+  o.ima = protocol::ImaLog{0, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "invalid_argument")) << reasons_text(response);
+  o.ima = protocol::ImaLog{4, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "ima.denied")) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
 }
 
 TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
