@@ -226,8 +226,15 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   // ---- The quote ----
   bool authentic = false;  // signed by this device's AK over the nonce we issued
   bool replay_ok = false;
+  // clockInfo.safe only says the TPM clock may have gone back (after a disorderly shutdown);
+  // freshness here comes from the nonce, not the clock, so it is a note, not a refusal.
   auto quote = q::verify_quote(ak, req.quote.attest, req.quote.signature,
-                               {.nonce = req.nonce, .selection = *selection, .pcrs = &claimed});
+                               {.nonce = req.nonce,
+                                .selection = *selection,
+                                .pcrs = &claimed,
+                                .require_safe = false});
+  if (quote && !quote->attest.clock_info.safe)
+    notes.push_back({"clock_not_safe", "clockInfo.safe", std::string("1"), std::string("0")});
   if (quote) {
     authentic = replay_ok = true;
   } else {
