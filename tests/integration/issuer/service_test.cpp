@@ -553,6 +553,33 @@ TEST_F(IssuerServiceTest, UntrustedEkIsRefusedUnlessAllowlistedOrTofu) {
   EXPECT_EQ(mismatch.error().code, ErrorCode::kProofMismatch);
 }
 
+TEST_F(IssuerServiceTest, AkMustBeARestrictedSigningKeyNamedCorrectly) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  // A TPM key that is not restricted (the binding key) cannot be an AK.
+  auto unrestricted = tpm_api().create_binding_key(*ak, Bytes(32, 1));
+  ASSERT_TRUE(unrestricted) << unrestricted.error().message;
+  auto request = enroll_request(*ak);
+  request.ak_public = unrestricted->public_area;
+  auto refused = service_->enroll(request);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation) << refused.error().message;
+
+  request = enroll_request(*ak);
+  request.ak_name.back() ^= 1;
+  auto misnamed = service_->enroll(request);
+  ASSERT_FALSE(misnamed);
+  EXPECT_EQ(misnamed.error().code, ErrorCode::kProofMismatch);
+
+  // An EK enrolls once.
+  ASSERT_TRUE(service_->enroll(enroll_request(*ak)));
+  const std::string device = enroll_device();
+  ASSERT_FALSE(device.empty());
+  auto twice = service_->enroll(enroll_request(*ak));
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kAlreadyExists);
+}
+
 TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   auto ak = tpm_api().create_ak();
   ASSERT_TRUE(ak);
