@@ -93,6 +93,12 @@ class Service final : public IssuerService {
   /// A free index in the current status list; a full list is followed by the next ("1", "2", …).
   Result<std::pair<std::string, std::uint64_t>> allocate_status();
   void audit(AuditRecord record);
+  /// The device result CWT and its expiry.
+  Result<std::pair<Bytes, std::int64_t>> mint_device_token(const std::string& device_id,
+                                                           ByteSpan nonce,
+                                                           const token::Jwk& cnf_key,
+                                                           const std::string& policy_version,
+                                                           const Bytes& evidence_hash);
 
   Options options_;
   EkTrust trust_;
