@@ -47,6 +47,10 @@ class IssuerService {
     const Clock* clock = nullptr;
     Random* random = nullptr;
     SecretBytes nonce_key;  ///< >= 32 bytes, shared by replicas (read from tokens.key_dir)
+    /// The issuer's external base URL ("https://issuer.example:8443"): the iss claim, and the
+    /// prefix of status list URIs (<issuer_url>/v1/status/<list_id>). Empty: "warden-issuer"
+    /// as iss and relative status URIs.
+    std::string issuer_url;
   };
   /// Loads the trust anchors (manufacturer CA files) and the active policy (from the store, or
   /// config.policy_file as the first version when the store has none).

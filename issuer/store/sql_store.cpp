@@ -14,7 +14,7 @@ using sql::Value;
 
 /// Schema migrations, applied in order; never edit one that has shipped — append a new one.
 /// {blob} and {id_pk} are replaced per dialect.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     R"(
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -82,6 +82,21 @@ CREATE TABLE signing_keys (
   not_after BIGINT NOT NULL DEFAULT 0
 );
 {append_only}
+)",
+    R"(
+ALTER TABLE devices ADD COLUMN binding_key_public {blob};
+ALTER TABLE devices ADD COLUMN ima_entries BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN ima_state {blob};
+CREATE TABLE tokens (
+  jti TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  list_id TEXT NOT NULL,
+  status_index BIGINT NOT NULL,
+  issued_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tokens_device_expiry ON tokens (device_id, expires_at);
 )"};
 
 constexpr std::string_view kSqliteAppendOnly = R"(
@@ -115,7 +130,8 @@ std::string render_migration(std::string_view text, Dialect dialect) {
 
 constexpr std::string_view kDeviceColumns =
     "id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, state, created_at, reset_count, "
-    "restart_count, last_nonce, last_nonce_expiry, last_attested_at, last_verdict, last_reasons";
+    "restart_count, last_nonce, last_nonce_expiry, last_attested_at, last_verdict, last_reasons, "
+    "binding_key_public, ima_entries, ima_state";
 
 Device device_from_row(const sql::Row& r) {
   Device d;
@@ -134,6 +150,9 @@ Device device_from_row(const sql::Row& r) {
   d.last_attested_at = sql::as_int(r[12]);
   d.last_verdict = sql::as_text(r[13]);
   d.last_reasons_json = sql::as_text(r[14]);
+  d.binding_key_public = sql::as_bytes(r[15]);
+  d.ima_entries = static_cast<std::uint64_t>(sql::as_int(r[16]));
+  d.ima_state = sql::as_bytes(r[17]);
   return d;
 }
 
@@ -143,6 +162,21 @@ Value opt_int(const std::optional<std::uint64_t>& v) {
 }
 
 Value i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+constexpr std::string_view kTokenSelect =
+    "SELECT jti, device_id, list_id, status_index, issued_at, expires_at, revoked FROM tokens";
+
+TokenRecord token_from_row(const sql::Row& r) {
+  TokenRecord t;
+  t.jti = sql::as_text(r[0]);
+  t.device_id = sql::as_text(r[1]);
+  t.list_id = sql::as_text(r[2]);
+  t.status_index = static_cast<std::uint64_t>(sql::as_int(r[3]));
+  t.issued_at = sql::as_int(r[4]);
+  t.expires_at = sql::as_int(r[5]);
+  t.revoked = sql::as_int(r[6]) != 0;
+  return t;
+}
 
 class SqlStore final : public Store {
  public:
@@ -201,10 +235,13 @@ class SqlStore final : public Store {
                          d.last_nonce_expiry,
                          d.last_attested_at,
                          d.last_verdict,
-                         d.last_reasons_json};
+                         d.last_reasons_json,
+                         d.binding_key_public.empty() ? Value{} : Value{d.binding_key_public},
+                         i64(d.ima_entries),
+                         d.ima_state.empty() ? Value{} : Value{d.ima_state}};
     auto rows = query("INSERT INTO devices (" + std::string(kDeviceColumns) +
                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                          "?15)",
+                          "?15, ?16, ?17, ?18)",
                       p);
     if (!rows) {
       if (rows.error().code == ErrorCode::kConflict) {
@@ -268,11 +305,22 @@ class SqlStore final : public Store {
     std::vector<Value> p{
         std::string(id), opt_int(u.reset_count), opt_int(u.restart_count), u.attested_at,
         u.verdict,       u.reasons_json};
-    return expect_one(query("UPDATE devices SET reset_count = ?2, restart_count = ?3, "
-                            "last_attested_at = ?4, last_verdict = ?5, last_reasons = ?6 "
-                            "WHERE id = ?1 RETURNING id",
-                            p),
-                      id);
+    std::string text =
+        "UPDATE devices SET reset_count = ?2, restart_count = ?3, last_attested_at = ?4, "
+        "last_verdict = ?5, last_reasons = ?6";
+    if (u.binding_key_public) {
+      p.emplace_back(*u.binding_key_public);
+      text += ", binding_key_public = ?" + std::to_string(p.size());
+    }
+    if (u.ima_entries) {
+      p.emplace_back(i64(*u.ima_entries));
+      text += ", ima_entries = ?" + std::to_string(p.size());
+    }
+    if (u.ima_state) {
+      p.emplace_back(*u.ima_state);
+      text += ", ima_state = ?" + std::to_string(p.size());
+    }
+    return expect_one(query(text + " WHERE id = ?1 RETURNING id", p), id);
   }
 
   Status put_enrollment(const Enrollment& e) override {
@@ -468,6 +516,56 @@ class SqlStore final : public Store {
       if (idx < list->bits) list->bytes[idx / 8] |= static_cast<std::uint8_t>(1U << (idx % 8));
     }
     return list;
+  }
+
+  Status add_token(const TokenRecord& t) override {
+    std::vector<Value> p{t.jti,         t.device_id,  t.list_id,
+                         i64(t.status_index), t.issued_at, t.expires_at,
+                         static_cast<std::int64_t>(t.revoked ? 1 : 0)};
+    auto rows = query(
+        "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
+        "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        p);
+    if (!rows) {
+      if (rows.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
+      }
+      return fail(std::move(rows).error());
+    }
+    return ok();
+  }
+
+  Result<TokenRecord> get_token(std::string_view jti) override {
+    std::array<Value, 1> p{std::string(jti)};
+    auto rows = query(std::string(kTokenSelect) + " WHERE jti = ?1", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (rows->empty()) return fail(ErrorCode::kNotFound, "token " + std::string(jti));
+    return token_from_row(rows->front());
+  }
+
+  Result<std::vector<TokenRecord>> live_tokens(std::string_view device_id,
+                                               std::int64_t now) override {
+    std::array<Value, 2> p{std::string(device_id), now};
+    auto rows = query(std::string(kTokenSelect) +
+                          " WHERE device_id = ?1 AND revoked = 0 AND expires_at > ?2 "
+                          "ORDER BY issued_at, jti",
+                      p);
+    if (!rows) return fail(std::move(rows).error());
+    std::vector<TokenRecord> out;
+    out.reserve(rows->size());
+    for (const auto& r : *rows) out.push_back(token_from_row(r));
+    return out;
+  }
+
+  Result<bool> mark_token_revoked(std::string_view jti) override {
+    std::array<Value, 1> p{std::string(jti)};
+    auto rows =
+        query("UPDATE tokens SET revoked = 1 WHERE jti = ?1 AND revoked = 0 RETURNING jti", p);
+    if (!rows) return fail(std::move(rows).error());
+    if (!rows->empty()) return true;
+    auto existing = get_token(jti);
+    if (!existing) return fail(std::move(existing).error());
+    return false;
   }
 
   Status put_signing_key(const SigningKeyInfo& k) override {

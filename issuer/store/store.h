@@ -33,6 +33,10 @@ struct Device {
   std::int64_t last_attested_at = 0;
   std::string last_verdict;              ///< "accept" / "reject" / empty
   std::string last_reasons_json = "[]";  ///< JSON array of reason objects
+  // Since schema 2.
+  Bytes binding_key_public;      ///< TPM2B_PUBLIC of the last certified binding key (revoke())
+  std::uint64_t ima_entries = 0;  ///< IMA entries replayed so far (next incremental offset)
+  Bytes ima_state;               ///< the issuer's encoding of the running IMA PCR values
 };
 
 /// The outcome of one appraisal, written to the device record.
@@ -42,6 +46,21 @@ struct AttestationUpdate {
   std::int64_t attested_at = 0;
   std::string verdict;
   std::string reasons_json = "[]";
+  /// Written when set (an accepted attestation); left unchanged otherwise.
+  std::optional<Bytes> binding_key_public;
+  std::optional<std::uint64_t> ima_entries;
+  std::optional<Bytes> ima_state;
+};
+
+/// A workload token the issuer minted, kept so that revocation can find its status bit.
+struct TokenRecord {
+  std::string jti;
+  std::string device_id;
+  std::string list_id;
+  std::uint64_t status_index = 0;
+  std::int64_t issued_at = 0;
+  std::int64_t expires_at = 0;
+  bool revoked = false;
 };
 
 /// An enrollment waiting for ActivateCredential: the hash of the secret sent in the credential.
@@ -150,6 +169,15 @@ class Store {
   virtual Result<std::uint64_t> allocate_status_index(std::string_view id) = 0;
   virtual Status set_status_bit(std::string_view id, std::uint64_t index, bool value) = 0;
   virtual Result<StatusList> get_status_list(std::string_view id) = 0;
+
+  // Issued tokens (schema 2). Errors: kAlreadyExists on a duplicate jti, kNotFound.
+  virtual Status add_token(const TokenRecord& token) = 0;
+  virtual Result<TokenRecord> get_token(std::string_view jti) = 0;
+  /// Tokens of `device_id` not revoked and not expired at `now`, oldest first.
+  virtual Result<std::vector<TokenRecord>> live_tokens(std::string_view device_id,
+                                                       std::int64_t now) = 0;
+  /// Marks the token revoked; false when it already was.
+  virtual Result<bool> mark_token_revoked(std::string_view jti) = 0;
 
   // Signing key metadata.
   virtual Status put_signing_key(const SigningKeyInfo& key) = 0;

@@ -80,9 +80,9 @@ TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
-  EXPECT_EQ(*v, 1);
+  EXPECT_EQ(*v, 2);
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 1);
+  EXPECT_EQ(*this->store_->schema_version(), 2);
   EXPECT_TRUE(this->store_->ping());
 }
 
@@ -135,7 +135,8 @@ TYPED_TEST(StoreTest, RevokesEnablesAndRecordsAttestation) {
   EXPECT_EQ(this->store_->set_device_state("zz", DeviceState::kRevoked).error().code,
             ErrorCode::kNotFound);
 
-  AttestationUpdate u{7, 3, 5000, "reject", R"([{"code":"pcr_digest_mismatch"}])"};
+  AttestationUpdate u{7, 3, 5000, "reject", R"([{"code":"pcr_digest_mismatch"}])", std::nullopt,
+                      std::nullopt, std::nullopt};
   ASSERT_TRUE(this->store_->record_attestation("d1", u));
   auto d = this->store_->get_device("d1");
   EXPECT_EQ(d->reset_count, 7U);
@@ -272,6 +273,75 @@ TYPED_TEST(StoreTest, SigningKeysAreRecordedAndRetired) {
   EXPECT_EQ((*keys)[0].not_after, 920);
   EXPECT_EQ((*keys)[1].retired_at, 0);
   EXPECT_EQ(this->store_->retire_signing_key("k9", 1, 1).error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace warden::issuer
+
+namespace warden::issuer {
+namespace {
+
+TYPED_TEST(StoreTest, AttestationKeepsBindingKeyAndImaStateUntilReplaced) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  auto fresh = this->store_->get_device("d1");
+  ASSERT_TRUE(fresh);
+  EXPECT_TRUE(fresh->binding_key_public.empty());
+  EXPECT_EQ(fresh->ima_entries, 0U);
+  EXPECT_TRUE(fresh->ima_state.empty());
+
+  AttestationUpdate pass{1, 0, 100, "accept", "[]", Bytes{0x00, 0x5a, 0x01}, 42, Bytes{7, 7, 7}};
+  ASSERT_TRUE(this->store_->record_attestation("d1", pass));
+  auto d = this->store_->get_device("d1");
+  EXPECT_EQ(d->binding_key_public, (Bytes{0x00, 0x5a, 0x01}));
+  EXPECT_EQ(d->ima_entries, 42U);
+  EXPECT_EQ(d->ima_state, (Bytes{7, 7, 7}));
+
+  // A refusal records the verdict but leaves the binding key and IMA state alone.
+  AttestationUpdate refused{1, 0, 200, "reject", R"([{"code":"x"}])", std::nullopt, std::nullopt,
+                            std::nullopt};
+  ASSERT_TRUE(this->store_->record_attestation("d1", refused));
+  d = this->store_->get_device("d1");
+  EXPECT_EQ(d->last_verdict, "reject");
+  EXPECT_EQ(d->binding_key_public, (Bytes{0x00, 0x5a, 0x01}));
+  EXPECT_EQ(d->ima_entries, 42U);
+}
+
+TYPED_TEST(StoreTest, TokensAreRecordedListedAndRevokedOnce) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d2")));
+  ASSERT_TRUE(this->store_->add_token({"j1", "d1", "L", 0, 100, 400, false}));
+  ASSERT_TRUE(this->store_->add_token({"j2", "d1", "L", 1, 110, 150, false}));  // expires early
+  ASSERT_TRUE(this->store_->add_token({"j3", "d1", "L", 2, 120, 500, false}));
+  ASSERT_TRUE(this->store_->add_token({"j4", "d2", "L", 3, 130, 500, false}));
+  EXPECT_EQ(this->store_->add_token({"j1", "d2", "L", 9, 1, 2, false}).error().code,
+            ErrorCode::kAlreadyExists);
+
+  auto t = this->store_->get_token("j3");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->device_id, "d1");
+  EXPECT_EQ(t->list_id, "L");
+  EXPECT_EQ(t->status_index, 2U);
+  EXPECT_EQ(t->expires_at, 500);
+  EXPECT_FALSE(t->revoked);
+  EXPECT_EQ(this->store_->get_token("nope").error().code, ErrorCode::kNotFound);
+
+  auto live = this->store_->live_tokens("d1", 200);
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->size(), 2U);
+  EXPECT_EQ((*live)[0].jti, "j1");
+  EXPECT_EQ((*live)[1].jti, "j3");
+
+  auto first = this->store_->mark_token_revoked("j1");
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(*first);
+  auto second = this->store_->mark_token_revoked("j1");
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(*second);
+  EXPECT_EQ(this->store_->mark_token_revoked("nope").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(this->store_->get_token("j1")->revoked);
+  live = this->store_->live_tokens("d1", 200);
+  ASSERT_EQ(live->size(), 1U);
+  EXPECT_EQ((*live)[0].jti, "j3");
 }
 
 }  // namespace

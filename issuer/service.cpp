@@ -1,0 +1,487 @@
+#include <algorithm>
+
+#include <openssl/evp.h>
+
+#include "attest/credential/credential.h"
+#include "attest/quote/quote.h"
+#include "attest/token/cwt.h"
+#include "attest/token/json.h"
+#include "attest/token/jwt.h"
+#include "attest/token/status_list.h"
+#include "issuer/service_impl.h"
+#include "platform/base/encoding.h"
+#include "platform/base/file.h"
+
+namespace warden::issuer {
+namespace {
+
+namespace q = attest::quote;
+
+// AKs Warden accepts: ECC P-256 with ECDSA-SHA256 (the agent's default), or RSA-2048 with
+// RSASSA-SHA256.
+Status check_ak_algorithm(const q::PublicArea& ak) {
+  constexpr std::uint16_t kSha256 = 0x000B;
+  if (ak.type == q::kAlgEcc && ak.curve == q::kEccNistP256 && ak.scheme == q::kAlgEcdsa &&
+      ak.scheme_hash == kSha256)
+    return ok();
+  if (ak.type == q::kAlgRsa && ak.rsa_bits == 2048 && ak.scheme == q::kAlgRsassa &&
+      ak.scheme_hash == kSha256)
+    return ok();
+  return fail(ErrorCode::kAlgorithmNotAllowed,
+              "enroll: AK algorithm expected ECC P-256/ECDSA-SHA256 or RSA-2048/RSASSA-SHA256, "
+              "found type " + std::to_string(ak.type) + " curve " + std::to_string(ak.curve) +
+                  " scheme " + std::to_string(ak.scheme) + " hash " +
+                  std::to_string(ak.scheme_hash));
+}
+
+boost::json::object reason_json(const protocol::Reason& r) {
+  boost::json::object o;
+  o["code"] = r.code;
+  o["subject"] = r.subject;
+  if (r.expected) o["expected"] = *r.expected;
+  if (r.found) o["found"] = *r.found;
+  return o;
+}
+
+std::string strip_query(std::string url) {
+  auto cut = url.find_first_of("?#");
+  if (cut != std::string::npos) url.resize(cut);
+  return url;
+}
+
+}  // namespace
+
+std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
+  boost::json::array a;
+  for (const auto& r : reasons) a.push_back(reason_json(r));
+  return json::serialize(a);
+}
+
+// ---- IssuerSigner ------------------------------------------------------------------------------
+
+Result<IssuerSigner> IssuerSigner::current(const SigningKeys& keys) {
+  std::shared_ptr<EVP_PKEY> key = keys.current_key();
+  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
+  WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(key.get(), keys.current_kid()));
+  jwk.set_alg(token::Alg::kEs256);
+  return IssuerSigner(std::move(key), std::move(jwk));
+}
+
+Result<Bytes> IssuerSigner::sign(ByteSpan signing_input) {
+  ossl::MdCtx md(EVP_MD_CTX_new());
+  if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key_.get()) != 1)
+    return fail(ossl::error("issuer signer: EVP_DigestSignInit"));
+  std::size_t len = 0;
+  if (EVP_DigestSign(md.get(), nullptr, &len, signing_input.data(), signing_input.size()) != 1)
+    return fail(ossl::error("issuer signer: EVP_DigestSign"));
+  Bytes der(len);
+  if (EVP_DigestSign(md.get(), der.data(), &len, signing_input.data(), signing_input.size()) != 1)
+    return fail(ossl::error("issuer signer: EVP_DigestSign"));
+  der.resize(len);
+  return ossl::ecdsa_der_to_raw(der, 32);
+}
+
+// ---- construction ------------------------------------------------------------------------------
+
+Result<std::unique_ptr<IssuerService>> IssuerService::create(Options options) {
+  if (options.config == nullptr || options.store == nullptr || options.keys == nullptr ||
+      options.clock == nullptr || options.random == nullptr)
+    return fail(ErrorCode::kInvalidArgument, "issuer service: config, store, keys, clock and "
+                                             "random are required");
+  if (options.nonce_key.size() < 32)
+    return fail(ErrorCode::kInvalidArgument,
+                "issuer service: nonce key expected >= 32 bytes, found " +
+                    std::to_string(options.nonce_key.size()));
+  auto trust = EkTrust::open(options.config->enrollment);
+  if (!trust) return fail(std::move(trust).error());
+  auto service = std::make_unique<Service>(std::move(options), std::move(*trust));
+  WARDEN_TRY_STATUS(service->init());
+  return std::unique_ptr<IssuerService>(std::move(service));
+}
+
+Service::Service(Options options, EkTrust trust)
+    : options_(std::move(options)),
+      trust_(std::move(trust)),
+      nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
+              options_.config->tokens.nonce_ttl_s) {}
+
+Status Service::init() {
+  auto created = options_.store->create_status_list(kStatusListId, kStatusListBits);
+  if (!created && created.error().code != ErrorCode::kAlreadyExists)
+    return fail(std::move(created).error());
+  auto active = options_.store->active_policy();
+  if (!active) return fail(std::move(active).error());
+  if (!*active && !options_.config->policy_file.empty()) {
+    auto text = read_file(options_.config->policy_file, 1 << 20);
+    if (!text) return fail(std::move(text).error().context("issuer: policy_file"));
+    auto put = admin_put_policy("", warden::to_string(*text), "config");
+    if (!put) return fail(std::move(put).error().context("issuer: policy_file"));
+  }
+  return ok();
+}
+
+std::string Service::random_id() {
+  Bytes b(16);
+  std::lock_guard lock(random_mu_);
+  options_.random->fill(b);
+  return hex_encode(b);
+}
+
+std::string Service::status_uri(std::string_view list_id) const {
+  return options_.issuer_url + "/v1/status/" + std::string(list_id);
+}
+
+void Service::audit(AuditRecord record) {
+  if (record.time == 0) record.time = now();
+  // An audit failure must not turn a decision into a different one; the store logs it.
+  (void)options_.store->append_audit(record);
+}
+
+Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
+  WARDEN_ASSIGN(stored, options_.store->active_policy());
+  std::lock_guard lock(policy_mu_);
+  if (!stored) {
+    if (!policy_) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
+    return policy_;
+  }
+  if (policy_ && policy_->id == stored->id) return policy_;
+  WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
+  WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
+  auto p = std::make_shared<ActivePolicy>();
+  p->id = stored->id;
+  p->reference = std::move(reference);
+  p->workload = std::move(workload);
+  policy_ = std::move(p);
+  return policy_;
+}
+
+Result<token::KeySet> Service::published_keys() {
+  WARDEN_ASSIGN(infos, options_.keys->published());
+  token::KeySet set;
+  for (const SigningKeyInfo& info : infos) {
+    WARDEN_ASSIGN(pkey, ossl::public_key_from_pem(info.public_pem));
+    WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(pkey.get(), info.kid));
+    jwk.set_alg(token::Alg::kEs256);
+    set.add(std::move(jwk));
+  }
+  return set;
+}
+
+// ---- enrollment --------------------------------------------------------------------------------
+
+Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& request) {
+  const std::int64_t t = now();
+  WARDEN_ASSIGN(ek, trust_.check(request.ek_public, request.ek_cert, request.ek_chain, t));
+  WARDEN_ASSIGN(existing, options_.store->find_device_by_ek(ek.public_hash));
+  if (existing) {
+    return fail(ErrorCode::kAlreadyExists, "enroll: this EK is already enrolled as device " +
+                                               existing->id + "; an admin must remove it first");
+  }
+  auto ak = q::parse_public2b(request.ak_public);
+  if (!ak) return fail(std::move(ak).error().context("enroll: AK public area"));
+  auto attrs = q::check_ak_attributes(*ak);
+  if (!attrs) return fail(std::move(attrs).error().context("enroll: AK"));
+  WARDEN_TRY_STATUS(check_ak_algorithm(*ak));
+  WARDEN_ASSIGN(name, q::object_name(*ak));
+  if (!ossl::equal_ct(name, request.ak_name)) {
+    return fail(ErrorCode::kProofMismatch, "enroll: ak_name expected " + hex_encode(name) +
+                                               " (Name of ak_public), found " +
+                                               hex_encode(request.ak_name));
+  }
+
+  Enrollment e;
+  e.id = random_id();
+  SecretBytes secret(32);
+  {
+    std::lock_guard lock(random_mu_);
+    options_.random->fill(std::span<std::uint8_t>(secret.data(), secret.size()));
+  }
+  Result<attest::credential::Credential> credential = [&] {
+    std::lock_guard lock(random_mu_);
+    return attest::credential::make_credential(ek.ek, name, secret.view(), *options_.random);
+  }();
+  if (!credential) return fail(std::move(credential).error().context("enroll: MakeCredential"));
+  // Only the proof the agent must present is kept: a one-way function of the secret.
+  WARDEN_ASSIGN(expected_proof, protocol::activation_proof(secret.view(), e.id, name));
+  e.ek_public_hash = ek.public_hash;
+  e.ek_cert_pem = ek.cert_pem;
+  e.ak_public = request.ak_public;
+  e.ak_name = name;
+  e.group = request.metadata.owner_label.value_or("default");
+  e.secret_hash = std::move(expected_proof);
+  e.created_at = t;
+  e.expires_at = t + kEnrollmentTtl;
+  WARDEN_TRY_STATUS(options_.store->put_enrollment(e));
+
+  boost::json::object why;
+  why["trust"] = std::string(to_string(ek.basis));
+  why["hostname"] = request.metadata.hostname;
+  why["machine_id"] = request.metadata.machine_id;
+  why["enrollment_id"] = e.id;
+  audit({0, t, "", "enroll", "ok", ek.public_hash, "", json::serialize(boost::json::array{why})});
+  return protocol::EnrollResponse{e.id, credential->id_object, credential->encrypted_secret,
+                                  static_cast<std::uint64_t>(e.expires_at)};
+}
+
+Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment_id,
+                                                     const protocol::ActivateRequest& request) {
+  if (request.enrollment_id != enrollment_id) {
+    return fail(ErrorCode::kInvalidArgument,
+                "activate: enrollment id in the body (" + request.enrollment_id +
+                    ") differs from the URL (" + std::string(enrollment_id) + ")");
+  }
+  // Consumed by the first attempt, successful or not.
+  WARDEN_ASSIGN(e, options_.store->take_enrollment(enrollment_id));
+  const std::int64_t t = now();
+  auto refuse = [&](Error error) {
+    audit({0, t, "", "activate", "reject", e.ek_public_hash, "",
+           reasons_to_json({{std::string(to_string(error.code)), "enrollment " + e.id,
+                             std::nullopt, error.message}})});
+    return fail(std::move(error));
+  };
+  if (t > e.expires_at) {
+    return refuse({ErrorCode::kExpired,
+                   "activate: enrollment " + e.id + " expired at " + std::to_string(e.expires_at),
+                   0, 0});
+  }
+  if (!ossl::equal_ct(e.secret_hash, request.proof)) {
+    return refuse({ErrorCode::kProofMismatch,
+                   "activate: proof does not match the credential of enrollment " + e.id, 0, 0});
+  }
+  Device d;
+  d.id = random_id();
+  d.ek_public_hash = e.ek_public_hash;
+  d.ek_cert_pem = e.ek_cert_pem;
+  d.ak_public = e.ak_public;
+  d.ak_name = e.ak_name;
+  d.group = e.group;
+  d.created_at = t;
+  WARDEN_TRY_STATUS(options_.store->add_device(d));
+  audit({0, t, d.id, "activate", "ok", e.ek_public_hash, "", "[]"});
+  return protocol::ActivateResponse{d.id};
+}
+
+Result<protocol::ChallengeResponse> Service::challenge(const protocol::ChallengeRequest& request) {
+  WARDEN_ASSIGN(device, options_.store->get_device(request.device_id));
+  if (device.state != DeviceState::kEnabled)
+    return fail(ErrorCode::kRevoked, "challenge: device " + device.id + " is revoked");
+  Bytes nonce;
+  {
+    std::lock_guard lock(random_mu_);
+    nonce = nonces_.mint(device.id);
+  }
+  auto expires = NonceIssuer::expiry(nonce);
+  return protocol::ChallengeResponse{std::move(nonce), static_cast<std::uint64_t>(expires)};
+}
+
+// ---- workload tokens ---------------------------------------------------------------------------
+
+Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& request,
+                                               const RequestTarget& target) {
+  const std::int64_t t = now();
+  WARDEN_ASSIGN(keys, published_keys());
+  auto verified = token::verify_cwt(request.device_token, keys, {.now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true});
+  if (!verified) return fail(std::move(verified).error().context("token: device token"));
+  const token::Claims& dc = verified->claims;
+  if (dc.eat_profile != std::string(token::kEatProfile) || !dc.device_id || !dc.attestation ||
+      !dc.attestation->pass || !dc.cnf || !dc.cnf->jkt) {
+    return fail(ErrorCode::kPermissionDenied,
+                "token: device token expected a passing Warden device result with cnf, found "
+                "another token");
+  }
+  WARDEN_ASSIGN(device, options_.store->get_device(*dc.device_id));
+  if (device.state != DeviceState::kEnabled)
+    return fail(ErrorCode::kRevoked, "token: device " + device.id + " is revoked");
+  if (device.last_verdict != "accept") {
+    return fail(ErrorCode::kPolicyViolation, "token: device " + device.id +
+                                                 " last attestation verdict expected accept, "
+                                                 "found " + device.last_verdict);
+  }
+  token::ProofCheck check;
+  check.htm = target.method;
+  check.htu = strip_query(target.url);
+  check.now = t;
+  check.expected_jkt = dc.cnf->jkt;
+  Result<token::VerifiedProof> proof = [&] {
+    std::lock_guard lock(replay_mu_);
+    return token::verify_proof(request.proof, check, proof_replay_);
+  }();
+  if (!proof) return fail(std::move(proof).error().context("token: proof"));
+
+  WARDEN_ASSIGN(policy, active_policy());
+  auto grant = authorize_workload(
+      policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
+  if (!grant) {
+    audit({0, t, device.id, "token", "reject", "", policy->reference.version,
+           reasons_to_json({{std::string(to_string(grant.error().code)),
+                             "audience " + request.audience, std::nullopt,
+                             grant.error().message}})});
+    return fail(std::move(grant).error());
+  }
+  std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
+                                     : options_.config->tokens.workload_token_ttl_s;
+  ttl = std::min(ttl, grant->max_ttl);
+  if (dc.exp) ttl = std::min(ttl, std::max<std::int64_t>(*dc.exp - t, 1));
+
+  WARDEN_ASSIGN(index, options_.store->allocate_status_index(kStatusListId));
+  token::Claims c;
+  c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
+  c.sub = device.id;
+  c.aud = {request.audience};
+  c.iat = t;
+  c.nbf = t;
+  c.exp = t + ttl;
+  c.jti = random_id();
+  if (!request.scopes.empty()) {
+    std::string scope;
+    for (const auto& s : request.scopes) scope += (scope.empty() ? "" : " ") + s;
+    c.scope = std::move(scope);
+  }
+  c.cnf = token::Confirmation{dc.cnf->jkt, dc.cnf->key};
+  c.status = token::StatusRef{index, status_uri(kStatusListId)};
+  c.device_id = device.id;
+  token::WorkloadSelectors ws;
+  if (request.selectors.uid) ws.uid = *request.selectors.uid;
+  ws.systemd_unit = request.selectors.systemd_unit;
+  ws.container_id = request.selectors.container_id;
+  ws.image_digest = request.selectors.image_digest;
+  ws.executable_digest = request.selectors.exe_digest;
+  c.workload = std::move(ws);
+
+  WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
+  protocol::TokenResponse out;
+  if (request.format == protocol::TokenFormat::kCwt) {
+    WARDEN_ASSIGN(cwt, token::mint_cwt(signer, c));
+    out.token = std::move(cwt);
+  } else {
+    WARDEN_ASSIGN(jwt, token::mint_jwt(signer, token::kTypWorkload, c));
+    out.token = std::move(jwt);
+  }
+  WARDEN_TRY_STATUS(options_.store->add_token(
+      {*c.jti, device.id, std::string(kStatusListId), index, t, *c.exp, false}));
+  boost::json::object why;
+  why["rule"] = grant->rule;
+  why["jti"] = *c.jti;
+  why["audience"] = request.audience;
+  why["status_index"] = index;
+  audit({0, t, device.id, "token", "accept", "", policy->reference.version,
+         json::serialize(boost::json::array{why})});
+  out.jti = *c.jti;
+  out.expires_at = static_cast<std::uint64_t>(*c.exp);
+  out.status_index = index;
+  return out;
+}
+
+// ---- revocation --------------------------------------------------------------------------------
+
+Result<bool> Service::revoke_token(const TokenRecord& token) {
+  WARDEN_ASSIGN(flipped, options_.store->mark_token_revoked(token.jti));
+  // Set the bit even when the record was already marked: a crash between the two writes must
+  // not leave a revoked token valid in the list.
+  WARDEN_TRY_STATUS(options_.store->set_status_bit(token.list_id, token.status_index, true));
+  return flipped;
+}
+
+Result<std::uint64_t> Service::revoke_all_tokens(std::string_view device_id) {
+  WARDEN_ASSIGN(live, options_.store->live_tokens(device_id, now()));
+  std::uint64_t n = 0;
+  for (const TokenRecord& t : live) {
+    WARDEN_ASSIGN(flipped, revoke_token(t));
+    if (flipped) ++n;
+  }
+  return n;
+}
+
+Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& request) {
+  const std::int64_t t = now();
+  WARDEN_ASSIGN(device, options_.store->get_device(request.device_id));
+  if (device.binding_key_public.empty()) {
+    return fail(ErrorCode::kUnknownKey, "revoke: device " + device.id +
+                                            " has no binding key yet (no accepted attestation)");
+  }
+  const auto ts = static_cast<std::int64_t>(request.timestamp);
+  if (ts < t - kRevokeWindow)
+    return fail(ErrorCode::kExpired, "revoke: timestamp " + std::to_string(ts) +
+                                         " is older than " + std::to_string(kRevokeWindow) +
+                                         " s (now " + std::to_string(t) + ")");
+  if (ts > t + kRevokeWindow)
+    return fail(ErrorCode::kNotYetValid, "revoke: timestamp " + std::to_string(ts) +
+                                             " is in the future (now " + std::to_string(t) + ")");
+  WARDEN_ASSIGN(key, q::parse_public2b(device.binding_key_public));
+  auto sig = q::parse_signature(request.signature);
+  if (!sig) return fail(std::move(sig).error().context("revoke: signature"));
+  auto verified = q::verify_signature(key, protocol::revoke_signed_bytes(request), *sig);
+  if (!verified) {
+    return fail(ErrorCode::kBadSignature,
+                "revoke: signature expected by the binding key of device " + device.id + ": " +
+                    verified.error().message);
+  }
+  {
+    std::lock_guard lock(replay_mu_);
+    WARDEN_TRY_STATUS(revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t));
+  }
+  protocol::RevokeResponse out;
+  if (request.jtis.empty()) {
+    WARDEN_ASSIGN(n, revoke_all_tokens(device.id));
+    out.revoked = n;
+    // The device reported a posture change: no new tokens before it attests again.
+    AttestationUpdate u;
+    u.reset_count = device.reset_count;
+    u.restart_count = device.restart_count;
+    u.attested_at = device.last_attested_at;
+    u.verdict = "reject";
+    u.reasons_json =
+        reasons_to_json({{"revoked", "device report", std::nullopt, request.reason}});
+    WARDEN_TRY_STATUS(options_.store->record_attestation(device.id, u));
+  } else {
+    for (const std::string& jti : request.jtis) {
+      WARDEN_ASSIGN(record, options_.store->get_token(jti));
+      if (record.device_id != device.id) {
+        return fail(ErrorCode::kPermissionDenied,
+                    "revoke: token " + jti + " was not issued to device " + device.id);
+      }
+      WARDEN_ASSIGN(flipped, revoke_token(record));
+      if (flipped) ++out.revoked;
+    }
+  }
+  boost::json::object why;
+  why["reason"] = request.reason;
+  why["revoked"] = out.revoked;
+  boost::json::array jtis;
+  for (const auto& j : request.jtis) jtis.push_back(boost::json::value(j));
+  why["jtis"] = std::move(jtis);
+  audit({0, t, device.id, "revoke", "ok", "", "", json::serialize(boost::json::array{why})});
+  return out;
+}
+
+// ---- public endpoints --------------------------------------------------------------------------
+
+Result<std::string> Service::jwks_json() {
+  WARDEN_ASSIGN(keys, published_keys());
+  return keys.to_json();
+}
+
+Result<std::string> Service::status_list_jwt(std::string_view list_id) {
+  WARDEN_ASSIGN(stored, options_.store->get_status_list(list_id));
+  WARDEN_ASSIGN(list, token::StatusList::create(1, static_cast<std::size_t>(stored.bits)));
+  for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
+    if (stored.bytes[i] == 0) continue;
+    for (unsigned b = 0; b < 8; ++b) {
+      if ((stored.bytes[i] >> b) & 1U) WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
+    }
+  }
+  WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
+  const std::int64_t t = now();
+  constexpr std::int64_t kTtl = 60;
+  return token::mint_status_list_jwt(signer, list,
+                                     {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+}
+
+Status Service::ready() {
+  WARDEN_TRY_STATUS(options_.store->ping());
+  if (!options_.keys->current_key())
+    return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
+  return ok();
+}
+
+}  // namespace warden::issuer

@@ -1,0 +1,111 @@
+#pragma once
+// Internal to issuer/: the IssuerService implementation, split over service.cpp (enrollment,
+// challenge, tokens, revocation, public endpoints), service_attest.cpp (appraisal) and
+// service_admin.cpp (admin JSON).
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "attest/policy/policy.h"
+#include "attest/token/dpop.h"
+#include "attest/token/jwk.h"
+#include "attest/token/signer.h"
+#include "issuer/ek_trust.h"
+#include "issuer/nonce.h"
+#include "issuer/service.h"
+#include "issuer/workload_policy.h"
+
+#define WARDEN_ASSIGN(var, expr)              \
+  auto var##_result_ = (expr);                \
+  if (!var##_result_) {                       \
+    return ::warden::fail(std::move(var##_result_).error()); \
+  }                                           \
+  auto var = std::move(*var##_result_)
+
+namespace warden::issuer {
+
+/// The active policy document, parsed once per version.
+struct ActivePolicy {
+  std::int64_t id = 0;
+  attest::policy::Policy reference;
+  WorkloadPolicy workload;
+};
+
+/// Signs with the issuer's current ES256 key (an EVP_PKEY held by SigningKeys).
+class IssuerSigner final : public token::Signer {
+ public:
+  static Result<IssuerSigner> current(const SigningKeys& keys);
+  [[nodiscard]] token::Alg alg() const override { return token::Alg::kEs256; }
+  [[nodiscard]] const token::Jwk& public_jwk() const override { return public_; }
+  Result<Bytes> sign(ByteSpan signing_input) override;
+
+ private:
+  IssuerSigner(std::shared_ptr<EVP_PKEY> key, token::Jwk pub)
+      : key_(std::move(key)), public_(std::move(pub)) {}
+  std::shared_ptr<EVP_PKEY> key_;
+  token::Jwk public_;
+};
+
+/// reasons -> JSON array text [{"code","subject","expected","found"}].
+std::string reasons_to_json(const std::vector<protocol::Reason>& reasons);
+
+class Service final : public IssuerService {
+ public:
+  static constexpr std::string_view kStatusListId = "1";
+  static constexpr std::uint64_t kStatusListBits = 1U << 17;
+  static constexpr std::int64_t kEnrollmentTtl = 600;
+  static constexpr std::int64_t kRevokeWindow = 300;
+
+  Service(Options options, EkTrust trust);
+  Status init();
+
+  Result<protocol::EnrollResponse> enroll(const protocol::EnrollRequest& request) override;
+  Result<protocol::ActivateResponse> activate(std::string_view enrollment_id,
+                                              const protocol::ActivateRequest& request) override;
+  Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& request) override;
+  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) override;
+  Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
+                                        const RequestTarget& target) override;
+  Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) override;
+
+  Result<std::string> jwks_json() override;
+  Result<std::string> status_list_jwt(std::string_view list_id) override;
+  Status ready() override;
+
+  Result<std::string> admin_list_devices(std::size_t limit, std::string_view after_id) override;
+  Result<std::string> admin_get_device(std::string_view id) override;
+  Status admin_set_device_state(std::string_view id, std::string_view state,
+                                std::string_view actor) override;
+  Result<std::string> admin_put_policy(std::string_view version, std::string_view toml,
+                                       std::string_view actor) override;
+  Result<std::string> admin_list_policies() override;
+  Result<std::string> admin_audit(const AuditFilter& filter) override;
+
+ private:
+  [[nodiscard]] std::int64_t now() const { return options_.clock->unix_now(); }
+  std::string random_id();
+  /// The active policy, reparsed when another replica (or admin_put_policy) changed it.
+  Result<std::shared_ptr<const ActivePolicy>> active_policy();
+  Result<token::KeySet> published_keys();
+  [[nodiscard]] std::string status_uri(std::string_view list_id) const;
+  /// Flips the status bit of every live token of `device_id`; returns how many.
+  Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
+  Result<bool> revoke_token(const TokenRecord& token);
+  void audit(AuditRecord record);
+
+  Options options_;
+  EkTrust trust_;
+  NonceIssuer nonces_;
+
+  std::mutex policy_mu_;  // guards policy_
+  std::shared_ptr<const ActivePolicy> policy_;
+
+  std::mutex replay_mu_;  // guards proof_replay_ and revoke_replay_
+  token::ReplayCache proof_replay_{100000, 600};
+  token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
+
+  std::mutex random_mu_;  // Random is not required to be thread-safe
+};
+
+}  // namespace warden::issuer
