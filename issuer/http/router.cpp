@@ -132,7 +132,10 @@ std::string json_object(std::initializer_list<std::pair<std::string_view, std::s
 
 ErrorFormat error_format(std::string_view target) {
   const auto path = strip_query(target);
-  if (path.starts_with("/v1/") && !path.starts_with("/v1/status-lists")) return ErrorFormat::kCbor;
+  if (path.starts_with("/v1/") && !path.starts_with("/v1/status-lists/") &&
+      !path.starts_with("/v1/status/")) {
+    return ErrorFormat::kCbor;
+  }
   return ErrorFormat::kJson;
 }
 
@@ -219,7 +222,8 @@ Response Router::handle(const Request& request) {
       r = service_error(target, jwks.error());
     }
     r.route = "/.well-known/jwks.json";
-  } else if (path.starts_with("/v1/status-lists/")) {
+  } else if (path.starts_with("/v1/status-lists/") || path.starts_with("/v1/status/")) {
+    // /v1/status/{id} is the URI inside tokens; /v1/status-lists/{id} the documented alias.
     const auto parts = segments(path);
     if (parts.size() != 3 || parts[2].size() > protocol::limits::kId) {
       r = error_response(target, 404, to_string(ErrorCode::kNotFound), "no such status list");
