@@ -319,8 +319,8 @@ Response Router::agent(const Request& request, std::string_view path) {
       return finish(error_response(target, 400, to_string(ErrorCode::kInvalidArgument),
                                    "token: a Host header is required (the proof names the URL)"));
     }
-    const RequestTarget proof_target{request.method,
-                                     "https://" + request.host + std::string(target)};
+    // RFC 9449: htu is the URI without query and fragment.
+    const RequestTarget proof_target{request.method, "https://" + request.host + std::string(path)};
     auto res = service_.token(*req, proof_target);
     if (res) metrics_.token_issued();
     return reply(res);

@@ -239,7 +239,7 @@ TEST_F(HttpsServerTest, AgentRoutesSpeakCbor) {
   EXPECT_EQ(tok->status, 200U) << to_string(tok->body);
   EXPECT_EQ(service_.last_target.method, "POST");
   EXPECT_EQ(service_.last_target.url,
-            "https://localhost:" + std::to_string(server_->port()) + "/v1/token?x=1");
+            "https://localhost:" + std::to_string(server_->port()) + "/v1/token");
 
   protocol::RevokeRequest revoke;
   revoke.device_id = "dev-1";
