@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "attest/protocol/messages.h"
 #include "issuer/http/server.h"
 #include "platform/net/https_client.h"

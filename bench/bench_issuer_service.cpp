@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "attest/eventlog/eventlog.h"
+#include <spdlog/spdlog.h>
+
 #include "attest/protocol/messages.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"

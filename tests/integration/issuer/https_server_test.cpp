@@ -39,6 +39,7 @@ class FakeService final : public IssuerService {
   AuditFilter last_filter;
   std::size_t last_limit = 0;
   std::string last_after;
+  std::chrono::milliseconds delay{0};
 
   template <class T>
   Result<T> answer(T value) {
@@ -53,6 +54,7 @@ class FakeService final : public IssuerService {
     return answer(protocol::ActivateResponse{"dev-" + std::string(id)});
   }
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& r) override {
+    std::this_thread::sleep_for(delay);
     return answer(protocol::ChallengeResponse{Bytes(16, 7), r.device_id.size()});
   }
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
@@ -546,6 +548,23 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   auto bad = c->request("GET", "/admin/v1/audit?since=yesterday", "", {});
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400U);
+}
+
+TEST_F(HttpsServerTest, StopLetsInFlightRequestsFinish) {
+  service_.delay = std::chrono::milliseconds(600);
+  start();
+  auto c = client();
+  ASSERT_EQ(c->request("GET", "/healthz", "", {})->status, 200U);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    server_->stop();
+  });
+  auto r = c->request("POST", "/v1/challenge", protocol::kContentType,
+                      protocol::encode(protocol::ChallengeRequest{"dev-1"}));
+  stopper.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200U);
+  EXPECT_EQ(r->headers["connection"], "close");
 }
 
 TEST_F(HttpsServerTest, StopFinishesAndRefusesNewConnections) {
