@@ -671,14 +671,16 @@ void MonitorImpl::container_gone(const std::string& rel) {
   started_.erase(id);
   content.event = cel::ContainerEvent::kStop;
   if (content.container_id.empty()) content.container_id = id;
-  if (opts_.container_log != nullptr) measure(content);
   Change change{Source::kContainer, Action::kRevokeWorkload, id, "running", "stopped", id,
                 content.runtime, rel, detected};
+  // Revocation must not wait for the disk and the TPM: report first, then measure. (A start is
+  // measured first, so that anything done for the new container is covered by the next quote.)
   if (thread_.joinable()) {
     emit(std::move(change));
   } else {
     pending_.push_back(std::move(change));
   }
+  if (opts_.container_log != nullptr) measure(content);
 }
 
 void MonitorImpl::measure(cel::ContainerContent content) {

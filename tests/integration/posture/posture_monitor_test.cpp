@@ -162,6 +162,8 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   EXPECT_EQ(stopped->workload, kDockerId);
   EXPECT_EQ(stopped->subject, kDockerId);
 
+  // The stop is reported first and measured right after.
+  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().container_log_appends == 3; }, kDeadline));
   // The log on disk replays to the container PCR.
   auto bytes = read_file(state_ / "containers.cel");
   ASSERT_TRUE(bytes);
@@ -180,7 +182,6 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   ASSERT_TRUE(pcr);
   EXPECT_EQ(hex_encode(*pcr), hex_encode(*replayed->pcrs.get(TpmAlg::kSha256, 14)));
   EXPECT_NE(hex_encode(*pcr), std::string(64, '0'));
-  EXPECT_EQ(monitor->stats().container_log_appends, 3u);
   EXPECT_EQ(monitor->stats().containers_running, 1u);
   // Writing the log is the agent's own doing, never tampering.
   EXPECT_EQ(changes_.count(Source::kStateFile), 0u);
@@ -229,7 +230,7 @@ TEST_F(PostureMonitor, ContainersRunningAtStartAreLoggedOnceAcrossRestarts) {
   auto monitor = start(o);
   fs::remove(cgroupfs_ / "system.slice" / ("docker-" + kDockerId + ".scope"));
   ASSERT_TRUE(changes_.wait([](const Change& c) { return c.action == Action::kRevokeWorkload; }));
-  EXPECT_EQ((*log)->records().size(), 2u);
+  ASSERT_TRUE(test::wait_for([&] { return (*log)->records().size() == 2; }, kDeadline));
   EXPECT_EQ(changes_.count(Source::kContainer), 2u);
 }
 
