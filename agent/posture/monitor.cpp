@@ -113,6 +113,15 @@ unsigned depth_of(const std::string& rel) {
   return n;
 }
 
+/// 7 for "sha256:7"; kPcrCount when the key has no index.
+unsigned pcr_index(std::string_view key) {
+  const auto colon = key.rfind(':');
+  unsigned index = kPcrCount;
+  if (colon == std::string_view::npos) return index;
+  std::from_chars(key.data() + colon + 1, key.data() + key.size(), index);
+  return index;
+}
+
 struct Scope {
   std::string id;
   std::string runtime;
@@ -792,8 +801,11 @@ void MonitorImpl::poll_tpm() {
     auto cur = reading->pcrs.find(key);
     const std::string reference = ref == tpm_reference_.pcrs.end() ? kAbsent : ref->second;
     const std::string current = cur == reading->pcrs.end() ? kAbsent : cur->second;
+    const unsigned index = pcr_index(key);
+    if (opts_.container_log != nullptr && index == opts_.container_log->pcr()) continue;
     if (is_new(tpm_reported_, "pcr " + key, reference, current)) {
-      report(Source::kPcr, Action::kRevokeAll, "pcr " + key, reference, current, detected);
+      report(Source::kPcr, index == opts_.ima_pcr ? Action::kReattest : Action::kRevokeAll,
+             "pcr " + key, reference, current, detected);
     }
   }
 }

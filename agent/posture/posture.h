@@ -100,6 +100,10 @@ struct MonitorOptions {
   std::vector<std::filesystem::path> watched_files;  ///< policy files (Source::kPolicy)
   std::filesystem::path state_dir;                   ///< sealed blobs and state files
   TpmProbe* tpm = nullptr;                           ///< null: no PCR/reset/TPM sources
+  /// The IMA PCR: it grows with every IMA measurement, so its changes ask for re-attestation
+  /// (kReattest) where every other PCR's change revokes all. The container PCR is ignored when
+  /// the container log is set (container events report it).
+  unsigned ima_pcr = 10;
   /// Null: container events are reported but not measured. Otherwise every start/stop is
   /// appended (and extended into the container PCR) before the callback runs.
   ContainerEventLog* container_log = nullptr;

@@ -280,6 +280,21 @@ TEST_F(PostureMonitor, BootPcrExtendRevokesEverythingWithinThePollInterval) {
   EXPECT_GE(monitor->stats().tpm_polls, 1u);
 }
 
+TEST_F(PostureMonitor, ImaPcrExtendAsksForReattestation) {
+  auto selection = PcrSelection::parse("sha256:0-9,10");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto o = monitor_options();
+  o.tpm = &probe;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  extend(10, 'a');
+  auto change = changes_.wait_source(Source::kPcr);
+  ASSERT_TRUE(change);
+  EXPECT_EQ(change->subject, "pcr sha256:10");
+  EXPECT_EQ(change->action, Action::kReattest);
+}
+
 TEST_F(PostureMonitor, ResetCountChangeRevokesEverything) {
   auto selection = PcrSelection::parse("sha256:0-9");
   ASSERT_TRUE(selection);
