@@ -447,6 +447,16 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     std::lock_guard lock(replay_mu_);
     WARDEN_TRY_STATUS(revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t));
   }
+  // Other replicas' revocations are in the shared audit log.
+  WARDEN_ASSIGN(recent, options_.store->query_audit({device.id, t - 2 * kRevokeWindow, 1000}));
+  const std::string marker = "\"timestamp\":" + std::to_string(ts) + ",";
+  for (const AuditRecord& a : recent) {
+    if (a.action == "revoke" && a.reasons_json.find(marker) != std::string::npos) {
+      return fail(ErrorCode::kReplay, "revoke: a request of device " + device.id +
+                                          " with timestamp " + std::to_string(ts) +
+                                          " was already accepted");
+    }
+  }
   protocol::RevokeResponse out;
   if (request.jtis.empty()) {
     WARDEN_ASSIGN(n, revoke_all_tokens(device.id));
@@ -472,6 +482,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     }
   }
   boost::json::object why;
+  why["timestamp"] = ts;  // first member: the replay check above looks for it
   why["reason"] = request.reason;
   why["revoked"] = out.revoked;
   boost::json::array jtis;

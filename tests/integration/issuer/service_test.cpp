@@ -358,6 +358,18 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   auto again = service_->revoke(revoke);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+  // Another replica (a fresh service on the same store) refuses it too.
+  open_issuer();
+  auto elsewhere = service_->revoke(revoke);
+  ASSERT_FALSE(elsewhere);
+  EXPECT_EQ(elsewhere.error().code, ErrorCode::kReplay) << elsewhere.error().message;
+  // A stale or tampered request is refused.
+  auto stale = revoke;
+  stale.timestamp -= 301;
+  EXPECT_EQ(service_->revoke(stale).error().code, ErrorCode::kExpired);
+  auto tampered = revoke;
+  tampered.timestamp += 1;
+  EXPECT_EQ(service_->revoke(tampered).error().code, ErrorCode::kBadSignature);
 
   auto list_after = service_->status_list_jwt("1");
   ASSERT_TRUE(list_after);
