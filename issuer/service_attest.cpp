@@ -205,16 +205,21 @@ void replay_cel(const protocol::AttestRequest& req, const PcrSelection& selectio
                 Claimed& claimed, Findings& f) {
   if (!req.cel) return;
   auto records = attest::cel::decode(*req.cel);
+  if (!records) {
+    f.refuse(ErrorCode::kMalformed, "cel", records.error().message);
+    return;
+  }
+  // The agent's container PCR is configurable: the records name it, and must all agree.
+  const unsigned pcr = records->empty() ? attest::cel::kDefaultContainerPcr : records->front().pcr;
   PcrValues start;
   for (const PcrBank& b : selection.banks) start.init_bank(b.alg);
-  auto replayed = records ? attest::cel::replay(*records, std::move(start))
-                          : Result<attest::cel::ReplayResult>(fail(records.error()));
+  auto replayed = attest::cel::replay(*records, std::move(start), {.pcr = pcr});
   if (!replayed) {
     f.refuse(ErrorCode::kMalformed, "cel", replayed.error().message);
     return;
   }
   for (const auto& p : replayed->problems) f.refuse(ErrorCode::kReplayMismatch, "cel", p);
-  take_pcr(claimed.pcrs, replayed->pcrs, selection, attest::cel::kDefaultContainerPcr);
+  take_pcr(claimed.pcrs, replayed->pcrs, selection, pcr);
   claimed.containers = std::move(*records);
 }
 
