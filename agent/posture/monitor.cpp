@@ -56,6 +56,7 @@ namespace cel = attest::cel;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kExpectLifetime = std::chrono::seconds(30);
+constexpr auto kTpmRetryInterval = std::chrono::seconds(1);
 constexpr std::uint32_t kCgroupMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
                                       IN_ONLYDIR | IN_MASK_ADD;
 constexpr std::uint32_t kFileMask =
@@ -221,6 +222,7 @@ class MonitorImpl final : public Monitor {
   void poll_ima();
   Result<std::uint64_t> read_ima_count() const;
   void take_reference();
+  void reference_files();
 
   void report(Source source, Action action, std::string subject, std::string old_value,
               std::string new_value, Clock::time_point detected);
@@ -247,6 +249,7 @@ class MonitorImpl final : public Monitor {
   std::map<std::string, std::string> state_reference_;
   std::map<std::string, std::string> state_reported_;
   bool tpm_ok_ = true;
+  Clock::time_point tpm_retry_at_;
   TpmProbe::Reading tpm_reference_;
   std::map<std::string, std::string> tpm_reported_;
   fs::path ima_count_path_;
@@ -359,7 +362,6 @@ Status MonitorImpl::init() {
     auto wd = add_watch(state_dir_, kStateMask);
     if (!wd) return fail(std::move(wd).error());
     watches_[*wd].state = true;
-    scan_state_dir("", true);
   }
 
   if (opts_.tpm != nullptr) {
@@ -372,7 +374,7 @@ Status MonitorImpl::init() {
     if (!count) return fail(std::move(count).error());
     ima_reference_ = *count;
   }
-  take_reference();
+  reference_files();
 
   if (!opts_.cgroupfs_root.empty()) {
     cgroup_root_ = opts_.cgroupfs_root.lexically_normal();
@@ -649,6 +651,12 @@ void MonitorImpl::container_appeared(const std::string& rel, const Scope& scope)
   ++counters_.containers_running;
   cel::ContainerContent content{cel::ContainerEvent::kStart, scope.id, "", "", scope.runtime,
                                 cel_path(rel)};
+  if (opts_.image_lookup) {
+    if (auto image = opts_.image_lookup(scope.runtime, scope.id)) {
+      content.image_ref = std::move(image->reference);
+      content.image_digest = std::move(image->digest);
+    }
+  }
   started_[scope.id] = content;
   bool logged = false;
   if (opts_.container_log != nullptr) {
@@ -767,11 +775,14 @@ void MonitorImpl::check_watched_file(const fs::path& path) {
 // ---- polled sources ---------------------------------------------------------------------------
 
 void MonitorImpl::poll_tpm() {
-  ++counters_.tpm_polls;
   const auto detected = Clock::now();
+  // A lost TPM is retried once a second, not every poll: tpm2-tss logs every failed connect.
+  if (!tpm_ok_ && detected < tpm_retry_at_) return;
+  ++counters_.tpm_polls;
   auto reading = opts_.tpm->read();
   if (!reading) {
     ++counters_.tpm_errors;
+    tpm_retry_at_ = Clock::now() + kTpmRetryInterval;
     if (tpm_ok_) {
       tpm_ok_ = false;
       report(Source::kTpm, Action::kRevokeAll, "tpm", "reachable",
@@ -854,6 +865,10 @@ void MonitorImpl::take_reference() {
     if (auto count = read_ima_count(); count) ima_reference_ = *count;
   }
   ima_reported_.clear();
+  reference_files();
+}
+
+void MonitorImpl::reference_files() {
   for (auto& [path, file] : files_) {
     file.reference = file_state(path);
     file.reported.clear();

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/posture/container_log.h"
+#include "agent/posture/image_lookup.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
 #include "attest/cel/cel.h"
@@ -133,8 +134,15 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   TpmPcrExtender extender(tpm());
   auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
   ASSERT_TRUE(log) << log.error().message;
+  // What dockerd writes when it creates the container, before starting it.
+  const fs::path docker_root = dir_.path() / "docker";
+  fs::create_directories(docker_root / "containers" / kDockerId);
+  write_text(docker_root / "containers" / kDockerId / "config.v2.json",
+             R"({"ID":")" + kDockerId + R"(","Image":"sha256:)" + std::string(64, 'e') +
+                 R"(","Config":{"Image":"nginx:1.25","Env":[]}})");
   auto o = monitor_options();
   o.container_log = log->get();
+  o.image_lookup = docker_image_lookup(docker_root);
   auto monitor = start(o);
   ASSERT_TRUE(monitor);
 
@@ -172,6 +180,10 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   ASSERT_EQ(records->size(), 3u);
   EXPECT_EQ((*records)[0].content.container_id, kDockerId);
   EXPECT_EQ((*records)[0].content.cgroup_path, "/system.slice/docker-" + kDockerId + ".scope");
+  EXPECT_EQ((*records)[0].content.image_ref, "nginx:1.25");
+  EXPECT_EQ((*records)[0].content.image_digest, "sha256:" + std::string(64, 'e'));
+  EXPECT_EQ((*records)[2].content.image_ref, "nginx:1.25");  // the stop names the same image
+  EXPECT_EQ((*records)[1].content.image_ref, "");             // podman: not exposed here
   EXPECT_EQ((*records)[2].content.event, attest::cel::ContainerEvent::kStop);
   attest::PcrValues zero;
   zero.init_bank(TpmAlg::kSha256);
