@@ -172,9 +172,9 @@ double cpu_seconds() {
   return secs(usage.ru_utime) + secs(usage.ru_stime);
 }
 
-/// Process CPU while only the monitor runs (this thread sleeps): every source on, TPM and IMA
-/// polled every 100 ms, a cgroupfs stand-in with 200 directories watched. Args: seconds, TPM
-/// source on (1) or off (0).
+/// Process CPU while only the monitor runs (this thread sleeps): every source on, a cgroupfs
+/// stand-in with 200 directories watched. Args: seconds, TPM source on (1) or off (0), TPM and
+/// IMA poll interval in ms.
 void BM_IdleCpu(benchmark::State& state) {
   auto swtpm = warden::test::Swtpm::start();
   warden::test::TempDir dir("bench-posture");
@@ -196,8 +196,8 @@ void BM_IdleCpu(benchmark::State& state) {
   options.state_dir = dir.path() / "state";
   options.config_file = dir.path() / "agent.toml";
   options.tpm = state.range(1) == 1 ? &probe : nullptr;
-  options.pcr_poll_interval = 100ms;
-  options.ima_poll_interval = 100ms;
+  options.pcr_poll_interval = std::chrono::milliseconds(state.range(2));
+  options.ima_poll_interval = std::chrono::milliseconds(state.range(2));
   const auto seconds = state.range(0);
   for (auto _ : state) {
     auto monitor = posture::Monitor::start(options, arrivals.callback()).value();
@@ -214,7 +214,12 @@ void BM_IdleCpu(benchmark::State& state) {
     state.counters["changes"] = static_cast<double>(arrivals.count());
   }
 }
-BENCHMARK(BM_IdleCpu)->Args({10, 1})->Args({10, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_IdleCpu)
+    ->Args({10, 1, 100})
+    ->Args({10, 0, 100})
+    ->Args({10, 1, 200})
+    ->Args({10, 1, 1000})
+    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 }  // namespace
 
