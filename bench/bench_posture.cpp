@@ -63,7 +63,9 @@ class Arrivals {
 void report_percentiles(benchmark::State& state, std::vector<double> ms) {
   if (ms.empty()) return;
   std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))]; };
+  auto at = [&](double q) {
+    return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))];
+  };
   state.counters["p50_ms"] = at(0.50);
   state.counters["p99_ms"] = at(0.99);
   state.counters["max_ms"] = ms.back();
@@ -119,7 +121,12 @@ void BM_ContainerStopLatency(benchmark::State& state) {
   }
   report_percentiles(state, samples);
 }
-BENCHMARK(BM_ContainerStopLatency)->Arg(0)->Arg(1)->Iterations(300)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ContainerStopLatency)
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(300)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// tpm2 PCR extend -> kPcr callback, polling every 100 ms.
 void BM_PcrChangeLatency(benchmark::State& state) {
@@ -219,7 +226,9 @@ BENCHMARK(BM_IdleCpu)
     ->Args({10, 0, 100})
     ->Args({10, 1, 200})
     ->Args({10, 1, 1000})
-    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
 
 }  // namespace
 

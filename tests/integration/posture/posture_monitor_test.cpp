@@ -171,7 +171,8 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   EXPECT_EQ(stopped->subject, kDockerId);
 
   // The stop is reported first and measured right after.
-  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().container_log_appends == 3; }, kDeadline));
+  ASSERT_TRUE(
+      test::wait_for([&] { return monitor->stats().container_log_appends == 3; }, kDeadline));
   // The log on disk replays to the container PCR.
   auto bytes = read_file(state_ / "containers.cel");
   ASSERT_TRUE(bytes);
@@ -183,7 +184,7 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   EXPECT_EQ((*records)[0].content.image_ref, "nginx:1.25");
   EXPECT_EQ((*records)[0].content.image_digest, "sha256:" + std::string(64, 'e'));
   EXPECT_EQ((*records)[2].content.image_ref, "nginx:1.25");  // the stop names the same image
-  EXPECT_EQ((*records)[1].content.image_ref, "");             // podman: not exposed here
+  EXPECT_EQ((*records)[1].content.image_ref, "");            // podman: not exposed here
   EXPECT_EQ((*records)[2].content.event, attest::cel::ContainerEvent::kStop);
   attest::PcrValues zero;
   zero.init_bank(TpmAlg::kSha256);
@@ -394,7 +395,8 @@ TEST_F(PostureMonitor, TamperedStateFileRevokesEverythingButOwnWritesDoNot) {
   write_atomic(state_ / "sealed.blob", "sealed v2");
   monitor->expect_state_write(state_ / "ak.blob");
   fs::remove(state_ / "ak.blob");
-  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().suppressed_own_writes == 2; }, kDeadline));
+  ASSERT_TRUE(
+      test::wait_for([&] { return monitor->stats().suppressed_own_writes == 2; }, kDeadline));
 
   // Someone else rewrites the blob in place: tampering against the agent's own last write.
   write_text(state_ / "sealed.blob", "sealed by mallory");
@@ -407,9 +409,8 @@ TEST_F(PostureMonitor, TamperedStateFileRevokesEverythingButOwnWritesDoNot) {
 
   // A file planted where the agent wrote nothing is tampering too.
   write_text(state_ / "ak.blob", "planted");
-  auto planted = changes_.wait([](const Change& c) {
-    return c.source == Source::kStateFile && c.old_value == "absent";
-  });
+  auto planted = changes_.wait(
+      [](const Change& c) { return c.source == Source::kStateFile && c.old_value == "absent"; });
   ASSERT_TRUE(planted);
 }
 
