@@ -247,6 +247,44 @@ TEST_F(PostureMonitor, ContainersRunningAtStartAreLoggedOnceAcrossRestarts) {
   EXPECT_EQ(changes_.count(Source::kContainer), 2u);
 }
 
+TEST_F(PostureMonitor, ContainerGoneWhileTheAgentWasDownIsLoggedAsStopped) {
+  write_text(cgroupfs_ / "cgroup.controllers", "");
+  const fs::path scope = cgroupfs_ / "system.slice" / ("crio-" + kDockerId + ".scope");
+  fs::create_directories(scope);
+  TpmPcrExtender extender(tpm());
+  {
+    auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
+    ASSERT_TRUE(log);
+    auto o = monitor_options();
+    o.container_log = log->get();
+    auto monitor = start(o);
+    ASSERT_TRUE(changes_.wait([](const Change& c) { return c.runtime == "cri-o"; }));
+  }
+  fs::remove(scope);
+  auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
+  ASSERT_TRUE(log);
+  auto o = monitor_options();
+  o.container_log = log->get();
+  auto monitor = start(o);
+  auto stopped = changes_.wait([](const Change& c) { return c.action == Action::kRevokeWorkload; });
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->workload, kDockerId);
+  EXPECT_EQ(stopped->cgroup_path, "system.slice/crio-" + kDockerId + ".scope");
+  ASSERT_TRUE(test::wait_for([&] { return (*log)->records().size() == 2; }, kDeadline));
+  EXPECT_TRUE((*log)->running().empty());
+}
+
+TEST_F(PostureMonitor, CgroupWatchLimitIsCounted) {
+  write_text(cgroupfs_ / "cgroup.controllers", "");
+  fs::create_directories(cgroupfs_ / "a.slice" / "b.slice" / "c.slice");
+  auto o = monitor_options();
+  o.max_cgroup_watches = 2;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  EXPECT_EQ(monitor->stats().cgroup_watches, 2u);
+  EXPECT_GE(monitor->stats().cgroup_watch_limit_hits, 1u);
+}
+
 TEST_F(PostureMonitor, ContainerLogRefusesResettablePcrs) {
   TpmPcrExtender extender(tpm());
   for (unsigned pcr : {16u, 23u}) {
