@@ -4,6 +4,8 @@
 // metrics: the ceiling the real service's work (quote verification, log replay, signing, SQLite)
 // is added to. Workloads: challenge (tiny body), attest (30 KB boot log + 1,000 IMA entries),
 // token (device token + DPoP proof). Usage: bench_issuer_http [seconds=5] [clients=8] [threads=2]
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -107,8 +109,18 @@ struct Outcome {
   double per_second = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  double cpu_us = 0;  ///< process CPU (server and clients) per request
   std::size_t failures = 0;
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
 
 Outcome drive(std::uint16_t port, const std::filesystem::path& ca, std::string_view target,
               const Bytes& body, int clients, std::chrono::seconds duration) {
@@ -141,6 +153,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, std::string_v
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const double cpu0 = cpu_seconds();
   const auto start = Clock::now();
   deadline = start + duration;
   go = true;
@@ -153,6 +166,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, std::string_v
   out.failures = failures;
   if (all.empty()) return out;
   out.per_second = static_cast<double>(all.size()) / seconds;
+  out.cpu_us = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(all.size());
   out.p50_ms = all[all.size() / 2];
   out.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   return out;
@@ -191,16 +205,16 @@ int main(int argc, char** argv) {
   const Bytes token = token_body();
   std::printf("issuer HTTPS layer, %d keep-alive clients, %d server threads, %d s per workload\n",
               clients, threads, seconds);
-  std::printf("%-10s %10s %12s %10s %10s %9s\n", "workload", "body", "req/s", "p50 ms", "p99 ms",
-              "failures");
+  std::printf("%-10s %10s %12s %10s %10s %12s %9s\n", "workload", "body", "req/s", "p50 ms",
+              "p99 ms", "CPU us/req", "failures");
   for (const auto& [name, target, body] :
        {std::tuple<const char*, const char*, const Bytes*>{"challenge", "/v1/challenge", &challenge},
         {"token", "/v1/token", &token},
         {"attest", "/v1/attest", &attest}}) {
     const auto o = drive((*server)->port(), dir.path() / "ca.crt", target, *body, clients,
                          std::chrono::seconds(seconds));
-    std::printf("%-10s %9zuB %12.0f %10.2f %10.2f %9zu\n", name, body->size(), o.per_second,
-                o.p50_ms, o.p99_ms, o.failures);
+    std::printf("%-10s %9zuB %12.0f %10.2f %10.2f %12.0f %9zu\n", name, body->size(),
+                o.per_second, o.p50_ms, o.p99_ms, o.cpu_us, o.failures);
   }
   (*server)->stop();
   return 0;

@@ -7,6 +7,8 @@
 // Usage: bench_issuer_service [seconds=5] [clients=8] [evidence=64]
 #include <openssl/x509.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -90,11 +92,21 @@ struct Outcome {
   double seconds = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  double cpu_us = 0;  ///< process CPU (server and clients) per request
   std::string first_failure;
 };
 
 // Sends bodies[i] for i in [0, bodies.size()) round-robin over `clients` keep-alive connections,
 // until `deadline` or the bodies run out.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
 Outcome drive(std::uint16_t port, const std::filesystem::path& ca, const char* target,
               const std::vector<Bytes>& bodies, int clients, std::chrono::seconds duration) {
   std::atomic<std::size_t> next{0};
@@ -110,6 +122,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, const char* t
     conns.push_back(*net::HttpsClient::create("https://localhost:" + std::to_string(port), o));
     (void)conns.back()->request("GET", "/healthz", "", {});  // connect + handshake
   }
+  const double cpu0 = cpu_seconds();
   const auto start = Clock::now();
   const auto deadline = start + duration;
   std::vector<std::thread> threads;
@@ -144,6 +157,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, const char* t
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   out.done = all.size();
+  if (!all.empty()) out.cpu_us = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(all.size());
   out.failures = failures;
   out.first_failure = first_failure;
   if (!all.empty()) {
@@ -154,8 +168,8 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, const char* t
 }
 
 void print(const char* name, std::size_t body, const Outcome& o) {
-  std::printf("%-8s %9zuB %8zu %10.0f %10.2f %10.2f %9zu %s\n", name, body, o.done,
-              static_cast<double>(o.done) / o.seconds, o.p50_ms, o.p99_ms, o.failures,
+  std::printf("%-8s %9zuB %8zu %10.0f %10.2f %10.2f %12.0f %9zu %s\n", name, body, o.done,
+              static_cast<double>(o.done) / o.seconds, o.p50_ms, o.p99_ms, o.cpu_us, o.failures,
               o.first_failure.c_str());
 }
 
@@ -276,8 +290,8 @@ int run(int seconds, int clients, int evidence) {
 
   std::printf("real IssuerService (SQLite) behind HTTPS, %d keep-alive clients, 2 server threads\n",
               clients);
-  std::printf("%-8s %10s %8s %10s %10s %10s %9s\n", "workload", "body", "done", "per s", "p50 ms",
-              "p99 ms", "failures");
+  std::printf("%-8s %10s %8s %10s %10s %10s %12s %9s\n", "workload", "body", "done", "per s",
+              "p50 ms", "p99 ms", "CPU us/req", "failures");
   const auto ca = dir.path() / "pki/ca.crt";
   print("token", tokens.front().size(),
         drive(port, ca, "/v1/token", tokens, clients, std::chrono::seconds(seconds)));

@@ -37,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kLinger{1000};
 constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
+constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 // One connection. Every member is used only from the connection's strand.
 struct Connection {
@@ -236,6 +237,9 @@ class BeastServer final : public HttpsServer {
     }
 
     beast::flat_buffer buffer;
+    // Beast sizes each read by the free capacity (at least 512 bytes); one TLS record's worth
+    // saves ~30 reads per 16 KB of body.
+    buffer.reserve(kReadBufferBytes);
     for (;;) {
       if (stopping_) break;
       bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
