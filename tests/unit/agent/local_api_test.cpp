@@ -14,6 +14,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
 #include "tests/support/process.h"
 #include "tests/unit/agent/fake_workload_service.h"
@@ -349,6 +350,15 @@ TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
+  const std::string reason = std::string("a\"b\\c\n\x01\x1f d") + std::string(1, '\0') + "\xc3\xa9";
+  const auto reply = error_reply(400, "bad_request", reason);
+  const auto v = boost::json::parse(reply.body).as_object();
+  EXPECT_EQ(v.at("reason").as_string(), reason);
+  EXPECT_EQ(v.at("error").as_string(), "bad_request");
+  EXPECT_EQ(reply.body.find('\n'), std::string::npos) << reply.body;
 }
 
 TEST_F(LocalApiTest, SocketModesApplied) {
