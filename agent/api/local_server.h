@@ -2,6 +2,9 @@
 // The local HTTP/1.1 + JSON API over two Unix sockets (workload and admin), on one io_context.
 // Each connection's identity is resolved once, from the kernel, at accept; every request must
 // carry `workload.spiffe.io: true`; bodies are capped; GET /v1/watch streams JSON lines.
+// Run the io_context on one thread: sessions, the event bus and WorkloadService calls share it
+// without locks (more threads were measured slower on 2 cores; see docs/PERFORMANCE.md).
+// Routes and shapes: docs/local-api.md.
 
 #include <sys/types.h>
 
