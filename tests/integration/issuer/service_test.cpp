@@ -110,11 +110,37 @@ std::string reasons_text(const protocol::AttestResponse& r) {
   return out;
 }
 
+// ima-ng entries (binary list) and the digests the kernel extends into PCR 10's sha256 bank.
+struct ImaChunk {
+  Bytes list;
+  std::vector<Bytes> extends;
+};
+
+ImaChunk ima_chunk(const std::vector<std::string>& paths) {
+  ImaChunk out;
+  ByteWriter list;
+  for (const std::string& path : paths) {
+    ByteWriter d, n, data;
+    d.bytes(std::string_view("sha256:")).u8(0).bytes(ossl::sha256(to_bytes(path + "-content")));
+    n.bytes(path).u8(0);
+    for (const Bytes& f : {d.data(), n.data()}) {
+      data.u32le(static_cast<std::uint32_t>(f.size())).bytes(f);
+    }
+    const Bytes template_hash = *ossl::digest(ossl::Hash::kSha1, data.data());
+    list.u32le(10).bytes(template_hash).u32le(6).bytes(std::string_view("ima-ng"));
+    list.u32le(static_cast<std::uint32_t>(data.data().size())).bytes(data.data());
+    out.extends.push_back(ossl::sha256(data.data()));
+  }
+  out.list = std::move(list).take();
+  return out;
+}
+
 struct AttestOptions {
   const tpm::AkBlob* quote_ak = nullptr;  // default: the enrolled AK
   std::string requested = kFullSelection;
   std::string quoted = kFullSelection;
   const Bytes* boot_log = nullptr;  // default: the log that was extended
+  std::optional<protocol::ImaLog> ima;
 };
 
 class IssuerServiceTest : public test::SwtpmTest {
@@ -153,6 +179,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     o.random = &random_;
     o.nonce_key = SecretBytes(Bytes(32, 0x42));
     o.issuer_url = "https://issuer.test:8443";
+    o.status_list_bits = status_list_bits_;
     auto service = IssuerService::create(std::move(o));
     ASSERT_TRUE(service) << service.error().message;
     service_ = std::move(*service);
@@ -213,6 +240,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     r.pcr_selection = o.requested;
     r.boot_log = o.boot_log != nullptr ? *o.boot_log : boot_.bytes;
     r.binding_key = {bk->public_area, {bk->certify_attest, bk->certify_signature}};
+    r.ima = o.ima;
     const std::string jwk = json::serialize(session_.public_jwk().to_json());
     auto jkt = base64url_decode(session_.public_jwk().thumbprint());
     auto sig = tpm_api().sign(*bk, ossl::sha256(protocol::session_key_signed_bytes(nonce, *jkt)));
@@ -255,6 +283,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     return response.device_token.value_or(Bytes{});
   }
 
+  std::uint64_t status_list_bits_ = 1U << 17;
   test::TempDir dir_{"warden-issuer-svc"};
   FakeClock clock_;
   SystemRandom random_;
@@ -329,6 +358,18 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   auto again = service_->revoke(revoke);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+  // Another replica (a fresh service on the same store) refuses it too.
+  open_issuer();
+  auto elsewhere = service_->revoke(revoke);
+  ASSERT_FALSE(elsewhere);
+  EXPECT_EQ(elsewhere.error().code, ErrorCode::kReplay) << elsewhere.error().message;
+  // A stale or tampered request is refused.
+  auto stale = revoke;
+  stale.timestamp -= 301;
+  EXPECT_EQ(service_->revoke(stale).error().code, ErrorCode::kExpired);
+  auto tampered = revoke;
+  tampered.timestamp += 1;
+  EXPECT_EQ(service_->revoke(tampered).error().code, ErrorCode::kBadSignature);
 
   auto list_after = service_->status_list_jwt("1");
   ASSERT_TRUE(list_after);
@@ -377,6 +418,35 @@ TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
   auto policies = service_->admin_list_policies();
   ASSERT_TRUE(policies);
   EXPECT_NE(policies->find("\"version\":\"p1\""), std::string::npos);
+}
+
+class SmallStatusListTest : public IssuerServiceTest {
+ protected:
+  SmallStatusListTest() { status_list_bits_ = 2; }
+};
+
+TEST_F(SmallStatusListTest, FullStatusListIsFollowedByTheNext) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  std::vector<protocol::TokenResponse> minted;
+  for (int i = 0; i < 3; ++i) {
+    auto t = token(token_request(device_token));
+    ASSERT_TRUE(t) << t.error().message;
+    minted.push_back(*t);
+  }
+  EXPECT_EQ(minted[2].status_index, 0U);
+  auto keys = token::KeySet::from_json(*service_->jwks_json());
+  token::JwtVerifyOptions opts;
+  opts.checks.now = clock_.unix_now();
+  auto third = token::verify_jwt(std::get<std::string>(minted[2].token), *keys, opts);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->claims.status->uri, "https://issuer.test:8443/v1/status/2");
+  // A restarted issuer continues with the newest list.
+  open_issuer();
+  auto fourth = token(token_request(device_token));
+  ASSERT_TRUE(fourth) << fourth.error().message;
+  EXPECT_EQ(fourth->status_index, 1U);
+  EXPECT_TRUE(service_->status_list_jwt("2"));
 }
 
 TEST_F(IssuerServiceTest, ReplayedNonceIsRefused) {
@@ -526,6 +596,33 @@ TEST_F(IssuerServiceTest, UntrustedEkIsRefusedUnlessAllowlistedOrTofu) {
   EXPECT_EQ(mismatch.error().code, ErrorCode::kProofMismatch);
 }
 
+TEST_F(IssuerServiceTest, AkMustBeARestrictedSigningKeyNamedCorrectly) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  // A TPM key that is not restricted (the binding key) cannot be an AK.
+  auto unrestricted = tpm_api().create_binding_key(*ak, Bytes(32, 1));
+  ASSERT_TRUE(unrestricted) << unrestricted.error().message;
+  auto request = enroll_request(*ak);
+  request.ak_public = unrestricted->public_area;
+  auto refused = service_->enroll(request);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation) << refused.error().message;
+
+  request = enroll_request(*ak);
+  request.ak_name.back() ^= 1;
+  auto misnamed = service_->enroll(request);
+  ASSERT_FALSE(misnamed);
+  EXPECT_EQ(misnamed.error().code, ErrorCode::kProofMismatch);
+
+  // An EK enrolls once.
+  ASSERT_TRUE(service_->enroll(enroll_request(*ak)));
+  const std::string device = enroll_device();
+  ASSERT_FALSE(device.empty());
+  auto twice = service_->enroll(enroll_request(*ak));
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kAlreadyExists);
+}
+
 TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   auto ak = tpm_api().create_ak();
   ASSERT_TRUE(ak);
@@ -546,6 +643,48 @@ TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   EXPECT_EQ(mismatched.error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
+  const std::string device = enroll_device();
+  auto put = service_->admin_put_policy(
+      "", policy_toml("p-ima", expected_pcr0("warden-test-crtm-1"),
+                      "[ima]\ndeny_paths = [\"/usr/bin/nc*\"]\n"),
+      "admin");
+  ASSERT_TRUE(put) << put.error().message;
+  auto extend = [&](const ImaChunk& chunk) {
+    for (const Bytes& d : chunk.extends) ASSERT_TRUE(tpm_api().extend_pcr(10, TpmAlg::kSha256, d));
+  };
+  AttestOptions o;
+  o.requested = o.quoted = "sha256:0,1,2,3,4,5,6,7,10";
+
+  const ImaChunk first = ima_chunk({"/usr/lib/systemd/systemd", "/usr/bin/bash"});
+  extend(first);
+  o.ima = protocol::ImaLog{0, first.list, protocol::ImaFormat::kBinary};
+  auto response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 2U);
+
+  // Only the new entries travel; the issuer continues from its stored PCR 10.
+  const ImaChunk second = ima_chunk({"/usr/bin/ls", "/usr/sbin/sshd"});
+  extend(second);
+  o.ima = protocol::ImaLog{2, second.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+
+  // An offset that does not continue the stored state is refused, and so is a denied file.
+  const ImaChunk third = ima_chunk({"/usr/bin/ncat"});
+  extend(third);
+  o.ima = protocol::ImaLog{0, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "invalid_argument")) << reasons_text(response);
+  o.ima = protocol::ImaLog{4, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "ima.denied")) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+}
+
 TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
   std::string device;
   attested_device(device);
@@ -560,12 +699,20 @@ TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
   auto response = attest(attest_request(device, challenge(device)));
   EXPECT_EQ(response.verdict, Verdict::kFail);
   EXPECT_TRUE(has_reason(response, "policy_violation")) << reasons_text(response);
+  // The refusal does not lower the recorded counter, so the next quote is refused as well.
+  EXPECT_EQ(store_->get_device(device)->reset_count, *d->reset_count + 5);
+  response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
 
-  u.reset_count = *d->reset_count - 1 + (*d->reset_count == 0 ? 1 : 0);
-  if (*d->reset_count == 0) GTEST_SKIP() << "resetCount is 0; cannot model an older boot";
+  // A real reboot: resetCount goes up, PCRs start over, and the firmware measures again.
+  u.reset_count = d->reset_count;
   ASSERT_TRUE(store_->record_attestation(device, u));
+  tpm_->power_cycle();
+  for (const auto& [pcr, digest] : boot_.extends)
+    ASSERT_TRUE(tpm_api().extend_pcr(pcr, TpmAlg::kSha256, digest));
   response = attest(attest_request(device, challenge(device)));
   EXPECT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_GT(*store_->get_device(device)->reset_count, *d->reset_count);
   EXPECT_TRUE(has_reason(response, "reboot"));
 }
 
