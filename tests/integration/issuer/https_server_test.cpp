@@ -533,9 +533,19 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   EXPECT_EQ(put->status, 200U);
   EXPECT_EQ(service_.last_version, "v2");
   EXPECT_EQ(service_.last_toml, "[pcrs]\n");
-  auto no_version = c->request("PUT", "/admin/v1/policy", "application/toml", to_bytes("x"));
+  auto no_version = c->request("PUT", "/admin/v1/policies", "application/toml", to_bytes("x"));
   ASSERT_TRUE(no_version);
-  EXPECT_EQ(no_version->status, 400U);
+  EXPECT_EQ(no_version->status, 200U);
+  EXPECT_EQ(service_.last_version, "");
+  auto state = c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json",
+                          to_bytes(R"({"state":"revoked"})"));
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->status, 204U);
+  EXPECT_EQ(service_.last_state, "revoked");
+  auto no_state = c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json",
+                             to_bytes("[]"));
+  ASSERT_TRUE(no_state);
+  EXPECT_EQ(no_state->status, 400U);
   auto policies = c->request("GET", "/admin/v1/policies", "", {});
   ASSERT_TRUE(policies);
   EXPECT_EQ(policies->status, 200U);
