@@ -5,9 +5,9 @@
 // PostgreSQL behave as one issuer.
 //
 // Errors carry a stable ErrorCode that issuer/http maps to a status (docs/protocol.md):
-// kMalformed/kInvalidArgument 400, kBadSignature/kProofMismatch/kUntrusted 401,
-// kPermissionDenied/kPolicyViolation/kRevoked 403, kNotFound 404, kConflict/kAlreadyExists 409,
-// kReplay/kExpired 409, kLimitExceeded 429, kUnavailable 503, anything else 500.
+// kMalformed/kInvalidArgument 400, kBadSignature/kProofMismatch/kUntrusted/kExpired 401,
+// kPermissionDenied/kPolicyViolation/kRevoked 403, kNotFound 404, kConflict/kAlreadyExists/kReplay
+// 409, kLimitExceeded 413, kUnavailable 503, anything else 500 (the table in docs/protocol.md).
 // A refused appraisal is not an error: attest() returns a response with verdict kFail and every
 // reason (HTTP 200), so agents can show why.
 

@@ -160,6 +160,7 @@ unsigned status_of(ErrorCode code) {
     case ErrorCode::kUntrusted:
     case ErrorCode::kNonceMismatch:
     case ErrorCode::kNotYetValid:
+    case ErrorCode::kExpired:
     case ErrorCode::kUnknownKey:
       return 401;
     case ErrorCode::kPermissionDenied:
@@ -176,10 +177,9 @@ unsigned status_of(ErrorCode code) {
     case ErrorCode::kConflict:
     case ErrorCode::kAlreadyExists:
     case ErrorCode::kReplay:
-    case ErrorCode::kExpired:
       return 409;
     case ErrorCode::kLimitExceeded:
-      return 429;
+      return 413;
     case ErrorCode::kUnavailable:
     case ErrorCode::kTimeout:
       return 503;

@@ -276,7 +276,7 @@ TEST_F(HttpsServerTest, ServiceErrorsMapToStatuses) {
       {ErrorCode::kPolicyViolation, 403},  {ErrorCode::kRevoked, 403},
       {ErrorCode::kNotFound, 404},         {ErrorCode::kConflict, 409},
       {ErrorCode::kAlreadyExists, 409},    {ErrorCode::kReplay, 409},
-      {ErrorCode::kExpired, 409},          {ErrorCode::kLimitExceeded, 429},
+      {ErrorCode::kExpired, 401},          {ErrorCode::kLimitExceeded, 413},
       {ErrorCode::kUnavailable, 503},      {ErrorCode::kInternal, 500},
       {ErrorCode::kIo, 500}};
   auto c = client();
