@@ -226,8 +226,15 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   // ---- The quote ----
   bool authentic = false;  // signed by this device's AK over the nonce we issued
   bool replay_ok = false;
+  // clockInfo.safe only says the TPM clock may have gone back (after a disorderly shutdown);
+  // freshness here comes from the nonce, not the clock, so it is a note, not a refusal.
   auto quote = q::verify_quote(ak, req.quote.attest, req.quote.signature,
-                               {.nonce = req.nonce, .selection = *selection, .pcrs = &claimed});
+                               {.nonce = req.nonce,
+                                .selection = *selection,
+                                .pcrs = &claimed,
+                                .require_safe = false});
+  if (quote && !quote->attest.clock_info.safe)
+    notes.push_back({"clock_not_safe", "clockInfo.safe", std::string("1"), std::string("0")});
   if (quote) {
     authentic = replay_ok = true;
   } else {
@@ -264,15 +271,18 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   }
 
   // ---- Counters ----
+  bool counters_went_back = false;
   if (header && authentic && device.reset_count) {
     const auto& ci = header->clock_info;
     if (ci.reset_count < *device.reset_count) {
+      counters_went_back = true;
       refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
              ">= " + std::to_string(*device.reset_count));
     } else if (rebooted) {
       notes.push_back({"reboot", "resetCount", std::to_string(*device.reset_count),
                        std::to_string(ci.reset_count)});
     } else if (device.restart_count && ci.restart_count < *device.restart_count) {
+      counters_went_back = true;
       refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
              ">= " + std::to_string(*device.restart_count));
     }
@@ -341,8 +351,12 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   all.insert(all.end(), notes.begin(), notes.end());
   if (authentic) {
     AttestationUpdate u;
-    u.reset_count = header->clock_info.reset_count;
-    u.restart_count = header->clock_info.restart_count;
+    // Counters only move forward: a quote from an older boot never lowers them.
+    u.reset_count = counters_went_back ? device.reset_count
+                                       : std::optional<std::uint64_t>(header->clock_info.reset_count);
+    u.restart_count = counters_went_back
+                          ? device.restart_count
+                          : std::optional<std::uint64_t>(header->clock_info.restart_count);
     u.attested_at = t;
     u.verdict = pass ? "accept" : "reject";
     u.reasons_json = reasons_to_json(all);

@@ -1,0 +1,677 @@
+// The issuer's verifier and token service driven in-process with real TPM messages from a
+// private swtpm: EK certificate, AK, ActivateCredential, quotes, certified binding keys and
+// signatures made by the TPM, against a real SQLite store.
+#include "issuer/service.h"
+
+#include <openssl/x509.h>
+
+#include <gtest/gtest.h>
+
+#include "attest/eventlog/eventlog.h"
+#include "attest/token/dpop.h"
+#include "attest/token/json.h"
+#include "attest/token/jwt.h"
+#include "attest/token/status_list.h"
+#include "issuer/nonce.h"
+#include "platform/base/encoding.h"
+#include "platform/base/file.h"
+#include "platform/base/openssl.h"
+#include "platform/tpm/tpm.h"
+#include "tests/support/swtpm.h"
+
+namespace warden::issuer {
+namespace {
+
+namespace ev = attest::eventlog;
+using protocol::Verdict;
+
+constexpr const char* kTokenUrl = "https://issuer.test:8443/v1/token";
+const char* const kFullSelection = "sha256:0,1,2,3,4,5,6,7";
+
+Bytes pem_file_to_der(const std::filesystem::path& path) {
+  auto pem = read_file(path);
+  EXPECT_TRUE(pem);
+  auto cert = ossl::certificate_from_pem(warden::to_string(*pem));
+  EXPECT_TRUE(cert) << cert.error().message;
+  unsigned char* out = nullptr;
+  int len = i2d_X509(cert->get(), &out);
+  Bytes der(out, out + len);
+  OPENSSL_free(out);
+  return der;
+}
+
+// A crypto-agile (sha256) event log: an S-CRTM version event in PCR 0 and a separator in each of
+// PCRs 0..7. `events` returns the (pcr, digest) pairs the firmware would have extended.
+struct BootLog {
+  Bytes bytes;
+  std::vector<std::pair<unsigned, Bytes>> extends;
+};
+
+BootLog make_boot_log(std::string_view crtm_version) {
+  BootLog out;
+  ByteWriter w;
+  ByteWriter spec;
+  spec.bytes(std::string_view("Spec ID Event03\0", 16)).u32le(0).u8(0).u8(2).u8(0).u8(2).u32le(1);
+  spec.u16le(0x0B).u16le(32).u8(0);
+  const Bytes spec_bytes = std::move(spec).take();
+  w.u32le(0).u32le(ev::kEvNoAction).bytes(Bytes(20, 0));
+  w.u32le(static_cast<std::uint32_t>(spec_bytes.size())).bytes(spec_bytes);
+  auto event = [&](unsigned pcr, std::uint32_t type, ByteSpan data, const Bytes& digest) {
+    w.u32le(pcr).u32le(type).u32le(1).u16le(0x0B).bytes(digest);
+    w.u32le(static_cast<std::uint32_t>(data.size())).bytes(data);
+    out.extends.emplace_back(pcr, digest);
+  };
+  const Bytes version = to_bytes(crtm_version);
+  event(0, ev::kEvSCrtmVersion, version, ossl::sha256(version));
+  const Bytes sep(4, 0);
+  for (unsigned pcr = 0; pcr < 8; ++pcr) event(pcr, ev::kEvSeparator, sep, ossl::sha256(sep));
+  out.bytes = std::move(w).take();
+  return out;
+}
+
+// PCR 0 after replaying make_boot_log(version).
+Bytes expected_pcr0(std::string_view version) {
+  Bytes pcr(32, 0);
+  for (const Bytes& d : {ossl::sha256(to_bytes(version)), ossl::sha256(Bytes(4, 0))}) {
+    Bytes cat = pcr;
+    cat.insert(cat.end(), d.begin(), d.end());
+    pcr = ossl::sha256(cat);
+  }
+  return pcr;
+}
+
+std::string policy_toml(const std::string& version, const Bytes& pcr0,
+                        const std::string& extra = {}) {
+  return "version = \"" + version + "\"\n" + extra +
+         "\n[pcrs.sha256]\n0 = \"" + hex_encode(pcr0) +
+         "\"\n\n"
+         "[[workload]]\nname = \"web\"\naudiences = [\"https://api.test\"]\n"
+         "scopes = [\"read\", \"write\"]\nmax_ttl = 120\n"
+         "[workload.match]\nuid = 1000\nsystemd_unit = \"web*.service\"\n";
+}
+
+Bytes tpmt_signature(const tpm::Signature& s) {
+  ByteWriter w;
+  w.u16be(0x0018).u16be(0x000B);
+  w.tpm2b(ByteSpan(s.raw).first(32)).tpm2b(ByteSpan(s.raw).subspan(32));
+  return std::move(w).take();
+}
+
+bool has_reason(const protocol::AttestResponse& r, std::string_view code) {
+  for (const auto& reason : r.reasons)
+    if (reason.code == code) return true;
+  return false;
+}
+
+std::string reasons_text(const protocol::AttestResponse& r) {
+  std::string out;
+  for (const auto& reason : r.reasons)
+    out += reason.code + " [" + reason.subject + "] " + reason.found.value_or("") + "\n";
+  return out;
+}
+
+// ima-ng entries (binary list) and the digests the kernel extends into PCR 10's sha256 bank.
+struct ImaChunk {
+  Bytes list;
+  std::vector<Bytes> extends;
+};
+
+ImaChunk ima_chunk(const std::vector<std::string>& paths) {
+  ImaChunk out;
+  ByteWriter list;
+  for (const std::string& path : paths) {
+    ByteWriter d, n, data;
+    d.bytes(std::string_view("sha256:")).u8(0).bytes(ossl::sha256(to_bytes(path + "-content")));
+    n.bytes(path).u8(0);
+    for (const Bytes& f : {d.data(), n.data()}) {
+      data.u32le(static_cast<std::uint32_t>(f.size())).bytes(f);
+    }
+    const Bytes template_hash = *ossl::digest(ossl::Hash::kSha1, data.data());
+    list.u32le(10).bytes(template_hash).u32le(6).bytes(std::string_view("ima-ng"));
+    list.u32le(static_cast<std::uint32_t>(data.data().size())).bytes(data.data());
+    out.extends.push_back(ossl::sha256(data.data()));
+  }
+  out.list = std::move(list).take();
+  return out;
+}
+
+struct AttestOptions {
+  const tpm::AkBlob* quote_ak = nullptr;  // default: the enrolled AK
+  std::string requested = kFullSelection;
+  std::string quoted = kFullSelection;
+  const Bytes* boot_log = nullptr;  // default: the log that was extended
+  std::optional<protocol::ImaLog> ima;
+};
+
+class IssuerServiceTest : public test::SwtpmTest {
+ protected:
+  void SetUp() override {
+    SwtpmTest::SetUp();
+    clock_.set(SystemClock().unix_now());  // the EK certificate's validity is real time
+    boot_ = make_boot_log("warden-test-crtm-1");
+    for (const auto& [pcr, digest] : boot_.extends)
+      ASSERT_TRUE(tpm_api().extend_pcr(pcr, TpmAlg::kSha256, digest));
+    config_.enrollment.manufacturer_ca_files = {tpm_->ca_cert().string()};
+    const auto policy_path = dir_.path() / "policy.toml";
+    ASSERT_TRUE(write_file_atomic(
+        policy_path, to_bytes(policy_toml("p1", expected_pcr0("warden-test-crtm-1"))), 0644));
+    config_.policy_file = policy_path.string();
+    open_issuer();
+  }
+
+  void open_issuer() {
+    service_.reset();
+    keys_.reset();
+    if (!store_) {
+      auto store = open_sqlite_store((dir_.path() / "issuer.db").string());
+      ASSERT_TRUE(store) << store.error().message;
+      store_ = std::move(*store);
+      ASSERT_TRUE(store_->migrate());
+    }
+    auto keys = SigningKeys::open(dir_.path() / "keys", *store_, clock_);
+    ASSERT_TRUE(keys) << keys.error().message;
+    keys_ = std::move(*keys);
+    IssuerService::Options o;
+    o.config = &config_;
+    o.store = store_.get();
+    o.keys = keys_.get();
+    o.clock = &clock_;
+    o.random = &random_;
+    o.nonce_key = SecretBytes(Bytes(32, 0x42));
+    o.issuer_url = "https://issuer.test:8443";
+    auto service = IssuerService::create(std::move(o));
+    ASSERT_TRUE(service) << service.error().message;
+    service_ = std::move(*service);
+  }
+
+  tpm::Tpm tpm_api() const { return tpm::Tpm(tpm_->tcti()); }
+
+  protocol::EnrollRequest enroll_request(const tpm::AkBlob& ak, bool with_chain = true) {
+    auto ek = tpm_api().endorsement_key();
+    EXPECT_TRUE(ek) << ek.error().message;
+    protocol::EnrollRequest r;
+    r.ek_public = ek->public_area;
+    r.ek_cert = ek->certificate;
+    if (with_chain) r.ek_chain = {pem_file_to_der(tpm_->issuer_cert())};
+    r.ak_public = ak.public_area;
+    r.ak_name = ak.name();
+    r.metadata = {"host-1", "machine-1", std::string("edge"), "test"};
+    return r;
+  }
+
+  // enroll + ActivateCredential + activate; returns the device id.
+  std::string enroll_device() {
+    auto ak = tpm_api().create_ak();
+    EXPECT_TRUE(ak) << ak.error().message;
+    ak_ = *ak;
+    auto enrolled = service_->enroll(enroll_request(ak_));
+    EXPECT_TRUE(enrolled) << enrolled.error().message;
+    if (!enrolled) return {};
+    auto secret = tpm_api().activate_credential(ak_, enrolled->credential_blob,
+                                                enrolled->encrypted_secret);
+    EXPECT_TRUE(secret) << secret.error().message;
+    auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak_.name());
+    auto activated =
+        service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+    EXPECT_TRUE(activated) << activated.error().message;
+    return activated ? activated->device_id : std::string();
+  }
+
+  Bytes challenge(const std::string& device) {
+    auto c = service_->challenge({device});
+    EXPECT_TRUE(c) << c.error().message;
+    return c ? c->nonce : Bytes{};
+  }
+
+  protocol::AttestRequest attest_request(const std::string& device, const Bytes& nonce,
+                                         const AttestOptions& o = {}) {
+    const tpm::AkBlob& qak = o.quote_ak != nullptr ? *o.quote_ak : ak_;
+    auto quoted = PcrSelection::parse(o.quoted);
+    auto quote = tpm_api().quote(qak, *quoted, nonce);
+    EXPECT_TRUE(quote) << quote.error().message;
+    auto bk = tpm_api().create_binding_key(qak, nonce);
+    EXPECT_TRUE(bk) << bk.error().message;
+    binding_ = *bk;
+    protocol::AttestRequest r;
+    r.device_id = device;
+    r.nonce = nonce;
+    r.quote = {quote->attest, quote->signature};
+    r.pcr_selection = o.requested;
+    r.boot_log = o.boot_log != nullptr ? *o.boot_log : boot_.bytes;
+    r.binding_key = {bk->public_area, {bk->certify_attest, bk->certify_signature}};
+    r.ima = o.ima;
+    const std::string jwk = json::serialize(session_.public_jwk().to_json());
+    auto jkt = base64url_decode(session_.public_jwk().thumbprint());
+    auto sig = tpm_api().sign(*bk, ossl::sha256(protocol::session_key_signed_bytes(nonce, *jkt)));
+    EXPECT_TRUE(sig) << sig.error().message;
+    r.session_key = protocol::SessionKey{jwk, tpmt_signature(*sig)};
+    return r;
+  }
+
+  protocol::AttestResponse attest(const protocol::AttestRequest& r) {
+    auto out = service_->attest(r);
+    EXPECT_TRUE(out) << out.error().message;
+    return out ? *out : protocol::AttestResponse{};
+  }
+
+  protocol::TokenRequest token_request(const Bytes& device_token, std::uint32_t uid = 1000,
+                                       std::string audience = "https://api.test") {
+    protocol::TokenRequest r;
+    r.device_token = device_token;
+    auto proof = token::create_proof(session_, {"POST", kTokenUrl, std::nullopt, std::nullopt},
+                                     clock_.unix_now(), random_);
+    EXPECT_TRUE(proof) << proof.error().message;
+    r.proof = *proof;
+    r.selectors.uid = uid;
+    r.selectors.systemd_unit = "web-frontend.service";
+    r.audience = std::move(audience);
+    r.scopes = {"read"};
+    r.ttl = 600;
+    return r;
+  }
+
+  Result<protocol::TokenResponse> token(const protocol::TokenRequest& r) {
+    return service_->token(r, {"POST", kTokenUrl});
+  }
+
+  // A device that has attested successfully; returns its device token.
+  Bytes attested_device(std::string& device) {
+    device = enroll_device();
+    auto response = attest(attest_request(device, challenge(device)));
+    EXPECT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+    return response.device_token.value_or(Bytes{});
+  }
+
+  test::TempDir dir_{"warden-issuer-svc"};
+  FakeClock clock_;
+  SystemRandom random_;
+  IssuerConfig config_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<SigningKeys> keys_;
+  std::unique_ptr<IssuerService> service_;
+  BootLog boot_;
+  tpm::AkBlob ak_;
+  tpm::BindingKey binding_;
+  token::EcSigner session_ = *token::EcSigner::generate(random_);
+};
+
+TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
+  ASSERT_TRUE(service_->ready());
+  const std::string device = enroll_device();
+  ASSERT_FALSE(device.empty());
+  const Bytes nonce = challenge(device);
+  ASSERT_EQ(nonce.size(), NonceIssuer::kSize);
+
+  auto attested = attest(attest_request(device, nonce));
+  ASSERT_EQ(attested.verdict, Verdict::kPass) << reasons_text(attested);
+  EXPECT_EQ(attested.policy_version, "p1");
+  ASSERT_TRUE(attested.device_token && attested.expires_at);
+  EXPECT_EQ(*attested.expires_at,
+            static_cast<std::uint64_t>(clock_.unix_now() + config_.tokens.device_token_ttl_s));
+
+  auto minted = token(token_request(*attested.device_token));
+  ASSERT_TRUE(minted) << minted.error().message;
+  ASSERT_TRUE(std::holds_alternative<std::string>(minted->token));
+  EXPECT_LE(minted->expires_at, static_cast<std::uint64_t>(clock_.unix_now() + 120));
+
+  // A relying party verifies the JWT with the published JWKS.
+  auto jwks = service_->jwks_json();
+  ASSERT_TRUE(jwks) << jwks.error().message;
+  auto keys = token::KeySet::from_json(*jwks);
+  ASSERT_TRUE(keys) << keys.error().message;
+  token::JwtVerifyOptions opts;
+  opts.checks.now = clock_.unix_now();
+  opts.checks.audience = "https://api.test";
+  opts.typ = std::string(token::kTypWorkload);
+  auto jwt = token::verify_jwt(std::get<std::string>(minted->token), *keys, opts);
+  ASSERT_TRUE(jwt) << jwt.error().message;
+  EXPECT_EQ(jwt->claims.jti, minted->jti);
+  EXPECT_EQ(jwt->claims.device_id, device);
+  EXPECT_EQ(jwt->claims.scope, "read");
+  ASSERT_TRUE(jwt->claims.cnf && jwt->claims.cnf->jkt);
+  EXPECT_EQ(*jwt->claims.cnf->jkt, session_.public_jwk().thumbprint());
+  ASSERT_TRUE(jwt->claims.workload);
+  EXPECT_EQ(jwt->claims.workload->uid, 1000U);
+  ASSERT_TRUE(jwt->claims.status);
+  EXPECT_EQ(jwt->claims.status->idx, minted->status_index);
+  EXPECT_EQ(jwt->claims.status->uri, "https://issuer.test:8443/v1/status/1");
+
+  auto list_before = service_->status_list_jwt("1");
+  ASSERT_TRUE(list_before) << list_before.error().message;
+  auto valid = token::verify_status_list_jwt(*list_before, *keys, clock_.unix_now());
+  ASSERT_TRUE(valid) << valid.error().message;
+  EXPECT_TRUE(token::check_status(jwt->claims, *valid));
+
+  // The device revokes its tokens, signing with the TPM binding key.
+  protocol::RevokeRequest revoke;
+  revoke.device_id = device;
+  revoke.reason = "posture change: new kernel module";
+  revoke.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  auto sig = tpm_api().sign(binding_, ossl::sha256(protocol::revoke_signed_bytes(revoke)));
+  ASSERT_TRUE(sig) << sig.error().message;
+  revoke.signature = tpmt_signature(*sig);
+  auto revoked = service_->revoke(revoke);
+  ASSERT_TRUE(revoked) << revoked.error().message;
+  EXPECT_EQ(revoked->revoked, 1U);
+  auto again = service_->revoke(revoke);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+
+  auto list_after = service_->status_list_jwt("1");
+  ASSERT_TRUE(list_after);
+  auto flipped = token::verify_status_list_jwt(*list_after, *keys, clock_.unix_now());
+  ASSERT_TRUE(flipped);
+  auto status = token::check_status(jwt->claims, *flipped);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().code, ErrorCode::kRevoked);
+
+  // After reporting a posture change the device gets no tokens until it attests again.
+  auto refused = token(token_request(*attested.device_token));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation);
+
+  // Every decision is in the audit log.
+  auto audit = service_->admin_audit({device, std::nullopt, 50});
+  ASSERT_TRUE(audit);
+  for (const char* action : {"\"activate\"", "\"attest\"", "\"token\"", "\"revoke\""})
+    EXPECT_NE(audit->find(action), std::string::npos) << action << " in " << *audit;
+}
+
+TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto request = token_request(device_token);
+  request.format = protocol::TokenFormat::kCwt;
+  auto minted = token(request);
+  ASSERT_TRUE(minted) << minted.error().message;
+  ASSERT_TRUE(std::holds_alternative<Bytes>(minted->token));
+  auto keys = token::KeySet::from_json(*service_->jwks_json());
+  auto cwt = token::verify_cwt(std::get<Bytes>(minted->token), *keys,
+                               {clock_.unix_now(), 60, std::string("https://api.test"), true});
+  ASSERT_TRUE(cwt) << cwt.error().message;
+  EXPECT_EQ(cwt->claims.jti, minted->jti);
+
+  auto one = service_->admin_get_device(device);
+  ASSERT_TRUE(one) << one.error().message;
+  auto parsed = json::parse_object(*one);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(json::get_string(*parsed, "last_verdict"), "accept");
+  EXPECT_EQ(json::get_string(*parsed, "group"), "edge");
+  EXPECT_EQ(parsed->at("live_tokens").as_array().size(), 1U);
+  auto all = service_->admin_list_devices(10, "");
+  ASSERT_TRUE(all);
+  EXPECT_NE(all->find(device), std::string::npos);
+  auto policies = service_->admin_list_policies();
+  ASSERT_TRUE(policies);
+  EXPECT_NE(policies->find("\"version\":\"p1\""), std::string::npos);
+}
+
+TEST_F(IssuerServiceTest, ReplayedNonceIsRefused) {
+  const std::string device = enroll_device();
+  auto request = attest_request(device, challenge(device));
+  ASSERT_EQ(attest(request).verdict, Verdict::kPass);
+  auto replayed = attest(request);
+  EXPECT_EQ(replayed.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(replayed, "replay")) << reasons_text(replayed);
+  EXPECT_FALSE(replayed.device_token);
+}
+
+TEST_F(IssuerServiceTest, ExpiredNonceIsRefused) {
+  const std::string device = enroll_device();
+  const Bytes nonce = challenge(device);
+  clock_.advance(std::chrono::seconds(config_.tokens.nonce_ttl_s + 1));
+  auto response = attest(attest_request(device, nonce));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "expired")) << reasons_text(response);
+}
+
+TEST_F(IssuerServiceTest, QuoteByAnotherAkIsRefused) {
+  const std::string device = enroll_device();
+  auto other = tpm_api().create_ak();
+  ASSERT_TRUE(other);
+  AttestOptions o;
+  o.quote_ak = &*other;
+  auto response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "bad_signature")) << reasons_text(response);
+  // Unauthenticated evidence is audited but does not change the device's record.
+  auto d = store_->get_device(device);
+  EXPECT_EQ(d->last_verdict, "");
+}
+
+TEST_F(IssuerServiceTest, QuoteOverOtherPcrsThanRequestedIsRefused) {
+  const std::string device = enroll_device();
+  AttestOptions o;
+  o.quoted = "sha256:1,2,3";
+  auto response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "pcr_selection_mismatch")) << reasons_text(response);
+  // Asking for fewer PCRs than the policy names is refused too.
+  o.requested = o.quoted;
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "pcr_selection_mismatch")) << reasons_text(response);
+}
+
+TEST_F(IssuerServiceTest, BootLogThatDoesNotReplayIsRefused) {
+  const std::string device = enroll_device();
+  const Bytes forged = make_boot_log("warden-test-crtm-2").bytes;
+  AttestOptions o;
+  o.boot_log = &forged;
+  auto response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "replay_mismatch")) << reasons_text(response);
+  EXPECT_EQ(store_->get_device(device)->last_verdict, "reject");
+}
+
+TEST_F(IssuerServiceTest, BootLogFailingPolicyIsRefusedWithEveryReason) {
+  const std::string device = enroll_device();
+  const std::string extra = "[boot]\ndenied_digests = [\"" +
+                            hex_encode(ossl::sha256(to_bytes("warden-test-crtm-1"))) + "\"]\n";
+  auto put = service_->admin_put_policy("p2", policy_toml("p2", Bytes(32, 0xee), extra), "admin");
+  ASSERT_TRUE(put) << put.error().message;
+  auto response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_EQ(response.policy_version, "p2");
+  EXPECT_TRUE(has_reason(response, "boot.denied_digest")) << reasons_text(response);
+  EXPECT_TRUE(has_reason(response, "pcr.mismatch")) << reasons_text(response);
+  EXPECT_FALSE(response.device_token);
+}
+
+TEST_F(IssuerServiceTest, DisallowedWorkloadGetsNoToken) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto wrong_uid = token(token_request(device_token, 0));
+  ASSERT_FALSE(wrong_uid);
+  EXPECT_EQ(wrong_uid.error().code, ErrorCode::kPermissionDenied);
+  auto wrong_audience = token(token_request(device_token, 1000, "https://other.test"));
+  ASSERT_FALSE(wrong_audience);
+  EXPECT_EQ(wrong_audience.error().code, ErrorCode::kAudienceMismatch);
+  auto scopes = token_request(device_token);
+  scopes.scopes = {"read", "admin"};
+  auto wrong_scope = token(scopes);
+  ASSERT_FALSE(wrong_scope);
+  EXPECT_EQ(wrong_scope.error().code, ErrorCode::kPolicyViolation);
+  // A proof replayed, or by another key, is refused.
+  auto request = token_request(device_token);
+  ASSERT_TRUE(token(request));
+  EXPECT_EQ(token(request).error().code, ErrorCode::kReplay);
+  session_ = *token::EcSigner::generate(random_);
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kProofMismatch);
+}
+
+TEST_F(IssuerServiceTest, RevokedDeviceIsRefusedAndItsTokensFlipped) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto minted = token(token_request(device_token));
+  ASSERT_TRUE(minted) << minted.error().message;
+  ASSERT_TRUE(service_->admin_set_device_state(device, "revoked", "alice"));
+  auto refused = token(token_request(device_token));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kRevoked);
+  auto c = service_->challenge({device});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::kRevoked);
+  auto list = store_->get_status_list("1");
+  ASSERT_TRUE(list);
+  const unsigned byte = list->bytes[minted->status_index / 8];
+  EXPECT_EQ((byte >> (minted->status_index % 8)) & 1U, 1U);
+  EXPECT_EQ(service_->admin_set_device_state(device, "paused", "alice").error().code,
+            ErrorCode::kInvalidArgument);
+}
+
+TEST_F(IssuerServiceTest, UntrustedEkIsRefusedUnlessAllowlistedOrTofu) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  // Without the intermediate the chain does not reach the configured root.
+  auto no_chain = service_->enroll(enroll_request(*ak, false));
+  ASSERT_FALSE(no_chain);
+  EXPECT_EQ(no_chain.error().code, ErrorCode::kUntrusted) << no_chain.error().message;
+
+  config_.enrollment.manufacturer_ca_files.clear();
+  open_issuer();
+  auto request = enroll_request(*ak);
+  auto untrusted = service_->enroll(request);
+  ASSERT_FALSE(untrusted);
+  EXPECT_EQ(untrusted.error().code, ErrorCode::kUntrusted);
+
+  config_.enrollment.ek_allowlist = {hex_encode(ossl::sha256(request.ek_public))};
+  open_issuer();
+  EXPECT_TRUE(service_->enroll(request));
+
+  config_.enrollment.ek_allowlist.clear();
+  config_.enrollment.tofu = true;
+  open_issuer();
+  EXPECT_TRUE(service_->enroll(request));
+
+  // A certificate for another key never enrolls, whatever the fallbacks.
+  auto p384 = tpm_api().endorsement_key(tpm::EkTemplate::kEccP384H3);
+  ASSERT_TRUE(p384) << p384.error().message;
+  request.ek_cert = p384->certificate;
+  auto mismatch = service_->enroll(request);
+  ASSERT_FALSE(mismatch);
+  EXPECT_EQ(mismatch.error().code, ErrorCode::kProofMismatch);
+}
+
+TEST_F(IssuerServiceTest, AkMustBeARestrictedSigningKeyNamedCorrectly) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  // A TPM key that is not restricted (the binding key) cannot be an AK.
+  auto unrestricted = tpm_api().create_binding_key(*ak, Bytes(32, 1));
+  ASSERT_TRUE(unrestricted) << unrestricted.error().message;
+  auto request = enroll_request(*ak);
+  request.ak_public = unrestricted->public_area;
+  auto refused = service_->enroll(request);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation) << refused.error().message;
+
+  request = enroll_request(*ak);
+  request.ak_name.back() ^= 1;
+  auto misnamed = service_->enroll(request);
+  ASSERT_FALSE(misnamed);
+  EXPECT_EQ(misnamed.error().code, ErrorCode::kProofMismatch);
+
+  // An EK enrolls once.
+  ASSERT_TRUE(service_->enroll(enroll_request(*ak)));
+  const std::string device = enroll_device();
+  ASSERT_FALSE(device.empty());
+  auto twice = service_->enroll(enroll_request(*ak));
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kAlreadyExists);
+}
+
+TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  auto enrolled = service_->enroll(enroll_request(*ak));
+  ASSERT_TRUE(enrolled) << enrolled.error().message;
+  auto bad = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, Bytes(32, 7)});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kProofMismatch);
+  // The real proof is now too late: one attempt per enrollment.
+  auto secret = tpm_api().activate_credential(*ak, enrolled->credential_blob,
+                                              enrolled->encrypted_secret);
+  ASSERT_TRUE(secret);
+  auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak->name());
+  auto late = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kNotFound);
+  auto mismatched = service_->activate("other-id", {enrolled->enrollment_id, *proof});
+  EXPECT_EQ(mismatched.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
+  const std::string device = enroll_device();
+  auto put = service_->admin_put_policy(
+      "", policy_toml("p-ima", expected_pcr0("warden-test-crtm-1"),
+                      "[ima]\ndeny_paths = [\"/usr/bin/nc*\"]\n"),
+      "admin");
+  ASSERT_TRUE(put) << put.error().message;
+  auto extend = [&](const ImaChunk& chunk) {
+    for (const Bytes& d : chunk.extends) ASSERT_TRUE(tpm_api().extend_pcr(10, TpmAlg::kSha256, d));
+  };
+  AttestOptions o;
+  o.requested = o.quoted = "sha256:0,1,2,3,4,5,6,7,10";
+
+  const ImaChunk first = ima_chunk({"/usr/lib/systemd/systemd", "/usr/bin/bash"});
+  extend(first);
+  o.ima = protocol::ImaLog{0, first.list, protocol::ImaFormat::kBinary};
+  auto response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 2U);
+
+  // Only the new entries travel; the issuer continues from its stored PCR 10.
+  const ImaChunk second = ima_chunk({"/usr/bin/ls", "/usr/sbin/sshd"});
+  extend(second);
+  o.ima = protocol::ImaLog{2, second.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+
+  // An offset that does not continue the stored state is refused, and so is a denied file.
+  const ImaChunk third = ima_chunk({"/usr/bin/ncat"});
+  extend(third);
+  o.ima = protocol::ImaLog{0, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "invalid_argument")) << reasons_text(response);
+  o.ima = protocol::ImaLog{4, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "ima.denied")) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+}
+
+TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
+  std::string device;
+  attested_device(device);
+  // Pretend the last attestation saw a later boot than the TPM reports now.
+  auto d = store_->get_device(device);
+  AttestationUpdate u;
+  u.reset_count = *d->reset_count + 5;
+  u.restart_count = d->restart_count;
+  u.attested_at = d->last_attested_at;
+  u.verdict = "accept";
+  ASSERT_TRUE(store_->record_attestation(device, u));
+  auto response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+  EXPECT_TRUE(has_reason(response, "policy_violation")) << reasons_text(response);
+  // The refusal does not lower the recorded counter, so the next quote is refused as well.
+  EXPECT_EQ(store_->get_device(device)->reset_count, *d->reset_count + 5);
+  response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kFail);
+
+  // A real reboot: resetCount goes up, PCRs start over, and the firmware measures again.
+  u.reset_count = d->reset_count;
+  ASSERT_TRUE(store_->record_attestation(device, u));
+  tpm_->power_cycle();
+  for (const auto& [pcr, digest] : boot_.extends)
+    ASSERT_TRUE(tpm_api().extend_pcr(pcr, TpmAlg::kSha256, digest));
+  response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_GT(*store_->get_device(device)->reset_count, *d->reset_count);
+  EXPECT_TRUE(has_reason(response, "reboot"));
+}
+
+}  // namespace
+}  // namespace warden::issuer

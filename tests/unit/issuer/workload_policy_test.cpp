@@ -1,0 +1,128 @@
+#include "issuer/workload_policy.h"
+
+#include <gtest/gtest.h>
+
+namespace warden::issuer {
+namespace {
+
+constexpr std::string_view kPolicy = R"(
+version = "w1"
+
+[pcrs.sha256]
+0 = "replay-only"
+
+[[workload]]
+name = "web"
+audiences = ["https://api.test"]
+scopes = ["read", "write"]
+max_ttl = 120
+[workload.match]
+uid = 1000
+systemd_unit = "web*.service"
+
+[[workload]]
+name = "pinned-image"
+audiences = ["https://registry.test", "https://api.test"]
+max_ttl = 600
+[workload.match]
+image_digest = "sha256:aaaa"
+group = "edge-*"
+)";
+
+WorkloadPolicy policy() {
+  auto p = parse_workload_policy(kPolicy);
+  EXPECT_TRUE(p) << p.error().message;
+  return p ? *p : WorkloadPolicy{};
+}
+
+Result<WorkloadGrant> ask(const protocol::WorkloadSelectors& s, std::string_view audience,
+                          std::vector<std::string> scopes, std::string_view group = "default") {
+  static WorkloadPolicy p = policy();
+  return authorize_workload(p, {&s, group, audience, &scopes});
+}
+
+TEST(WorkloadPolicy, ParsesRules) {
+  auto p = policy();
+  ASSERT_EQ(p.rules.size(), 2U);
+  EXPECT_EQ(p.rules[0].name, "web");
+  EXPECT_EQ(p.rules[0].uid, 1000U);
+  EXPECT_EQ(p.rules[0].max_ttl, 120);
+  EXPECT_EQ(p.rules[1].group, "edge-*");
+  EXPECT_TRUE(p.rules[1].scopes.empty());
+}
+
+TEST(WorkloadPolicy, NoWorkloadTablesMeansDenyAll) {
+  auto p = parse_workload_policy("version = \"x\"\n");
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->rules.empty());
+  protocol::WorkloadSelectors s;
+  s.uid = 0;
+  std::vector<std::string> scopes;
+  auto r = authorize_workload(*p, {&s, "g", "https://api.test", &scopes});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST(WorkloadPolicy, EverySelectorOfARuleMustMatch) {
+  protocol::WorkloadSelectors s;
+  s.uid = 1000;
+  s.systemd_unit = "web-frontend.service";
+  auto ok = ask(s, "https://api.test", {"read"});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->rule, "web");
+  EXPECT_EQ(ok->max_ttl, 120);
+
+  s.systemd_unit = "db.service";
+  EXPECT_EQ(ask(s, "https://api.test", {"read"}).error().code, ErrorCode::kPermissionDenied);
+  s.systemd_unit.reset();  // a selector the rule names but the workload lacks
+  EXPECT_EQ(ask(s, "https://api.test", {"read"}).error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST(WorkloadPolicy, AudienceAndScopesAreChecked) {
+  protocol::WorkloadSelectors s;
+  s.uid = 1000;
+  s.systemd_unit = "web.service";
+  EXPECT_EQ(ask(s, "https://other.test", {}).error().code, ErrorCode::kAudienceMismatch);
+  auto scope = ask(s, "https://api.test", {"read", "admin"});
+  ASSERT_FALSE(scope);
+  EXPECT_EQ(scope.error().code, ErrorCode::kPolicyViolation);
+  EXPECT_NE(scope.error().message.find("admin"), std::string::npos);
+}
+
+TEST(WorkloadPolicy, DigestsCompareExactlyAndGroupsGlob) {
+  protocol::WorkloadSelectors s;
+  s.image_digest = "sha256:aaaa";
+  auto ok = ask(s, "https://registry.test", {}, "edge-eu");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->rule, "pinned-image");
+  EXPECT_EQ(ask(s, "https://registry.test", {}, "core").error().code,
+            ErrorCode::kPermissionDenied);
+  s.image_digest = "sha256:aaa*";
+  EXPECT_EQ(ask(s, "https://registry.test", {}, "edge-eu").error().code,
+            ErrorCode::kPermissionDenied);
+  // No scopes granted: asking for one is refused.
+  s.image_digest = "sha256:aaaa";
+  EXPECT_EQ(ask(s, "https://registry.test", {"read"}, "edge-eu").error().code,
+            ErrorCode::kPolicyViolation);
+}
+
+TEST(WorkloadPolicy, RejectsBadRules) {
+  const char* bad[] = {
+      "[[workload]]\naudiences = [\"a\"]\n",                                    // no match
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\n",                  // empty match
+      "[[workload]]\n[workload.match]\nuid = 1\n",                              // no audience
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nhostname = \"x\"\n",  // unknown selector
+      "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 0\n[workload.match]\nuid = 1\n",
+      "[[workload]]\naudiences = [\"a\"]\nttl = 5\n[workload.match]\nuid = 1\n",  // unknown key
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = -1\n",
+      "workload = 3\n",
+      "[[workload]\n",
+  };
+  for (const char* text : bad) {
+    auto p = parse_workload_policy(text);
+    EXPECT_FALSE(p) << text;
+  }
+}
+
+}  // namespace
+}  // namespace warden::issuer
