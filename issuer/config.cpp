@@ -118,6 +118,7 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("enrollment", "ek_allowlist", c.enrollment.ek_allowlist));
   WARDEN_TRY_STATUS(r.get("enrollment", "tofu", c.enrollment.tofu));
   WARDEN_TRY_STATUS(r.get("", "policy_file", c.policy_file));
+  WARDEN_TRY_STATUS(r.get("", "issuer_url", c.issuer_url));
   WARDEN_TRY_STATUS(r.check_unknown());
 
   if (c.tls.min_version != "1.3" && c.tls.min_version != "1.2") {

@@ -47,6 +47,7 @@ struct IssuerConfig {
     bool tofu = false;
   } enrollment;
   std::string policy_file;  ///< loaded as the first policy version when the store has none
+  std::string issuer_url;   ///< external base URL: token iss and status list URIs ("" = relative)
 };
 
 /// Parses TOML text; unknown keys and wrong types are errors (kInvalidArgument naming the key).

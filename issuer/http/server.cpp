@@ -1,0 +1,446 @@
+#include "issuer/http/server.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "issuer/http/router.h"
+#include "platform/base/openssl.h"
+
+namespace warden::issuer::http {
+namespace {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using boost::system::error_code;
+using asio::ip::tcp;
+using Stream = asio::ssl::stream<tcp::socket>;
+using Clock = std::chrono::steady_clock;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::chrono::milliseconds kLinger{1000};
+constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
+
+// One connection. Every member is used only from the connection's strand.
+struct Connection {
+  Connection(tcp::socket socket, asio::ssl::context& ssl)
+      : stream(std::move(socket), ssl), timer(stream.get_executor()) {}
+  Stream stream;
+  asio::steady_timer timer;
+  std::uint64_t timer_generation = 0;
+  bool timed_out = false;
+  bool idle = false;  ///< waiting for the first byte of a request
+
+  // Cancels the socket's operations when `after` passes, leaving the socket open so that a 408
+  // can still be written.
+  void arm(std::chrono::milliseconds after) {
+    timed_out = false;
+    const auto generation = ++timer_generation;
+    timer.expires_after(after);
+    timer.async_wait([this, generation](error_code ec) {
+      if (ec || generation != timer_generation) return;
+      timed_out = true;
+      error_code ignored;
+      stream.next_layer().cancel(ignored);
+    });
+  }
+  void disarm() {
+    ++timer_generation;
+    timer.cancel();
+  }
+};
+
+std::string subject_cn(X509* cert) {
+  char buf[256] = {};
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf,
+                                          sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("client-cert");
+}
+
+class BeastServer final : public HttpsServer {
+ public:
+  BeastServer(const IssuerConfig& config, IssuerService& service, asio::ssl::context ssl)
+      : limits_(config.limits),
+        threads_wanted_(config.listen.threads),
+        admin_ca_(!config.tls.admin_client_ca.empty()),
+        router_(service, metrics_, RouterOptions{!config.tls.admin_client_ca.empty()}),
+        ssl_(std::move(ssl)) {}
+  ~BeastServer() override { stop(std::chrono::milliseconds(0)); }
+
+  Status bind(const std::string& address, std::uint16_t port) {
+    error_code ec;
+    const auto addr = asio::ip::make_address(address, ec);
+    if (ec) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "listen.address: expected an IP address, found '" + address + "'");
+    }
+    const tcp::endpoint endpoint(addr, port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return fail(ErrorCode::kIo, "https server: listen on " + address + ":" +
+                                      std::to_string(port) + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    return ok();
+  }
+
+  [[nodiscard]] std::uint16_t port() const override { return port_; }
+  Metrics& metrics() override { return metrics_; }
+
+  void start() override {
+    std::size_t n = threads_wanted_ ? threads_wanted_ : std::thread::hardware_concurrency();
+    if (n == 0) n = 1;
+    asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) { log_exception("accept", e); });
+    for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
+    spdlog::info("https: listening on port {} with {} threads", port_, n);
+  }
+
+  void stop(std::chrono::milliseconds grace) override {
+    if (stopping_.exchange(true)) return;
+    asio::post(io_, [this] {
+      error_code ignored;
+      acceptor_.close(ignored);
+    });
+    // Idle keep-alive connections close now; busy ones finish their request first.
+    for_each_connection([](Connection& c) {
+      if (c.idle) {
+        error_code ignored;
+        c.stream.next_layer().cancel(ignored);
+      }
+    });
+    const auto deadline = Clock::now() + grace;
+    while (live_.load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for_each_connection([](Connection& c) {
+      error_code ignored;
+      c.stream.next_layer().close(ignored);
+    });
+    const auto hard = Clock::now() + std::chrono::milliseconds(2000);
+    while (live_.load() > 0 && Clock::now() < hard) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  static void log_exception(std::string_view what, const std::exception_ptr& e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      spdlog::warn("https {}: {}", what, x.what());
+    }
+  }
+
+  template <class F>
+  void for_each_connection(F f) {
+    std::lock_guard lock(connections_mutex_);
+    for (auto& [ptr, weak] : connections_) {
+      if (auto c = weak.lock()) {
+        asio::post(c->stream.get_executor(), [c, f] { f(*c); });
+      }
+    }
+  }
+
+  asio::awaitable<void> accept_loop() {
+    while (!stopping_) {
+      auto strand = asio::make_strand(io_);
+      auto [ec, socket] = co_await acceptor_.async_accept(strand, kNoThrow);
+      if (ec) {
+        if (stopping_ || ec == asio::error::operation_aborted) co_return;
+        spdlog::warn("https: accept: {}", ec.message());
+        asio::steady_timer pause(io_, std::chrono::milliseconds(50));  // EMFILE and friends
+        co_await pause.async_wait(kNoThrow);
+        continue;
+      }
+      error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      tcp::socket plain(std::move(socket));
+      auto executor = plain.get_executor();
+      asio::co_spawn(executor, serve(std::move(plain)),
+                     [](std::exception_ptr e) { log_exception("connection", e); });
+    }
+  }
+
+  asio::awaitable<void> serve(tcp::socket socket) {
+    error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    const bool loopback = !ec && remote.address().is_loopback();
+    auto c = std::make_shared<Connection>(std::move(socket), ssl_);
+    {
+      std::lock_guard lock(connections_mutex_);
+      connections_[c.get()] = c;
+    }
+    ++live_;
+    metrics_.connection_opened();
+    bool over_capacity = false;
+    if (active_.fetch_add(1) >= limits_.max_connections) {
+      active_.fetch_sub(1);
+      over_capacity = true;
+      metrics_.connection_refused();
+    }
+    co_await session(*c, loopback, over_capacity);
+    if (!over_capacity) active_.fetch_sub(1);
+    c->disarm();
+    {
+      std::lock_guard lock(connections_mutex_);
+      connections_.erase(c.get());
+    }
+    metrics_.connection_closed();
+    --live_;
+  }
+
+  asio::awaitable<void> session(Connection& c, bool loopback, bool over_capacity) {
+    const std::chrono::milliseconds timeout(limits_.read_timeout_ms);
+    c.arm(timeout);
+    auto [hs_ec] = co_await c.stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    c.disarm();
+    if (hs_ec) {
+      spdlog::debug("https: TLS handshake: {}", hs_ec.message());
+      error_code ignored;
+      c.stream.next_layer().close(ignored);
+      co_return;
+    }
+    Peer peer;
+    peer.loopback = loopback;
+    if (admin_ca_) {
+      SSL* ssl = c.stream.native_handle();
+      if (X509* cert = SSL_get0_peer_certificate(ssl);
+          cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK) {
+        peer.client_cert_verified = true;
+        peer.client_subject = subject_cn(cert);
+      }
+    }
+
+    beast::flat_buffer buffer;
+    for (;;) {
+      if (stopping_) break;
+      bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
+      parser.header_limit(static_cast<std::uint32_t>(
+          std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
+      parser.body_limit(limits_.max_body_bytes);
+      c.idle = buffer.size() == 0;
+      c.arm(timeout);
+      auto [ec, n] = co_await bhttp::async_read_header(c.stream, buffer, parser, kNoThrow);
+      c.idle = false;
+      const auto started = Clock::now();
+      if (!ec && over_capacity) {
+        co_await refuse(c, parser.get().target(), 503, ErrorCode::kUnavailable,
+                        "too_many_connections: the server is at limits.max_connections = " +
+                            std::to_string(limits_.max_connections) + "; retry later");
+        co_return;
+      }
+      if (!ec && !parser.is_done()) {
+        if (parser.get()[bhttp::field::expect] == "100-continue") {
+          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+          co_await bhttp::async_write(c.stream, cont, kNoThrow);
+        }
+        std::tie(ec, n) = co_await bhttp::async_read(c.stream, buffer, parser, kNoThrow);
+      }
+      const bool timed_out = c.timed_out;
+      c.disarm();
+      if (ec) {
+        const auto target = parser.get().target();
+        if (ec == bhttp::error::header_limit) {
+          co_await refuse(c, target, 431, ErrorCode::kLimitExceeded,
+                          "header_too_large: the request header exceeds limits.max_header_bytes "
+                          "= " + std::to_string(limits_.max_header_bytes) + " bytes");
+        } else if (ec == bhttp::error::body_limit) {
+          co_await refuse(c, target, 413, ErrorCode::kLimitExceeded,
+                          "body_too_large: the request body exceeds limits.max_body_bytes = " +
+                              std::to_string(limits_.max_body_bytes) + " bytes");
+        } else if (timed_out) {
+          if (parser.got_some() || buffer.size() > 0) {
+            co_await refuse(c, target, 408, ErrorCode::kTimeout,
+                            "read_timeout: the request was not received within "
+                            "limits.read_timeout_ms = " +
+                                std::to_string(limits_.read_timeout_ms) + " ms");
+          }
+        } else if (ec.category() == bhttp::make_error_code(bhttp::error::header_limit).category() ||
+                   ec == bhttp::error::bad_target) {
+          if (ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+            co_await refuse(c, target, 400, ErrorCode::kMalformed,
+                            "the request is not valid HTTP/1.1: " + ec.message());
+          }
+        }
+        break;
+      }
+
+      Request request;
+      auto msg = parser.release();
+      request.method = std::string(msg.method_string());
+      request.target = std::string(msg.target());
+      request.host = std::string(msg[bhttp::field::host]);
+      request.content_type = std::string(msg[bhttp::field::content_type]);
+      request.body = std::move(msg.body());
+      request.peer = peer;
+      Response response = router_.handle(request);
+      const bool keep_alive = msg.keep_alive() && !stopping_;
+      const bool ok_write = co_await write(c, response, keep_alive, msg.version());
+      const auto elapsed =
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
+      metrics_.request(response.route, response.status, elapsed);
+      const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+      spdlog::debug("https: {} {} {} {}B in, {}B out, {} us", request.method, path,
+                    response.status, request.body.size(), response.body.size(), elapsed.count());
+      if (!ok_write || !keep_alive) break;
+    }
+    co_await close(c);
+  }
+
+  asio::awaitable<bool> write(Connection& c, Response& response, bool keep_alive,
+                              unsigned version) {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status),
+                                            version == 10 ? 10U : 11U};
+    res.set(bhttp::field::server, "warden-issuer");
+    if (!response.content_type.empty()) res.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) res.set(name, value);
+    res.body() = std::move(response.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    c.arm(std::chrono::milliseconds(limits_.read_timeout_ms));
+    auto [ec, n] = co_await bhttp::async_write(c.stream, res, kNoThrow);
+    c.disarm();
+    co_return !ec;
+  }
+
+  // An error the connection cannot recover from: the response, then the connection closes
+  // after the client's unread bytes are drained (so that a TCP reset does not eat the response).
+  asio::awaitable<void> refuse(Connection& c, std::string_view target, unsigned status,
+                               ErrorCode code, std::string reason) {
+    spdlog::warn("https: {} {}", status, reason);
+    Response response = error_response(target.empty() ? "/" : target, status, to_string(code),
+                                       reason);
+    const auto started = Clock::now();
+    co_await write(c, response, false, 11);
+    metrics_.request("refused", status, std::chrono::duration_cast<std::chrono::microseconds>(
+                                            Clock::now() - started));
+    error_code ignored;
+    c.stream.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
+    c.arm(kLinger);
+    std::array<char, 16 * 1024> sink{};
+    std::size_t drained = 0;
+    while (drained < kLingerBytes) {
+      auto [ec, n] = co_await c.stream.next_layer().async_read_some(asio::buffer(sink), kNoThrow);
+      if (ec) break;
+      drained += n;
+    }
+    c.disarm();
+    c.stream.next_layer().close(ignored);
+  }
+
+  asio::awaitable<void> close(Connection& c) {
+    if (!c.stream.next_layer().is_open()) co_return;
+    c.arm(kLinger);
+    co_await c.stream.async_shutdown(kNoThrow);
+    c.disarm();
+    error_code ignored;
+    c.stream.next_layer().close(ignored);
+  }
+
+  IssuerConfig::Limits limits_;
+  std::size_t threads_wanted_;
+  bool admin_ca_;
+  Metrics metrics_;
+  Router router_;
+  asio::io_context io_;
+  asio::ssl::context ssl_;
+  tcp::acceptor acceptor_{io_};
+  std::uint16_t port_ = 0;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> active_{0};  // connections counted against max_connections
+  std::atomic<std::size_t> live_{0};    // every open connection, refused ones too
+  std::mutex connections_mutex_;        // guards connections_
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
+};
+
+// Admin client certificates are checked per route, not at the handshake: agents have none.
+int accept_any_client_cert(int /*preverified*/, X509_STORE_CTX* /*ctx*/) { return 1; }
+
+Result<asio::ssl::context> make_tls_context(const IssuerConfig::Tls& tls) {
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "tls.cert_file and tls.key_file are required (see docs/issuer-config.md)");
+  }
+  if (tls.min_version != "1.3" && tls.min_version != "1.2") {
+    return fail(ErrorCode::kInvalidArgument,
+                "tls.min_version: expected \"1.3\" or \"1.2\", found \"" + tls.min_version + "\"");
+  }
+  asio::ssl::context ssl(asio::ssl::context::tls_server);
+  SSL_CTX* ctx = ssl.native_handle();
+  SSL_CTX_set_min_proto_version(ctx, tls.min_version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
+    return fail(ossl::error("tls: cipher list"));
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
+    return fail(ossl::error("tls.cert_file: cannot load a PEM certificate chain from " +
+                                tls.cert_file,
+                            ErrorCode::kInvalidArgument));
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return fail(ossl::error("tls.key_file: cannot load a PEM private key from " + tls.key_file,
+                            ErrorCode::kInvalidArgument));
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return fail(ossl::error("tls: " + tls.key_file + " is not the key of " + tls.cert_file,
+                            ErrorCode::kInvalidArgument));
+  }
+  if (!tls.admin_client_ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, tls.admin_client_ca.c_str(), nullptr) != 1) {
+      return fail(ossl::error("tls.admin_client_ca: cannot load " + tls.admin_client_ca,
+                              ErrorCode::kInvalidArgument));
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.admin_client_ca.c_str());
+    if (names == nullptr) {
+      return fail(ossl::error("tls.admin_client_ca: no certificate in " + tls.admin_client_ca,
+                              ErrorCode::kInvalidArgument));
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
+  }
+  return ssl;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpsServer>> HttpsServer::create(const IssuerConfig& config,
+                                                         IssuerService& service) {
+  auto ssl = make_tls_context(config.tls);
+  if (!ssl) return fail(std::move(ssl).error());
+  if (config.limits.max_connections == 0 || config.limits.max_header_bytes == 0 ||
+      config.limits.read_timeout_ms == 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "limits: max_connections, max_header_bytes and read_timeout_ms must be > 0");
+  }
+  auto server = std::make_unique<BeastServer>(config, service, std::move(*ssl));
+  WARDEN_TRY_STATUS(server->bind(config.listen.address, config.listen.port));
+  return std::unique_ptr<HttpsServer>(std::move(server));
+}
+
+}  // namespace warden::issuer::http

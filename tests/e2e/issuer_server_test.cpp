@@ -1,0 +1,155 @@
+// The real warden-issuer binary: a temp config (SQLite), real HTTPS on loopback, sd_notify
+// READY=1 on a private NOTIFY_SOCKET, and a clean exit on SIGTERM.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "attest/token/json.h"
+#include "platform/net/https_client.h"
+#include "tests/support/process.h"
+
+namespace warden {
+namespace {
+using test::TempDir;
+
+class IssuerBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto pki = test::run_command(
+        {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", (dir_.path() / "pki").string()});
+    ASSERT_EQ(pki.exit_code, 0) << pki.out;
+    port_ = test::free_tcp_port();
+    std::ofstream(config_path()) << "issuer_url = \"https://localhost:" << port_ << "\"\n"
+                                 << "[listen]\naddress = \"127.0.0.1\"\nport = " << port_
+                                 << "\nthreads = 2\n"
+                                 << "[tls]\ncert_file = \"" << (dir_.path() / "pki/server.crt").string()
+                                 << "\"\nkey_file = \"" << (dir_.path() / "pki/server.key").string()
+                                 << "\"\n[store]\nsqlite_path = \""
+                                 << (dir_.path() / "issuer.db").string() << "\"\n"
+                                 << "[tokens]\nkey_dir = \"" << (dir_.path() / "keys").string()
+                                 << "\"\n";
+  }
+  [[nodiscard]] std::filesystem::path config_path() const { return dir_.path() / "issuer.toml"; }
+  std::unique_ptr<net::HttpsClient> client() const {
+    net::ClientOptions o;
+    o.ca_file = dir_.path() / "pki/ca.crt";
+    o.connect_timeout = std::chrono::milliseconds(1000);
+    auto c = net::HttpsClient::create("https://localhost:" + std::to_string(port_), o);
+    EXPECT_TRUE(c) << c.error().message;
+    return std::move(*c);
+  }
+
+  TempDir dir_{"warden-issuer-e2e"};
+  int port_ = 0;
+};
+
+// A datagram socket standing in for systemd's notify socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::filesystem::path& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0)
+        << std::strerror(errno);
+    timeval tv{0, 100'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~NotifySocket() { ::close(fd_); }
+  std::string receive() {
+    char buf[512];
+    const auto n = ::recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+TEST_F(IssuerBinaryTest, ServesHealthReadinessJwksAndStopsOnSigterm) {
+  NotifySocket notify(dir_.path() / "notify.sock");
+  auto child = test::ChildProcess::spawn(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "--config", config_path().string(),
+       "--log-level", "debug"},
+      {{"NOTIFY_SOCKET", (dir_.path() / "notify.sock").string()}}, dir_.path() / "issuer.log");
+  auto log = [&] {
+    std::ifstream in(dir_.path() / "issuer.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string notified;
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        notified += notify.receive();
+        return notified.find("READY=1") != std::string::npos || !child.running();
+      },
+      std::chrono::milliseconds(20000)))
+      << log();
+  ASSERT_TRUE(child.running()) << log();
+
+  auto c = client();
+  auto health = c->request("GET", "/healthz", "", {});
+  ASSERT_TRUE(health) << health.error().message << "\n" << log();
+  EXPECT_EQ(health->status, 200U);
+  auto ready = c->request("GET", "/readyz", "", {});
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200U) << to_string(ready->body);
+  auto jwks = c->request("GET", "/.well-known/jwks.json", "", {});
+  ASSERT_TRUE(jwks);
+  EXPECT_EQ(jwks->status, 200U);
+  auto parsed = json::parse_object(to_string(jwks->body));
+  ASSERT_TRUE(parsed) << to_string(jwks->body);
+  const auto* keys = parsed->if_contains("keys");
+  ASSERT_NE(keys, nullptr);
+  ASSERT_TRUE(keys->is_array());
+  EXPECT_GE(keys->as_array().size(), 1U);
+  auto metrics = c->request("GET", "/metrics", "", {});
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(to_string(metrics->body).find("warden_issuer_http_requests_total{route=\"/healthz\""),
+            std::string::npos);
+
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_.path() / "keys/nonce.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600U);
+  EXPECT_EQ(st.st_size, 32);
+
+  EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << log();
+  const std::string text = log();
+  EXPECT_NE(text.find("GET /healthz 200"), std::string::npos) << text;  // debug request line
+  EXPECT_EQ(text.find("[error]"), std::string::npos) << text;
+
+  // A second start reuses the nonce key and the database.
+  auto again = test::ChildProcess::spawn(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "-c", config_path().string()}, {},
+      dir_.path() / "issuer2.log");
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/readyz", "", {});
+        return r && r->status == 200U;
+      },
+      std::chrono::milliseconds(20000)));
+  EXPECT_EQ(again.stop(SIGINT, std::chrono::milliseconds(15000)), 0);
+}
+
+TEST_F(IssuerBinaryTest, MissingCertificateIsAClearStartupError) {
+  std::ofstream(config_path()) << "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"x\"\n"
+                               << "[store]\nsqlite_path = \"" << (dir_.path() / "i.db").string()
+                               << "\"\n[tokens]\nkey_dir = \"" << (dir_.path() / "keys").string()
+                               << "\"\n[listen]\nport = " << port_ << "\n";
+  const auto out = test::run_command(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "-c", config_path().string()}, {},
+      std::chrono::seconds(30));
+  EXPECT_EQ(out.exit_code, 1) << out.out;
+  EXPECT_NE(out.out.find("tls.cert_file"), std::string::npos) << out.out;
+}
+
+}  // namespace
+}  // namespace warden
