@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
@@ -47,5 +48,69 @@ void init(std::string_view name, std::string_view level) {
 }
 
 bool to_journal() { return g_journal; }
+
+namespace {
+
+// syslog(3) priorities, as journald's PRIORITY field wants them.
+int priority_of(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+    case spdlog::level::debug:
+      return 7;
+    case spdlog::level::info:
+      return 6;
+    case spdlog::level::warn:
+      return 4;
+    case spdlog::level::err:
+      return 3;
+    default:
+      return 2;
+  }
+}
+
+std::string quoted(std::string_view value) {
+  if (!value.empty() && value.find_first_of(" \t\"=") == std::string_view::npos) {
+    return std::string(value);
+  }
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\n' ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+void structured(spdlog::level::level_enum level, std::string_view message,
+                std::initializer_list<Field> fields) {
+  auto logger = spdlog::default_logger();
+  if (!logger->should_log(level)) return;
+  if (g_journal) {
+    // sd_journal_sendv comes with spdlog's systemd sink (platform/base includes no systemd
+    // header itself).
+    std::vector<std::string> lines;
+    lines.reserve(fields.size() + 3);
+    lines.push_back("MESSAGE=" + std::string(message));
+    lines.push_back("PRIORITY=" + std::to_string(priority_of(level)));
+    lines.push_back("SYSLOG_IDENTIFIER=" + logger->name());
+    for (const auto& f : fields) lines.push_back(std::string(f.name) + "=" + f.value);
+    std::vector<iovec> iov;
+    iov.reserve(lines.size());
+    for (auto& line : lines) iov.push_back({line.data(), line.size()});
+    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+    return;
+  }
+  std::string text(message);
+  for (const auto& f : fields) {
+    text += ' ';
+    for (char c : f.name) {
+      text += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    text += '=';
+    text += quoted(f.value);
+  }
+  logger->log(level, "{}", text);
+}
 
 }  // namespace warden::log

@@ -67,6 +67,22 @@ struct PcrValue {
   Bytes digest;
 };
 
+/// TPMS_TIME_INFO as TPM2_ReadClock returns it (TPM 2.0 Part 2, 10.11.6). resetCount grows on
+/// every TPM Reset (reboot), restartCount on every TPM Restart/Resume.
+struct ClockInfo {
+  std::uint64_t time = 0;   ///< ms since the last TPM Reset/Restart
+  std::uint64_t clock = 0;  ///< ms the TPM has been powered, ever
+  std::uint32_t reset_count = 0;
+  std::uint32_t restart_count = 0;
+  bool safe = false;
+};
+
+/// PCR values and the clock read over one connection.
+struct PcrSnapshot {
+  std::vector<PcrValue> pcrs;
+  ClockInfo clock;
+};
+
 /// A non-restricted ECC P-256 signing key under the SRK, certified by the AK.
 struct BindingKey {
   Bytes public_area;        ///< marshalled TPM2B_PUBLIC
@@ -139,6 +155,11 @@ class Tpm {
   Result<PcrSelection> active_pcrs() const;
   /// TPM2_PCR_Extend of PCR `index` in bank `alg` with `digest` (hash_size(alg) bytes).
   Status extend_pcr(unsigned index, TpmAlg alg, ByteSpan digest) const;
+
+  /// TPM2_ReadClock (TPM 2.0 Part 3, 29.2).
+  Result<ClockInfo> read_clock() const;
+  /// read_pcrs() and read_clock() on one connection (what a posture poll needs).
+  Result<PcrSnapshot> snapshot(const PcrSelection& selection) const;
 
   /// Creates a binding key under the SRK and certifies it with `ak` (qualifyingData =
   /// `qualifying_data`).

@@ -1,0 +1,54 @@
+#include "agent/posture/tpm_backends.h"
+
+#include <optional>
+
+#include "platform/base/encoding.h"
+
+namespace warden::agent::posture {
+namespace {
+
+std::optional<std::unique_lock<std::mutex>> maybe_lock(std::mutex* mutex) {
+  if (mutex == nullptr) return std::nullopt;
+  return std::unique_lock<std::mutex>(*mutex);
+}
+
+}  // namespace
+
+std::string pcr_key(TpmAlg alg, unsigned index) {
+  return std::string(hash_name(alg)) + ":" + std::to_string(index);
+}
+
+Result<TpmProbe::Reading> TpmStateProbe::read() {
+  auto lock = maybe_lock(tpm_mutex_);
+  auto snapshot = tpm_.snapshot(selection_);
+  if (!snapshot) return fail(std::move(snapshot).error());
+  Reading reading;
+  for (const auto& pcr : snapshot->pcrs) {
+    reading.pcrs[pcr_key(pcr.alg, pcr.index)] = hex_encode(pcr.digest);
+  }
+  reading.reset_count = snapshot->clock.reset_count;
+  reading.restart_count = snapshot->clock.restart_count;
+  return reading;
+}
+
+Status TpmPcrExtender::extend(unsigned pcr, TpmAlg alg, ByteSpan digest) {
+  auto lock = maybe_lock(tpm_mutex_);
+  return tpm_.extend_pcr(pcr, alg, digest);
+}
+
+Result<Bytes> TpmPcrExtender::read(unsigned pcr, TpmAlg alg) {
+  PcrSelection selection;
+  PcrBank bank{alg, {}};
+  bank.pcrs.set(pcr);
+  selection.banks.push_back(bank);
+  auto lock = maybe_lock(tpm_mutex_);
+  auto values = tpm_.read_pcrs(selection);
+  if (!values) return fail(std::move(values).error());
+  if (values->size() != 1) {
+    return fail(ErrorCode::kTpm, "read PCR " + pcr_key(alg, pcr) + ": expected 1 value, got " +
+                                     std::to_string(values->size()));
+  }
+  return std::move(values->front().digest);
+}
+
+}  // namespace warden::agent::posture
