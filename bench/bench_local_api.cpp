@@ -1,13 +1,28 @@
-// Load driver for the agent's local API: 16 concurrent keep-alive clients fetch a cached token
-// over the Unix socket, then the same clients drive a raw Unix-socket echo server in the same run.
-// Prints throughput and p50/p99 for both. Target: API >= half of echo throughput, p99 < 1 ms.
+// Load driver for the agent's local API: concurrent keep-alive clients (16 by default) fetch a
+// cached token over the Unix socket; the same clients drive a raw Unix-socket echo server
+// (thread per connection) in the same run. Rounds alternate API and echo so that a machine whose
+// load changes during the run penalises both alike; the medians are reported. Besides wall-clock
+// throughput and latency it reports the server's CPU time per request (API: the io_context
+// threads; echo: its connection threads), which is what the server code controls.
+// Target: API >= half of echo throughput, p99 < 1 ms.
+//
+//   bench_local_api [--clients N] [--requests N] [--rounds N] [--io-threads N]
+//   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
+//                                           their tokens cached (clients in a child process)
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -22,10 +37,23 @@ namespace {
 using namespace warden;
 using Clock = std::chrono::steady_clock;
 
+/// Answers from a cache of one ~600-byte token per workload (keyed by audience), as the daemon
+/// does for a workload whose token is still fresh.
 class CachedTokenService : public agent::WorkloadService {
  public:
-  Result<agent::TokenResponse> token(const os::Selectors&, const agent::TokenRequest&) override {
-    return cached_;
+  explicit CachedTokenService(int workloads) {
+    for (int i = 0; i < workloads; ++i) {
+      cache_.emplace(audience(i), agent::TokenResponse{std::string(600, 'T'), "DPoP",
+                                                       "jti-" + std::to_string(i), 1'900'000'000});
+    }
+  }
+  static std::string audience(int i) { return "https://rp" + std::to_string(i) + ".example"; }
+
+  Result<agent::TokenResponse> token(const os::Selectors&,
+                                     const agent::TokenRequest& request) override {
+    const auto it = cache_.find(request.audience);
+    if (it == cache_.end()) return fail(ErrorCode::kNotFound, "no cached token");
+    return it->second;
   }
   Result<agent::ProofResponse> proof(const os::Selectors&, const agent::ProofRequest&) override {
     return agent::ProofResponse{"p"};
@@ -41,7 +69,7 @@ class CachedTokenService : public agent::WorkloadService {
   }
 
  private:
-  agent::TokenResponse cached_{std::string(600, 'T'), "DPoP", "jti-0123456789", 1'900'000'000};
+  std::map<std::string, agent::TokenResponse, std::less<>> cache_;
 };
 
 int connect_unix(const std::string& path) {
@@ -49,15 +77,19 @@ int connect_unix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;  // NOLINT
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {  // NOLINT
+    ::close(fd);
+    return -1;
+  }
   return fd;
 }
 
-const std::string kRequest =
-    "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nworkload.spiffe.io: true\r\n"
-    "Content-Type: application/json\r\nContent-Length: 44\r\n\r\n"
-    R"({"audience":"https://rp.example","ttl":300})"
-    " ";
+std::string token_request(const std::string& audience) {
+  const std::string body = R"({"audience":")" + audience + R"(","ttl":300})";
+  return "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nworkload.spiffe.io: true\r\n"
+         "Content-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
 
 /// Reads one HTTP response (Content-Length framed), or exactly `echo_size` bytes when nonzero.
 bool read_reply(int fd, std::string& buf, std::size_t echo_size) {
@@ -69,8 +101,9 @@ bool read_reply(int fd, std::string& buf, std::size_t echo_size) {
       const auto end = buf.find("\r\n\r\n");
       if (end != std::string::npos) {
         const auto cl = buf.find("Content-Length: ");
+        if (cl == std::string::npos) return false;
         const auto len = std::stoul(buf.substr(cl + 16));
-        if (buf.size() >= end + 4 + len) return true;
+        if (buf.size() >= end + 4 + len) return buf.compare(9, 3, "200") == 0;
       }
     }
     const ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
@@ -79,27 +112,48 @@ bool read_reply(int fd, std::string& buf, std::size_t echo_size) {
   }
 }
 
+double thread_cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  ::clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 struct Figures {
   double per_second = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double server_cpu_us = 0;  ///< server CPU time per request
+  std::size_t failures = 0;
 };
 
-Figures drive(const std::string& path, std::size_t echo_size, int clients, int per_client) {
+/// Server CPU seconds consumed so far (sampled before and after a phase).
+using CpuProbe = double (*)(void*);
+
+Figures drive(const std::string& path, std::size_t echo_size, int clients, int per_client,
+              CpuProbe probe, void* probe_arg) {
+  const std::string request = token_request(CachedTokenService::audience(0));
   std::vector<std::vector<double>> lat(static_cast<std::size_t>(clients));
+  std::atomic<std::size_t> failures{0};
   std::vector<std::thread> threads;
+  const double cpu0 = probe(probe_arg);
   const auto start = Clock::now();
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       const int fd = connect_unix(path);
-      if (fd < 0) return;
+      if (fd < 0) {
+        ++failures;
+        return;
+      }
       std::string buf;
       auto& mine = lat[static_cast<std::size_t>(c)];
       mine.reserve(static_cast<std::size_t>(per_client));
       for (int i = 0; i < per_client; ++i) {
         const auto t0 = Clock::now();
-        if (::send(fd, kRequest.data(), kRequest.size(), MSG_NOSIGNAL) < 0) break;
-        if (!read_reply(fd, buf, echo_size)) break;
+        if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0 ||
+            !read_reply(fd, buf, echo_size == 0 ? 0 : request.size())) {
+          ++failures;
+          break;
+        }
         mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
       ::close(fd);
@@ -107,15 +161,20 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
   }
   for (auto& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  // Echo connection threads add their CPU time when they see the close; give them a moment.
+  if (echo_size != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double cpu = probe(probe_arg) - cpu0;
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
-  if (all.empty()) return {};
-  return {static_cast<double>(all.size()) / seconds, all[all.size() / 2],
-          all[std::min(all.size() - 1, all.size() * 99 / 100)]};
+  if (all.empty()) return {0, 0, 0, 0, failures.load()};
+  const auto n = static_cast<double>(all.size());
+  return {n / seconds, all[all.size() / 2], all[std::min(all.size() - 1, all.size() * 99 / 100)],
+          cpu * 1e6 / n, failures.load()};
 }
 
 /// Raw echo server: one thread per connection, echoes whatever arrives.
+std::atomic<double> g_echo_cpu{0};
 void echo_server(int listen_fd) {
   for (;;) {
     const int fd = ::accept(listen_fd, nullptr, nullptr);
@@ -126,21 +185,146 @@ void echo_server(int listen_fd) {
         if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
       }
       ::close(fd);
+      double used = thread_cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+      double old = g_echo_cpu.load();
+      while (!g_echo_cpu.compare_exchange_weak(old, old + used)) {
+      }
     }).detach();
   }
 }
 
+double echo_cpu(void*) { return g_echo_cpu.load(); }
+double io_cpu(void* arg) {
+  double total = 0;
+  for (clockid_t c : *static_cast<std::vector<clockid_t>*>(arg)) total += thread_cpu_seconds(c);
+  return total;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+long status_kb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(std::strlen(key)));
+  }
+  return -1;
+}
+
+struct Args {
+  int clients = 16;
+  int requests = 5000;
+  int rounds = 3;
+  int io_threads = 1;
+  bool rss = false;
+  int workloads = 100;
+};
+
+/// Child: opens `n` keep-alive connections, fetches one workload's token on each, reports on
+/// `ready`, and holds the connections until `release` closes.
+[[noreturn]] void rss_clients(const std::string& path, int n, int ready, int release) {
+  std::vector<int> fds;
+  std::string buf;
+  int ok = 0;
+  for (int i = 0; i < n; ++i) {
+    for (int attempt = 0; attempt < 500; ++attempt) {
+      const int fd = connect_unix(path);
+      if (fd >= 0) {
+        fds.push_back(fd);
+        break;
+      }
+      ::usleep(10'000);
+    }
+    if (fds.size() != static_cast<std::size_t>(i) + 1) break;
+    const std::string r = token_request(CachedTokenService::audience(i));
+    if (::send(fds.back(), r.data(), r.size(), MSG_NOSIGNAL) > 0 && read_reply(fds.back(), buf, 0))
+      ++ok;
+  }
+  const auto written = ::write(ready, &ok, sizeof(ok));
+  char c = 0;
+  const auto read_back = ::read(release, &c, 1);
+  (void)written;
+  (void)read_back;
+  ::_exit(0);
+}
+
+int run_rss(const Args& args, const std::filesystem::path& dir) {
+  const std::string path = (dir / "workload.sock").string();
+  int ready[2];
+  int release[2];
+  if (::pipe(ready) != 0 || ::pipe(release) != 0) return 1;
+  // Fork before any thread exists; the child only makes syscalls.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(release[1]);
+    rss_clients(path, args.workloads, ready[1], release[0]);
+  }
+  ::close(ready[1]);
+  ::close(release[0]);
+  const long base_kb = status_kb("VmRSS:");
+  boost::asio::io_context io;
+  CachedTokenService service(args.workloads);
+  os::WorkloadIdentityResolver resolver;
+  agent::api::EventBus bus(io.get_executor());
+  agent::api::LocalServerOptions options;
+  options.workload_socket = path;
+  auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
+  if (!server) {
+    std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
+    return 1;
+  }
+  std::thread io_thread([&] { io.run(); });
+  int ok = 0;
+  const auto got = ::read(ready[0], &ok, sizeof(ok));
+  const long loaded_kb = status_kb("VmRSS:");
+  const long hwm_kb = status_kb("VmHWM:");
+  std::printf("workloads=%d served=%d (read %zd)\n", args.workloads, ok, got);
+  std::printf("server process RSS: %ld KiB before the API, %ld KiB with %d workloads connected "
+              "and cached (peak %ld KiB); API share %ld KiB\n",
+              base_kb, loaded_kb, args.workloads, hwm_kb, loaded_kb - base_kb);
+  ::close(release[1]);
+  ::waitpid(child, nullptr, 0);
+  boost::asio::post(io, [&] {
+    (*server)->stop();
+    io.stop();
+  });
+  io_thread.join();
+  return ok == args.workloads ? 0 : 1;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
+    if (a == "--clients") args.clients = next();
+    else if (a == "--requests") args.requests = next();
+    else if (a == "--rounds") args.rounds = next();
+    else if (a == "--io-threads") args.io_threads = next();
+    else if (a == "--workloads") args.workloads = next();
+    else if (a == "--rss") args.rss = true;
+    else {
+      std::fprintf(stderr, "bench_local_api: unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
   const auto dir =
       std::filesystem::temp_directory_path() / ("warden-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  const int clients = 16;
-  const int per_client = 5000;
+  if (args.rss) {
+    const int rc = run_rss(args, dir);
+    std::filesystem::remove_all(dir);
+    return rc;
+  }
 
   boost::asio::io_context io;
-  CachedTokenService service;
+  CachedTokenService service(1);
   os::WorkloadIdentityResolver resolver;
   agent::api::EventBus bus(io.get_executor());
   agent::api::LocalServerOptions options;
@@ -150,35 +334,67 @@ int main() {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
     return 1;
   }
-  std::thread io_thread([&] { io.run(); });
+  std::vector<std::thread> io_threads;
+  std::vector<clockid_t> io_clocks;
+  for (int t = 0; t < std::max(1, args.io_threads); ++t) {
+    io_threads.emplace_back([&] { io.run(); });
+    pthread_setname_np(io_threads.back().native_handle(), "api-io");
+    clockid_t c{};
+    pthread_getcpuclockid(io_threads.back().native_handle(), &c);
+    io_clocks.push_back(c);
+  }
 
   const std::string echo_path = (dir / "echo.sock").string();
   const int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", echo_path.c_str());
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(lfd, 128) != 0) {  // NOLINT
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||  // NOLINT
+      ::listen(lfd, 128) != 0) {
     std::perror("bench: echo bind");
     return 1;
   }
   std::thread(echo_server, lfd).detach();
 
-  drive(options.workload_socket.string(), 0, clients, 200);  // warm-up (identity, digest cache)
-  const Figures api = drive(options.workload_socket.string(), 0, clients, per_client);
-  const Figures echo = drive(echo_path, kRequest.size(), clients, per_client);
-  std::printf("clients=%d requests/client=%d\n", clients, per_client);
-  std::printf("api  (cached token): %10.0f req/s  p50 %7.1f us  p99 %7.1f us\n", api.per_second,
-              api.p50_us, api.p99_us);
-  std::printf("echo (raw unix)    : %10.0f req/s  p50 %7.1f us  p99 %7.1f us\n", echo.per_second,
-              echo.p50_us, echo.p99_us);
+  const std::string api_path = options.workload_socket.string();
+  drive(api_path, 0, args.clients, 200, io_cpu, &io_clocks);  // warm-up (digest cache, pools)
+  std::vector<double> api_rate, api_p50, api_p99, api_cpu, echo_rate, echo_p50, echo_p99,
+      echo_cpu_us, ratio;
+  std::size_t failures = 0;
+  for (int r = 0; r < args.rounds; ++r) {
+    const Figures api = drive(api_path, 0, args.clients, args.requests, io_cpu, &io_clocks);
+    const Figures echo = drive(echo_path, 1, args.clients, args.requests, echo_cpu, nullptr);
+    failures += api.failures + echo.failures;
+    api_rate.push_back(api.per_second);
+    api_p50.push_back(api.p50_us);
+    api_p99.push_back(api.p99_us);
+    api_cpu.push_back(api.server_cpu_us);
+    echo_rate.push_back(echo.per_second);
+    echo_p50.push_back(echo.p50_us);
+    echo_p99.push_back(echo.p99_us);
+    echo_cpu_us.push_back(echo.server_cpu_us);
+    ratio.push_back(echo.per_second > 0 ? api.per_second / echo.per_second : 0);
+    std::printf("round %d: api %8.0f req/s p99 %7.1f us | echo %8.0f req/s p99 %7.1f us | "
+                "ratio %.2f\n",
+                r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
+  }
+  std::printf("clients=%d requests/client=%d rounds=%d io-threads=%d (medians)\n", args.clients,
+              args.requests, args.rounds, args.io_threads);
+  std::printf("api  (cached token): %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
+              "us/req\n",
+              median(api_rate), median(api_p50), median(api_p99), median(api_cpu));
+  std::printf("echo (raw unix)    : %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
+              "us/req\n",
+              median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
   std::printf("api/echo throughput ratio: %.2f (target >= 0.50); api p99 target < 1000 us\n",
-              api.per_second / echo.per_second);
+              median(ratio));
+  if (failures != 0) std::printf("FAILED requests: %zu\n", failures);
   boost::asio::post(io, [&] {
     (*server)->stop();
     io.stop();
   });
-  io_thread.join();
+  for (auto& t : io_threads) t.join();
+  ::close(lfd);
   std::filesystem::remove_all(dir);
-  return 0;
+  return failures == 0 ? 0 : 1;
 }

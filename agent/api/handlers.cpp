@@ -1,5 +1,10 @@
 #include "agent/api/handlers.h"
 
+#include <array>
+#include <charconv>
+
+#include <openssl/crypto.h>
+
 #include <boost/json.hpp>
 
 #include "platform/base/encoding.h"
@@ -7,6 +12,72 @@
 namespace warden::agent::api {
 namespace json = boost::json;
 namespace {
+
+/// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
+/// a DOM (one allocation per member) would cost more than the request's syscalls.
+class JsonOut {
+ public:
+  JsonOut() {
+    out_.reserve(256);
+    out_ += '{';
+  }
+  JsonOut& str(std::string_view key, std::string_view v) {
+    name(key);
+    quote(v);
+    return *this;
+  }
+  /// null for an empty string (an absent selector).
+  JsonOut& str_or_null(std::string_view key, std::string_view v) {
+    if (v.empty()) {
+      name(key);
+      out_ += "null";
+      return *this;
+    }
+    return str(key, v);
+  }
+  JsonOut& num(std::string_view key, std::int64_t v) {
+    name(key);
+    std::array<char, 24> buf{};
+    const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    out_.append(buf.data(), r.ptr);
+    return *this;
+  }
+  JsonOut& boolean(std::string_view key, bool v) {
+    name(key);
+    out_ += v ? "true" : "false";
+    return *this;
+  }
+  std::string done() {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  void name(std::string_view key) {
+    if (out_.size() > 1) out_ += ',';
+    quote(key);
+    out_ += ':';
+  }
+  void quote(std::string_view v) {
+    out_ += '"';
+    for (const char c : v) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out_ += '\\';
+        out_ += c;
+      } else if (u < 0x20) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        out_ += "\\u00";
+        out_ += kHex[u >> 4];
+        out_ += kHex[u & 0xF];
+      } else {
+        out_ += c;
+      }
+    }
+    out_ += '"';
+  }
+  std::string out_;
+};
 
 unsigned status_for(ErrorCode code) {
   switch (code) {
@@ -32,15 +103,17 @@ unsigned status_for(ErrorCode code) {
   }
 }
 
-HttpReply ok_reply(unsigned status, const json::value& v) { return {status, json::serialize(v)}; }
+HttpReply ok_reply(unsigned status, JsonOut&& v) { return {status, v.done()}; }
+HttpReply ok_reply(unsigned status, JsonOut& v) { return {status, v.done()}; }
 
 HttpReply bad_request(std::string reason) { return error_reply(400, "bad_request", reason); }
 
 /// Parses a JSON object body; only keys in `allowed` may appear.
 Result<json::object> parse_object(std::string_view body,
-                                  std::initializer_list<std::string_view> allowed) {
+                                  std::initializer_list<std::string_view> allowed,
+                                  json::storage_ptr storage = {}) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, std::move(storage));
   if (ec) return fail(ErrorCode::kMalformed, "request body: invalid JSON: " + ec.message());
   if (!v.is_object()) return fail(ErrorCode::kMalformed, "request body: expected a JSON object");
   for (const auto& kv : v.as_object()) {
@@ -69,7 +142,10 @@ Result<std::string> get_string(const json::object& o, std::string_view key, bool
 }
 
 Result<TokenRequest> parse_token_request(std::string_view body) {
-  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"});
+  // The common request fits in this buffer: no heap allocation for the DOM.
+  std::array<unsigned char, 1024> scratch{};
+  json::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"}, &arena);
   if (!o) return fail(std::move(o).error());
   TokenRequest r;
   auto audience = get_string(*o, "audience", true);
@@ -111,7 +187,9 @@ Result<TokenRequest> parse_token_request(std::string_view body) {
 }
 
 Result<ProofRequest> parse_proof_request(std::string_view body) {
-  auto o = parse_object(body, {"jti", "htm", "htu"});
+  std::array<unsigned char, 1024> scratch{};
+  json::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"jti", "htm", "htu"}, &arena);
   if (!o) return fail(std::move(o).error());
   ProofRequest r;
   for (auto [key, out] :
@@ -198,15 +276,17 @@ Result<SealRequest> parse_seal_request(std::string name, std::string_view body) 
   return r;
 }
 
-json::value status_json(const AgentStatus& s) {
-  return json::object{
-      {"state", s.state}, {"reason", s.reason}, {"since", s.since}, {"enrolled", s.enrolled}};
+JsonOut status_json(const AgentStatus& s) {
+  JsonOut o;
+  o.str("state", s.state).str("reason", s.reason).num("since", s.since);
+  o.boolean("enrolled", s.enrolled);
+  return o;
 }
 
 }  // namespace
 
 HttpReply error_reply(unsigned status, std::string_view code, std::string_view reason) {
-  return {status, json::serialize(json::object{{"error", code}, {"reason", reason}})};
+  return {status, JsonOut().str("error", code).str("reason", reason).done()};
 }
 
 HttpReply error_reply(const Error& error) {
@@ -214,18 +294,12 @@ HttpReply error_reply(const Error& error) {
 }
 
 std::string identity_json(const os::Selectors& s) {
-  auto str = [](const std::string& v) { return v.empty() ? json::value(nullptr) : json::value(v); };
-  return json::serialize(json::object{
-      {"pid", s.pid},
-      {"uid", s.uid},
-      {"gid", s.gid},
-      {"systemd_unit", str(s.systemd_unit)},
-      {"container_id", str(s.container_id)},
-      {"container_runtime", str(s.container_runtime)},
-      {"pod_uid", str(s.pod_uid)},
-      {"exe_path", str(s.exe_path)},
-      {"exe_sha256", str(s.exe_sha256)},
-  });
+  JsonOut o;
+  o.num("pid", s.pid).num("uid", s.uid).num("gid", s.gid);
+  o.str_or_null("systemd_unit", s.systemd_unit).str_or_null("container_id", s.container_id);
+  o.str_or_null("container_runtime", s.container_runtime).str_or_null("pod_uid", s.pod_uid);
+  o.str_or_null("exe_path", s.exe_path).str_or_null("exe_sha256", s.exe_sha256);
+  return o.done();
 }
 
 bool valid_secret_name(std::string_view name) {
@@ -254,10 +328,10 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (!request) return bad_request(request.error().message);
     auto r = service.token(caller, *request);
     if (!r) return error_reply(r.error());
-    return ok_reply(200, json::object{{"token", r->token},
-                                      {"token_type", r->token_type},
-                                      {"jti", r->jti},
-                                      {"expires_at", r->expires_at}});
+    JsonOut o;
+    o.str("token", r->token).str("token_type", r->token_type).str("jti", r->jti);
+    o.num("expires_at", r->expires_at);
+    return ok_reply(200, o);
   }
   if (path == "/v1/proof") {
     if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/proof");
@@ -265,7 +339,7 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (!request) return bad_request(request.error().message);
     auto r = service.proof(caller, *request);
     if (!r) return error_reply(r.error());
-    return ok_reply(200, json::object{{"proof", r->proof}});
+    return ok_reply(200, JsonOut().str("proof", r->proof));
   }
   if (path.substr(0, kSecrets.size()) == kSecrets) {
     const std::string name(path.substr(kSecrets.size()));
@@ -274,13 +348,17 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (method == "GET") {
       auto r = service.secret(caller, name);
       if (!r) return error_reply(r.error());
-      return ok_reply(200, json::object{{"name", name}, {"value", base64_encode(r->view())}});
+      std::string value = base64_encode(r->view());
+      HttpReply reply{200, JsonOut().str("name", name).str("value", value).done(),
+                      true};
+      OPENSSL_cleanse(value.data(), value.size());
+      return reply;
     }
     if (method == "PUT" && admin) {
       auto request = parse_seal_request(name, body);
       if (!request) return bad_request(request.error().message);
       if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
-      return ok_reply(201, json::object{{"name", name}, {"sealed", true}});
+      return ok_reply(201, JsonOut().str("name", name).boolean("sealed", true));
     }
     return error_reply(405, "method_not_allowed",
                        admin ? "GET or PUT /v1/secrets/{name}" : "GET /v1/secrets/{name}");
@@ -299,7 +377,7 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (!reason) return bad_request(reason.error().message);
     if (auto s = service.revoke(caller, reason->empty() ? "admin request" : *reason); !s)
       return error_reply(s.error());
-    return ok_reply(200, json::object{{"revoked", true}});
+    return ok_reply(200, JsonOut().boolean("revoked", true));
   }
   if (admin && path == "/v1/reattest") {
     if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/reattest");

@@ -13,6 +13,7 @@ namespace warden::agent::api {
 struct HttpReply {
   unsigned status = 200;
   std::string body;  ///< JSON
+  bool secret = false;  ///< body holds an unsealed secret: wipe it once written
 };
 
 /// {"error": code, "reason": reason}

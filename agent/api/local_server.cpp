@@ -3,9 +3,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <memory_resource>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -26,6 +31,11 @@ namespace http = beast::http;
 using UnixSocket = asio::local::stream_protocol::socket;
 using Acceptor = asio::local::stream_protocol::acceptor;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kSpiffeHeader = "workload.spiffe.io";
+using ArenaAlloc = std::pmr::polymorphic_allocator<char>;
+using RequestParser =
+    http::request_parser<http::basic_string_body<char, std::char_traits<char>, ArenaAlloc>,
+                         ArenaAlloc>;
 
 struct LocalServer::Impl {
   asio::io_context& io;
@@ -81,14 +91,37 @@ bool admin_allowed(const Impl& self, const os::Selectors& s) {
   return s.gid == g || std::find(s.groups.begin(), s.groups.end(), g) != s.groups.end();
 }
 
-http::response<http::string_body> make_response(const HttpReply& reply, unsigned version,
-                                                bool keep_alive) {
-  http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
-  res.set(http::field::content_type, "application/json");
-  res.keep_alive(keep_alive);
-  res.body() = reply.body;
-  res.prepare_payload();
-  return res;
+/// Writes status line, headers and body into `out` (reused per connection): one buffer, one
+/// write, and no header container to allocate per response.
+void serialize_reply(std::string& out, const HttpReply& reply, unsigned version, bool keep_alive) {
+  out.clear();
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  std::array<char, 24> num{};
+  auto r = std::to_chars(num.data(), num.data() + num.size(), reply.status);
+  out.append(num.data(), r.ptr);
+  out += ' ';
+  const auto reason = http::obsolete_reason(static_cast<http::status>(reply.status));
+  out.append(reason.data(), reason.size());
+  out += "\r\nContent-Type: application/json\r\nContent-Length: ";
+  r = std::to_chars(num.data(), num.data() + num.size(), reply.body.size());
+  out.append(num.data(), r.ptr);
+  if (version == 10 && keep_alive) out += "\r\nConnection: keep-alive";
+  if (version != 10 && !keep_alive) out += "\r\nConnection: close";
+  out += "\r\n\r\n";
+  out += reply.body;
+}
+
+/// Writes `reply`; wipes both copies afterwards when it carries a secret.
+asio::awaitable<boost::system::error_code> write_reply(UnixSocket& sock, std::string& out,
+                                                       HttpReply& reply, unsigned version,
+                                                       bool keep_alive) {
+  serialize_reply(out, reply, version, keep_alive);
+  auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kNoThrow);
+  if (reply.secret) {
+    OPENSSL_cleanse(out.data(), out.size());
+    OPENSSL_cleanse(reply.body.data(), reply.body.size());
+  }
+  co_return ec;
 }
 
 /// Reads and discards what the client is still sending (bounded in bytes and time), so that
@@ -168,8 +201,14 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
   }
 
   beast::flat_buffer buffer;
+  std::string out;
+  out.reserve(2048);
+  // Header fields and the body of one request live in this arena, reset per request.
+  std::array<std::byte, 4096> arena_storage{};
   for (;;) {
-    http::request_parser<http::string_body> parser;
+    std::pmr::monotonic_buffer_resource arena(arena_storage.data(), arena_storage.size());
+    const ArenaAlloc alloc(&arena);
+    RequestParser parser(std::piecewise_construct, std::make_tuple(alloc), std::make_tuple(alloc));
     parser.header_limit(16 * 1024);
     parser.body_limit(self.options.max_body);
     auto [ec, n] = co_await http::async_read(sock, buffer, parser, kNoThrow);
@@ -179,12 +218,11 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     }
     if (ec) {
       const bool too_big = ec == http::error::body_limit;
-      const auto reply = too_big ? error_reply(413, "payload_too_large",
-                                               "request body exceeds " +
-                                                   std::to_string(self.options.max_body) + " bytes")
-                                 : error_reply(400, "bad_request", "HTTP: " + ec.message());
-      auto res = make_response(reply, 11, false);
-      co_await http::async_write(sock, res, kNoThrow);
+      auto reply = too_big ? error_reply(413, "payload_too_large",
+                                         "request body exceeds " +
+                                             std::to_string(self.options.max_body) + " bytes")
+                           : error_reply(400, "bad_request", "HTTP: " + ec.message());
+      co_await write_reply(sock, out, reply, 11, false);
       co_await drain_and_close(sock);
       co_return;
     }
@@ -193,7 +231,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     HttpReply reply;
     if (refusal) {
       reply = *refusal;
-    } else if (req["workload.spiffe.io"] != "true") {
+    } else if (req[kSpiffeHeader] != "true") {
       reply = error_reply(400, "missing_spiffe_header",
                           "every request must carry the header \"workload.spiffe.io: true\"");
     } else if (req.target() == "/v1/watch") {
@@ -203,10 +241,10 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
       }
       reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
     } else {
-      reply = route(self.service, kind, *identity, req.method_string(), req.target(), req.body());
+      const std::string_view body(req.body().data(), req.body().size());
+      reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
     }
-    auto res = make_response(reply, req.version(), keep_alive);
-    auto [wec, wn] = co_await http::async_write(sock, res, kNoThrow);
+    const auto wec = co_await write_reply(sock, out, reply, req.version(), keep_alive);
     if (wec || !keep_alive) break;
   }
   boost::system::error_code ignored;
