@@ -169,6 +169,15 @@ AgentState Agent::state() const {
   return lifecycle_.state();
 }
 
+std::uint64_t Agent::attestations() const {
+  std::lock_guard lock(mu_);
+  return attestations_;
+}
+
+void Agent::announce_write(const std::filesystem::path& path) const {
+  if (options_.before_state_write) options_.before_state_write(path);
+}
+
 std::optional<std::string> Agent::device_id() const {
   std::lock_guard lock(mu_);
   if (!enrollment_) return std::nullopt;
@@ -270,6 +279,7 @@ Status Agent::enroll_locked() {
   if (!activated) return fail(std::move(activated).error().context("enroll: activate"));
 
   EnrollmentRecord rec{activated->device_id, std::move(*ak)};
+  announce_write(store_.enrollment_path());
   WARDEN_TRY_STATUS(store_.save_enrollment(rec));
   spdlog::info("agent: enrolled as device {}", rec.device_id);
   enrollment_ = std::move(rec);
@@ -356,6 +366,7 @@ Status Agent::attest_locked() {
                 "attest: issuer refused (policy " + res->policy_version + "): " + why);
   }
   // Accepted: the new binding key replaces the old one (the issuer now knows only this one).
+  announce_write(store_.binding_key_path());
   if (auto saved = store_.save_binding_key(*binding); !saved) {
     spdlog::warn("agent: binding key not saved ({}); a restart will need a new attestation "
                  "before it can report revocations",
@@ -366,6 +377,7 @@ Status Agent::attest_locked() {
   device_token_iat_ = now();
   device_token_exp_ = static_cast<std::int64_t>(res->expires_at.value_or(0));
   ima_offset_ = res->ima_next_offset;
+  ++attestations_;
 
   // Tokens bound to the previous key would fail their proofs: drop them.
   cache_.clear();
@@ -408,6 +420,8 @@ Status Agent::reattest_locked(const std::string& why) {
     if (e.code == ErrorCode::kUnknownKey || e.code == ErrorCode::kNotFound) {
       // The issuer forgot this device (or the TPM was cleared): enroll again from scratch.
       spdlog::warn("agent: {}; enrolling again", e.message);
+      announce_write(store_.enrollment_path());
+      announce_write(store_.binding_key_path());
       (void)store_.remove_enrollment();
       enrollment_.reset();
       binding_key_.reset();
@@ -689,6 +703,7 @@ Status Agent::seal_secret(const os::Selectors& caller, const SealRequest& reques
     return fail(ErrorCode::kInvalidArgument, "seal: tpm.pcrs has no sha256 boot PCR to seal to");
   auto blob = tpm_.seal(selection, request.value.view());
   if (!blob) return fail(std::move(blob).error().context("seal " + request.name));
+  announce_write(store_.secret_path(request.name));
   WARDEN_TRY_STATUS(store_.save_secret(request.name, {request.allow, std::move(*blob)}));
   spdlog::info("agent: sealed secret \"{}\" for uid {} (pid {})", request.name, caller.uid,
                caller.pid);

@@ -9,6 +9,7 @@
 // swtpm serves one connection at a time).
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,9 @@ struct AgentOptions {
   Random* random = nullptr;         ///< required
   api::EventBus* bus = nullptr;     ///< optional: events for GET /v1/watch
   const os::ServiceNotifier* notifier = nullptr;  ///< optional: STATUS=/READY=1
+  /// Called (under the agent's lock) before the agent writes or removes a file of its state
+  /// dir, so that the posture monitor does not take it for tampering.
+  std::function<void(const std::filesystem::path&)> before_state_write;
   std::chrono::milliseconds retry_base{1000};     ///< backoff of re-attestation retries
   std::chrono::milliseconds retry_max{5 * 60 * 1000};
 };
@@ -69,6 +73,11 @@ class Agent final : public WorkloadService {
   void reload(const AgentConfig& config);
 
   [[nodiscard]] AgentState state() const;
+  /// Counts accepted attestations; a change means the posture monitor should re-baseline.
+  [[nodiscard]] std::uint64_t attestations() const;
+  /// The lock every TPM command of the agent runs under, for other users of the same TPM (the
+  /// posture monitor's probes): swtpm serves one connection at a time.
+  [[nodiscard]] std::mutex& tpm_mutex() const { return mu_; }
   [[nodiscard]] std::optional<std::string> device_id() const;
 
   // WorkloadService
@@ -85,6 +94,7 @@ class Agent final : public WorkloadService {
 
   std::int64_t now() const { return options_.clock->unix_now(); }
   void transition(AgentState to, const std::string& reason);
+  void announce_write(const std::filesystem::path& path) const;
   void publish(std::string kind, const std::string& detail);
   Status enroll_locked();
   /// One attestation round; on a pass the device token and the bound signer are replaced.
@@ -123,6 +133,7 @@ class Agent final : public WorkloadService {
   Backoff backoff_;
   std::int64_t next_retry_ = 0;  ///< unix seconds; 0 = no retry pending
   bool auto_reattest_ = false;   ///< revoked by posture: re-attest with backoff
+  std::uint64_t attestations_ = 0;
 };
 
 }  // namespace warden::agent

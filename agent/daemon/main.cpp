@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <exception>
 #include <mutex>
@@ -22,6 +23,9 @@
 #include "agent/api/local_server.h"
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
+#include "agent/posture/container_log.h"
+#include "agent/posture/posture.h"
+#include "agent/posture/tpm_backends.h"
 #include "platform/base/clock.h"
 #include "platform/base/log.h"
 #include "platform/base/version.h"
@@ -40,11 +44,17 @@ std::optional<gid_t> group_id(const std::string& name) {
   return g->gr_gid;
 }
 
-// Periodic work off the I/O threads: TPM commands and issuer round trips block.
+// Periodic work off the I/O threads: TPM commands and issuer round trips block. Posture changes
+// arrive from the monitor's thread through a queue and are applied here, in order.
 class Maintenance {
  public:
-  Maintenance(warden::agent::Agent& agent, std::chrono::milliseconds status_poll)
-      : agent_(agent), status_poll_(status_poll), thread_([this] { run(); }) {}
+  Maintenance(warden::agent::Agent& agent, const AgentConfig& config,
+              std::filesystem::path config_path)
+      : agent_(agent),
+        config_(config),
+        config_path_(std::move(config_path)),
+        status_poll_(config.status_list_poll_interval),
+        thread_([this] { run(); }) {}
   ~Maintenance() {
     {
       std::lock_guard lock(mu_);
@@ -57,16 +67,71 @@ class Maintenance {
     std::lock_guard lock(mu_);
     status_poll_ = d;
   }
+  void enqueue(const warden::agent::posture::Change& change) {
+    {
+      std::lock_guard lock(mu_);
+      if (changes_.size() < 4096) changes_.push_back(change);
+    }
+    cv_.notify_all();
+  }
+  /// Called by the agent before its own state writes (any thread, agent lock held).
+  void expect_state_write(const std::filesystem::path& path) {
+    if (auto* m = monitor_.load()) m->expect_state_write(path);
+  }
 
  private:
+  void start_monitor() {
+    namespace posture = warden::agent::posture;
+    const warden::tpm::Tpm tpm(config_.tcti);
+    probe_ = std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(),
+                                                      &agent_.tpm_mutex());
+    extender_ = std::make_unique<posture::TpmPcrExtender>(tpm, &agent_.tpm_mutex());
+    posture::ContainerLogOptions log_options;
+    log_options.path = config_.cel_log_path();
+    log_options.pcr = config_.container_pcr;
+    log_options.allow_resettable_pcr = config_.allow_resettable_pcr;
+    log_options.banks.clear();
+    for (const auto& bank : config_.quoted_pcrs().banks) log_options.banks.push_back(bank.alg);
+    auto log = posture::ContainerEventLog::open(log_options, *extender_);
+    if (!log) {
+      spdlog::warn("container event log: {} (container starts are not measured)",
+                   log.error().message);
+    } else {
+      container_log_ = std::move(*log);
+    }
+    posture::MonitorOptions options;
+    options.cgroupfs_root = config_.cgroupfs_root;
+    options.securityfs_root = config_.securityfs_root;
+    options.pcr_poll_interval = config_.pcr_poll_interval;
+    options.ima_poll_interval = config_.ima_poll_interval;
+    options.config_file = config_path_;
+    options.state_dir = config_.state_dir;
+    options.tpm = probe_.get();
+    options.container_log = container_log_.get();
+    auto monitor = posture::Monitor::start(
+        std::move(options), [this](const posture::Change& c) { enqueue(c); });
+    if (!monitor) {
+      spdlog::error("posture monitor: {} (running without posture monitoring)",
+                    monitor.error().message);
+      return;
+    }
+    owned_monitor_ = std::move(*monitor);
+    monitor_.store(owned_monitor_.get());
+    seen_attestations_ = agent_.attestations();
+  }
+
   void run() {
     if (auto started = agent_.start(); !started) {
       spdlog::error("start: {} (retrying with backoff)", started.error().message);
     }
+    start_monitor();
     auto next_poll = std::chrono::steady_clock::now() + status_poll_;
     std::unique_lock lock(mu_);
     while (!stop_) {
+      std::deque<warden::agent::posture::Change> changes;
+      changes.swap(changes_);
       lock.unlock();
+      for (const auto& c : changes) agent_.apply(c);
       const auto wait = agent_.tick();
       if (std::chrono::steady_clock::now() >= next_poll) {
         if (auto polled = agent_.poll_status_list(); !polled) {
@@ -74,16 +139,33 @@ class Maintenance {
         }
         next_poll = std::chrono::steady_clock::now() + status_poll_;
       }
+      // Outside the agent's lock: rebaseline() reads the TPM through it.
+      if (const auto n = agent_.attestations(); n != seen_attestations_ && owned_monitor_) {
+        seen_attestations_ = n;
+        owned_monitor_->rebaseline();
+      }
       lock.lock();
-      cv_.wait_for(lock, wait, [this] { return stop_; });
+      cv_.wait_for(lock, wait, [this] { return stop_ || !changes_.empty(); });
     }
+    lock.unlock();
+    monitor_.store(nullptr);
+    owned_monitor_.reset();
   }
 
   warden::agent::Agent& agent_;
-  std::mutex mu_;  // guards stop_ and status_poll_
+  AgentConfig config_;
+  std::filesystem::path config_path_;
+  std::unique_ptr<warden::agent::posture::TpmStateProbe> probe_;
+  std::unique_ptr<warden::agent::posture::TpmPcrExtender> extender_;
+  std::unique_ptr<warden::agent::posture::ContainerEventLog> container_log_;
+  std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
+  std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
+  std::uint64_t seen_attestations_ = 0;
+  std::mutex mu_;  // guards stop_, status_poll_ and changes_
   std::condition_variable cv_;
   bool stop_ = false;
   std::chrono::milliseconds status_poll_;
+  std::deque<warden::agent::posture::Change> changes_;
   std::thread thread_;
 };
 
@@ -140,6 +222,12 @@ int run(int argc, char** argv) {
   options.random = &random;
   options.bus = &bus;
   options.notifier = &notifier;
+  Maintenance* maintenance_ptr = nullptr;  // set once the maintenance thread exists
+  std::mutex hook_mu;                      // guards maintenance_ptr
+  options.before_state_write = [&](const std::filesystem::path& p) {
+    std::lock_guard lock(hook_mu);
+    if (maintenance_ptr != nullptr) maintenance_ptr->expect_state_write(p);
+  };
   auto agent = warden::agent::Agent::create(std::move(options));
   if (!agent) {
     spdlog::error("{}", agent.error().message);
@@ -161,8 +249,11 @@ int run(int argc, char** argv) {
   spdlog::info("local API on {} (admin {})", config->workload_socket.string(),
                config->admin_socket.string());
 
-  auto maintenance =
-      std::make_unique<Maintenance>(**agent, config->status_list_poll_interval);
+  auto maintenance = std::make_unique<Maintenance>(**agent, *config, config_path);
+  {
+    std::lock_guard lock(hook_mu);
+    maintenance_ptr = maintenance.get();
+  }
 
   asio::signal_set stop_signals(io, SIGTERM, SIGINT);
   stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -210,6 +301,10 @@ int run(int argc, char** argv) {
   std::thread second([&io] { io.run(); });
   io.run();
   second.join();
+  {
+    std::lock_guard lock(hook_mu);
+    maintenance_ptr = nullptr;
+  }
   maintenance.reset();
   (*agent)->shutdown();
   spdlog::info("stopped");
