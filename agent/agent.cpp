@@ -239,16 +239,16 @@ Status Agent::start() {
     transition(AgentState::kDegraded, rec.error().message);
     return fail(std::move(rec).error());
   }
-  if (auto probe = tpm_.probe(); !probe) {
-    transition(AgentState::kDegraded, probe.error().message);
-    next_retry_ = now() + 1;
-    return probe;
-  }
   if (*rec) {
     enrollment_ = std::move(**rec);
     spdlog::info("agent: resuming enrollment as device {}", enrollment_->device_id);
     auto key = store_.load_binding_key();
     if (key && *key) binding_key_ = std::move(**key);
+  }
+  if (auto probe = tpm_.probe(); !probe) {
+    transition(AgentState::kDegraded, probe.error().message);
+    next_retry_ = now() + 1;
+    return probe;
   }
   return reattest_locked("start");
 }

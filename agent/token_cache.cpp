@@ -4,10 +4,12 @@
 
 namespace warden::agent {
 namespace {
-// Fields may contain anything but NUL; NUL separators keep distinct tuples distinct.
+// Length-prefixed fields: no value (audiences and scopes come from workloads) can make two
+// distinct tuples encode alike.
 void field(std::string& out, std::string_view v) {
+  out.append(std::to_string(v.size()));
+  out.push_back(':');
   out.append(v);
-  out.push_back('\0');
 }
 }  // namespace
 
