@@ -422,6 +422,75 @@ TEST_F(AgentCoreTest, PostureRevokeWorkloadDropsOnlyThatContainersTokens) {
   EXPECT_EQ(agent_->state(), AgentState::kServing);
 }
 
+TEST_F(AgentCoreTest, PostureRevokeAllWipesReportsThenReattestsWithBackoff) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto t = agent_->token(me, req);
+  ASSERT_TRUE(t) << t.error().message;
+  posture::Change c;
+  c.source = posture::Source::kResetCount;
+  c.action = posture::Action::kRevokeAll;
+  c.subject = "resetCount";
+  c.old_value = "0";
+  c.new_value = "1";
+  agent_->apply(c);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  EXPECT_FALSE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+  EXPECT_FALSE(agent_->token(me, req));
+
+  clock_.advance(std::chrono::seconds(5));  // past the first backoff window (<= 1 s)
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  auto fresh = agent_->token(me, req);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_NE(fresh->jti, t->jti);
+}
+
+TEST_F(AgentCoreTest, PostureReattestRefusedByPolicyRevokesEverything) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  // PCR 0 of a fresh swtpm is all zeros: this policy refuses it.
+  const std::string policy = "version = \"test.2\"\n[pcrs.sha256]\n0 = \"" +
+                             std::string(64, 'a') + "\"\n";
+  auto put = service_->admin_put_policy("test.2", policy, "test");
+  ASSERT_TRUE(put) << put.error().message;
+  posture::Change c;
+  c.source = posture::Source::kIma;
+  c.action = posture::Action::kReattest;
+  c.subject = "ima";
+  agent_->apply(c);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  auto st = agent_->status();
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->reason.find("pcr"), std::string::npos) << st->reason;
+  EXPECT_FALSE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+}
+
+TEST_F(AgentCoreTest, StatusListRevocationDropsTheTokenAndItsProofs) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(agent_->poll_status_list());
+  EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+  ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));
+  auto polled = agent_->poll_status_list();
+  ASSERT_TRUE(polled) << polled.error().message;
+  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ErrorCode::kPermissionDenied);
+}
+
 TEST_F(AgentCoreTest, TpmProofModeSignsProofsWithTheBindingKey) {
   config_.proof_mode = ProofMode::kTpm;
   make_agent();
