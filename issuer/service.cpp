@@ -88,6 +88,8 @@ Result<std::unique_ptr<IssuerService>> IssuerService::create(Options options) {
       options.clock == nullptr || options.random == nullptr)
     return fail(ErrorCode::kInvalidArgument, "issuer service: config, store, keys, clock and "
                                              "random are required");
+  if (options.status_list_bits == 0 || options.status_list_bits > (1U << 24))
+    return fail(ErrorCode::kInvalidArgument, "issuer service: status_list_bits expected 1..2^24");
   if (options.nonce_key.size() < 32)
     return fail(ErrorCode::kInvalidArgument,
                 "issuer service: nonce key expected >= 32 bytes, found " +
@@ -106,7 +108,13 @@ Service::Service(Options options, EkTrust trust)
               options_.config->tokens.nonce_ttl_s) {}
 
 Status Service::init() {
-  auto created = options_.store->create_status_list(kStatusListId, kStatusListBits);
+  // Lists are numbered from "1"; the current one is the last that exists.
+  for (;; ++list_number_) {
+    auto next = options_.store->get_status_list(std::to_string(list_number_ + 1));
+    if (!next && next.error().code == ErrorCode::kNotFound) break;
+    if (!next) return fail(std::move(next).error());
+  }
+  auto created = options_.store->create_status_list(std::to_string(list_number_), options_.status_list_bits);
   if (!created && created.error().code != ErrorCode::kAlreadyExists)
     return fail(std::move(created).error());
   auto active = options_.store->active_policy();
@@ -171,6 +179,7 @@ Result<token::KeySet> Service::published_keys() {
 
 Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& request) {
   const std::int64_t t = now();
+  (void)options_.store->purge_enrollments(t);  // housekeeping; a failure here changes nothing
   WARDEN_ASSIGN(ek, trust_.check(request.ek_public, request.ek_cert, request.ek_chain, t));
   WARDEN_ASSIGN(existing, options_.store->find_device_by_ek(ek.public_hash));
   if (existing) {
@@ -323,7 +332,8 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   ttl = std::min(ttl, grant->max_ttl);
   if (dc.exp) ttl = std::min(ttl, std::max<std::int64_t>(*dc.exp - t, 1));
 
-  WARDEN_ASSIGN(index, options_.store->allocate_status_index(kStatusListId));
+  WARDEN_ASSIGN(slot, allocate_status());
+  const auto& [list_id, index] = slot;
   token::Claims c;
   c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
   c.sub = device.id;
@@ -338,7 +348,7 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
     c.scope = std::move(scope);
   }
   c.cnf = token::Confirmation{dc.cnf->jkt, dc.cnf->key};
-  c.status = token::StatusRef{index, status_uri(kStatusListId)};
+  c.status = token::StatusRef{index, status_uri(list_id)};
   c.device_id = device.id;
   token::WorkloadSelectors ws;
   if (request.selectors.uid) ws.uid = *request.selectors.uid;
@@ -358,7 +368,7 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
     out.token = std::move(jwt);
   }
   WARDEN_TRY_STATUS(options_.store->add_token(
-      {*c.jti, device.id, std::string(kStatusListId), index, t, *c.exp, false}));
+      {*c.jti, device.id, list_id, index, t, *c.exp, false}));
   boost::json::object why;
   why["rule"] = grant->rule;
   why["jti"] = *c.jti;
@@ -370,6 +380,23 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
   out.status_index = index;
   return out;
+}
+
+Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
+  std::lock_guard lock(list_mu_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string id = std::to_string(list_number_);
+    auto index = options_.store->allocate_status_index(id);
+    if (index) return std::pair{std::move(id), *index};
+    if (index.error().code != ErrorCode::kLimitExceeded) return fail(std::move(index).error());
+    // Full: move on to the next list (another replica may have created it already).
+    auto created =
+        options_.store->create_status_list(std::to_string(list_number_ + 1), options_.status_list_bits);
+    if (!created && created.error().code != ErrorCode::kAlreadyExists)
+      return fail(std::move(created).error());
+    ++list_number_;
+  }
+  return fail(ErrorCode::kUnavailable, "token: no free status list index");
 }
 
 // ---- revocation --------------------------------------------------------------------------------
@@ -420,6 +447,16 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     std::lock_guard lock(replay_mu_);
     WARDEN_TRY_STATUS(revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t));
   }
+  // Other replicas' revocations are in the shared audit log.
+  WARDEN_ASSIGN(recent, options_.store->query_audit({device.id, t - 2 * kRevokeWindow, 1000}));
+  const std::string marker = "\"timestamp\":" + std::to_string(ts) + ",";
+  for (const AuditRecord& a : recent) {
+    if (a.action == "revoke" && a.reasons_json.find(marker) != std::string::npos) {
+      return fail(ErrorCode::kReplay, "revoke: a request of device " + device.id +
+                                          " with timestamp " + std::to_string(ts) +
+                                          " was already accepted");
+    }
+  }
   protocol::RevokeResponse out;
   if (request.jtis.empty()) {
     WARDEN_ASSIGN(n, revoke_all_tokens(device.id));
@@ -445,6 +482,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     }
   }
   boost::json::object why;
+  why["timestamp"] = ts;  // first member: the replay check above looks for it
   why["reason"] = request.reason;
   why["revoked"] = out.revoked;
   boost::json::array jtis;

@@ -51,6 +51,8 @@ class IssuerService {
     /// prefix of status list URIs (<issuer_url>/v1/status/<list_id>). Empty: "warden-issuer"
     /// as iss and relative status URIs.
     std::string issuer_url;
+    /// Entries per token status list; a full list is followed by a new one ("1", "2", …).
+    std::uint64_t status_list_bits = 1U << 17;
   };
   /// Loads the trust anchors (manufacturer CA files) and the active policy (from the store, or
   /// config.policy_file as the first version when the store has none).

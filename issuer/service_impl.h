@@ -52,8 +52,6 @@ std::string reasons_to_json(const std::vector<protocol::Reason>& reasons);
 
 class Service final : public IssuerService {
  public:
-  static constexpr std::string_view kStatusListId = "1";
-  static constexpr std::uint64_t kStatusListBits = 1U << 17;
   static constexpr std::int64_t kEnrollmentTtl = 600;
   static constexpr std::int64_t kRevokeWindow = 300;
 
@@ -92,7 +90,15 @@ class Service final : public IssuerService {
   /// Flips the status bit of every live token of `device_id`; returns how many.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
   Result<bool> revoke_token(const TokenRecord& token);
+  /// A free index in the current status list; a full list is followed by the next ("1", "2", …).
+  Result<std::pair<std::string, std::uint64_t>> allocate_status();
   void audit(AuditRecord record);
+  /// The device result CWT and its expiry.
+  Result<std::pair<Bytes, std::int64_t>> mint_device_token(const std::string& device_id,
+                                                           ByteSpan nonce,
+                                                           const token::Jwk& cnf_key,
+                                                           const std::string& policy_version,
+                                                           const Bytes& evidence_hash);
 
   Options options_;
   EkTrust trust_;
@@ -106,6 +112,9 @@ class Service final : public IssuerService {
   token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
 
   std::mutex random_mu_;  // Random is not required to be thread-safe
+
+  std::mutex list_mu_;  // guards list_number_
+  std::uint64_t list_number_ = 1;
 };
 
 }  // namespace warden::issuer

@@ -319,8 +319,8 @@ Response Router::agent(const Request& request, std::string_view path) {
       return finish(error_response(target, 400, to_string(ErrorCode::kInvalidArgument),
                                    "token: a Host header is required (the proof names the URL)"));
     }
-    const RequestTarget proof_target{request.method,
-                                     "https://" + request.host + std::string(target)};
+    // RFC 9449: htu is the URI without query and fragment.
+    const RequestTarget proof_target{request.method, "https://" + request.host + std::string(path)};
     auto res = service_.token(*req, proof_target);
     if (res) metrics_.token_issued();
     return reply(res);
@@ -387,22 +387,40 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
     spdlog::info("admin {}: device {} {}", actor, parts[3], state);
     return finish(make(200, kJson, json_object({{"device_id", parts[3]}, {"state", state}})));
   }
-  if (parts.size() == 3 && parts[2] == "policy") {
-    route = "/admin/v1/policy";
+  if (parts.size() == 5 && parts[2] == "devices" && parts[4] == "state") {
+    // docs/issuer-admin-api.md: PUT {"state": "revoked" | "enabled"}, 204.
+    route = "/admin/v1/devices/{id}/state";
     if (method != "PUT") return finish(method_not_allowed(target, "PUT"));
-    const auto version = param("version");
-    if (!version || version->empty()) {
-      return finish(error_response(target, 400, to_string(ErrorCode::kInvalidArgument),
-                                   "PUT policy: the query parameter version= is required"));
+    auto body = json::parse_object(warden::to_string(request.body));
+    const auto state = body ? json::get_string(*body, "state") : std::nullopt;
+    if (!state) {
+      return finish(error_response(target, 400, to_string(ErrorCode::kMalformed),
+                                   "PUT state: expected a JSON object {\"state\": \"revoked\" | "
+                                   "\"enabled\"}"));
     }
-    auto stored = service_.admin_put_policy(*version, warden::to_string(request.body), actor);
-    if (stored) spdlog::info("admin {}: policy version {} stored", actor, *version);
+    if (auto set = service_.admin_set_device_state(parts[3], *state, actor); !set) {
+      return finish(service_error(target, set.error()));
+    }
+    spdlog::info("admin {}: device {} {}", actor, parts[3], *state);
+    return finish(make(204, "", ""));
+  }
+  if (parts.size() == 3 && (parts[2] == "policy" || parts[2] == "policies") && method == "PUT") {
+    // PUT /admin/v1/policies (docs/issuer-admin-api.md) or /admin/v1/policy; ?version= is
+    // optional and, when given, must equal the TOML's version.
+    route = "/admin/v1/policies";
+    const std::string version = param("version").value_or("");
+    auto stored = service_.admin_put_policy(version, warden::to_string(request.body), actor);
+    if (stored) spdlog::info("admin {}: policy stored", actor);
     return json_reply(std::move(stored));
   }
   if (parts.size() == 3 && parts[2] == "policies") {
     route = "/admin/v1/policies";
-    if (method != "GET") return finish(method_not_allowed(target, "GET"));
+    if (method != "GET") return finish(method_not_allowed(target, "GET, PUT"));
     return json_reply(service_.admin_list_policies());
+  }
+  if (parts.size() == 3 && parts[2] == "policy") {
+    route = "/admin/v1/policies";
+    return finish(method_not_allowed(target, "PUT"));
   }
   if (parts.size() == 3 && parts[2] == "audit") {
     route = "/admin/v1/audit";

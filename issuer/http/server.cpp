@@ -37,9 +37,10 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kLinger{1000};
 constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
+constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 // One connection. Every member is used only from the connection's strand.
-struct Connection {
+struct Connection : std::enable_shared_from_this<Connection> {
   Connection(tcp::socket socket, asio::ssl::context& ssl)
       : stream(std::move(socket), ssl), timer(stream.get_executor()) {}
   Stream stream;
@@ -54,11 +55,13 @@ struct Connection {
     timed_out = false;
     const auto generation = ++timer_generation;
     timer.expires_after(after);
-    timer.async_wait([this, generation](error_code ec) {
-      if (ec || generation != timer_generation) return;
-      timed_out = true;
+    // weak: a wait that already fired may run after the connection ended.
+    timer.async_wait([self = weak_from_this(), generation](error_code ec) {
+      auto c = self.lock();
+      if (ec || !c || generation != c->timer_generation) return;
+      c->timed_out = true;
       error_code ignored;
-      stream.next_layer().cancel(ignored);
+      c->stream.next_layer().cancel(ignored);
     });
   }
   void disarm() {
@@ -110,14 +113,15 @@ class BeastServer final : public HttpsServer {
   void start() override {
     std::size_t n = threads_wanted_ ? threads_wanted_ : std::thread::hardware_concurrency();
     if (n == 0) n = 1;
-    asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) { log_exception("accept", e); });
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(),
+                   [](std::exception_ptr e) { log_exception("accept", e); });
     for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
     spdlog::info("https: listening on port {} with {} threads", port_, n);
   }
 
   void stop(std::chrono::milliseconds grace) override {
     if (stopping_.exchange(true)) return;
-    asio::post(io_, [this] {
+    asio::post(acceptor_.get_executor(), [this] {
       error_code ignored;
       acceptor_.close(ignored);
     });
@@ -236,6 +240,9 @@ class BeastServer final : public HttpsServer {
     }
 
     beast::flat_buffer buffer;
+    // Beast sizes each read by the free capacity (at least 512 bytes); one TLS record's worth
+    // saves ~30 reads per 16 KB of body.
+    buffer.reserve(kReadBufferBytes);
     for (;;) {
       if (stopping_) break;
       bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
@@ -368,7 +375,7 @@ class BeastServer final : public HttpsServer {
   Router router_;
   asio::io_context io_;
   asio::ssl::context ssl_;
-  tcp::acceptor acceptor_{io_};
+  tcp::acceptor acceptor_{asio::make_strand(io_)};  // its strand serialises accept and close
   std::uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

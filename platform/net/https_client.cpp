@@ -193,6 +193,8 @@ class BeastHttpsClient final : public HttpsClient {
       return fail(ec == beast::error::timeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
                   "https: connect to " + host_header_ + ": " + ec.message());
     }
+    // Without this, Nagle and delayed ACKs stall multi-record request bodies by ~40 ms.
+    tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
     tcp.expires_after(options_.connect_timeout);
     ec = run([&](auto handler) {
       stream_->async_handshake(asio::ssl::stream_base::client, std::move(handler));

@@ -17,4 +17,5 @@ for forbidden in '^PrivateDevices=yes' '^PrivateUsers=yes' '^ProtectProc=invisib
   fi
 done
 grep -q '^Type=notify$' "$dir/wardend.service" || { echo "FAIL: wardend Type=notify"; status=1; }
+grep -q '^Type=notify$' "$dir/warden-issuer.service" || { echo "FAIL: warden-issuer Type=notify"; status=1; }
 exit $status

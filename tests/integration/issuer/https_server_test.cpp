@@ -39,6 +39,7 @@ class FakeService final : public IssuerService {
   AuditFilter last_filter;
   std::size_t last_limit = 0;
   std::string last_after;
+  std::chrono::milliseconds delay{0};
 
   template <class T>
   Result<T> answer(T value) {
@@ -53,6 +54,7 @@ class FakeService final : public IssuerService {
     return answer(protocol::ActivateResponse{"dev-" + std::string(id)});
   }
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& r) override {
+    std::this_thread::sleep_for(delay);
     return answer(protocol::ChallengeResponse{Bytes(16, 7), r.device_id.size()});
   }
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
@@ -239,7 +241,7 @@ TEST_F(HttpsServerTest, AgentRoutesSpeakCbor) {
   EXPECT_EQ(tok->status, 200U) << to_string(tok->body);
   EXPECT_EQ(service_.last_target.method, "POST");
   EXPECT_EQ(service_.last_target.url,
-            "https://localhost:" + std::to_string(server_->port()) + "/v1/token?x=1");
+            "https://localhost:" + std::to_string(server_->port()) + "/v1/token");
 
   protocol::RevokeRequest revoke;
   revoke.device_id = "dev-1";
@@ -531,9 +533,19 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   EXPECT_EQ(put->status, 200U);
   EXPECT_EQ(service_.last_version, "v2");
   EXPECT_EQ(service_.last_toml, "[pcrs]\n");
-  auto no_version = c->request("PUT", "/admin/v1/policy", "application/toml", to_bytes("x"));
+  auto no_version = c->request("PUT", "/admin/v1/policies", "application/toml", to_bytes("x"));
   ASSERT_TRUE(no_version);
-  EXPECT_EQ(no_version->status, 400U);
+  EXPECT_EQ(no_version->status, 200U);
+  EXPECT_EQ(service_.last_version, "");
+  auto state = c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json",
+                          to_bytes(R"({"state":"revoked"})"));
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->status, 204U);
+  EXPECT_EQ(service_.last_state, "revoked");
+  auto no_state = c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json",
+                             to_bytes("[]"));
+  ASSERT_TRUE(no_state);
+  EXPECT_EQ(no_state->status, 400U);
   auto policies = c->request("GET", "/admin/v1/policies", "", {});
   ASSERT_TRUE(policies);
   EXPECT_EQ(policies->status, 200U);
@@ -546,6 +558,23 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   auto bad = c->request("GET", "/admin/v1/audit?since=yesterday", "", {});
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400U);
+}
+
+TEST_F(HttpsServerTest, StopLetsInFlightRequestsFinish) {
+  service_.delay = std::chrono::milliseconds(600);
+  start();
+  auto c = client();
+  ASSERT_EQ(c->request("GET", "/healthz", "", {})->status, 200U);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    server_->stop();
+  });
+  auto r = c->request("POST", "/v1/challenge", protocol::kContentType,
+                      protocol::encode(protocol::ChallengeRequest{"dev-1"}));
+  stopper.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200U);
+  EXPECT_EQ(r->headers["connection"], "close");
 }
 
 TEST_F(HttpsServerTest, StopFinishesAndRefusesNewConnections) {

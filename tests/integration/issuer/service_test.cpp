@@ -179,6 +179,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     o.random = &random_;
     o.nonce_key = SecretBytes(Bytes(32, 0x42));
     o.issuer_url = "https://issuer.test:8443";
+    o.status_list_bits = status_list_bits_;
     auto service = IssuerService::create(std::move(o));
     ASSERT_TRUE(service) << service.error().message;
     service_ = std::move(*service);
@@ -282,6 +283,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     return response.device_token.value_or(Bytes{});
   }
 
+  std::uint64_t status_list_bits_ = 1U << 17;
   test::TempDir dir_{"warden-issuer-svc"};
   FakeClock clock_;
   SystemRandom random_;
@@ -356,6 +358,18 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   auto again = service_->revoke(revoke);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+  // Another replica (a fresh service on the same store) refuses it too.
+  open_issuer();
+  auto elsewhere = service_->revoke(revoke);
+  ASSERT_FALSE(elsewhere);
+  EXPECT_EQ(elsewhere.error().code, ErrorCode::kReplay) << elsewhere.error().message;
+  // A stale or tampered request is refused.
+  auto stale = revoke;
+  stale.timestamp -= 301;
+  EXPECT_EQ(service_->revoke(stale).error().code, ErrorCode::kExpired);
+  auto tampered = revoke;
+  tampered.timestamp += 1;
+  EXPECT_EQ(service_->revoke(tampered).error().code, ErrorCode::kBadSignature);
 
   auto list_after = service_->status_list_jwt("1");
   ASSERT_TRUE(list_after);
@@ -404,6 +418,35 @@ TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
   auto policies = service_->admin_list_policies();
   ASSERT_TRUE(policies);
   EXPECT_NE(policies->find("\"version\":\"p1\""), std::string::npos);
+}
+
+class SmallStatusListTest : public IssuerServiceTest {
+ protected:
+  SmallStatusListTest() { status_list_bits_ = 2; }
+};
+
+TEST_F(SmallStatusListTest, FullStatusListIsFollowedByTheNext) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  std::vector<protocol::TokenResponse> minted;
+  for (int i = 0; i < 3; ++i) {
+    auto t = token(token_request(device_token));
+    ASSERT_TRUE(t) << t.error().message;
+    minted.push_back(*t);
+  }
+  EXPECT_EQ(minted[2].status_index, 0U);
+  auto keys = token::KeySet::from_json(*service_->jwks_json());
+  token::JwtVerifyOptions opts;
+  opts.checks.now = clock_.unix_now();
+  auto third = token::verify_jwt(std::get<std::string>(minted[2].token), *keys, opts);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->claims.status->uri, "https://issuer.test:8443/v1/status/2");
+  // A restarted issuer continues with the newest list.
+  open_issuer();
+  auto fourth = token(token_request(device_token));
+  ASSERT_TRUE(fourth) << fourth.error().message;
+  EXPECT_EQ(fourth->status_index, 1U);
+  EXPECT_TRUE(service_->status_list_jwt("2"));
 }
 
 TEST_F(IssuerServiceTest, ReplayedNonceIsRefused) {
