@@ -63,7 +63,9 @@ class Arrivals {
 void report_percentiles(benchmark::State& state, std::vector<double> ms) {
   if (ms.empty()) return;
   std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))]; };
+  auto at = [&](double q) {
+    return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))];
+  };
   state.counters["p50_ms"] = at(0.50);
   state.counters["p99_ms"] = at(0.99);
   state.counters["max_ms"] = ms.back();
@@ -119,7 +121,12 @@ void BM_ContainerStopLatency(benchmark::State& state) {
   }
   report_percentiles(state, samples);
 }
-BENCHMARK(BM_ContainerStopLatency)->Arg(0)->Arg(1)->Iterations(300)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ContainerStopLatency)
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(300)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// tpm2 PCR extend -> kPcr callback, polling every 100 ms.
 void BM_PcrChangeLatency(benchmark::State& state) {
@@ -172,9 +179,9 @@ double cpu_seconds() {
   return secs(usage.ru_utime) + secs(usage.ru_stime);
 }
 
-/// Process CPU while only the monitor runs (this thread sleeps): every source on, TPM and IMA
-/// polled every 100 ms, a cgroupfs stand-in with 200 directories watched. Args: seconds, TPM
-/// source on (1) or off (0).
+/// Process CPU while only the monitor runs (this thread sleeps): every source on, a cgroupfs
+/// stand-in with 200 directories watched. Args: seconds, TPM source on (1) or off (0), TPM and
+/// IMA poll interval in ms.
 void BM_IdleCpu(benchmark::State& state) {
   auto swtpm = warden::test::Swtpm::start();
   warden::test::TempDir dir("bench-posture");
@@ -196,8 +203,8 @@ void BM_IdleCpu(benchmark::State& state) {
   options.state_dir = dir.path() / "state";
   options.config_file = dir.path() / "agent.toml";
   options.tpm = state.range(1) == 1 ? &probe : nullptr;
-  options.pcr_poll_interval = 100ms;
-  options.ima_poll_interval = 100ms;
+  options.pcr_poll_interval = std::chrono::milliseconds(state.range(2));
+  options.ima_poll_interval = std::chrono::milliseconds(state.range(2));
   const auto seconds = state.range(0);
   for (auto _ : state) {
     auto monitor = posture::Monitor::start(options, arrivals.callback()).value();
@@ -214,7 +221,14 @@ void BM_IdleCpu(benchmark::State& state) {
     state.counters["changes"] = static_cast<double>(arrivals.count());
   }
 }
-BENCHMARK(BM_IdleCpu)->Args({10, 1})->Args({10, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_IdleCpu)
+    ->Args({10, 1, 100})
+    ->Args({10, 0, 100})
+    ->Args({10, 1, 200})
+    ->Args({10, 1, 1000})
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
 
 }  // namespace
 

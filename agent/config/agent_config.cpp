@@ -14,14 +14,14 @@ extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX
 namespace warden::agent {
 namespace {
 
-enum class Kind { kString, kInt, kBool, kMode };
+enum class Kind { kString, kInt, kBool, kMode, kPathList };
 struct Key {
   std::string_view section;
   std::string_view name;
   Kind kind;
 };
 
-constexpr std::array<Key, 25> kKeys{{
+constexpr std::array<Key, 26> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
@@ -44,6 +44,7 @@ constexpr std::array<Key, 25> kKeys{{
     {"posture", "proc_root", Kind::kString},
     {"posture", "cgroupfs_root", Kind::kString},
     {"posture", "securityfs_root", Kind::kString},
+    {"posture", "policy_files", Kind::kPathList},
     {"token", "ttl_seconds", Kind::kInt},
     {"token", "max_ttl_seconds", Kind::kInt},
     {"token", "format", Kind::kString},
@@ -89,6 +90,18 @@ Status apply_env(toml::table& root, const Key& k, const std::string& value) {
       auto v = parse_int(value, 10);
       if (!v) return bad(k, "from " + env_name(k) + ": " + v.error().message);
       section->insert_or_assign(k.name, *v);
+      break;
+    }
+    case Kind::kPathList: {
+      // In the environment: paths separated by ':' (as in PATH).
+      toml::array paths;
+      std::size_t start = 0;
+      while (start <= value.size()) {
+        const auto end = std::min(value.find(':', start), value.size());
+        if (end > start) paths.push_back(value.substr(start, end - start));
+        start = end + 1;
+      }
+      section->insert_or_assign(k.name, std::move(paths));
       break;
     }
     case Kind::kBool:
@@ -299,6 +312,18 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     WARDEN_TRY_STATUS(read_string(root, key("tpm", name), s));
     if (!s.empty() && s.front() != '/') return bad(key("tpm", name), "expected an absolute path");
     *path = s;
+  }
+
+  if (const auto* node = find(root, key("posture", "policy_files")); node != nullptr) {
+    const auto* paths = node->as_array();
+    if (paths == nullptr) return bad(key("posture", "policy_files"), "expected an array of paths");
+    for (const auto& element : *paths) {
+      const auto* path = element.as_string();
+      if (path == nullptr || path->get().empty() || path->get().front() != '/') {
+        return bad(key("posture", "policy_files"), "expected absolute paths");
+      }
+      c.policy_files.emplace_back(path->get());
+    }
   }
 
   std::int64_t ttl = c.token_ttl.count();

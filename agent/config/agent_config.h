@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "platform/base/error.h"
 #include "platform/base/pcr_selection.h"
@@ -49,6 +50,7 @@ struct AgentConfig {
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path cgroupfs_root = "/sys/fs/cgroup";
   std::filesystem::path securityfs_root = "/sys/kernel/security";
+  std::vector<std::filesystem::path> policy_files;  ///< watched; a change asks to re-attest
   // [token]
   std::chrono::seconds token_ttl{300};
   std::chrono::seconds token_max_ttl{3600};

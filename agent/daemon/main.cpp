@@ -105,6 +105,7 @@ class Maintenance {
     options.pcr_poll_interval = config_.pcr_poll_interval;
     options.ima_poll_interval = config_.ima_poll_interval;
     options.config_file = config_path_;
+    options.watched_files = config_.policy_files;
     options.state_dir = config_.state_dir;
     options.tpm = probe_.get();
     options.container_log = container_log_.get();

@@ -86,8 +86,8 @@ Result<cel::Record> ContainerEventLog::append(const cel::ContainerContent& conte
   auto written = write_file_atomic(options_.path, cel::encode(records_), 0644);
   if (!written) {
     return fail(written.error().context("container log: PCR " + std::to_string(options_.pcr) +
-                                        " extended but record " +
-                                        std::to_string(record->recnum) + " not written"));
+                                        " extended but record " + std::to_string(record->recnum) +
+                                        " not written"));
   }
   return record;
 }

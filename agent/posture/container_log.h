@@ -33,7 +33,7 @@ class PcrExtender {
 };
 
 struct ContainerLogOptions {
-  std::filesystem::path path;  ///< e.g. <state_dir>/containers.cel
+  std::filesystem::path path;                        ///< e.g. <state_dir>/containers.cel
   unsigned pcr = attest::cel::kDefaultContainerPcr;  ///< config tpm.container_pcr
   bool allow_resettable_pcr = false;                 ///< config tpm.allow_resettable_pcr
   std::vector<TpmAlg> banks{TpmAlg::kSha256};        ///< banks extended (and quoted)

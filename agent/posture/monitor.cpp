@@ -26,25 +26,38 @@ namespace warden::agent::posture {
 
 std::string_view to_string(Source source) {
   switch (source) {
-    case Source::kContainer: return "container";
-    case Source::kIma: return "ima";
-    case Source::kPcr: return "pcr";
-    case Source::kResetCount: return "reset_count";
-    case Source::kConfig: return "config";
-    case Source::kPolicy: return "policy";
-    case Source::kStateFile: return "state_file";
-    case Source::kStatusList: return "status_list";
-    case Source::kTpm: return "tpm";
+    case Source::kContainer:
+      return "container";
+    case Source::kIma:
+      return "ima";
+    case Source::kPcr:
+      return "pcr";
+    case Source::kResetCount:
+      return "reset_count";
+    case Source::kConfig:
+      return "config";
+    case Source::kPolicy:
+      return "policy";
+    case Source::kStateFile:
+      return "state_file";
+    case Source::kStatusList:
+      return "status_list";
+    case Source::kTpm:
+      return "tpm";
   }
   return "unknown";
 }
 
 std::string_view to_string(Action action) {
   switch (action) {
-    case Action::kRevokeWorkload: return "revoke_workload";
-    case Action::kReattest: return "reattest";
-    case Action::kRevokeAll: return "revoke_all";
-    case Action::kNone: return "none";
+    case Action::kRevokeWorkload:
+      return "revoke_workload";
+    case Action::kReattest:
+      return "reattest";
+    case Action::kRevokeAll:
+      return "revoke_all";
+    case Action::kNone:
+      return "none";
   }
   return "unknown";
 }
@@ -56,8 +69,9 @@ namespace cel = attest::cel;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kExpectLifetime = std::chrono::seconds(30);
-constexpr std::uint32_t kCgroupMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
-                                      IN_ONLYDIR | IN_MASK_ADD;
+constexpr auto kTpmRetryInterval = std::chrono::seconds(1);
+constexpr std::uint32_t kCgroupMask =
+    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | IN_MASK_ADD;
 constexpr std::uint32_t kFileMask =
     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR | IN_MASK_ADD;
 constexpr std::uint32_t kStateMask = kFileMask | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF;
@@ -111,6 +125,15 @@ unsigned depth_of(const std::string& rel) {
   unsigned n = 1;
   for (char c : rel) n += c == '/' ? 1 : 0;
   return n;
+}
+
+/// 7 for "sha256:7"; kPcrCount when the key has no index.
+unsigned pcr_index(std::string_view key) {
+  const auto colon = key.rfind(':');
+  unsigned index = kPcrCount;
+  if (colon == std::string_view::npos) return index;
+  std::from_chars(key.data() + colon + 1, key.data() + key.size(), index);
+  return index;
 }
 
 struct Scope {
@@ -191,9 +214,9 @@ class MonitorImpl final : public Monitor {
     return rel.size() > cgroup_prefix_.size() ? rel.substr(cgroup_prefix_.size()) : "/";
   }
   [[nodiscard]] std::string rel_of(const std::string& cel_cgroup_path) const {
-    const std::string trimmed =
-        cel_cgroup_path.empty() || cel_cgroup_path.front() != '/' ? cel_cgroup_path
-                                                                  : cel_cgroup_path.substr(1);
+    const std::string trimmed = cel_cgroup_path.empty() || cel_cgroup_path.front() != '/'
+                                    ? cel_cgroup_path
+                                    : cel_cgroup_path.substr(1);
     return cgroup_prefix_.empty() ? trimmed : join(cgroup_prefix_, trimmed);
   }
   void scan_cgroups(const std::string& rel, std::set<std::string>* seen);
@@ -212,6 +235,7 @@ class MonitorImpl final : public Monitor {
   void poll_ima();
   Result<std::uint64_t> read_ima_count() const;
   void take_reference();
+  void reference_files();
 
   void report(Source source, Action action, std::string subject, std::string old_value,
               std::string new_value, Clock::time_point detected);
@@ -238,6 +262,7 @@ class MonitorImpl final : public Monitor {
   std::map<std::string, std::string> state_reference_;
   std::map<std::string, std::string> state_reported_;
   bool tpm_ok_ = true;
+  Clock::time_point tpm_retry_at_;
   TpmProbe::Reading tpm_reference_;
   std::map<std::string, std::string> tpm_reported_;
   fs::path ima_count_path_;
@@ -350,7 +375,6 @@ Status MonitorImpl::init() {
     auto wd = add_watch(state_dir_, kStateMask);
     if (!wd) return fail(std::move(wd).error());
     watches_[*wd].state = true;
-    scan_state_dir("", true);
   }
 
   if (opts_.tpm != nullptr) {
@@ -363,7 +387,7 @@ Status MonitorImpl::init() {
     if (!count) return fail(std::move(count).error());
     ima_reference_ = *count;
   }
-  take_reference();
+  reference_files();
 
   if (!opts_.cgroupfs_root.empty()) {
     cgroup_root_ = opts_.cgroupfs_root.lexically_normal();
@@ -605,9 +629,10 @@ void MonitorImpl::cgroup_dir_added(const std::string& rel, std::set<std::string>
     ++counters_.cgroup_watch_limit_hits;
     if (!limit_logged_) {
       limit_logged_ = true;
-      spdlog::warn("posture: {} cgroup directories watched (posture.max_cgroup_watches); "
-                   "containers below {} are not seen",
-                   opts_.max_cgroup_watches, rel);
+      spdlog::warn(
+          "posture: {} cgroup directories watched (posture.max_cgroup_watches); "
+          "containers below {} are not seen",
+          opts_.max_cgroup_watches, rel);
     }
     return;
   }
@@ -638,8 +663,14 @@ void MonitorImpl::container_appeared(const std::string& rel, const Scope& scope)
   rels.insert(rel);
   if (rels.size() > 1) return;  // the same container in another place (hybrid hierarchies)
   ++counters_.containers_running;
-  cel::ContainerContent content{cel::ContainerEvent::kStart, scope.id, "", "", scope.runtime,
-                                cel_path(rel)};
+  cel::ContainerContent content{
+      cel::ContainerEvent::kStart, scope.id, "", "", scope.runtime, cel_path(rel)};
+  if (opts_.image_lookup) {
+    if (auto image = opts_.image_lookup(scope.runtime, scope.id)) {
+      content.image_ref = std::move(image->reference);
+      content.image_digest = std::move(image->digest);
+    }
+  }
   started_[scope.id] = content;
   bool logged = false;
   if (opts_.container_log != nullptr) {
@@ -647,8 +678,8 @@ void MonitorImpl::container_appeared(const std::string& rel, const Scope& scope)
     if (!logged) measure(content);
   }
   if (logged && !thread_.joinable()) return;  // already measured before an agent restart
-  Change change{Source::kContainer, Action::kNone, scope.id, kAbsent, "running", scope.id,
-                scope.runtime, rel, detected};
+  Change change{Source::kContainer, Action::kNone, scope.id, kAbsent, "running",
+                scope.id,           scope.runtime, rel,      detected};
   if (thread_.joinable()) {
     emit(std::move(change));
   } else {
@@ -671,8 +702,15 @@ void MonitorImpl::container_gone(const std::string& rel) {
   started_.erase(id);
   content.event = cel::ContainerEvent::kStop;
   if (content.container_id.empty()) content.container_id = id;
-  Change change{Source::kContainer, Action::kRevokeWorkload, id, "running", "stopped", id,
-                content.runtime, rel, detected};
+  Change change{Source::kContainer,
+                Action::kRevokeWorkload,
+                id,
+                "running",
+                "stopped",
+                id,
+                content.runtime,
+                rel,
+                detected};
   // Revocation must not wait for the disk and the TPM: report first, then measure. (A start is
   // measured first, so that anything done for the new container is covered by the next quote.)
   if (thread_.joinable()) {
@@ -758,11 +796,14 @@ void MonitorImpl::check_watched_file(const fs::path& path) {
 // ---- polled sources ---------------------------------------------------------------------------
 
 void MonitorImpl::poll_tpm() {
-  ++counters_.tpm_polls;
   const auto detected = Clock::now();
+  // A lost TPM is retried once a second, not every poll: tpm2-tss logs every failed connect.
+  if (!tpm_ok_ && detected < tpm_retry_at_) return;
+  ++counters_.tpm_polls;
   auto reading = opts_.tpm->read();
   if (!reading) {
     ++counters_.tpm_errors;
+    tpm_retry_at_ = Clock::now() + kTpmRetryInterval;
     if (tpm_ok_) {
       tpm_ok_ = false;
       report(Source::kTpm, Action::kRevokeAll, "tpm", "reachable",
@@ -792,8 +833,11 @@ void MonitorImpl::poll_tpm() {
     auto cur = reading->pcrs.find(key);
     const std::string reference = ref == tpm_reference_.pcrs.end() ? kAbsent : ref->second;
     const std::string current = cur == reading->pcrs.end() ? kAbsent : cur->second;
+    const unsigned index = pcr_index(key);
+    if (opts_.container_log != nullptr && index == opts_.container_log->pcr()) continue;
     if (is_new(tpm_reported_, "pcr " + key, reference, current)) {
-      report(Source::kPcr, Action::kRevokeAll, "pcr " + key, reference, current, detected);
+      report(Source::kPcr, index == opts_.ima_pcr ? Action::kReattest : Action::kRevokeAll,
+             "pcr " + key, reference, current, detected);
     }
   }
 }
@@ -842,6 +886,10 @@ void MonitorImpl::take_reference() {
     if (auto count = read_ima_count(); count) ima_reference_ = *count;
   }
   ima_reported_.clear();
+  reference_files();
+}
+
+void MonitorImpl::reference_files() {
   for (auto& [path, file] : files_) {
     file.reference = file_state(path);
     file.reported.clear();
@@ -867,8 +915,8 @@ bool MonitorImpl::is_new(std::map<std::string, std::string>& reported, const std
   return true;
 }
 
-void MonitorImpl::report(Source source, Action action, std::string subject,
-                         std::string old_value, std::string new_value, Clock::time_point detected) {
+void MonitorImpl::report(Source source, Action action, std::string subject, std::string old_value,
+                         std::string new_value, Clock::time_point detected) {
   Change change;
   change.source = source;
   change.action = action;

@@ -65,8 +65,8 @@ struct MonitorStats {
   std::uint64_t tpm_errors = 0;
   std::uint64_t ima_polls = 0;
   std::uint64_t inotify_events = 0;
-  std::uint64_t overflows = 0;           ///< inotify queue overflows (each forces a rescan)
-  std::uint64_t cgroup_watches = 0;      ///< directories watched under cgroupfs now
+  std::uint64_t overflows = 0;       ///< inotify queue overflows (each forces a rescan)
+  std::uint64_t cgroup_watches = 0;  ///< directories watched under cgroupfs now
   std::uint64_t cgroup_watch_limit_hits = 0;
   std::uint64_t containers_running = 0;  ///< container scopes present now
   std::uint64_t container_log_appends = 0;
@@ -90,6 +90,17 @@ class TpmProbe {
   virtual Result<Reading> read() = 0;
 };
 
+/// What a container runtime records about a container's image (where it exposes it).
+struct ImageInfo {
+  std::string reference;  ///< e.g. "docker.io/library/nginx:1.25"
+  std::string digest;     ///< e.g. "sha256:<64 hex>"
+};
+/// Looks up the image of container `id` run by `runtime` ("docker", "podman", ...); nullopt when
+/// the runtime does not say. Runs on the monitor thread. docker_image_lookup() (image_lookup.h)
+/// is one.
+using ImageLookup =
+    std::function<std::optional<ImageInfo>(std::string_view runtime, std::string_view id)>;
+
 /// Empty paths switch a source off.
 struct MonitorOptions {
   std::filesystem::path cgroupfs_root;    ///< config posture.cgroupfs_root
@@ -100,9 +111,14 @@ struct MonitorOptions {
   std::vector<std::filesystem::path> watched_files;  ///< policy files (Source::kPolicy)
   std::filesystem::path state_dir;                   ///< sealed blobs and state files
   TpmProbe* tpm = nullptr;                           ///< null: no PCR/reset/TPM sources
+  /// The IMA PCR: it grows with every IMA measurement, so its changes ask for re-attestation
+  /// (kReattest) where every other PCR's change revokes all. The container PCR is ignored when
+  /// the container log is set (container events report it).
+  unsigned ima_pcr = 10;
   /// Null: container events are reported but not measured. Otherwise every start/stop is
   /// appended (and extended into the container PCR) before the callback runs.
   ContainerEventLog* container_log = nullptr;
+  ImageLookup image_lookup;               ///< null: container records carry no image
   std::size_t max_cgroup_watches = 8192;  ///< directories watched under cgroupfs, at most
   unsigned max_cgroup_depth = 12;
 };

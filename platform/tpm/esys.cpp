@@ -1,7 +1,6 @@
 #include "platform/tpm/esys.h"
 
 #include <dlfcn.h>
-
 #include <mutex>
 #include <set>
 #include <utility>

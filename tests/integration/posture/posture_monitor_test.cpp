@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/posture/container_log.h"
+#include "agent/posture/image_lookup.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
 #include "attest/cel/cel.h"
@@ -133,8 +134,15 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   TpmPcrExtender extender(tpm());
   auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
   ASSERT_TRUE(log) << log.error().message;
+  // What dockerd writes when it creates the container, before starting it.
+  const fs::path docker_root = dir_.path() / "docker";
+  fs::create_directories(docker_root / "containers" / kDockerId);
+  write_text(docker_root / "containers" / kDockerId / "config.v2.json",
+             R"({"ID":")" + kDockerId + R"(","Image":"sha256:)" + std::string(64, 'e') +
+                 R"(","Config":{"Image":"nginx:1.25","Env":[]}})");
   auto o = monitor_options();
   o.container_log = log->get();
+  o.image_lookup = docker_image_lookup(docker_root);
   auto monitor = start(o);
   ASSERT_TRUE(monitor);
 
@@ -163,7 +171,8 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   EXPECT_EQ(stopped->subject, kDockerId);
 
   // The stop is reported first and measured right after.
-  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().container_log_appends == 3; }, kDeadline));
+  ASSERT_TRUE(
+      test::wait_for([&] { return monitor->stats().container_log_appends == 3; }, kDeadline));
   // The log on disk replays to the container PCR.
   auto bytes = read_file(state_ / "containers.cel");
   ASSERT_TRUE(bytes);
@@ -172,6 +181,10 @@ TEST_F(PostureMonitor, ContainerStartIsLoggedAndStopRevokesTheWorkload) {
   ASSERT_EQ(records->size(), 3u);
   EXPECT_EQ((*records)[0].content.container_id, kDockerId);
   EXPECT_EQ((*records)[0].content.cgroup_path, "/system.slice/docker-" + kDockerId + ".scope");
+  EXPECT_EQ((*records)[0].content.image_ref, "nginx:1.25");
+  EXPECT_EQ((*records)[0].content.image_digest, "sha256:" + std::string(64, 'e'));
+  EXPECT_EQ((*records)[2].content.image_ref, "nginx:1.25");  // the stop names the same image
+  EXPECT_EQ((*records)[1].content.image_ref, "");            // podman: not exposed here
   EXPECT_EQ((*records)[2].content.event, attest::cel::ContainerEvent::kStop);
   attest::PcrValues zero;
   zero.init_bank(TpmAlg::kSha256);
@@ -234,6 +247,44 @@ TEST_F(PostureMonitor, ContainersRunningAtStartAreLoggedOnceAcrossRestarts) {
   EXPECT_EQ(changes_.count(Source::kContainer), 2u);
 }
 
+TEST_F(PostureMonitor, ContainerGoneWhileTheAgentWasDownIsLoggedAsStopped) {
+  write_text(cgroupfs_ / "cgroup.controllers", "");
+  const fs::path scope = cgroupfs_ / "system.slice" / ("crio-" + kDockerId + ".scope");
+  fs::create_directories(scope);
+  TpmPcrExtender extender(tpm());
+  {
+    auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
+    ASSERT_TRUE(log);
+    auto o = monitor_options();
+    o.container_log = log->get();
+    auto monitor = start(o);
+    ASSERT_TRUE(changes_.wait([](const Change& c) { return c.runtime == "cri-o"; }));
+  }
+  fs::remove(scope);
+  auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
+  ASSERT_TRUE(log);
+  auto o = monitor_options();
+  o.container_log = log->get();
+  auto monitor = start(o);
+  auto stopped = changes_.wait([](const Change& c) { return c.action == Action::kRevokeWorkload; });
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->workload, kDockerId);
+  EXPECT_EQ(stopped->cgroup_path, "system.slice/crio-" + kDockerId + ".scope");
+  ASSERT_TRUE(test::wait_for([&] { return (*log)->records().size() == 2; }, kDeadline));
+  EXPECT_TRUE((*log)->running().empty());
+}
+
+TEST_F(PostureMonitor, CgroupWatchLimitIsCounted) {
+  write_text(cgroupfs_ / "cgroup.controllers", "");
+  fs::create_directories(cgroupfs_ / "a.slice" / "b.slice" / "c.slice");
+  auto o = monitor_options();
+  o.max_cgroup_watches = 2;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  EXPECT_EQ(monitor->stats().cgroup_watches, 2u);
+  EXPECT_GE(monitor->stats().cgroup_watch_limit_hits, 1u);
+}
+
 TEST_F(PostureMonitor, ContainerLogRefusesResettablePcrs) {
   TpmPcrExtender extender(tpm());
   for (unsigned pcr : {16u, 23u}) {
@@ -278,6 +329,21 @@ TEST_F(PostureMonitor, BootPcrExtendRevokesEverythingWithinThePollInterval) {
   EXPECT_EQ(change->old_value, std::string(64, '0'));
   EXPECT_NE(change->new_value, change->old_value);
   EXPECT_GE(monitor->stats().tpm_polls, 1u);
+}
+
+TEST_F(PostureMonitor, ImaPcrExtendAsksForReattestation) {
+  auto selection = PcrSelection::parse("sha256:0-9,10");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto o = monitor_options();
+  o.tpm = &probe;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  extend(10, 'a');
+  auto change = changes_.wait_source(Source::kPcr);
+  ASSERT_TRUE(change);
+  EXPECT_EQ(change->subject, "pcr sha256:10");
+  EXPECT_EQ(change->action, Action::kReattest);
 }
 
 TEST_F(PostureMonitor, ResetCountChangeRevokesEverything) {
@@ -367,7 +433,8 @@ TEST_F(PostureMonitor, TamperedStateFileRevokesEverythingButOwnWritesDoNot) {
   write_atomic(state_ / "sealed.blob", "sealed v2");
   monitor->expect_state_write(state_ / "ak.blob");
   fs::remove(state_ / "ak.blob");
-  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().suppressed_own_writes == 2; }, kDeadline));
+  ASSERT_TRUE(
+      test::wait_for([&] { return monitor->stats().suppressed_own_writes == 2; }, kDeadline));
 
   // Someone else rewrites the blob in place: tampering against the agent's own last write.
   write_text(state_ / "sealed.blob", "sealed by mallory");
@@ -380,9 +447,8 @@ TEST_F(PostureMonitor, TamperedStateFileRevokesEverythingButOwnWritesDoNot) {
 
   // A file planted where the agent wrote nothing is tampering too.
   write_text(state_ / "ak.blob", "planted");
-  auto planted = changes_.wait([](const Change& c) {
-    return c.source == Source::kStateFile && c.old_value == "absent";
-  });
+  auto planted = changes_.wait(
+      [](const Change& c) { return c.source == Source::kStateFile && c.old_value == "absent"; });
   ASSERT_TRUE(planted);
 }
 

@@ -111,5 +111,21 @@ TEST(AgentConfig, EnvironmentOverridesFile) {
   EXPECT_NE(bad.error().message.find("WARDEN_TOKEN_TTL_SECONDS"), std::string::npos);
 }
 
+TEST(AgentConfig, PolicyFilesAreAbsolutePathsFromFileOrEnvironment) {
+  auto c = parse_agent_config(with("[posture]\npolicy_files = [\"/etc/warden/a.json\"]\n"));
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_EQ(c->policy_files.size(), 1u);
+  EXPECT_EQ(c->policy_files[0], "/etc/warden/a.json");
+  auto env = parse_agent_config(
+      kMinimal, Environment{{"WARDEN_POSTURE_POLICY_FILES", "/etc/a.json:/etc/b.json"}});
+  ASSERT_TRUE(env.has_value()) << env.error().message;
+  EXPECT_EQ(env->policy_files.size(), 2u);
+  auto relative = parse_agent_config(with("[posture]\npolicy_files = [\"a.json\"]\n"));
+  ASSERT_FALSE(relative.has_value());
+  EXPECT_NE(relative.error().message.find("posture.policy_files"), std::string::npos);
+  auto scalar = parse_agent_config(with("[posture]\npolicy_files = \"/etc/a.json\"\n"));
+  ASSERT_FALSE(scalar.has_value());
+}
+
 }  // namespace
 }  // namespace warden::agent
