@@ -22,6 +22,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <utility>
 #include <map>
 #include <string>
 #include <thread>
@@ -214,6 +217,22 @@ long status_kb(const char* key) {
   return -1;
 }
 
+/// User and system CPU seconds of thread `tid` of this process (/proc, clock ticks).
+std::pair<double, double> thread_times(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return {0, 0};
+  std::istringstream fields(stat.substr(close + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+  double utime = 0;
+  double stime = 0;
+  fields >> utime >> stime;
+  const auto hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return {utime / hz, stime / hz};
+}
+
 struct Args {
   int clients = 16;
   int requests = 5000;
@@ -336,8 +355,12 @@ int main(int argc, char** argv) {
   }
   std::vector<std::thread> io_threads;
   std::vector<clockid_t> io_clocks;
+  std::vector<std::atomic<pid_t>> io_tids(static_cast<std::size_t>(std::max(1, args.io_threads)));
   for (int t = 0; t < std::max(1, args.io_threads); ++t) {
-    io_threads.emplace_back([&] { io.run(); });
+    io_threads.emplace_back([&, t] {
+      io_tids[static_cast<std::size_t>(t)] = ::gettid();
+      io.run();
+    });
     pthread_setname_np(io_threads.back().native_handle(), "api-io");
     clockid_t c{};
     pthread_getcpuclockid(io_threads.back().native_handle(), &c);
@@ -388,6 +411,11 @@ int main(int argc, char** argv) {
               median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
   std::printf("api/echo throughput ratio: %.2f (target >= 0.50); api p99 target < 1000 us\n",
               median(ratio));
+  for (auto& tid : io_tids) {
+    const auto [user, sys] = thread_times(tid.load());
+    std::printf("api io thread %d: user %.2f s, system %.2f s over the whole run\n", tid.load(),
+                user, sys);
+  }
   if (failures != 0) std::printf("FAILED requests: %zu\n", failures);
   boost::asio::post(io, [&] {
     (*server)->stop();

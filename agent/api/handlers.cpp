@@ -60,20 +60,23 @@ class JsonOut {
   }
   void quote(std::string_view v) {
     out_ += '"';
-    for (const char c : v) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
+    std::size_t clean = 0;  // start of the run of bytes that need no escape
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const auto u = static_cast<unsigned char>(v[i]);
+      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      out_.append(v.data() + clean, i - clean);
+      clean = i + 1;
+      if (u >= 0x20) {
         out_ += '\\';
-        out_ += c;
-      } else if (u < 0x20) {
+        out_ += v[i];
+      } else {
         static constexpr char kHex[] = "0123456789abcdef";
         out_ += "\\u00";
         out_ += kHex[u >> 4];
         out_ += kHex[u & 0xF];
-      } else {
-        out_ += c;
       }
     }
+    out_.append(v.data() + clean, v.size() - clean);
     out_ += '"';
   }
   std::string out_;

@@ -234,7 +234,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     } else if (req[kSpiffeHeader] != "true") {
       reply = error_reply(400, "missing_spiffe_header",
                           "every request must carry the header \"workload.spiffe.io: true\"");
-    } else if (req.target() == "/v1/watch") {
+    } else if (req.target().substr(0, req.target().find('?')) == "/v1/watch") {
       if (req.method() == http::verb::get) {
         co_await stream_watch(self, sock, req.version());
         break;

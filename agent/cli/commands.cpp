@@ -7,6 +7,7 @@ void register_commands(CLI::App& app, CommandResult& result) {
   register_eventlog_commands(app, result);
   register_token_commands(app, result);
   register_ima_commands(app, result);
+  register_agent_commands(app, result);
 }
 
 }  // namespace warden::cli

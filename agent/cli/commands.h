@@ -19,6 +19,11 @@ void register_tpm_commands(CLI::App& app, CommandResult& result);
 void register_eventlog_commands(CLI::App& app, CommandResult& result);
 /// wardenctl token inspect|verify (token_command.cpp).
 void register_token_commands(CLI::App& app, CommandResult& result);
+/// status, identity, proof, secret get|put, revoke, reattest over the agent's sockets
+/// (agent_commands.cpp).
+void register_agent_commands(CLI::App& app, CommandResult& result);
+/// Adds `wardenctl token --audience A ...` (fetch from the agent) to the token command.
+void add_token_fetch(CLI::App* token, CommandResult& result);
 /// `wardenctl ima replay FILE`.
 void register_ima_commands(CLI::App& app, CommandResult& result);
 

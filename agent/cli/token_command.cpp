@@ -242,8 +242,10 @@ int verify(const VerifyArgs& args) {
 }  // namespace
 
 void register_token_commands(CLI::App& app, CommandResult& result) {
-  auto* token = app.add_subcommand("token", "Inspect and verify Warden JWTs and CWTs");
-  token->require_subcommand(1);
+  auto* token = app.add_subcommand(
+      "token", "Fetch a token from the agent (--audience), or inspect and verify tokens");
+  token->require_subcommand(0, 1);
+  add_token_fetch(token, result);
 
   auto path = std::make_shared<std::string>();
   auto* ins = token->add_subcommand("inspect", "Decode a token WITHOUT verifying it (JSON output)");

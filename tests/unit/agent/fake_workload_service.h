@@ -2,6 +2,7 @@
 // A WorkloadService for tests: canned answers, records what it was asked.
 
 #include <string>
+#include <vector>
 
 #include "agent/api/workload_service.h"
 
@@ -31,6 +32,8 @@ class FakeWorkloadService : public WorkloadService {
     last_caller = caller;
     sealed_name = request.name;
     sealed_allow = request.allow.size();
+    sealed_value.assign(request.value.view().begin(), request.value.view().end());
+    sealed_matches = request.allow;
     return ok();
   }
   Status revoke(const os::Selectors&, const std::string& reason) override {
@@ -46,6 +49,8 @@ class FakeWorkloadService : public WorkloadService {
   ProofRequest last_proof;
   std::string sealed_name;
   std::size_t sealed_allow = 0;
+  std::string sealed_value;
+  std::vector<SelectorMatch> sealed_matches;
   std::string revoked_reason;
 };
 

@@ -3,7 +3,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <grp.h>
+
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -11,6 +14,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
 #include "tests/support/process.h"
 #include "tests/unit/agent/fake_workload_service.h"
@@ -269,6 +273,92 @@ TEST_F(LocalApiTest, AdminSocketRefusesOtherUids) {
   waitpid(child2, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
+  for (const auto& [r, status, code] :
+       {std::tuple{exchange(workload(), request("GET", "/v1/nope")), 404u, "not_found"},
+        std::tuple{exchange(workload(), request("GET", "/v1/token")), 405u, "method_not_allowed"},
+        std::tuple{exchange(workload(), request("POST", "/v1/watch")), 405u,
+                   "method_not_allowed"},
+        std::tuple{exchange(workload(), request("GET", "/v1/secrets/..")), 400u, "bad_request"},
+        std::tuple{exchange(workload(), request("POST", "/v1/token", R"({"audience":"a","x":1})")),
+                   400u, "bad_request"}}) {
+    EXPECT_EQ(status_of(r), status) << r;
+    const auto b = body_of(r).as_object();
+    EXPECT_EQ(b.size(), 2u) << r;
+    EXPECT_EQ(b.at("error").as_string(), code) << r;
+    EXPECT_FALSE(b.at("reason").as_string().empty()) << r;
+    EXPECT_NE(r.find("Content-Type: application/json"), std::string::npos) << r;
+  }
+}
+
+TEST_F(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
+  for (auto target : {"/v1/identity", "/v1/watch", "/v1/secrets/db"}) {
+    const auto r = exchange(workload(), request("GET", target, "", false));
+    EXPECT_EQ(status_of(r), 400u) << target;
+  }
+  const auto r = exchange(workload(), "GET /v1/identity HTTP/1.1\r\nHost: x\r\n"
+                                      "workload.spiffe.io: false\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(r), 400u) << r;
+  EXPECT_EQ(status_of(exchange(admin(), request("GET", "/v1/status", "", false))), 400u);
+}
+
+TEST_F(LocalApiTest, BodyOfExactlyTheCapIsRead) {
+  // 64 KiB is allowed (then rejected as JSON), one byte more is 413.
+  const std::string body(64 * 1024, ' ');
+  const auto r = exchange(workload(), request("POST", "/v1/token", body));
+  EXPECT_EQ(status_of(r), 400u) << r.substr(0, 200);
+  EXPECT_EQ(body_of(r).at("error").as_string(), "bad_request");
+}
+
+TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to change uid and groups";
+  boost::asio::post(io_, [this] {
+    server_->stop();
+    io_.stop();
+  });
+  thread_.join();
+  io_.restart();
+  server_.reset();
+  LocalServerOptions o;
+  o.workload_socket = workload();
+  o.admin_socket = admin();
+  o.admin_socket_mode = 0660;
+  o.admin_gid = 4242;  // stands for the "warden" group
+  auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  server_ = std::move(*s);
+  thread_ = std::thread([this] { io_.run(); });
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+
+  struct stat st {};
+  ASSERT_EQ(::stat(admin().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, 4242u);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const gid_t groups[] = {4242};
+    if (setgroups(1, groups) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const auto r = exchange(admin(), request("GET", "/v1/status"));
+    _exit(status_of(r) == 200 ? 0 : 11);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
+  const std::string reason = std::string("a\"b\\c\n\x01\x1f d") + std::string(1, '\0') + "\xc3\xa9";
+  const auto reply = error_reply(400, "bad_request", reason);
+  const auto v = boost::json::parse(reply.body).as_object();
+  EXPECT_EQ(v.at("reason").as_string(), reason);
+  EXPECT_EQ(v.at("error").as_string(), "bad_request");
+  EXPECT_EQ(reply.body.find('\n'), std::string::npos) << reply.body;
 }
 
 TEST_F(LocalApiTest, SocketModesApplied) {
