@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <memory>
 
 #include <gtest/gtest.h>
 
@@ -124,25 +126,30 @@ class AgentE2ETest : public test::SwtpmTest {
   }
 
   // Starts wardend and waits for READY=1 (it is serving).
-  void start_agent() {
+  void start_agent(std::map<std::string, std::string> env = {}) {
     const auto notify_path = dir_.path() / ("notify" + std::to_string(++agent_runs_) + ".sock");
-    NotifySocket notify(notify_path);
+    notify_ = std::make_unique<NotifySocket>(notify_path);
+    env["NOTIFY_SOCKET"] = notify_path.string();
     agent_ = test::ChildProcess::spawn(
         {std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config", agent_config().string()},
-        {{"NOTIFY_SOCKET", notify_path.string()}}, dir_.path() / "agent.log");
-    std::string notified;
-    ASSERT_TRUE(test::wait_for(
-        [&] {
-          notified += notify.receive();
-          return notified.find("READY=1") != std::string::npos || !agent_.running();
-        },
-        std::chrono::milliseconds(60000)))
-        << agent_log();
+        env, dir_.path() / "agent.log");
+    notified_.clear();
+    ASSERT_TRUE(wait_notified("READY=1")) << agent_log();
     ASSERT_TRUE(agent_.running()) << agent_log();
-    EXPECT_NE(notified.find("STATUS=serving"), std::string::npos) << notified;
+    EXPECT_NE(notified_.find("STATUS=serving"), std::string::npos) << notified_;
   }
 
   std::string agent_log() const { return slurp(dir_.path() / "agent.log"); }
+
+  bool wait_notified(const std::string& what) {
+    return test::wait_for(
+        [&] {
+          notified_ += notify_->receive();
+          return notified_.find(what) != std::string::npos || !agent_.running();
+        },
+        std::chrono::milliseconds(60000)) &&
+           notified_.find(what) != std::string::npos;
+  }
 
   test::CommandOutput curl(const std::filesystem::path& socket, const std::string& path,
                            const std::string& body, const std::string& as_user = "") {
@@ -179,6 +186,8 @@ class AgentE2ETest : public test::SwtpmTest {
   int agent_runs_ = 0;
   test::ChildProcess issuer_;
   test::ChildProcess agent_;
+  std::unique_ptr<NotifySocket> notify_;
+  std::string notified_;
 };
 
 std::string token_body(int ttl) {
@@ -262,6 +271,20 @@ TEST_F(AgentE2ETest, IssuerDownTokensServedUntilExpiryNeverAfter) {
   auto proof = curl_json("/v1/proof", "{\"jti\":\"" + jti +
                                           "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}");
   EXPECT_FALSE(proof.contains("proof")) << json::serialize(proof);
+}
+
+TEST_F(AgentE2ETest, PingsTheWatchdogAndReloadsOnSighup) {
+  start_agent({{"WATCHDOG_USEC", "400000"}});
+  notified_.clear();
+  EXPECT_TRUE(wait_notified("WATCHDOG=1")) << notified_;
+  notified_.clear();
+  ASSERT_EQ(::kill(agent_.pid(), SIGHUP), 0);
+  EXPECT_TRUE(wait_notified("RELOADING=1")) << notified_;
+  EXPECT_TRUE(wait_notified("READY=1")) << notified_;
+  EXPECT_NE(agent_log().find("configuration reloaded"), std::string::npos) << agent_log();
+  auto tok = curl_json("/v1/token", token_body(60));
+  EXPECT_TRUE(tok.contains("token")) << json::serialize(tok);
+  EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
 }
 
 }  // namespace
