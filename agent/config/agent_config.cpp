@@ -21,13 +21,15 @@ struct Key {
   Kind kind;
 };
 
-constexpr std::array<Key, 24> kKeys{{
+constexpr std::array<Key, 26> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
     {"tpm", "pcrs", Kind::kString},
     {"tpm", "container_pcr", Kind::kInt},
     {"tpm", "allow_resettable_pcr", Kind::kBool},
+    {"tpm", "event_log", Kind::kString},
+    {"tpm", "cel_log", Kind::kString},
     {"agent", "state_dir", Kind::kString},
     {"agent", "log_level", Kind::kString},
     {"agent", "proof_mode", Kind::kString},
@@ -305,6 +307,13 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     *path = s;
   }
 
+  for (auto [name, path] : {std::pair{"event_log", &c.event_log}, std::pair{"cel_log", &c.cel_log}}) {
+    s = path->string();
+    WARDEN_TRY_STATUS(read_string(root, key("tpm", name), s));
+    if (!s.empty() && s.front() != '/') return bad(key("tpm", name), "expected an absolute path");
+    *path = s;
+  }
+
   if (const auto* node = find(root, key("posture", "policy_files")); node != nullptr) {
     const auto* paths = node->as_array();
     if (paths == nullptr) return bad(key("posture", "policy_files"), "expected an array of paths");
@@ -350,6 +359,18 @@ PcrSelection AgentConfig::quoted_pcrs() const {
   PcrSelection out = pcrs;
   for (auto& bank : out.banks) bank.pcrs.set(container_pcr);
   return out;
+}
+
+std::filesystem::path AgentConfig::event_log_path() const {
+  return event_log.empty() ? securityfs_root / "tpm0" / "binary_bios_measurements" : event_log;
+}
+
+std::filesystem::path AgentConfig::cel_log_path() const {
+  return cel_log.empty() ? state_dir / "containers.cel" : cel_log;
+}
+
+std::filesystem::path AgentConfig::ima_log_path() const {
+  return securityfs_root / "ima" / "binary_runtime_measurements";
 }
 
 Result<AgentConfig> parse_agent_config(std::string_view toml_text, const Environment& env) {

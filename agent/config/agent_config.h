@@ -28,6 +28,11 @@ struct AgentConfig {
   PcrSelection pcrs;  ///< boot PCRs; default sha256:0-9,10
   unsigned container_pcr = 14;
   bool allow_resettable_pcr = false;
+  /// TCG boot event log; empty: <securityfs_root>/tpm0/binary_bios_measurements. Absent file:
+  /// the attestation carries an empty log.
+  std::filesystem::path event_log;
+  /// Container Canonical Event Log (CBOR); empty: <state_dir>/containers.cel. Absent: none sent.
+  std::filesystem::path cel_log;
   // [agent]
   std::filesystem::path state_dir = "/var/lib/warden";
   std::string log_level = "info";
@@ -53,6 +58,10 @@ struct AgentConfig {
 
   /// The selection actually quoted: `pcrs` plus the container PCR in every bank.
   [[nodiscard]] PcrSelection quoted_pcrs() const;
+  [[nodiscard]] std::filesystem::path event_log_path() const;
+  [[nodiscard]] std::filesystem::path cel_log_path() const;
+  /// <securityfs_root>/ima/binary_runtime_measurements
+  [[nodiscard]] std::filesystem::path ima_log_path() const;
 };
 
 using Environment = std::map<std::string, std::string, std::less<>>;

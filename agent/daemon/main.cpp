@@ -1,30 +1,317 @@
+// wardend: set up (config, secure heap, issuer client, sockets), attest, signal ready, then run
+// the loop: the local API on the io_context, periodic work (device token renewal, retries,
+// status list polling) on a maintenance thread, the watchdog on a timer.
+#include <grp.h>
+#include <signal.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include "agent/agent.h"
+#include "agent/api/event_bus.h"
+#include "agent/api/local_server.h"
+#include "agent/config/agent_config.h"
+#include "agent/issuer_client.h"
+#include "agent/posture/container_log.h"
+#include "agent/posture/posture.h"
+#include "agent/posture/tpm_backends.h"
+#include "platform/base/clock.h"
 #include "platform/base/log.h"
 #include "platform/base/version.h"
+#include "platform/os/service_notify.h"
+#include "platform/os/workload_identity.h"
 
 namespace {
+
+namespace asio = boost::asio;
+using warden::agent::AgentConfig;
+
+std::optional<gid_t> group_id(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  struct group* g = ::getgrnam(name.c_str());
+  if (g == nullptr) return std::nullopt;
+  return g->gr_gid;
+}
+
+// Periodic work off the I/O threads: TPM commands and issuer round trips block. Posture changes
+// arrive from the monitor's thread through a queue and are applied here, in order.
+class Maintenance {
+ public:
+  Maintenance(warden::agent::Agent& agent, const AgentConfig& config,
+              std::filesystem::path config_path)
+      : agent_(agent),
+        config_(config),
+        config_path_(std::move(config_path)),
+        status_poll_(config.status_list_poll_interval),
+        thread_([this] { run(); }) {}
+  ~Maintenance() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void set_status_poll(std::chrono::milliseconds d) {
+    std::lock_guard lock(mu_);
+    status_poll_ = d;
+  }
+  void enqueue(const warden::agent::posture::Change& change) {
+    {
+      std::lock_guard lock(mu_);
+      if (changes_.size() < 4096) changes_.push_back(change);
+    }
+    cv_.notify_all();
+  }
+  /// Called by the agent before its own state writes (any thread, agent lock held).
+  void expect_state_write(const std::filesystem::path& path) {
+    if (auto* m = monitor_.load()) m->expect_state_write(path);
+  }
+
+ private:
+  void start_monitor() {
+    namespace posture = warden::agent::posture;
+    const warden::tpm::Tpm tpm(config_.tcti);
+    probe_ = std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(),
+                                                      &agent_.tpm_mutex());
+    extender_ = std::make_unique<posture::TpmPcrExtender>(tpm, &agent_.tpm_mutex());
+    posture::ContainerLogOptions log_options;
+    log_options.path = config_.cel_log_path();
+    log_options.pcr = config_.container_pcr;
+    log_options.allow_resettable_pcr = config_.allow_resettable_pcr;
+    log_options.banks.clear();
+    for (const auto& bank : config_.quoted_pcrs().banks) log_options.banks.push_back(bank.alg);
+    auto log = posture::ContainerEventLog::open(log_options, *extender_);
+    if (!log) {
+      spdlog::warn("container event log: {} (container starts are not measured)",
+                   log.error().message);
+    } else {
+      container_log_ = std::move(*log);
+    }
+    posture::MonitorOptions options;
+    options.cgroupfs_root = config_.cgroupfs_root;
+    options.securityfs_root = config_.securityfs_root;
+    options.pcr_poll_interval = config_.pcr_poll_interval;
+    options.ima_poll_interval = config_.ima_poll_interval;
+    options.config_file = config_path_;
+    options.watched_files = config_.policy_files;
+    options.state_dir = config_.state_dir;
+    options.tpm = probe_.get();
+    options.container_log = container_log_.get();
+    auto monitor = posture::Monitor::start(
+        std::move(options), [this](const posture::Change& c) { enqueue(c); });
+    if (!monitor) {
+      spdlog::error("posture monitor: {} (running without posture monitoring)",
+                    monitor.error().message);
+      return;
+    }
+    owned_monitor_ = std::move(*monitor);
+    monitor_.store(owned_monitor_.get());
+    seen_attestations_ = agent_.attestations();
+  }
+
+  void run() {
+    if (auto started = agent_.start(); !started) {
+      spdlog::error("start: {} (retrying with backoff)", started.error().message);
+    }
+    start_monitor();
+    auto next_poll = std::chrono::steady_clock::now() + status_poll_;
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      std::deque<warden::agent::posture::Change> changes;
+      changes.swap(changes_);
+      lock.unlock();
+      for (const auto& c : changes) agent_.apply(c);
+      const auto wait = agent_.tick();
+      if (std::chrono::steady_clock::now() >= next_poll) {
+        if (auto polled = agent_.poll_status_list(); !polled) {
+          spdlog::warn("status list: {}", polled.error().message);
+        }
+        next_poll = std::chrono::steady_clock::now() + status_poll_;
+      }
+      // Outside the agent's lock: rebaseline() reads the TPM through it.
+      if (const auto n = agent_.attestations(); n != seen_attestations_ && owned_monitor_) {
+        seen_attestations_ = n;
+        owned_monitor_->rebaseline();
+      }
+      lock.lock();
+      cv_.wait_for(lock, wait, [this] { return stop_ || !changes_.empty(); });
+    }
+    lock.unlock();
+    monitor_.store(nullptr);
+    owned_monitor_.reset();
+  }
+
+  warden::agent::Agent& agent_;
+  AgentConfig config_;
+  std::filesystem::path config_path_;
+  std::unique_ptr<warden::agent::posture::TpmStateProbe> probe_;
+  std::unique_ptr<warden::agent::posture::TpmPcrExtender> extender_;
+  std::unique_ptr<warden::agent::posture::ContainerEventLog> container_log_;
+  std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
+  std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
+  std::uint64_t seen_attestations_ = 0;
+  std::mutex mu_;  // guards stop_, status_poll_ and changes_
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::chrono::milliseconds status_poll_;
+  std::deque<warden::agent::posture::Change> changes_;
+  std::thread thread_;
+};
+
 int run(int argc, char** argv) {
   CLI::App app{
       "wardend: the Warden attestation agent. Uses this device's TPM 2.0 to enroll with a "
-      "warden-issuer, attest measured boot, IMA and container state, and hand workloads "
-      "device-bound tokens over a local Unix socket."};
+      "warden-issuer (EK certificate, attestation key, credential activation), attests measured "
+      "boot, IMA and container state with TPM quotes, and hands workloads device-bound tokens "
+      "and proofs over a local Unix socket (curl --unix-socket /run/warden/workload.sock "
+      "-H 'workload.spiffe.io: true' ...). Workloads are identified by the kernel (peer "
+      "credentials, cgroup, executable), never by what they claim.\n\n"
+      "Signals: SIGTERM/SIGINT stop (keys wiped), SIGHUP reloads the configuration. Under "
+      "systemd (Type=notify) it reports STATUS=, READY=1 once serving, and WATCHDOG=1."};
   app.set_version_flag("--version", std::string(warden::version()));
-  std::string config = "/etc/warden/agent.toml";
-  std::string log_level = "info";
-  app.add_option("-c,--config", config, "configuration file (TOML)")->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+  std::string config_path = "/etc/warden/agent.toml";
+  std::string log_level;
+  app.add_option("-c,--config", config_path,
+                 "configuration file (TOML; keys in docs/agent-config.md, WARDEN_<SECTION>_<KEY> "
+                 "environment variables override it)")
       ->capture_default_str();
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn or error (default: agent.log_level of the config)");
   CLI11_PARSE(app, argc, argv);
 
-  warden::log::init("wardend", log_level);
-  spdlog::error("the agent daemon is not built yet (see issue 7); nothing to run");
-  return 2;
+  auto config = warden::agent::load_agent_config(config_path);
+  if (!config) {
+    warden::log::init("wardend", log_level.empty() ? "info" : log_level);
+    spdlog::error("{}", config.error().message);
+    return 2;
+  }
+  warden::log::init("wardend", log_level.empty() ? config->log_level : log_level);
+  spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(),
+               config_path, config->tcti, config->issuer_url);
+
+  if (auto locked = warden::agent::init_locked_key_memory(); !locked) {
+    spdlog::error("{}", locked.error().message);
+    return 1;
+  }
+  auto issuer = warden::agent::IssuerClient::create(config->issuer_url, config->issuer_ca_file);
+  if (!issuer) {
+    spdlog::error("{}", issuer.error().message);
+    return 1;
+  }
+
+  asio::io_context io;
+  warden::agent::api::EventBus bus(io.get_executor());
+  warden::os::ServiceNotifier notifier;
+  warden::SystemClock clock;
+  warden::SystemRandom random;
+  warden::agent::AgentOptions options;
+  options.config = *config;
+  options.issuer = issuer->get();
+  options.clock = &clock;
+  options.random = &random;
+  options.bus = &bus;
+  options.notifier = &notifier;
+  Maintenance* maintenance_ptr = nullptr;  // set once the maintenance thread exists
+  std::mutex hook_mu;                      // guards maintenance_ptr
+  options.before_state_write = [&](const std::filesystem::path& p) {
+    std::lock_guard lock(hook_mu);
+    if (maintenance_ptr != nullptr) maintenance_ptr->expect_state_write(p);
+  };
+  auto agent = warden::agent::Agent::create(std::move(options));
+  if (!agent) {
+    spdlog::error("{}", agent.error().message);
+    return 1;
+  }
+
+  warden::os::WorkloadIdentityResolver resolver(config->proc_root);
+  warden::agent::api::LocalServerOptions server_options;
+  server_options.workload_socket = config->workload_socket;
+  server_options.workload_socket_mode = config->workload_socket_mode;
+  server_options.admin_socket = config->admin_socket;
+  server_options.admin_socket_mode = config->admin_socket_mode;
+  server_options.admin_gid = group_id(config->admin_group);
+  auto server = warden::agent::api::LocalServer::start(io, server_options, **agent, resolver, bus);
+  if (!server) {
+    spdlog::error("local API: {}", server.error().message);
+    return 1;
+  }
+  spdlog::info("local API on {} (admin {})", config->workload_socket.string(),
+               config->admin_socket.string());
+
+  auto maintenance = std::make_unique<Maintenance>(**agent, *config, config_path);
+  {
+    std::lock_guard lock(hook_mu);
+    maintenance_ptr = maintenance.get();
+  }
+
+  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", sig);
+    notifier.stopping();
+    (*server)->stop();
+    bus.close_all();
+    io.stop();
+  });
+  asio::signal_set hup(io, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      notifier.reloading();
+      auto reloaded = warden::agent::load_agent_config(config_path);
+      if (!reloaded) {
+        spdlog::error("reload: {} (keeping the running configuration)",
+                      reloaded.error().message);
+      } else {
+        (*agent)->reload(*reloaded);
+        maintenance->set_status_poll(reloaded->status_list_poll_interval);
+      }
+      auto st = (*agent)->status();
+      notifier.ready(st ? st->state : "reloaded");
+      wait_hup();
+    });
+  };
+  wait_hup();
+
+  asio::steady_timer watchdog(io);
+  std::function<void()> ping;
+  if (auto interval = warden::os::ServiceNotifier::watchdog_ping_interval()) {
+    ping = [&, interval = *interval] {
+      notifier.watchdog();
+      watchdog.expires_after(interval);
+      watchdog.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) ping();
+      });
+    };
+    ping();
+  }
+
+  // A second I/O thread keeps the API answering while one request waits on the agent.
+  std::thread second([&io] { io.run(); });
+  io.run();
+  second.join();
+  {
+    std::lock_guard lock(hook_mu);
+    maintenance_ptr = nullptr;
+  }
+  maintenance.reset();
+  (*agent)->shutdown();
+  spdlog::info("stopped");
+  return 0;
 }
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -1,0 +1,65 @@
+#pragma once
+// The agent's state directory (config agent.state_dir, 0700): the enrollment record (device id
+// and AK blob), the binding key of the last passing attestation, and sealed secrets. Every file
+// is written atomically (platform/base/file.h), mode 0600; nothing in it is plaintext secret
+// (TPM private areas are encrypted to the TPM's SRK/EK).
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/api/workload_service.h"
+#include "platform/base/error.h"
+#include "platform/tpm/tpm.h"
+
+namespace warden::agent {
+
+struct EnrollmentRecord {
+  std::string device_id;
+  tpm::AkBlob ak;
+};
+
+/// A secret sealed by the TPM and who may read it.
+struct SealedSecret {
+  std::vector<SelectorMatch> allow;
+  tpm::SealedBlob blob;
+};
+
+class StateStore {
+ public:
+  explicit StateStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  /// Creates the directory (0700) and its secrets/ subdirectory when absent.
+  Status prepare() const;
+  [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+
+  /// nullopt when the device never enrolled; kMalformed when the file is corrupt.
+  Result<std::optional<EnrollmentRecord>> load_enrollment() const;
+  Status save_enrollment(const EnrollmentRecord& record) const;
+  Status remove_enrollment() const;
+
+  Result<std::optional<tpm::BindingKey>> load_binding_key() const;
+  Status save_binding_key(const tpm::BindingKey& key) const;
+
+  /// Secret names: 1..64 of [A-Za-z0-9._-], not starting with '.'.
+  static Status check_secret_name(const std::string& name);
+  Result<std::optional<SealedSecret>> load_secret(const std::string& name) const;
+  Status save_secret(const std::string& name, const SealedSecret& secret) const;
+
+  [[nodiscard]] std::filesystem::path enrollment_path() const { return dir_ / "enrollment"; }
+  [[nodiscard]] std::filesystem::path binding_key_path() const { return dir_ / "binding.key"; }
+  [[nodiscard]] std::filesystem::path secret_path(const std::string& name) const {
+    return dir_ / "secrets" / (name + ".sealed");
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+/// The binary forms of the state files (versioned; parse() rejects anything else).
+Bytes serialize(const EnrollmentRecord& record);
+Result<EnrollmentRecord> parse_enrollment(ByteSpan data);
+Bytes serialize(const SealedSecret& secret);
+Result<SealedSecret> parse_sealed_secret(ByteSpan data);
+
+}  // namespace warden::agent

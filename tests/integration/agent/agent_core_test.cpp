@@ -1,0 +1,515 @@
+// The agent core against a real swtpm and the real issuer service (in process, through an
+// IssuerApi adapter), with the local API on real Unix sockets and curl as the workload.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include "agent/api/event_bus.h"
+#include "agent/api/local_server.h"
+#include "attest/token/dpop.h"
+#include "attest/token/json.h"
+#include "attest/token/jwt.h"
+#include "issuer/service.h"
+#include "issuer/signing_keys.h"
+#include "issuer/store/store.h"
+#include "platform/base/file.h"
+#include "platform/os/workload_identity.h"
+#include "tests/support/process.h"
+#include "tests/support/swtpm.h"
+
+namespace warden::agent {
+namespace {
+
+using test::run_command;
+
+constexpr const char* kTokenUrl = "https://issuer.test:8443/v1/token";
+constexpr const char* kAudience = "https://api.example";
+
+token::JwtVerifyOptions verify_options(std::int64_t now,
+                                       std::optional<std::string> audience = std::nullopt) {
+  token::JwtVerifyOptions o;
+  o.checks.now = now;
+  o.checks.audience = std::move(audience);
+  return o;
+}
+
+token::ProofCheck proof_check(std::string htm, std::string htu, std::int64_t now,
+                              std::string access_token, std::optional<std::string> jkt) {
+  token::ProofCheck c;
+  c.htm = std::move(htm);
+  c.htu = std::move(htu);
+  c.now = now;
+  c.access_token = std::move(access_token);
+  c.expected_jkt = std::move(jkt);
+  return c;
+}
+
+// IssuerApi over the in-process IssuerService; `down` simulates an unreachable issuer.
+class LocalIssuer final : public IssuerApi {
+ public:
+  explicit LocalIssuer(issuer::IssuerService& s) : s_(s) {}
+  std::atomic<bool> down{false};
+
+  template <class F>
+  auto call(F f) -> decltype(f()) {
+    if (down) return fail(ErrorCode::kUnavailable, "issuer: connection refused (test)");
+    auto r = f();
+    // Through the wire form, as the HTTPS client would see it.
+    if (!r) return fail(protocol::to_error(protocol::error_response(r.error())));
+    return r;
+  }
+  Result<protocol::EnrollResponse> enroll(const protocol::EnrollRequest& r) override {
+    return call([&] { return s_.enroll(r); });
+  }
+  Result<protocol::ActivateResponse> activate(const protocol::ActivateRequest& r) override {
+    return call([&] { return s_.activate(r.enrollment_id, r); });
+  }
+  Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& r) override {
+    return call([&] { return s_.challenge(r); });
+  }
+  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
+    return call([&] { return s_.attest(r); });
+  }
+  Result<protocol::TokenResponse> token(const protocol::TokenRequest& r) override {
+    return call([&] { return s_.token(r, {"POST", kTokenUrl}); });
+  }
+  Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& r) override {
+    ++revokes;
+    return call([&] { return s_.revoke(r); });
+  }
+  Result<std::string> status_list(std::string_view id) override {
+    return call([&] { return s_.status_list_jwt(id); });
+  }
+  Result<std::string> jwks() override {
+    return call([&] { return s_.jwks_json(); });
+  }
+  [[nodiscard]] std::string token_url() const override { return kTokenUrl; }
+  std::atomic<int> revokes{0};
+
+ private:
+  issuer::IssuerService& s_;
+};
+
+class AgentCoreTest : public test::SwtpmTest {
+ protected:
+  void SetUp() override {
+    SwtpmTest::SetUp();
+    // After swtpm_setup made its CA: its notBefore is "now" to the second.
+    clock_.set(std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count() + 2);
+    ::chmod(dir_.path().c_str(), 0755);  // nobody must reach the workload socket
+    std::filesystem::create_directories(dir_.path() / "issuer" / "keys");
+    const auto policy = dir_.path() / "issuer" / "policy.toml";
+    std::ofstream(policy) << "version = \"test.1\"\n\n"
+                          << "[[workload]]\nname = \"root\"\naudiences = [\""
+                          << kAudience << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n"
+                          << "[workload.match]\nuid = 0\n";
+    icfg_.store.sqlite_path = (dir_.path() / "issuer" / "issuer.db").string();
+    icfg_.tokens.key_dir = (dir_.path() / "issuer" / "keys").string();
+    icfg_.tokens.device_token_ttl_s = 3600;
+    icfg_.enrollment.manufacturer_ca_files = {tpm_->ca_cert().string(),
+                                              tpm_->issuer_cert().string()};
+    icfg_.policy_file = policy.string();
+    auto store = issuer::open_sqlite_store(icfg_.store.sqlite_path);
+    ASSERT_TRUE(store) << store.error().message;
+    store_ = std::move(*store);
+    ASSERT_TRUE(store_->migrate());
+    auto keys = issuer::SigningKeys::open(icfg_.tokens.key_dir, *store_, clock_);
+    ASSERT_TRUE(keys) << keys.error().message;
+    keys_ = std::move(*keys);
+    issuer::IssuerService::Options o;
+    o.config = &icfg_;
+    o.store = store_.get();
+    o.keys = keys_.get();
+    o.clock = &clock_;
+    o.random = &random_;
+    o.nonce_key = SecretBytes(Bytes(32, 7));
+    o.issuer_url = "https://issuer.test:8443";
+    auto svc = issuer::IssuerService::create(std::move(o));
+    ASSERT_TRUE(svc) << svc.error().message;
+    service_ = std::move(*svc);
+    issuer_ = std::make_unique<LocalIssuer>(*service_);
+
+    config_.issuer_url = "https://issuer.test:8443";
+    config_.tcti = tpm_->tcti();
+    config_.state_dir = dir_.path() / "state";
+    config_.securityfs_root = dir_.path() / "securityfs";  // no logs: swtpm has no firmware
+    config_.workload_socket = dir_.path() / "workload.sock";
+    config_.admin_socket = dir_.path() / "admin.sock";
+    config_.pcrs = *PcrSelection::parse("sha256:0-9,10");
+  }
+
+  void TearDown() override {
+    stop_api();
+    agent_.reset();
+    SwtpmTest::TearDown();
+  }
+
+  void make_agent() {
+    AgentOptions o;
+    o.config = config_;
+    o.issuer = issuer_.get();
+    o.clock = &clock_;
+    o.random = &random_;
+    auto a = Agent::create(std::move(o));
+    ASSERT_TRUE(a) << a.error().message;
+    agent_ = std::move(*a);
+  }
+
+  void start_api() {
+    bus_ = std::make_unique<api::EventBus>(io_.get_executor());
+    api::LocalServerOptions o;
+    o.workload_socket = config_.workload_socket;
+    o.admin_socket = config_.admin_socket;
+    auto s = api::LocalServer::start(io_, o, *agent_, resolver_, *bus_);
+    ASSERT_TRUE(s) << s.error().message;
+    server_ = std::move(*s);
+    io_thread_ = std::thread([this] {
+      auto guard = boost::asio::make_work_guard(io_);
+      io_.run();
+    });
+  }
+
+  void stop_api() {
+    if (!io_thread_.joinable()) return;
+    boost::asio::post(io_, [this] { server_->stop(); io_.stop(); });
+    io_thread_.join();
+    server_.reset();
+  }
+
+  // curl as the workload, optionally as another user.
+  boost::json::object curl(const std::string& path, const std::string& body,
+                           const std::string& as_user = "") {
+    std::vector<std::string> argv;
+    if (!as_user.empty()) argv = {"setpriv", "--reuid=" + as_user, "--regid=nogroup",
+                                  "--clear-groups"};
+    for (const char* a : {"curl", "-sS", "--unix-socket"}) argv.emplace_back(a);
+    argv.push_back(config_.workload_socket.string());
+    argv.insert(argv.end(), {"-H", "workload.spiffe.io: true", "-H",
+                             "content-type: application/json", "--data-binary", body,
+                             "http://localhost" + path});
+    auto out = run_command(argv);
+    EXPECT_EQ(out.exit_code, 0) << out.out;
+    auto obj = json::parse_object(out.out);
+    EXPECT_TRUE(obj) << out.out;
+    return obj ? *obj : boost::json::object{};
+  }
+
+  token::KeySet jwks() {
+    auto text = service_->jwks_json();
+    EXPECT_TRUE(text);
+    auto set = token::KeySet::from_json(*text);
+    EXPECT_TRUE(set);
+    return *set;
+  }
+
+  test::TempDir dir_{"warden-agent"};
+  FakeClock clock_{std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()};
+  SystemRandom random_;
+  issuer::IssuerConfig icfg_;
+  std::unique_ptr<issuer::Store> store_;
+  std::unique_ptr<issuer::SigningKeys> keys_;
+  std::unique_ptr<issuer::IssuerService> service_;
+  std::unique_ptr<LocalIssuer> issuer_;
+  AgentConfig config_;
+  std::unique_ptr<Agent> agent_;
+  boost::asio::io_context io_;
+  std::unique_ptr<api::EventBus> bus_;
+  os::WorkloadIdentityResolver resolver_;
+  std::unique_ptr<api::LocalServer> server_;
+  std::thread io_thread_;
+};
+
+const std::string kTokenBody =
+    std::string("{\"audience\":\"") + kAudience + "\",\"scopes\":[\"read\"],\"ttl\":300}";
+
+TEST_F(AgentCoreTest, EnrollsAttestsAndServesTokensBoundToTheSessionKey) {
+  make_agent();
+  auto started = agent_->start();
+  ASSERT_TRUE(started) << started.error().message;
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  start_api();
+
+  auto tok = curl("/v1/token", kTokenBody);
+  ASSERT_TRUE(tok.contains("token")) << json::serialize(tok);
+  const std::string jwt(tok.at("token").as_string());
+  const std::string jti(tok.at("jti").as_string());
+  EXPECT_EQ(tok.at("token_type").as_string(), "DPoP");
+
+  auto verified =
+      token::verify_jwt(jwt, jwks(), verify_options(clock_.unix_now(), std::string(kAudience)));
+  ASSERT_TRUE(verified) << verified.error().message;
+  ASSERT_TRUE(verified->claims.cnf && verified->claims.cnf->jkt);
+  EXPECT_EQ(verified->claims.jti, jti);
+  EXPECT_EQ(verified->claims.device_id, agent_->device_id());
+
+  // The same workload gets the cached token back.
+  auto again = curl("/v1/token", kTokenBody);
+  EXPECT_EQ(again.at("jti").as_string(), jti);
+
+  auto proof = curl("/v1/proof", "{\"jti\":\"" + jti +
+                                     "\",\"htm\":\"GET\",\"htu\":\"https://api.example/data\"}");
+  ASSERT_TRUE(proof.contains("proof")) << json::serialize(proof);
+  token::ReplayCache replay(16, 300);
+  auto checked = token::verify_proof(std::string(proof.at("proof").as_string()),
+                                     proof_check("GET", "https://api.example/data",
+                                                 clock_.unix_now(), jwt,
+                                                 verified->claims.cnf->jkt),
+                                     replay);
+  EXPECT_TRUE(checked) << checked.error().message;
+}
+
+TEST_F(AgentCoreTest, AnotherUserGetsNeitherTheTokenNorAProofForIt) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  start_api();
+  auto tok = curl("/v1/token", kTokenBody);
+  ASSERT_TRUE(tok.contains("jti")) << json::serialize(tok);
+  const std::string jti(tok.at("jti").as_string());
+
+  auto theirs = curl("/v1/token", kTokenBody, "nobody");
+  EXPECT_FALSE(theirs.contains("token")) << json::serialize(theirs);
+  EXPECT_EQ(theirs.at("error").as_string(), "permission_denied") << json::serialize(theirs);
+
+  auto proof = curl("/v1/proof", "{\"jti\":\"" + jti +
+                                     "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}",
+                    "nobody");
+  EXPECT_FALSE(proof.contains("proof")) << json::serialize(proof);
+  EXPECT_EQ(proof.at("error").as_string(), "permission_denied");
+}
+
+TEST_F(AgentCoreTest, RestartResumesTheEnrollment) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  const auto id = agent_->device_id();
+  ASSERT_TRUE(id);
+  agent_.reset();
+  make_agent();
+  auto started = agent_->start();
+  ASSERT_TRUE(started) << started.error().message;
+  EXPECT_EQ(agent_->device_id(), id);
+  auto devices = service_->admin_list_devices(100, "");
+  ASSERT_TRUE(devices);
+  auto parsed = json::parse(*devices);
+  ASSERT_TRUE(parsed);
+  const auto* arr = parsed->is_array() ? &parsed->as_array()
+                                       : parsed->as_object().if_contains("devices")
+                                             ? &parsed->as_object().at("devices").as_array()
+                                             : nullptr;
+  ASSERT_NE(arr, nullptr) << *devices;
+  EXPECT_EQ(arr->size(), 1U) << *devices;
+}
+
+TEST_F(AgentCoreTest, IssuerDownServesCachedTokensUntilTheyExpireNeverAfter) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  me.exe_path = "/usr/bin/workload";
+  TokenRequest req{kAudience, {"read"}, std::chrono::seconds(300), std::nullopt};
+  auto first = agent_->token(me, req);
+  ASSERT_TRUE(first) << first.error().message;
+
+  issuer_->down = true;
+  clock_.advance(std::chrono::seconds(250));  // inside the renewal window: renewal fails
+  (void)agent_->tick();
+  auto cached = agent_->token(me, req);
+  ASSERT_TRUE(cached) << cached.error().message;
+  EXPECT_EQ(cached->jti, first->jti);
+  EXPECT_TRUE(agent_->proof(me, {first->jti, "GET", "https://api.example/"}));
+
+  clock_.advance(std::chrono::seconds(51));
+  EXPECT_GE(clock_.unix_now(), first->expires_at);
+  auto expired = agent_->token(me, req);
+  EXPECT_FALSE(expired);
+  EXPECT_FALSE(agent_->proof(me, {first->jti, "GET", "https://api.example/"}));
+
+  issuer_->down = false;
+  clock_.advance(std::chrono::seconds(600));
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  auto fresh = agent_->token(me, req);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_NE(fresh->jti, first->jti);
+}
+
+TEST_F(AgentCoreTest, RevokeStopsServingAndReportsToTheIssuer) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto t = agent_->token(me, req);
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(agent_->revoke(me, "test"));
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  EXPECT_FALSE(agent_->token(me, req));
+  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ErrorCode::kRevoked);
+  // The issuer flipped the token's status bit.
+  auto list = service_->status_list_jwt("1");
+  ASSERT_TRUE(list) << list.error().message;
+  // And a re-attestation brings the agent back.
+  auto back = agent_->reattest(me);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->state, "serving");
+}
+
+TEST_F(AgentCoreTest, SealedSecretOnlyForAllowedCallers) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 1234;
+  SealRequest seal;
+  seal.name = "db-password";
+  seal.value = SecretBytes(to_bytes("hunter2"));
+  SelectorMatch allow;
+  allow.uid = 1234;
+  seal.allow = {allow};
+  auto sealed = agent_->seal_secret(me, seal);
+  ASSERT_TRUE(sealed) << sealed.error().message;
+  auto file = warden::read_file(config_.state_dir / "secrets" / "db-password.sealed");
+  ASSERT_TRUE(file);
+  EXPECT_EQ(warden::to_string(*file).find("hunter2"), std::string::npos);
+
+  auto got = agent_->secret(me, "db-password");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(warden::to_string(got->view()), "hunter2");
+  os::Selectors other;
+  other.uid = 1235;
+  auto refused = agent_->secret(other, "db-password");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied);
+  ASSERT_TRUE(agent_->revoke(me, "test"));
+  EXPECT_FALSE(agent_->secret(me, "db-password"));
+}
+
+TEST_F(AgentCoreTest, PostureRevokeWorkloadDropsOnlyThatContainersTokens) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors a;
+  a.uid = 0;
+  a.container_id = "aaaa";
+  os::Selectors b;
+  b.uid = 0;
+  b.container_id = "bbbb";
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto ta = agent_->token(a, req);
+  auto tb = agent_->token(b, req);
+  ASSERT_TRUE(ta && tb);
+  posture::Change c;
+  c.source = posture::Source::kContainer;
+  c.action = posture::Action::kRevokeWorkload;
+  c.subject = "aaaa";
+  c.workload = "aaaa";
+  agent_->apply(c);
+  EXPECT_FALSE(agent_->proof(a, {ta->jti, "GET", "https://api.example/"}));
+  EXPECT_TRUE(agent_->proof(b, {tb->jti, "GET", "https://api.example/"}));
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+}
+
+TEST_F(AgentCoreTest, PostureRevokeAllWipesReportsThenReattestsWithBackoff) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto t = agent_->token(me, req);
+  ASSERT_TRUE(t) << t.error().message;
+  posture::Change c;
+  c.source = posture::Source::kResetCount;
+  c.action = posture::Action::kRevokeAll;
+  c.subject = "resetCount";
+  c.old_value = "0";
+  c.new_value = "1";
+  agent_->apply(c);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  EXPECT_FALSE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+  EXPECT_FALSE(agent_->token(me, req));
+
+  clock_.advance(std::chrono::seconds(5));  // past the first backoff window (<= 1 s)
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  auto fresh = agent_->token(me, req);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_NE(fresh->jti, t->jti);
+}
+
+TEST_F(AgentCoreTest, PostureReattestRefusedByPolicyRevokesEverything) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  // PCR 0 of a fresh swtpm is all zeros: this policy refuses it.
+  const std::string policy = "version = \"test.2\"\n[pcrs.sha256]\n0 = \"" +
+                             std::string(64, 'a') + "\"\n";
+  auto put = service_->admin_put_policy("test.2", policy, "test");
+  ASSERT_TRUE(put) << put.error().message;
+  posture::Change c;
+  c.source = posture::Source::kIma;
+  c.action = posture::Action::kReattest;
+  c.subject = "ima";
+  agent_->apply(c);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  auto st = agent_->status();
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->reason.find("pcr"), std::string::npos) << st->reason;
+  EXPECT_FALSE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+}
+
+TEST_F(AgentCoreTest, StatusListRevocationDropsTheTokenAndItsProofs) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(agent_->poll_status_list());
+  EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+  ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));
+  auto polled = agent_->poll_status_list();
+  ASSERT_TRUE(polled) << polled.error().message;
+  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(AgentCoreTest, TpmProofModeSignsProofsWithTheBindingKey) {
+  config_.proof_mode = ProofMode::kTpm;
+  make_agent();
+  auto started = agent_->start();
+  ASSERT_TRUE(started) << started.error().message;
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  auto verified = token::verify_jwt(t->token, jwks(), verify_options(clock_.unix_now()));
+  ASSERT_TRUE(verified) << verified.error().message;
+  auto p = agent_->proof(me, {t->jti, "POST", "https://api.example/x"});
+  ASSERT_TRUE(p) << p.error().message;
+  token::ReplayCache replay(16, 300);
+  EXPECT_TRUE(token::verify_proof(p->proof,
+                                  proof_check("POST", "https://api.example/x", clock_.unix_now(),
+                                              t->token, verified->claims.cnf->jkt),
+                                  replay));
+}
+
+}  // namespace
+}  // namespace warden::agent
