@@ -26,7 +26,7 @@ struct AgentConfig {
   // [tpm]
   std::string tcti = "device:/dev/tpmrm0";
   PcrSelection pcrs;  ///< boot PCRs; default sha256:0-9,10
-  unsigned container_pcr = 14;
+  unsigned container_pcr = 15;  // 14 is shim's (MokList); 15 is unused by firmware and bootloaders
   bool allow_resettable_pcr = false;
   /// TCG boot event log; empty: <securityfs_root>/tpm0/binary_bios_measurements. Absent file:
   /// the attestation carries an empty log.

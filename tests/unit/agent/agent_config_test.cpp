@@ -22,7 +22,7 @@ TEST(AgentConfig, DefaultsFromMinimalFile) {
   EXPECT_EQ(c->issuer_url, "https://issuer.example:8443");
   EXPECT_EQ(c->tcti, "device:/dev/tpmrm0");
   EXPECT_EQ(c->pcrs.to_string(), PcrSelection::parse("sha256:0-10")->to_string());
-  EXPECT_EQ(c->container_pcr, 14u);
+  EXPECT_EQ(c->container_pcr, 15u);
   EXPECT_TRUE(c->quoted_pcrs().banks[0].pcrs.test(14));
   EXPECT_EQ(c->state_dir, "/var/lib/warden");
   EXPECT_EQ(c->workload_socket, "/run/warden/workload.sock");
