@@ -5,6 +5,7 @@
 #include "attest/pcr_values.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
+#include "platform/base/openssl.h"
 
 namespace warden::agent::posture {
 
@@ -95,6 +96,27 @@ Result<cel::Record> ContainerEventLog::append(const cel::ContainerContent& conte
 std::map<TpmAlg, Bytes> ContainerEventLog::start_value() const {
   std::lock_guard lock(mutex_);
   return start_;
+}
+
+std::map<TpmAlg, std::string> ContainerEventLog::expected_value() const {
+  std::lock_guard lock(mutex_);
+  std::map<TpmAlg, std::string> out;
+  for (const auto& [alg, start] : start_) {
+    // Extends the start value with each record's digest for this bank (as the TPM did).
+    Bytes value = start;
+    for (const auto& record : records_) {
+      for (const auto& [bank, digest] : record.digests) {
+        if (bank != alg) continue;
+        auto hasher = ossl::Hasher::create(to_ossl(alg));
+        if (!hasher) return {};
+        hasher->update(value);
+        hasher->update(digest);
+        value = hasher->finish();
+      }
+    }
+    out[alg] = hex_encode(value);
+  }
+  return out;
 }
 
 std::vector<cel::Record> ContainerEventLog::records() const {

@@ -60,6 +60,9 @@ class ContainerEventLog {
   /// The PCR value per bank (hex) before the first record of this log.
   [[nodiscard]] std::map<TpmAlg, Bytes> start_value() const;
   [[nodiscard]] std::vector<attest::cel::Record> records() const;
+  /// What the PCR must hold per bank (hex) if only this log extended it: start_value() replayed
+  /// with every record. Anything else means someone extended the PCR behind the agent's back.
+  [[nodiscard]] std::map<TpmAlg, std::string> expected_value() const;
   /// The file's bytes (what is uploaded with a quote).
   [[nodiscard]] Bytes encoded() const;
   /// Containers whose last record is a start, by id.

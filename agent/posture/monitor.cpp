@@ -834,7 +834,19 @@ void MonitorImpl::poll_tpm() {
     const std::string reference = ref == tpm_reference_.pcrs.end() ? kAbsent : ref->second;
     const std::string current = cur == reading->pcrs.end() ? kAbsent : cur->second;
     const unsigned index = pcr_index(key);
-    if (opts_.container_log != nullptr && index == opts_.container_log->pcr()) continue;
+    if (opts_.container_log != nullptr && index == opts_.container_log->pcr()) {
+      // The container PCR moves with every container start and stop; it must always equal the
+      // container log's replay. A value the log does not explain is tampering.
+      const auto expected = opts_.container_log->expected_value();
+      const auto bank = hash_from_name(key.substr(0, key.find(':')));
+      const auto want = bank ? expected.find(*bank) : expected.end();
+      if (want != expected.end() && cur != reading->pcrs.end() &&
+          is_new(tpm_reported_, "container " + key, want->second, current)) {
+        report(Source::kPcr, Action::kRevokeAll, "pcr " + key + " (container log)", want->second,
+               current, detected);
+      }
+      continue;
+    }
     if (is_new(tpm_reported_, "pcr " + key, reference, current)) {
       report(Source::kPcr, index == opts_.ima_pcr ? Action::kReattest : Action::kRevokeAll,
              "pcr " + key, reference, current, detected);

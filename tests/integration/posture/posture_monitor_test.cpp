@@ -331,6 +331,37 @@ TEST_F(PostureMonitor, BootPcrExtendRevokesEverythingWithinThePollInterval) {
   EXPECT_GE(monitor->stats().tpm_polls, 1u);
 }
 
+// Container starts move the container PCR as the log says; an extend the log does not explain
+// (root writing to the PCR behind the agent's back) revokes everything.
+TEST_F(PostureMonitor, ContainerPcrExtendedBehindTheLogRevokesEverything) {
+  write_text(cgroupfs_ / "cgroup.controllers", "cpu memory pids\n");
+  TpmPcrExtender extender(tpm());
+  auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 15}, extender);
+  ASSERT_TRUE(log) << log.error().message;
+  auto selection = PcrSelection::parse("sha256:0-9,15");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto o = monitor_options();
+  o.tpm = &probe;
+  o.container_log = log->get();
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+
+  fs::create_directories(cgroupfs_ / "system.slice" / ("docker-" + kDockerId + ".scope"));
+  ASSERT_TRUE(changes_.wait([](const Change& c) { return c.workload == kDockerId; }));
+  // Several polls with the log's own extend in place: nothing is reported for the PCR.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(changes_.count(Source::kPcr), 0u);
+
+  extend(15, 'f');
+  auto change = changes_.wait_source(Source::kPcr);
+  ASSERT_TRUE(change);
+  EXPECT_EQ(change->action, Action::kRevokeAll);
+  EXPECT_EQ(change->subject, "pcr sha256:15 (container log)");
+  EXPECT_EQ(change->old_value, (*log)->expected_value().at(TpmAlg::kSha256));
+  EXPECT_NE(change->new_value, change->old_value);
+}
+
 TEST_F(PostureMonitor, ImaPcrExtendAsksForReattestation) {
   auto selection = PcrSelection::parse("sha256:0-9,10");
   ASSERT_TRUE(selection);
