@@ -430,6 +430,9 @@ Status Agent::reattest_locked(const std::string& why) {
       transition(AgentState::kDegraded, e.message);
     } else {
       revoke_all_locked(e.message, false);
+      // A refusal is not final: the policy or the device may change. Ask again with backoff
+      // (an admin revocation, which turns this off, is).
+      auto_reattest_ = true;
     }
     next_retry_ = now() + backoff_.next().count() / 1000 + 1;
     return attested;

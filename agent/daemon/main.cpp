@@ -80,7 +80,9 @@ class Maintenance {
   }
 
  private:
-  void start_monitor() {
+  // Before the first attestation: opening the log starts a new one when the PCR no longer replays
+  // from it (after a reboot), and the first quote must be sent with that log, not the stale one.
+  void open_container_log() {
     namespace posture = warden::agent::posture;
     const warden::tpm::Tpm tpm(config_.tcti);
     probe_ = std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(),
@@ -99,6 +101,10 @@ class Maintenance {
     } else {
       container_log_ = std::move(*log);
     }
+  }
+
+  void start_monitor() {
+    namespace posture = warden::agent::posture;
     posture::MonitorOptions options;
     options.cgroupfs_root = config_.cgroupfs_root;
     options.securityfs_root = config_.securityfs_root;
@@ -122,6 +128,7 @@ class Maintenance {
   }
 
   void run() {
+    open_container_log();
     if (auto started = agent_.start(); !started) {
       spdlog::error("start: {} (retrying with backoff)", started.error().message);
     }

@@ -23,7 +23,7 @@ TEST(AgentConfig, DefaultsFromMinimalFile) {
   EXPECT_EQ(c->tcti, "device:/dev/tpmrm0");
   EXPECT_EQ(c->pcrs.to_string(), PcrSelection::parse("sha256:0-10")->to_string());
   EXPECT_EQ(c->container_pcr, 15u);
-  EXPECT_TRUE(c->quoted_pcrs().banks[0].pcrs.test(14));
+  EXPECT_TRUE(c->quoted_pcrs().banks[0].pcrs.test(15));
   EXPECT_EQ(c->state_dir, "/var/lib/warden");
   EXPECT_EQ(c->workload_socket, "/run/warden/workload.sock");
   EXPECT_EQ(c->workload_socket_mode, 0666u);
@@ -59,7 +59,7 @@ TEST(AgentConfig, ErrorsNameTheKey) {
       {with("[tpm]\ncontainer_pcr = 16\n"), "tpm.container_pcr"},
       {with("[tpm]\ncontainer_pcr = 23\n"), "tpm.container_pcr"},
       {with("[tpm]\ncontainer_pcr = 24\n"), "tpm.container_pcr"},
-      {with("[tpm]\npcrs = \"sha256:0-14\"\n"), "tpm.pcrs"},
+      {with("[tpm]\npcrs = \"sha256:0-15\"\n"), "tpm.pcrs"},
       {with("[tpm]\npcrs = \"md5:1\"\n"), "tpm.pcrs"},
       {with("[api]\nworkload_socket_mode = \"0999\"\n"), "api.workload_socket_mode"},
       {with("[api]\nadmin_socket_mode = \"0666\"\n"), "api.admin_socket_mode"},
