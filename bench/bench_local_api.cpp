@@ -6,7 +6,9 @@
 // threads; echo: its connection threads), which is what the server code controls.
 // Target: API >= half of echo throughput, p99 < 1 ms.
 //
-//   bench_local_api [--clients N] [--requests N] [--rounds N] [--io-threads N]
+//   bench_local_api [--clients N] [--requests N] [--rounds N] [--io-threads N] [--proofs]
+//     --proofs: POST /v1/proof, each answered with a fresh ES256 proof by a software session key
+//               (the daemon's default proof mode); target >= 5,000 proofs/s
 //   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
 //                                           their tokens cached (clients in a child process)
 #include <pthread.h>
@@ -35,6 +37,9 @@
 #include <boost/asio/post.hpp>
 
 #include "agent/api/local_server.h"
+#include "attest/token/dpop.h"
+#include "attest/token/signer.h"
+#include "platform/base/clock.h"
 
 namespace {
 using namespace warden;
@@ -58,8 +63,21 @@ class CachedTokenService : public agent::WorkloadService {
     if (it == cache_.end()) return fail(ErrorCode::kNotFound, "no cached token");
     return it->second;
   }
-  Result<agent::ProofResponse> proof(const os::Selectors&, const agent::ProofRequest&) override {
-    return agent::ProofResponse{"p"};
+  /// With a session key, proof() does what the daemon does in session mode: a fresh ES256 DPoP
+  /// proof (new jti, iat, ath of the cached token) signed by the software key.
+  void use_session_key() {
+    auto k = token::EcSigner::generate(random_);
+    if (k) session_key_.emplace(std::move(*k));
+  }
+  Result<agent::ProofResponse> proof(const os::Selectors&,
+                                     const agent::ProofRequest& request) override {
+    if (!session_key_) return agent::ProofResponse{"p"};
+    const auto it = cache_.begin();
+    auto p = token::create_proof(*session_key_,
+                                 {request.htm, request.htu, it->second.token, std::nullopt},
+                                 clock_.unix_now(), random_);
+    if (!p) return fail(p.error());
+    return agent::ProofResponse{std::move(*p)};
   }
   Result<SecretBytes> secret(const os::Selectors&, const std::string&) override {
     return fail(ErrorCode::kNotFound, "none");
@@ -73,7 +91,12 @@ class CachedTokenService : public agent::WorkloadService {
 
  private:
   std::map<std::string, agent::TokenResponse, std::less<>> cache_;
+  SystemRandom random_;
+  SystemClock clock_;
+  std::optional<token::EcSigner> session_key_;
 };
+
+bool g_proofs = false;  ///< --proofs: drive POST /v1/proof instead of POST /v1/token
 
 int connect_unix(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -132,9 +155,17 @@ struct Figures {
 /// Server CPU seconds consumed so far (sampled before and after a phase).
 using CpuProbe = double (*)(void*);
 
+std::string proof_request() {
+  const std::string body = R"({"jti":"jti-0","htm":"GET","htu":"https://rp0.example/resource"})";
+  return "POST /v1/proof HTTP/1.1\r\nHost: localhost\r\nworkload.spiffe.io: true\r\n"
+         "Content-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
 Figures drive(const std::string& path, std::size_t echo_size, int clients, int per_client,
               CpuProbe probe, void* probe_arg) {
-  const std::string request = token_request(CachedTokenService::audience(0));
+  const std::string request =
+      g_proofs && echo_size == 0 ? proof_request() : token_request(CachedTokenService::audience(0));
   std::vector<std::vector<double>> lat(static_cast<std::size_t>(clients));
   std::atomic<std::size_t> failures{0};
   std::vector<std::thread> threads;
@@ -328,6 +359,7 @@ int main(int argc, char** argv) {
     else if (a == "--io-threads") args.io_threads = next();
     else if (a == "--workloads") args.workloads = next();
     else if (a == "--rss") args.rss = true;
+    else if (a == "--proofs") g_proofs = true;
     else {
       std::fprintf(stderr, "bench_local_api: unknown argument %s\n", a.c_str());
       return 2;
@@ -344,6 +376,7 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io;
   CachedTokenService service(1);
+  if (g_proofs) service.use_session_key();
   os::WorkloadIdentityResolver resolver;
   agent::api::EventBus bus(io.get_executor());
   agent::api::LocalServerOptions options;
@@ -403,9 +436,8 @@ int main(int argc, char** argv) {
   }
   std::printf("clients=%d requests/client=%d rounds=%d io-threads=%d (medians)\n", args.clients,
               args.requests, args.rounds, args.io_threads);
-  std::printf("api  (cached token): %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
-              "us/req\n",
-              median(api_rate), median(api_p50), median(api_p99), median(api_cpu));
+  std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
+              g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate), median(api_p50), median(api_p99), median(api_cpu));
   std::printf("echo (raw unix)    : %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
               "us/req\n",
               median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
