@@ -163,7 +163,13 @@ Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
   return policy_;
 }
 
-Result<token::KeySet> Service::published_keys() {
+Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload) {
+  const std::int64_t t = now();
+  std::string kid = options_.keys->current_kid();
+  std::lock_guard lock(keys_mu_);
+  if (!reload && keys_ && keys_kid_ == kid && t >= keys_loaded_at_ &&
+      t - keys_loaded_at_ < kKeysTtl)
+    return keys_;
   WARDEN_ASSIGN(infos, options_.keys->published());
   token::KeySet set;
   for (const SigningKeyInfo& info : infos) {
@@ -172,7 +178,10 @@ Result<token::KeySet> Service::published_keys() {
     jwk.set_alg(token::Alg::kEs256);
     set.add(std::move(jwk));
   }
-  return set;
+  keys_ = std::make_shared<const token::KeySet>(std::move(set));
+  keys_kid_ = std::move(kid);
+  keys_loaded_at_ = t;
+  return keys_;
 }
 
 // ---- enrollment --------------------------------------------------------------------------------
@@ -289,7 +298,14 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
                                                const RequestTarget& target) {
   const std::int64_t t = now();
   WARDEN_ASSIGN(keys, published_keys());
-  auto verified = token::verify_cwt(request.device_token, keys, {.now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true});
+  const token::ClaimChecks verify_options{
+      .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
+  auto verified = token::verify_cwt(request.device_token, *keys, verify_options);
+  if (!verified && verified.error().code == ErrorCode::kUnknownKey) {
+    // Signed by a key another replica published since the cache was loaded.
+    WARDEN_ASSIGN(fresh, published_keys(true));
+    verified = token::verify_cwt(request.device_token, *fresh, verify_options);
+  }
   if (!verified) return fail(std::move(verified).error().context("token: device token"));
   const token::Claims& dc = verified->claims;
   if (dc.eat_profile != std::string(token::kEatProfile) || !dc.device_id || !dc.attestation ||
@@ -367,15 +383,15 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
     WARDEN_ASSIGN(jwt, token::mint_jwt(signer, token::kTypWorkload, c));
     out.token = std::move(jwt);
   }
-  WARDEN_TRY_STATUS(options_.store->add_token(
-      {*c.jti, device.id, list_id, index, t, *c.exp, false}));
   boost::json::object why;
   why["rule"] = grant->rule;
   why["jti"] = *c.jti;
   why["audience"] = request.audience;
   why["status_index"] = index;
-  audit({0, t, device.id, "token", "accept", "", policy->reference.version,
-         json::serialize(boost::json::array{why})});
+  WARDEN_TRY_STATUS(options_.store->record_token_issue(
+      {*c.jti, device.id, list_id, index, t, *c.exp, false},
+      {0, t, device.id, "token", "accept", "", policy->reference.version,
+       json::serialize(boost::json::array{why})}));
   out.jti = *c.jti;
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
   out.status_index = index;
@@ -384,11 +400,16 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
 
 Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
   std::lock_guard lock(list_mu_);
+  if (block_next_ < block_end_) return std::pair{std::to_string(list_number_), block_next_++};
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::string id = std::to_string(list_number_);
-    auto index = options_.store->allocate_status_index(id);
-    if (index) return std::pair{std::move(id), *index};
-    if (index.error().code != ErrorCode::kLimitExceeded) return fail(std::move(index).error());
+    auto block = options_.store->allocate_status_indexes(id, kStatusBlock);
+    if (block) {
+      block_next_ = block->first + 1;
+      block_end_ = block->second;
+      return std::pair{std::move(id), block->first};
+    }
+    if (block.error().code != ErrorCode::kLimitExceeded) return fail(std::move(block).error());
     // Full: move on to the next list (another replica may have created it already).
     auto created =
         options_.store->create_status_list(std::to_string(list_number_ + 1), options_.status_list_bits);
@@ -496,7 +517,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
 
 Result<std::string> Service::jwks_json() {
   WARDEN_ASSIGN(keys, published_keys());
-  return keys.to_json();
+  return keys->to_json();
 }
 
 Result<std::string> Service::status_list_jwt(std::string_view list_id) {

@@ -85,7 +85,10 @@ class Service final : public IssuerService {
   std::string random_id();
   /// The active policy, reparsed when another replica (or admin_put_policy) changed it.
   Result<std::shared_ptr<const ActivePolicy>> active_policy();
-  Result<token::KeySet> published_keys();
+  /// The published keys, cached in memory: reloaded when this process rotated (the current kid
+  /// changed), after kKeysTtl seconds (retired keys expiring, other replicas rotating), or when
+  /// `reload` (a token did not verify against the cached set).
+  Result<std::shared_ptr<const token::KeySet>> published_keys(bool reload = false);
   [[nodiscard]] std::string status_uri(std::string_view list_id) const;
   /// Flips the status bit of every live token of `device_id`; returns how many.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
@@ -111,10 +114,21 @@ class Service final : public IssuerService {
   token::ReplayCache proof_replay_{100000, 600};
   token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
 
+  static constexpr std::int64_t kKeysTtl = 5;
+  std::mutex keys_mu_;  // guards the keys_ cache
+  std::shared_ptr<const token::KeySet> keys_;
+  std::string keys_kid_;
+  std::int64_t keys_loaded_at_ = 0;
+
   std::mutex random_mu_;  // Random is not required to be thread-safe
 
-  std::mutex list_mu_;  // guards list_number_
+  /// Status indexes are taken from the store in blocks (disjoint across replicas) and handed
+  /// out from memory; a restart leaves the rest of a block unused (never reused).
+  static constexpr std::uint64_t kStatusBlock = 64;
+  std::mutex list_mu_;  // guards list_number_ and the block
   std::uint64_t list_number_ = 1;
+  std::uint64_t block_next_ = 0;
+  std::uint64_t block_end_ = 0;
 };
 
 }  // namespace warden::issuer

@@ -486,6 +486,26 @@ class SqlStore final : public Store {
     return static_cast<std::uint64_t>(sql::as_int(rows->at(0).at(0)) - 1);
   }
 
+  Result<std::pair<std::uint64_t, std::uint64_t>> allocate_status_indexes(
+      std::string_view id, std::uint64_t count) override {
+    if (count > 1) {
+      std::array<Value, 2> p{std::string(id), i64(count)};
+      auto rows = query(
+          "UPDATE status_lists SET next_index = next_index + ?2 WHERE id = ?1 AND "
+          "next_index + ?2 <= bits RETURNING next_index",
+          p);
+      if (!rows) return fail(std::move(rows).error());
+      if (!rows->empty()) {
+        auto end = static_cast<std::uint64_t>(sql::as_int(rows->at(0).at(0)));
+        return std::pair{end - count, end};
+      }
+    }
+    // Fewer than `count` left (or count <= 1): one at a time until the list is full.
+    auto one = allocate_status_index(id);
+    if (!one) return fail(std::move(one).error());
+    return std::pair{*one, *one + 1};
+  }
+
   Status set_status_bit(std::string_view id, std::uint64_t index, bool value) override {
     auto list = get_list_row(id);
     if (!list) return fail(std::move(list).error());
@@ -516,6 +536,32 @@ class SqlStore final : public Store {
       if (idx < list->bits) list->bytes[idx / 8] |= static_cast<std::uint8_t>(1U << (idx % 8));
     }
     return list;
+  }
+
+  Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override {
+    return transaction([&](sql::Connection& c) -> Status {
+      std::vector<Value> tp{t.jti,         t.device_id,  t.list_id,
+                            i64(t.status_index), t.issued_at, t.expires_at,
+                            static_cast<std::int64_t>(t.revoked ? 1 : 0)};
+      auto token = c.exec(
+          "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
+          "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+          tp);
+      if (!token) {
+        if (token.error().code == ErrorCode::kConflict) {
+          return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
+        }
+        return fail(std::move(token).error());
+      }
+      std::vector<Value> ap{a.time,          a.device_id,      a.action,      a.decision,
+                            a.evidence_hash, a.policy_version, a.reasons_json};
+      auto audit = c.exec(
+          "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
+          "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+          ap);
+      if (!audit) return fail(std::move(audit).error());
+      return ok();
+    });
   }
 
   Status add_token(const TokenRecord& t) override {

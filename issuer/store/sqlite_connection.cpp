@@ -1,5 +1,8 @@
 #include <sqlite3.h>
 
+#include <string>
+#include <unordered_map>
+
 #include "issuer/store/sql.h"
 
 namespace warden::issuer::sql {
@@ -8,19 +11,41 @@ namespace {
 class SqliteConnection final : public Connection {
  public:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
-  ~SqliteConnection() override { sqlite3_close_v2(db_); }
+  ~SqliteConnection() override {
+    for (auto& [text, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;
 
   [[nodiscard]] Dialect dialect() const override { return Dialect::kSqlite; }
 
   Result<Rows> exec(std::string_view sql, std::span<const Value> params) override {
+    // Statements are prepared once per connection and reused (the store's SQL texts are a
+    // small fixed set): preparing costs more than running most of them.
     sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &raw, nullptr) !=
-        SQLITE_OK) {
-      return error("prepare");
+    std::string key(sql);
+    auto cached = cache_.find(key);
+    if (cached != cache_.end()) {
+      raw = cached->second;
+    } else {
+      if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                             SQLITE_PREPARE_PERSISTENT, &raw, nullptr) != SQLITE_OK) {
+        return error("prepare");
+      }
+      if (cache_.size() >= kMaxCached) {
+        for (auto& [text, stmt] : cache_) sqlite3_finalize(stmt);
+        cache_.clear();
+      }
+      cache_.emplace(std::move(key), raw);
     }
-    std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, sqlite3_finalize);
+    struct Reset {
+      sqlite3_stmt* s;
+      ~Reset() {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+      }
+    } reset{raw};
     for (std::size_t i = 0; i < params.size(); ++i) {
       int idx = static_cast<int>(i + 1);
       int rc = SQLITE_OK;
@@ -100,7 +125,9 @@ class SqliteConnection final : public Connection {
     return fail(ErrorCode::kIo, msg);
   }
 
+  static constexpr std::size_t kMaxCached = 128;
   sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
 
 }  // namespace

@@ -167,11 +167,18 @@ class Store {
   virtual Status create_status_list(std::string_view id, std::uint64_t bits) = 0;
   /// Atomically takes the next free index; kLimitExceeded when the list is full.
   virtual Result<std::uint64_t> allocate_status_index(std::string_view id) = 0;
+  /// Atomically takes a block of up to `count` (>= 1) consecutive free indexes [first, end);
+  /// fewer only when the list has fewer left; kLimitExceeded when it is full. Blocks handed to
+  /// different callers (replicas) never overlap.
+  virtual Result<std::pair<std::uint64_t, std::uint64_t>> allocate_status_indexes(
+      std::string_view id, std::uint64_t count) = 0;
   virtual Status set_status_bit(std::string_view id, std::uint64_t index, bool value) = 0;
   virtual Result<StatusList> get_status_list(std::string_view id) = 0;
 
   // Issued tokens (schema 2). Errors: kAlreadyExists on a duplicate jti, kNotFound.
   virtual Status add_token(const TokenRecord& token) = 0;
+  /// add_token and append_audit in one transaction (one commit per issued token).
+  virtual Status record_token_issue(const TokenRecord& token, const AuditRecord& audit) = 0;
   virtual Result<TokenRecord> get_token(std::string_view jti) = 0;
   /// Tokens of `device_id` not revoked and not expired at `now`, oldest first.
   virtual Result<std::vector<TokenRecord>> live_tokens(std::string_view device_id,

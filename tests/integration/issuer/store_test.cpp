@@ -306,6 +306,51 @@ TYPED_TEST(StoreTest, AttestationKeepsBindingKeyAndImaStateUntilReplaced) {
   EXPECT_EQ(d->ima_entries, 42U);
 }
 
+TYPED_TEST(StoreTest, StatusIndexBlocksAreDisjointAndEndAtTheListSize) {
+  ASSERT_TRUE(this->store_->create_status_list("B", 100));
+  std::mutex mu;
+  std::set<std::uint64_t> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        auto block = this->store_->allocate_status_indexes("B", 16);
+        if (!block) {
+          EXPECT_EQ(block.error().code, ErrorCode::kLimitExceeded) << block.error().message;
+          return;
+        }
+        EXPECT_LT(block->first, block->second);
+        EXPECT_LE(block->second, 100U);
+        std::lock_guard lock(mu);
+        for (auto i = block->first; i < block->second; ++i)
+          EXPECT_TRUE(seen.insert(i).second) << "index handed out twice: " << i;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), 100U);
+  EXPECT_EQ(this->store_->allocate_status_indexes("nope", 16).error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreTest, TokenIssueRecordsTokenAndAuditTogether) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  AuditRecord a{0, 100, "d1", "token", "accept", "", "v1", R"([{"jti":"j1"}])"};
+  ASSERT_TRUE(this->store_->record_token_issue({"j1", "d1", "L", 0, 100, 400, false}, a));
+  auto token = this->store_->get_token("j1");
+  ASSERT_TRUE(token) << token.error().message;
+  EXPECT_EQ(token->expires_at, 400);
+  // A duplicate jti fails as a whole: no second audit record.
+  EXPECT_EQ(this->store_->record_token_issue({"j1", "d1", "L", 1, 100, 400, false}, a)
+                .error()
+                .code,
+            ErrorCode::kAlreadyExists);
+  auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 10});
+  ASSERT_TRUE(audit) << audit.error().message;
+  ASSERT_EQ(audit->size(), 1U);
+  EXPECT_EQ((*audit)[0].action, "token");
+  EXPECT_EQ((*audit)[0].reasons_json, R"([{"jti":"j1"}])");
+}
+
 TYPED_TEST(StoreTest, TokensAreRecordedListedAndRevokedOnce) {
   ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
   ASSERT_TRUE(this->store_->add_device(this->make_device("d2")));
