@@ -3,6 +3,10 @@
 // status list polling) on a maintenance thread, the watchdog on a timer.
 #include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <condition_variable>
@@ -94,6 +98,10 @@ class Maintenance {
     log_options.allow_resettable_pcr = config_.allow_resettable_pcr;
     log_options.banks.clear();
     for (const auto& bank : config_.quoted_pcrs().banks) log_options.banks.push_back(bank.alg);
+    // First start: the state dir does not exist yet (the agent makes it 0700 too).
+    if (::mkdir(config_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      spdlog::warn("state dir {}: {}", config_.state_dir.string(), std::strerror(errno));
+    }
     auto log = posture::ContainerEventLog::open(log_options, *extender_);
     if (!log) {
       spdlog::warn("container event log: {} (container starts are not measured)",

@@ -17,6 +17,7 @@
 #include "attest/token/json.h"
 #include "attest/token/jwk.h"
 #include "attest/token/jwt.h"
+#include "attest/token/status_list.h"
 #include "platform/base/file.h"
 #include "platform/net/https_client.h"
 #include "tests/support/process.h"
@@ -285,6 +286,62 @@ TEST_F(AgentE2ETest, PingsTheWatchdogAndReloadsOnSighup) {
   auto tok = curl_json("/v1/token", token_body(60));
   EXPECT_TRUE(tok.contains("token")) << json::serialize(tok);
   EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
+}
+
+// The posture path with real processes: someone extends the container PCR behind the agent's
+// back; the agent stops proving at once and reports it, a relying party sees the token revoked
+// in the issuer's status list, re-attestation is refused, and a reboot (TPM reset, agent start)
+// restores service with a new token.
+TEST_F(AgentE2ETest, TamperedContainerPcrRevokesUntilTheDeviceReboots) {
+  start_agent();
+  auto tok = curl_json("/v1/token", token_body(300));
+  ASSERT_TRUE(tok.contains("token")) << json::serialize(tok) << agent_log();
+  const std::string jwt(tok.at("token").as_string());
+  const std::string jti(tok.at("jti").as_string());
+  token::JwtVerifyOptions vo;
+  vo.checks.now = unix_now();
+  vo.checks.audience = std::string(kAudience);
+  auto verified = token::verify_jwt(jwt, issuer_jwks(), vo);
+  ASSERT_TRUE(verified && verified->claims.status) << agent_log();
+
+  auto extend = test::run_command({"tpm2_pcrextend", "15:sha256=" + std::string(64, 'e')},
+                                  tpm_->tools_env());
+  ASSERT_EQ(extend.exit_code, 0) << extend.out;
+  const std::string proof_body =
+      "{\"jti\":\"" + jti + "\",\"htm\":\"GET\",\"htu\":\"https://api.example/r\"}";
+  ASSERT_TRUE(test::wait_for(
+      [&] { return !curl_json("/v1/proof", proof_body).contains("proof"); },
+      std::chrono::seconds(10)))
+      << agent_log();
+  EXPECT_NE(agent_log().find("(container log)"), std::string::npos) << agent_log();
+
+  // The relying party's view: the status list the token points to marks it revoked.
+  const std::string& uri = verified->claims.status->uri;
+  const std::string path = uri.substr(uri.find("/v1/"));
+  bool revoked = false;
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", path, "", {});
+        if (!r || r->status != 200U) return false;
+        auto list = token::verify_status_list_jwt(to_string(r->body), issuer_jwks(), unix_now());
+        revoked = list && !token::check_status(verified->claims, *list);
+        return revoked;
+      },
+      std::chrono::seconds(10)));
+  EXPECT_TRUE(revoked);
+  auto refused = curl_json("/v1/token", token_body(300));
+  EXPECT_FALSE(refused.contains("token")) << json::serialize(refused);
+  EXPECT_EQ(refused.at("error").as_string(), "revoked");
+
+  // Reboot: the TPM resets its PCRs, the agent starts a new container log and attests cleanly.
+  EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
+  tpm_->power_cycle();
+  start_agent();
+  auto fresh = curl_json("/v1/token", token_body(300));
+  ASSERT_TRUE(fresh.contains("token")) << json::serialize(fresh) << agent_log();
+  EXPECT_NE(fresh.at("jti").as_string(), jti);
+  vo.checks.now = unix_now();
+  EXPECT_TRUE(token::verify_jwt(std::string(fresh.at("token").as_string()), issuer_jwks(), vo));
 }
 
 }  // namespace
