@@ -526,7 +526,9 @@ Result<std::string> Service::status_list_jwt(std::string_view list_id) {
   for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
     if (stored.bytes[i] == 0) continue;
     for (unsigned b = 0; b < 8; ++b) {
-      if ((stored.bytes[i] >> b) & 1U) WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
+      if ((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) {
+        WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
+      }
     }
   }
   WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
