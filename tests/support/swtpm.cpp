@@ -88,8 +88,10 @@ void Swtpm::launch() {
          "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1", "--flags",
          "not-need-init,startup-clear"},
         {}, log);
-    bool up = wait_for([&] { return !process_.running() || can_connect(port_ + 1); },
-                       std::chrono::seconds(10));
+    // Both sockets: swtpm may listen on the control port before the server port.
+    bool up = wait_for(
+        [&] { return !process_.running() || (can_connect(port_ + 1) && can_connect(port_)); },
+        std::chrono::seconds(10));
     if (up && process_.running()) return;
     process_.stop();
   }

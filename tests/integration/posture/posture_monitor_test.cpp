@@ -259,6 +259,8 @@ TEST_F(PostureMonitor, ContainerGoneWhileTheAgentWasDownIsLoggedAsStopped) {
     o.container_log = log->get();
     auto monitor = start(o);
     ASSERT_TRUE(changes_.wait([](const Change& c) { return c.runtime == "cri-o"; }));
+    // The start must be in the log before the agent "goes down".
+    ASSERT_TRUE(test::wait_for([&] { return (*log)->records().size() == 1; }, kDeadline));
   }
   fs::remove(scope);
   auto log = ContainerEventLog::open({.path = state_ / "containers.cel", .pcr = 14}, extender);
