@@ -11,7 +11,6 @@
 //               (the daemon's default proof mode); target >= 5,000 proofs/s
 //   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
 //                                           their tokens cached (clients in a child process)
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -25,12 +24,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <sstream>
-#include <utility>
 #include <map>
+#include <pthread.h>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -333,9 +333,10 @@ int run_rss(const Args& args, const std::filesystem::path& dir) {
   const long loaded_kb = status_kb("VmRSS:");
   const long hwm_kb = status_kb("VmHWM:");
   std::printf("workloads=%d served=%d (read %zd)\n", args.workloads, ok, got);
-  std::printf("server process RSS: %ld KiB before the API, %ld KiB with %d workloads connected "
-              "and cached (peak %ld KiB); API share %ld KiB\n",
-              base_kb, loaded_kb, args.workloads, hwm_kb, loaded_kb - base_kb);
+  std::printf(
+      "server process RSS: %ld KiB before the API, %ld KiB with %d workloads connected "
+      "and cached (peak %ld KiB); API share %ld KiB\n",
+      base_kb, loaded_kb, args.workloads, hwm_kb, loaded_kb - base_kb);
   ::close(release[1]);
   ::waitpid(child, nullptr, 0);
   boost::asio::post(io, [&] {
@@ -353,13 +354,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
-    if (a == "--clients") args.clients = next();
-    else if (a == "--requests") args.requests = next();
-    else if (a == "--rounds") args.rounds = next();
-    else if (a == "--io-threads") args.io_threads = next();
-    else if (a == "--workloads") args.workloads = next();
-    else if (a == "--rss") args.rss = true;
-    else if (a == "--proofs") g_proofs = true;
+    if (a == "--clients")
+      args.clients = next();
+    else if (a == "--requests")
+      args.requests = next();
+    else if (a == "--rounds")
+      args.rounds = next();
+    else if (a == "--io-threads")
+      args.io_threads = next();
+    else if (a == "--workloads")
+      args.workloads = next();
+    else if (a == "--rss")
+      args.rss = true;
+    else if (a == "--proofs")
+      g_proofs = true;
     else {
       std::fprintf(stderr, "bench_local_api: unknown argument %s\n", a.c_str());
       return 2;
@@ -430,17 +438,20 @@ int main(int argc, char** argv) {
     echo_p99.push_back(echo.p99_us);
     echo_cpu_us.push_back(echo.server_cpu_us);
     ratio.push_back(echo.per_second > 0 ? api.per_second / echo.per_second : 0);
-    std::printf("round %d: api %8.0f req/s p99 %7.1f us | echo %8.0f req/s p99 %7.1f us | "
-                "ratio %.2f\n",
-                r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
+    std::printf(
+        "round %d: api %8.0f req/s p99 %7.1f us | echo %8.0f req/s p99 %7.1f us | "
+        "ratio %.2f\n",
+        r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
   }
   std::printf("clients=%d requests/client=%d rounds=%d io-threads=%d (medians)\n", args.clients,
               args.requests, args.rounds, args.io_threads);
   std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
-              g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate), median(api_p50), median(api_p99), median(api_cpu));
-  std::printf("echo (raw unix)    : %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
-              "us/req\n",
-              median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
+              g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate),
+              median(api_p50), median(api_p99), median(api_cpu));
+  std::printf(
+      "echo (raw unix)    : %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f "
+      "us/req\n",
+      median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
   std::printf("api/echo throughput ratio: %.2f (target >= 0.50); api p99 target < 1000 us\n",
               median(ratio));
   for (auto& tid : io_tids) {

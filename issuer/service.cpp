@@ -29,9 +29,9 @@ Status check_ak_algorithm(const q::PublicArea& ak) {
     return ok();
   return fail(ErrorCode::kAlgorithmNotAllowed,
               "enroll: AK algorithm expected ECC P-256/ECDSA-SHA256 or RSA-2048/RSASSA-SHA256, "
-              "found type " + std::to_string(ak.type) + " curve " + std::to_string(ak.curve) +
-                  " scheme " + std::to_string(ak.scheme) + " hash " +
-                  std::to_string(ak.scheme_hash));
+              "found type " +
+                  std::to_string(ak.type) + " curve " + std::to_string(ak.curve) + " scheme " +
+                  std::to_string(ak.scheme) + " hash " + std::to_string(ak.scheme_hash));
 }
 
 boost::json::object reason_json(const protocol::Reason& r) {
@@ -86,8 +86,9 @@ Result<Bytes> IssuerSigner::sign(ByteSpan signing_input) {
 Result<std::unique_ptr<IssuerService>> IssuerService::create(Options options) {
   if (options.config == nullptr || options.store == nullptr || options.keys == nullptr ||
       options.clock == nullptr || options.random == nullptr)
-    return fail(ErrorCode::kInvalidArgument, "issuer service: config, store, keys, clock and "
-                                             "random are required");
+    return fail(ErrorCode::kInvalidArgument,
+                "issuer service: config, store, keys, clock and "
+                "random are required");
   if (options.status_list_bits == 0 || options.status_list_bits > (1U << 24))
     return fail(ErrorCode::kInvalidArgument, "issuer service: status_list_bits expected 1..2^24");
   if (options.nonce_key.size() < 32)
@@ -114,7 +115,8 @@ Status Service::init() {
     if (!next && next.error().code == ErrorCode::kNotFound) break;
     if (!next) return fail(std::move(next).error());
   }
-  auto created = options_.store->create_status_list(std::to_string(list_number_), options_.status_list_bits);
+  auto created =
+      options_.store->create_status_list(std::to_string(list_number_), options_.status_list_bits);
   if (!created && created.error().code != ErrorCode::kAlreadyExists)
     return fail(std::move(created).error());
   auto active = options_.store->active_policy();
@@ -253,8 +255,8 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   const std::int64_t t = now();
   auto refuse = [&](Error error) {
     audit({0, t, "", "activate", "reject", e.ek_public_hash, "",
-           reasons_to_json({{std::string(to_string(error.code)), "enrollment " + e.id,
-                             std::nullopt, error.message}})});
+           reasons_to_json({{std::string(to_string(error.code)), "enrollment " + e.id, std::nullopt,
+                             error.message}})});
     return fail(std::move(error));
   };
   if (t > e.expires_at) {
@@ -320,7 +322,8 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   if (device.last_verdict != "accept") {
     return fail(ErrorCode::kPolicyViolation, "token: device " + device.id +
                                                  " last attestation verdict expected accept, "
-                                                 "found " + device.last_verdict);
+                                                 "found " +
+                                                 device.last_verdict);
   }
   token::ProofCheck check;
   check.htm = target.method;
@@ -337,10 +340,10 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   auto grant = authorize_workload(
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
   if (!grant) {
-    audit({0, t, device.id, "token", "reject", "", policy->reference.version,
-           reasons_to_json({{std::string(to_string(grant.error().code)),
-                             "audience " + request.audience, std::nullopt,
-                             grant.error().message}})});
+    audit(
+        {0, t, device.id, "token", "reject", "", policy->reference.version,
+         reasons_to_json({{std::string(to_string(grant.error().code)),
+                           "audience " + request.audience, std::nullopt, grant.error().message}})});
     return fail(std::move(grant).error());
   }
   std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
@@ -411,8 +414,8 @@ Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
     }
     if (block.error().code != ErrorCode::kLimitExceeded) return fail(std::move(block).error());
     // Full: move on to the next list (another replica may have created it already).
-    auto created =
-        options_.store->create_status_list(std::to_string(list_number_ + 1), options_.status_list_bits);
+    auto created = options_.store->create_status_list(std::to_string(list_number_ + 1),
+                                                      options_.status_list_bits);
     if (!created && created.error().code != ErrorCode::kAlreadyExists)
       return fail(std::move(created).error());
     ++list_number_;
@@ -449,9 +452,9 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
   }
   const auto ts = static_cast<std::int64_t>(request.timestamp);
   if (ts < t - kRevokeWindow)
-    return fail(ErrorCode::kExpired, "revoke: timestamp " + std::to_string(ts) +
-                                         " is older than " + std::to_string(kRevokeWindow) +
-                                         " s (now " + std::to_string(t) + ")");
+    return fail(ErrorCode::kExpired, "revoke: timestamp " + std::to_string(ts) + " is older than " +
+                                         std::to_string(kRevokeWindow) + " s (now " +
+                                         std::to_string(t) + ")");
   if (ts > t + kRevokeWindow)
     return fail(ErrorCode::kNotYetValid, "revoke: timestamp " + std::to_string(ts) +
                                              " is in the future (now " + std::to_string(t) + ")");
@@ -488,8 +491,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     u.restart_count = device.restart_count;
     u.attested_at = device.last_attested_at;
     u.verdict = "reject";
-    u.reasons_json =
-        reasons_to_json({{"revoked", "device report", std::nullopt, request.reason}});
+    u.reasons_json = reasons_to_json({{"revoked", "device report", std::nullopt, request.reason}});
     WARDEN_TRY_STATUS(options_.store->record_attestation(device.id, u));
   } else {
     for (const std::string& jti : request.jtis) {
@@ -534,8 +536,7 @@ Result<std::string> Service::status_list_jwt(std::string_view list_id) {
   WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
   const std::int64_t t = now();
   constexpr std::int64_t kTtl = 60;
-  return token::mint_status_list_jwt(signer, list,
-                                     {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+  return token::mint_status_list_jwt(signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
 }
 
 Status Service::ready() {
