@@ -34,8 +34,9 @@ Status hand_over_state_dir(const std::filesystem::path& dir, const ServiceAccoun
 /// Switches uid, gid and supplementary groups to `account` and keeps only CAP_DAC_READ_SEARCH and
 /// CAP_SYS_PTRACE (effective and permitted; bounding set, inheritable and ambient sets cleared of
 /// everything else), then sets no_new_privs. Capabilities belong to threads: call before any
-/// thread starts (kInternal otherwise: a broken invariant of the caller). When already running as `account` (started by
-/// systemd with User=) nothing changes. kPermissionDenied when not root and not `account`.
+/// thread starts (kInternal otherwise: a broken invariant of the caller). When already running as
+/// `account` (started by systemd with User=) nothing changes. kPermissionDenied when not root and
+/// not `account`.
 Status drop_privileges(const ServiceAccount& account);
 
 }  // namespace warden::agent

@@ -1,4 +1,5 @@
-// The binding-key record (state dir "binding.key": TPM2B_PUBLIC/PRIVATE, certify attest and signature), read back by wardend at start or on a request: garbage gives an error, never a crash;
+// The binding-key record (state dir "binding.key": TPM2B_PUBLIC/PRIVATE, certify attest and
+// signature), read back by wardend at start or on a request: garbage gives an error, never a crash;
 // what parses serializes to bytes that parse to the same serialization (round trip).
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,6 @@
-// The enrollment record (state dir "enrollment": device id and AK blob), read back by wardend at start or on a request: garbage gives an error, never a crash;
-// what parses serializes to bytes that parse to the same serialization (round trip).
+// The enrollment record (state dir "enrollment": device id and AK blob), read back by wardend at
+// start or on a request: garbage gives an error, never a crash; what parses serializes to bytes
+// that parse to the same serialization (round trip).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -1,5 +1,6 @@
-// A sealed secret (state dir "secrets/<name>.sealed": allow rules and the TPM sealed blob), read back by wardend at start or on a request: garbage gives an error, never a crash;
-// what parses serializes to bytes that parse to the same serialization (round trip).
+// A sealed secret (state dir "secrets/<name>.sealed": allow rules and the TPM sealed blob), read
+// back by wardend at start or on a request: garbage gives an error, never a crash; what parses
+// serializes to bytes that parse to the same serialization (round trip).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -119,7 +119,8 @@ HttpReply secret_reply(std::string_view name, const SecretBytes& value) {
   const std::size_t b64 = 4 * ((value.size() + 2) / 3);
   HttpReply reply;
   // +1: EVP_EncodeBlock writes a terminating NUL, dropped below.
-  reply.secret_body = SecretBytes(kHead.size() + name.size() + kMid.size() + b64 + kTail.size() + 1);
+  reply.secret_body =
+      SecretBytes(kHead.size() + name.size() + kMid.size() + b64 + kTail.size() + 1);
   std::uint8_t* p = reply.secret_body.data();
   for (std::string_view part : {kHead, name, kMid}) {
     std::memcpy(p, part.data(), part.size());

@@ -16,8 +16,8 @@
 
 #include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
-#include "tests/support/process.h"
 #include "tests/support/fake_workload_service.h"
+#include "tests/support/process.h"
 
 namespace warden::agent::api {
 namespace {
