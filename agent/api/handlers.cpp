@@ -16,6 +16,8 @@ namespace warden::agent::api {
 namespace json = boost::json;
 namespace {
 
+constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_DATA)
+
 /// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
 /// a DOM (one allocation per member) would cost more than the request's syscalls.
 class JsonOut {
@@ -292,8 +294,16 @@ Result<SealRequest> parse_seal_request(std::string name, std::string_view body) 
   OPENSSL_cleanse(in_dom.data(), in_dom.size());
   OPENSSL_cleanse(value->data(), value->size());
   if (!decoded) return fail(ErrorCode::kMalformed, "request body: \"value\" must be base64");
+  // A TPM sealed data object holds at most 128 bytes; bigger never reaches the secure heap.
+  const std::size_t size = decoded->size();
+  if (size == 0 || size > kMaxSealedSecret) {
+    OPENSSL_cleanse(decoded->data(), size);
+    return fail(ErrorCode::kMalformed, "request body: \"value\" must decode to 1.." +
+                                           std::to_string(kMaxSealedSecret) + " bytes, found " +
+                                           std::to_string(size));
+  }
   r.value = SecretBytes(*decoded);
-  OPENSSL_cleanse(decoded->data(), decoded->size());
+  OPENSSL_cleanse(decoded->data(), size);
   const auto* allow = o->if_contains("allow");
   if (allow == nullptr || !allow->is_array() || allow->as_array().empty()) {
     return fail(ErrorCode::kMalformed,
@@ -388,10 +398,15 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
       }
     }
     if (method == "PUT" && admin) {
-      auto request = parse_seal_request(name, body);
-      if (!request) return bad_request(request.error().message);
-      if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
-      return ok_reply(201, JsonOut().str("name", name).boolean("sealed", true));
+      try {
+        auto request = parse_seal_request(name, body);
+        if (!request) return bad_request(request.error().message);
+        if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
+        return ok_reply(201, JsonOut().str("name", name).boolean("sealed", true));
+      } catch (const std::bad_alloc&) {
+        return error_reply(503, "unavailable",
+                           "seal: the locked memory for secrets is exhausted; retry later");
+      }
     }
     return error_reply(405, "method_not_allowed",
                        admin ? "GET or PUT /v1/secrets/{name}" : "GET /v1/secrets/{name}");

@@ -10,6 +10,8 @@
 #include <memory_resource>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -131,6 +133,17 @@ asio::awaitable<boost::system::error_code> write_reply(UnixSocket& sock, std::st
   co_return result;
 }
 
+/// After a request that carried a secret (PUT /v1/secrets, base64 in the body): wipes the parsed
+/// body and the read buffer's bytes, unless a pipelined request is still waiting in it.
+template <class Request>
+void wipe_request(Request& req, beast::flat_buffer& buffer) {
+  auto& body = req.body();
+  OPENSSL_cleanse(body.data(), body.size());
+  if (buffer.size() != 0) return;
+  const auto space = buffer.prepare(buffer.capacity());
+  OPENSSL_cleanse(space.data(), space.size());
+}
+
 /// Reads and discards what the client is still sending (bounded in bytes and time), so that
 /// closing after an early error reply does not reset the connection before the reply is read.
 asio::awaitable<void> drain_and_close(UnixSocket& sock) {
@@ -250,6 +263,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     } else {
       const std::string_view body(req.body().data(), req.body().size());
       reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
+      if (req.method() == http::verb::put) wipe_request(req, buffer);
     }
     const auto wec = co_await write_reply(sock, out, reply, req.version(), keep_alive);
     if (wec || !keep_alive) break;
