@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "attest/token/cwt.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
@@ -84,18 +85,34 @@ std::string token_text(const protocol::TokenResponse& t) {
   return base64url_encode(std::get<Bytes>(t.token));
 }
 
-// The status list reference of a JWT we were handed (our own issuer's token; only used to know
-// which list to poll).
-void status_ref(const std::string& jwt, CachedToken& out) {
-  auto jws = token::decode_jws(jwt);
-  if (!jws) return;
-  const auto* status = json::get_object(jws->payload, "status");
-  const auto* list = status ? json::get_object(*status, "status_list") : nullptr;
-  if (list == nullptr) return;
-  if (auto uri = json::get_string(*list, "uri")) {
-    const auto slash = uri->rfind('/');
-    out.status_list = std::string(slash == std::string_view::npos ? *uri : uri->substr(slash + 1));
+void set_status_list(std::string_view uri, CachedToken& out) {
+  const auto slash = uri.rfind('/');
+  out.status_list = std::string(slash == std::string_view::npos ? uri : uri.substr(slash + 1));
+}
+
+// The status list reference (RFC draft "status" claim) of a token we were handed: our own
+// issuer's, over TLS, so not verified again; only used to know which list to poll and where.
+// JWT: the JSON claim; CWT (base64url in the cache): claim 65535 of the COSE_Sign1 payload.
+void status_ref(const std::string& text, TokenFormat format, CachedToken& out) {
+  if (format == TokenFormat::kJwt) {
+    auto jws = token::decode_jws(text);
+    if (!jws) return;
+    const auto* status = json::get_object(jws->payload, "status");
+    const auto* list = status ? json::get_object(*status, "status_list") : nullptr;
+    if (list == nullptr) return;
+    if (auto uri = json::get_string(*list, "uri")) set_status_list(*uri, out);
+    return;
   }
+  auto raw = base64url_decode(text);
+  if (!raw) return;
+  auto msg = token::decode_cose_sign1(*raw);
+  if (!msg) return;
+  auto payload = cbor::decode(msg->payload, token::kCoseLimits);
+  if (!payload) return;
+  auto claims = token::claims_from_cbor(*payload);
+  if (!claims || !claims->status) return;
+  out.status_index = claims->status->idx;
+  set_status_list(claims->status->uri, out);
 }
 
 protocol::WorkloadSelectors to_protocol(const os::Selectors& s) {
@@ -643,7 +660,7 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
   entry.owner = owner;
   entry.container_id = caller.container_id;
   entry.status_index = fetched->status_index;
-  if (format == TokenFormat::kJwt) status_ref(entry.token, entry);
+  status_ref(entry.token, format, entry);
   TokenResponse out = respond(entry);
   cache_.put(key, std::move(entry));
   return out;

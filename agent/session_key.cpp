@@ -1,21 +1,32 @@
 #include "agent/session_key.h"
 
 #include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 
 namespace warden::agent {
 
-Status init_locked_key_memory() {
-  if (CRYPTO_secure_malloc_initialized() == 1) return ok();
-  // 64 KiB holds thousands of P-256 scalars; the minimum block keeps fragmentation low.
-  if (CRYPTO_secure_malloc_init(64 * 1024, 32) == 0) {
+Result<LockedMemory> init_locked_key_memory(std::size_t bytes) {
+  static LockedMemory state = LockedMemory::kLocked;
+  if (CRYPTO_secure_malloc_initialized() == 1) return state;
+  // The minimum block (32) keeps fragmentation low; OpenSSL returns 2 when mlock failed.
+  const int r = CRYPTO_secure_malloc_init(bytes, 32);
+  if (r == 0) {
     return fail(ErrorCode::kUnavailable,
-                "secure heap: CRYPTO_secure_malloc_init failed (mlock refused? raise "
-                "LimitMEMLOCK)");
+                "secure heap: CRYPTO_secure_malloc_init(" + std::to_string(bytes) +
+                    ") failed (mmap or guard pages refused)");
   }
-  return ok();
+  if (r == 2) {
+    state = LockedMemory::kUnlocked;
+    spdlog::warn(
+        "secure heap: mlock of {} bytes refused (RLIMIT_MEMLOCK too low and no CAP_IPC_LOCK; "
+        "raise LimitMEMLOCK): keys and unsealed secrets are cleansed and kept out of core "
+        "dumps, but may be swapped",
+        bytes);
+  }
+  return state;
 }
 
 Result<std::unique_ptr<SessionKey>> SessionKey::generate(Random& random) {

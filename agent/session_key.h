@@ -12,9 +12,21 @@
 
 namespace warden::agent {
 
-/// Call once at start, before any key exists: OpenSSL's secure heap (mlock'd, excluded from core
-/// dumps, cleansed on free) then holds every private scalar, including session keys.
-Status init_locked_key_memory();
+/// Size of the secure heap: session keys, unsealed secrets and the local API's secret replies
+/// in flight (each rounded up to a power of two); a full heap refuses more (503), never spills.
+inline constexpr std::size_t kLockedHeapBytes = 256 * 1024;
+
+enum class LockedMemory {
+  kLocked,    ///< mlock'd: never swapped
+  kUnlocked,  ///< mlock refused (RLIMIT_MEMLOCK below the heap, no CAP_IPC_LOCK): swappable
+};
+
+/// Call once at start, before any key or secret exists: OpenSSL's secure heap (mlock'd, excluded
+/// from core dumps, cleansed on free) then holds every private scalar, including session keys,
+/// and every SecretBytes (platform/base/secret.h). When mlock is refused the heap still works
+/// (cleansed, not dumped) but may be swapped: that fallback is logged here as a warning and
+/// returned as kUnlocked. Errors: kUnavailable when OpenSSL cannot set up the heap at all.
+Result<LockedMemory> init_locked_key_memory(std::size_t bytes = kLockedHeapBytes);
 
 /// A software ES256 session key. The private scalar lives in OpenSSL's secure heap (see
 /// init_locked_key_memory); wipe() frees it (OpenSSL cleanses secure-heap memory on free).

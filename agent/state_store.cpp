@@ -123,11 +123,18 @@ Status StateStore::remove_enrollment() const {
   return ok();
 }
 
-Result<std::optional<tpm::BindingKey>> StateStore::load_binding_key() const {
-  auto data = read_optional(binding_key_path());
-  if (!data) return fail(std::move(data).error());
-  if (!*data) return std::optional<tpm::BindingKey>{};
-  ByteReader r(**data, "binding key record");
+Bytes serialize(const tpm::BindingKey& key) {
+  ByteWriter w;
+  w.bytes(kBindingMagic).u8(kVersion);
+  put(w, key.public_area);
+  put(w, key.private_area);
+  put(w, key.certify_attest);
+  put(w, key.certify_signature);
+  return std::move(w).take();
+}
+
+Result<tpm::BindingKey> parse_binding_key(ByteSpan data) {
+  ByteReader r(data, "binding key record");
   WARDEN_TRY_STATUS(header(r, kBindingMagic));
   tpm::BindingKey key;
   for (Bytes* field : {&key.public_area, &key.private_area, &key.certify_attest,
@@ -137,17 +144,20 @@ Result<std::optional<tpm::BindingKey>> StateStore::load_binding_key() const {
     *field = std::move(*b);
   }
   WARDEN_TRY_STATUS(r.expect_end());
-  return std::optional<tpm::BindingKey>(std::move(key));
+  return key;
+}
+
+Result<std::optional<tpm::BindingKey>> StateStore::load_binding_key() const {
+  auto data = read_optional(binding_key_path());
+  if (!data) return fail(std::move(data).error());
+  if (!*data) return std::optional<tpm::BindingKey>{};
+  auto key = parse_binding_key(**data);
+  if (!key) return fail(std::move(key).error().context(binding_key_path().string()));
+  return std::optional<tpm::BindingKey>(std::move(*key));
 }
 
 Status StateStore::save_binding_key(const tpm::BindingKey& key) const {
-  ByteWriter w;
-  w.bytes(kBindingMagic).u8(kVersion);
-  put(w, key.public_area);
-  put(w, key.private_area);
-  put(w, key.certify_attest);
-  put(w, key.certify_signature);
-  return write_file_atomic(binding_key_path(), std::move(w).take(), 0600);
+  return write_file_atomic(binding_key_path(), serialize(key), 0600);
 }
 
 Status StateStore::check_secret_name(const std::string& name) {

@@ -56,9 +56,12 @@ class StateStore {
   std::filesystem::path dir_;
 };
 
-/// The binary forms of the state files (versioned; parse() rejects anything else).
+/// The binary forms of the state files (versioned; parse() rejects anything else). The bytes are
+/// untrusted (anyone who got write access to the state dir): fuzz/fuzz_agent_*.cpp.
 Bytes serialize(const EnrollmentRecord& record);
 Result<EnrollmentRecord> parse_enrollment(ByteSpan data);
+Bytes serialize(const tpm::BindingKey& key);
+Result<tpm::BindingKey> parse_binding_key(ByteSpan data);
 Bytes serialize(const SealedSecret& secret);
 Result<SealedSecret> parse_sealed_secret(ByteSpan data);
 

@@ -37,6 +37,7 @@
 #include <boost/asio/post.hpp>
 
 #include "agent/api/local_server.h"
+#include "agent/session_key.h"
 #include "attest/token/dpop.h"
 #include "attest/token/signer.h"
 #include "platform/base/clock.h"
@@ -316,6 +317,11 @@ int run_rss(const Args& args, const std::filesystem::path& dir) {
   ::close(ready[1]);
   ::close(release[0]);
   const long base_kb = status_kb("VmRSS:");
+  // As wardend: keys and unsealed secrets live in the mlock'd secure heap, counted here.
+  if (auto heap = agent::init_locked_key_memory(); !heap) {
+    std::fprintf(stderr, "bench: %s\n", heap.error().message.c_str());
+    return 1;
+  }
   boost::asio::io_context io;
   CachedTokenService service(args.workloads);
   os::WorkloadIdentityResolver resolver;

@@ -2,8 +2,11 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
+#include <new>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <boost/json.hpp>
 
@@ -12,6 +15,8 @@
 namespace warden::agent::api {
 namespace json = boost::json;
 namespace {
+
+constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_DATA)
 
 /// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
 /// a DOM (one allocation per member) would cost more than the request's syscalls.
@@ -108,6 +113,26 @@ unsigned status_for(ErrorCode code) {
 
 HttpReply ok_reply(unsigned status, JsonOut&& v) { return {status, v.done()}; }
 HttpReply ok_reply(unsigned status, JsonOut& v) { return {status, v.done()}; }
+
+/// {"name": name, "value": base64(value)} built straight into locked memory: the secret's
+/// base64 never touches the ordinary heap. `name` passed valid_secret_name (nothing to escape).
+HttpReply secret_reply(std::string_view name, const SecretBytes& value) {
+  constexpr std::string_view kHead = R"({"name":")", kMid = R"(","value":")", kTail = R"("})";
+  const std::size_t b64 = 4 * ((value.size() + 2) / 3);
+  HttpReply reply;
+  // +1: EVP_EncodeBlock writes a terminating NUL, dropped below.
+  reply.secret_body =
+      SecretBytes(kHead.size() + name.size() + kMid.size() + b64 + kTail.size() + 1);
+  std::uint8_t* p = reply.secret_body.data();
+  for (std::string_view part : {kHead, name, kMid}) {
+    std::memcpy(p, part.data(), part.size());
+    p += part.size();
+  }
+  p += EVP_EncodeBlock(p, value.view().data(), static_cast<int>(value.size()));
+  std::memcpy(p, kTail.data(), kTail.size());
+  reply.secret_body.resize(reply.secret_body.size() - 1);
+  return reply;
+}
 
 HttpReply bad_request(std::string reason) { return error_reply(400, "bad_request", reason); }
 
@@ -264,8 +289,21 @@ Result<SealRequest> parse_seal_request(std::string name, std::string_view body) 
   auto value = get_string(*o, "value", true);
   if (!value) return fail(std::move(value).error());
   auto decoded = base64_decode(*value);
+  // The plaintext leaves the ordinary heap at once: only the locked copy in r.value remains.
+  auto& in_dom = o->at("value").as_string();
+  OPENSSL_cleanse(in_dom.data(), in_dom.size());
+  OPENSSL_cleanse(value->data(), value->size());
   if (!decoded) return fail(ErrorCode::kMalformed, "request body: \"value\" must be base64");
+  // A TPM sealed data object holds at most 128 bytes; bigger never reaches the secure heap.
+  const std::size_t size = decoded->size();
+  if (size == 0 || size > kMaxSealedSecret) {
+    OPENSSL_cleanse(decoded->data(), size);
+    return fail(ErrorCode::kMalformed, "request body: \"value\" must decode to 1.." +
+                                           std::to_string(kMaxSealedSecret) + " bytes, found " +
+                                           std::to_string(size));
+  }
   r.value = SecretBytes(*decoded);
+  OPENSSL_cleanse(decoded->data(), size);
   const auto* allow = o->if_contains("allow");
   if (allow == nullptr || !allow->is_array() || allow->as_array().empty()) {
     return fail(ErrorCode::kMalformed,
@@ -349,19 +387,26 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (!valid_secret_name(name))
       return bad_request("secret name must match [A-Za-z0-9._-]{1,128}");
     if (method == "GET") {
-      auto r = service.secret(caller, name);
-      if (!r) return error_reply(r.error());
-      std::string value = base64_encode(r->view());
-      HttpReply reply{200, JsonOut().str("name", name).str("value", value).done(),
-                      true};
-      OPENSSL_cleanse(value.data(), value.size());
-      return reply;
+      try {
+        auto r = service.secret(caller, name);
+        if (!r) return error_reply(r.error());
+        return secret_reply(name, *r);
+      } catch (const std::bad_alloc&) {
+        // The secure heap is bounded (agent::init_locked_key_memory): too many secrets in flight.
+        return error_reply(503, "unavailable",
+                           "secret: the locked memory for secrets is exhausted; retry later");
+      }
     }
     if (method == "PUT" && admin) {
-      auto request = parse_seal_request(name, body);
-      if (!request) return bad_request(request.error().message);
-      if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
-      return ok_reply(201, JsonOut().str("name", name).boolean("sealed", true));
+      try {
+        auto request = parse_seal_request(name, body);
+        if (!request) return bad_request(request.error().message);
+        if (auto s = service.seal_secret(caller, *request); !s) return error_reply(s.error());
+        return ok_reply(201, JsonOut().str("name", name).boolean("sealed", true));
+      } catch (const std::bad_alloc&) {
+        return error_reply(503, "unavailable",
+                           "seal: the locked memory for secrets is exhausted; retry later");
+      }
     }
     return error_reply(405, "method_not_allowed",
                        admin ? "GET or PUT /v1/secrets/{name}" : "GET /v1/secrets/{name}");

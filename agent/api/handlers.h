@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "agent/api/workload_service.h"
+#include "platform/base/secret.h"
 #include "platform/os/workload_identity.h"
 
 namespace warden::agent::api {
@@ -13,7 +14,9 @@ namespace warden::agent::api {
 struct HttpReply {
   unsigned status = 200;
   std::string body;  ///< JSON
-  bool secret = false;  ///< body holds an unsealed secret: wipe it once written
+  /// Instead of `body` when the reply carries an unsealed secret: the JSON in locked memory,
+  /// wiped once written.
+  SecretBytes secret_body{};
 };
 
 /// {"error": code, "reason": reason}

@@ -92,8 +92,10 @@ bool admin_allowed(const Impl& self, const os::Selectors& s) {
 }
 
 /// Writes status line, headers and body into `out` (reused per connection): one buffer, one
-/// write, and no header container to allocate per response.
+/// write, and no header container to allocate per response. A secret body stays in its locked
+/// buffer: `out` then gets the head only.
 void serialize_reply(std::string& out, const HttpReply& reply, unsigned version, bool keep_alive) {
+  const bool secret = !reply.secret_body.empty();
   out.clear();
   out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   std::array<char, 24> num{};
@@ -103,25 +105,43 @@ void serialize_reply(std::string& out, const HttpReply& reply, unsigned version,
   const auto reason = http::obsolete_reason(static_cast<http::status>(reply.status));
   out.append(reason.data(), reason.size());
   out += "\r\nContent-Type: application/json\r\nContent-Length: ";
-  r = std::to_chars(num.data(), num.data() + num.size(), reply.body.size());
+  r = std::to_chars(num.data(), num.data() + num.size(),
+                    secret ? reply.secret_body.size() : reply.body.size());
   out.append(num.data(), r.ptr);
   if (version == 10 && keep_alive) out += "\r\nConnection: keep-alive";
   if (version != 10 && !keep_alive) out += "\r\nConnection: close";
   out += "\r\n\r\n";
-  out += reply.body;
+  if (!secret) out += reply.body;
 }
 
-/// Writes `reply`; wipes both copies afterwards when it carries a secret.
+/// Writes `reply`; a secret body is wiped once written (or once the write failed).
 asio::awaitable<boost::system::error_code> write_reply(UnixSocket& sock, std::string& out,
                                                        HttpReply& reply, unsigned version,
                                                        bool keep_alive) {
   serialize_reply(out, reply, version, keep_alive);
-  auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kNoThrow);
-  if (reply.secret) {
-    OPENSSL_cleanse(out.data(), out.size());
-    OPENSSL_cleanse(reply.body.data(), reply.body.size());
+  boost::system::error_code result;
+  if (reply.secret_body.empty()) {
+    auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kNoThrow);
+    result = ec;
+  } else {
+    const std::array<asio::const_buffer, 2> parts{
+        asio::buffer(out), asio::buffer(reply.secret_body.view().data(), reply.secret_body.size())};
+    auto [ec, n] = co_await asio::async_write(sock, parts, kNoThrow);
+    result = ec;
+    reply.secret_body.wipe();
   }
-  co_return ec;
+  co_return result;
+}
+
+/// After a request that carried a secret (PUT /v1/secrets, base64 in the body): wipes the parsed
+/// body and the read buffer's bytes, unless a pipelined request is still waiting in it.
+template <class Request>
+void wipe_request(Request& req, beast::flat_buffer& buffer) {
+  auto& body = req.body();
+  OPENSSL_cleanse(body.data(), body.size());
+  if (buffer.size() != 0) return;
+  const auto space = buffer.prepare(buffer.capacity());
+  OPENSSL_cleanse(space.data(), space.size());
 }
 
 /// Reads and discards what the client is still sending (bounded in bytes and time), so that
@@ -230,7 +250,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     const bool keep_alive = req.keep_alive() && !refusal;
     HttpReply reply;
     if (refusal) {
-      reply = *refusal;
+      reply = std::move(*refusal);
     } else if (req[kSpiffeHeader] != "true") {
       reply = error_reply(400, "missing_spiffe_header",
                           "every request must carry the header \"workload.spiffe.io: true\"");
@@ -243,6 +263,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     } else {
       const std::string_view body(req.body().data(), req.body().size());
       reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
+      if (req.method() == http::verb::put) wipe_request(req, buffer);
     }
     const auto wec = co_await write_reply(sock, out, reply, req.version(), keep_alive);
     if (wec || !keep_alive) break;

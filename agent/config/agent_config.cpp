@@ -21,7 +21,7 @@ struct Key {
   Kind kind;
 };
 
-constexpr std::array<Key, 26> kKeys{{
+constexpr std::array<Key, 27> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
@@ -32,6 +32,7 @@ constexpr std::array<Key, 26> kKeys{{
     {"tpm", "cel_log", Kind::kString},
     {"agent", "state_dir", Kind::kString},
     {"agent", "log_level", Kind::kString},
+    {"agent", "user", Kind::kString},
     {"agent", "proof_mode", Kind::kString},
     {"api", "workload_socket", Kind::kString},
     {"api", "workload_socket_mode", Kind::kMode},
@@ -264,6 +265,9 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     return bad(key("agent", "log_level"),
                "expected trace|debug|info|warn|error|off, found \"" + c.log_level + "\"");
   }
+  WARDEN_TRY_STATUS(read_string(root, key("agent", "user"), c.user));
+  if (c.user.find_first_of(":/ \t\n") != std::string::npos)
+    return bad(key("agent", "user"), "expected a user name, found \"" + c.user + "\"");
   s = "session";
   WARDEN_TRY_STATUS(read_string(root, key("agent", "proof_mode"), s));
   if (s == "session") {

@@ -36,6 +36,9 @@ struct AgentConfig {
   // [agent]
   std::filesystem::path state_dir = "/var/lib/warden";
   std::string log_level = "info";
+  /// Started as root: the user to switch to once sockets and state dir are set up (keeping
+  /// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE). Empty: keep running as started (systemd's User=).
+  std::string user;
   ProofMode proof_mode = ProofMode::kSession;
   // [api]
   std::filesystem::path workload_socket = "/run/warden/workload.sock";

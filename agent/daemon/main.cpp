@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -27,6 +28,8 @@
 #include "agent/api/local_server.h"
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
+#include "agent/privilege_drop.h"
+#include "agent/state_store.h"
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
@@ -46,6 +49,18 @@ std::optional<gid_t> group_id(const std::string& name) {
   struct group* g = ::getgrnam(name.c_str());
   if (g == nullptr) return std::nullopt;
   return g->gr_gid;
+}
+
+warden::Status become(const warden::agent::ServiceAccount& account,
+                      const std::filesystem::path& state_dir) {
+  if (::getuid() == account.uid) return warden::ok();
+  WARDEN_TRY_STATUS(warden::agent::StateStore(state_dir).prepare());
+  WARDEN_TRY_STATUS(warden::agent::hand_over_state_dir(state_dir, account));
+  WARDEN_TRY_STATUS(warden::agent::drop_privileges(account));
+  spdlog::info("running as {} (uid {}, gid {}, {} supplementary groups) with CAP_DAC_READ_SEARCH "
+               "CAP_SYS_PTRACE and no_new_privs",
+               account.name, account.uid, account.gid, account.groups.size());
+  return warden::ok();
 }
 
 // Periodic work off the I/O threads: TPM commands and issuer round trips block. Posture changes
@@ -216,6 +231,18 @@ int run(int argc, char** argv) {
   spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(),
                config_path, config->tcti, config->issuer_url);
 
+  // Refused before anything starts: a typo must not leave a root daemon running.
+  std::optional<warden::agent::ServiceAccount> account;
+  if (!config->user.empty()) {
+    auto found = warden::agent::find_service_account(config->user);
+    if (!found) {
+      spdlog::error("{}", found.error().message);
+      return 2;
+    }
+    account = std::move(*found);
+  }
+
+  // Logs its own warning when mlock is refused (the heap still works, unlocked).
   if (auto locked = warden::agent::init_locked_key_memory(); !locked) {
     spdlog::error("{}", locked.error().message);
     return 1;
@@ -264,6 +291,15 @@ int run(int argc, char** argv) {
   }
   spdlog::info("local API on {} (admin {})", config->workload_socket.string(),
                config->admin_socket.string());
+
+  // Root was needed for the sockets (and, before, the secure heap's mlock and the issuer's CA):
+  // from here on, the service account with its two capabilities. No thread exists yet.
+  if (account) {
+    if (auto dropped = become(*account, config->state_dir); !dropped) {
+      spdlog::error("{}", dropped.error().message);
+      return 1;
+    }
+  }
 
   auto maintenance = std::make_unique<Maintenance>(**agent, *config, config_path);
   {

@@ -1,5 +1,7 @@
 // Real processes: warden-issuer (HTTPS, SQLite) + wardend on a per-test swtpm, and curl as the
 // workload on the agent's Unix socket.
+#include <pwd.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -18,7 +21,9 @@
 #include "attest/token/jwk.h"
 #include "attest/token/jwt.h"
 #include "attest/token/status_list.h"
+#include "platform/base/encoding.h"
 #include "platform/base/file.h"
+#include "platform/base/openssl.h"
 #include "platform/net/https_client.h"
 #include "tests/support/process.h"
 #include "tests/support/swtpm.h"
@@ -130,6 +135,7 @@ class AgentE2ETest : public test::SwtpmTest {
   void start_agent(std::map<std::string, std::string> env = {}) {
     const auto notify_path = dir_.path() / ("notify" + std::to_string(++agent_runs_) + ".sock");
     notify_ = std::make_unique<NotifySocket>(notify_path);
+    ::chmod(notify_path.c_str(), 0666);  // an agent that switched users still notifies
     env["NOTIFY_SOCKET"] = notify_path.string();
     agent_ = test::ChildProcess::spawn(
         {std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config", agent_config().string()},
@@ -342,6 +348,87 @@ TEST_F(AgentE2ETest, TamperedContainerPcrRevokesUntilTheDeviceReboots) {
   EXPECT_NE(fresh.at("jti").as_string(), jti);
   vo.checks.now = unix_now();
   EXPECT_TRUE(token::verify_jwt(std::string(fresh.at("token").as_string()), issuer_jwks(), vo));
+}
+
+/// "Key:\tvalue" lines of /proc/PID/status (or of one of its threads).
+std::map<std::string, std::string> proc_status(const std::filesystem::path& status_file) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(slurp(status_file));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    out[line.substr(0, colon)] = line.substr(line.find_first_not_of(" \t", colon + 1));
+  }
+  return out;
+}
+
+// Started as root (scripts/demo, by hand) with agent.user: after setting up, wardend runs as that
+// user with exactly CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE in every thread, and still identifies
+// a workload of a third uid down to its executable's sha256 (other users' /proc/PID/exe).
+TEST_F(AgentE2ETest, StartedAsRootRunsAsTheConfiguredUserWithTwoCapabilities) {
+  if (::geteuid() != 0) GTEST_SKIP() << "wardend switches users only when started as root";
+  const passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr) << "the test runs the agent as \"nobody\"";
+  const uid_t uid = nobody->pw_uid;
+  const gid_t gid = nobody->pw_gid;
+  const group* tss = ::getgrnam("tss");
+  const std::string tss_gid = tss != nullptr ? std::to_string(tss->gr_gid) : "";
+  start_agent({{"WARDEN_AGENT_USER", "nobody"}});
+  EXPECT_NE(agent_log().find("running as nobody"), std::string::npos) << agent_log();
+
+  // CAP_DAC_READ_SEARCH is bit 2, CAP_SYS_PTRACE bit 19.
+  const std::string two_caps = "0000000000080004";
+  const auto tasks = std::filesystem::path("/proc") / std::to_string(agent_.pid()) / "task";
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    ++threads;
+    auto st = proc_status(task.path() / "status");
+    const std::string u = std::to_string(uid), g = std::to_string(gid);
+    EXPECT_EQ(st["Uid"], u + "\t" + u + "\t" + u + "\t" + u) << task.path();
+    EXPECT_EQ(st["Gid"], g + "\t" + g + "\t" + g + "\t" + g) << task.path();
+    EXPECT_EQ(st["CapEff"], two_caps) << task.path();
+    EXPECT_EQ(st["CapPrm"], two_caps) << task.path();
+    EXPECT_EQ(st["CapBnd"], two_caps) << task.path();
+    EXPECT_EQ(st["CapInh"], "0000000000000000") << task.path();
+    EXPECT_EQ(st["CapAmb"], "0000000000000000") << task.path();
+    EXPECT_EQ(st["NoNewPrivs"], "1") << task.path();
+    if (!tss_gid.empty()) {
+      EXPECT_NE((" " + st["Groups"] + " ").find(" " + tss_gid + " "), std::string::npos)
+          << "supplementary groups \"" << st["Groups"] << "\" lack tss";
+    }
+  }
+  EXPECT_GT(threads, 1);
+  struct stat state {};
+  ASSERT_EQ(::stat((dir_.path() / "state").c_str(), &state), 0);
+  EXPECT_EQ(state.st_uid, uid);
+
+  // A workload of a third uid, identified by the kernel, its executable hashed.
+  auto out = curl(workload_socket(), "/v1/identity", "", "4242");
+  ASSERT_EQ(out.exit_code, 0) << out.out;
+  auto identity = json::parse_object(out.out);
+  ASSERT_TRUE(identity) << out.out;
+  EXPECT_EQ(identity->at("uid").to_number<std::int64_t>(), 4242);
+  ASSERT_TRUE(identity->at("exe_path").is_string()) << out.out << agent_log();
+  const std::string exe(identity->at("exe_path").as_string());
+  auto bytes = read_file(exe, 64 << 20);
+  ASSERT_TRUE(bytes) << exe;
+  EXPECT_EQ(identity->at("exe_sha256"), boost::json::value(hex_encode(ossl::sha256(*bytes))))
+      << out.out;
+
+  // The TPM, the issuer and the state dir still work for the service account.
+  auto tok = curl_json("/v1/token", token_body(300));
+  EXPECT_TRUE(tok.contains("token")) << json::serialize(tok) << agent_log();
+  EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
+}
+
+TEST_F(AgentE2ETest, RefusesAnUnknownUserBeforeStarting) {
+  auto out = test::run_command(
+      {std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config", agent_config().string()},
+      {{"WARDEN_AGENT_USER", "no-such-warden-user"}});
+  EXPECT_EQ(out.exit_code, 2) << out.out;
+  EXPECT_NE(out.out.find("no user \"no-such-warden-user\""), std::string::npos) << out.out;
+  EXPECT_FALSE(std::filesystem::exists(workload_socket()));
 }
 
 }  // namespace

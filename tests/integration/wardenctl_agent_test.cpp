@@ -13,8 +13,8 @@
 #include <gtest/gtest.h>
 
 #include "agent/api/local_server.h"
+#include "tests/support/fake_workload_service.h"
 #include "tests/support/process.h"
-#include "tests/unit/agent/fake_workload_service.h"
 
 namespace warden::agent::api {
 namespace {

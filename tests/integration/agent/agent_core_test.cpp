@@ -15,12 +15,14 @@
 #include "agent/agent.h"
 #include "agent/api/event_bus.h"
 #include "agent/api/local_server.h"
+#include "attest/token/cwt.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
 #include "issuer/service.h"
 #include "issuer/signing_keys.h"
 #include "issuer/store/store.h"
+#include "platform/base/encoding.h"
 #include "platform/base/file.h"
 #include "platform/os/workload_identity.h"
 #include "tests/support/process.h"
@@ -481,6 +483,27 @@ TEST_F(AgentCoreTest, StatusListRevocationDropsTheTokenAndItsProofs) {
   me.uid = 0;
   auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
   ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(agent_->poll_status_list());
+  EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
+  ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));
+  auto polled = agent_->poll_status_list();
+  ASSERT_TRUE(polled) << polled.error().message;
+  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(AgentCoreTest, StatusListRevocationDropsACwtTokenToo) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, TokenFormat::kCwt});
+  ASSERT_TRUE(t) << t.error().message;
+  // The token field is base64url of the CWT (docs/local-api.md).
+  auto raw = base64url_decode(t->token);
+  ASSERT_TRUE(raw);
+  ASSERT_TRUE(token::verify_cwt(*raw, jwks(), {clock_.unix_now(), 60, std::string(kAudience)}));
   ASSERT_TRUE(agent_->poll_status_list());
   EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
   ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));

@@ -71,6 +71,7 @@ TEST(AgentConfig, ErrorsNameTheKey) {
       {with("[agent]\nproof_mode = \"hsm\"\n"), "agent.proof_mode"},
       {with("[agent]\nlog_level = \"loud\"\n"), "agent.log_level"},
       {with("[agent]\nstate_dirr = \"/x\"\n"), "agent.state_dirr"},
+      {with("[agent]\nuser = \"war den\"\n"), "agent.user"},
       {with("[nonsense]\nx = 1\n"), "[nonsense]"},
   };
   for (const auto& c : cases) {

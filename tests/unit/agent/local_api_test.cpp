@@ -16,8 +16,9 @@
 
 #include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
+#include "platform/base/encoding.h"
+#include "tests/support/fake_workload_service.h"
 #include "tests/support/process.h"
-#include "tests/unit/agent/fake_workload_service.h"
 
 namespace warden::agent::api {
 namespace {
@@ -191,6 +192,12 @@ TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
                                 R"({"value":"aGk=","allow":[{"uid":0,"exe_sha256":"ab"}]})"));
   EXPECT_EQ(status_of(r), 201u) << r;
   EXPECT_EQ(service_.sealed_allow, 1u);
+  // 129 bytes: more than a TPM sealed object holds, refused before it reaches locked memory.
+  const std::string too_big = base64_encode(Bytes(129, 'x'));
+  r = exchange(admin(), request("PUT", "/v1/secrets/db",
+                                R"({"value":")" + too_big + R"(","allow":[{"uid":0}]})"));
+  EXPECT_EQ(status_of(r), 400u) << r;
+  EXPECT_NE(r.find("1..128 bytes, found 129"), std::string::npos) << r;
   r = exchange(admin(), request("POST", "/v1/revoke", R"({"reason":"test"})"));
   EXPECT_EQ(status_of(r), 200u) << r;
   EXPECT_EQ(service_.revoked_reason, "test");
