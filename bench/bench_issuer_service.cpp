@@ -1,12 +1,14 @@
-// Load driver for warden-issuer with the real IssuerService (SQLite store, ES256 keys) behind the
-// real HTTPS server, over loopback with keep-alive clients. Setup uses a private swtpm: one device
-// is enrolled (EK certificate, ActivateCredential) and attests once to get a device token; then
-// `evidence` attestations are pre-made (challenge, quote, certified binding key, session key) and
-// enough DPoP proofs are pre-signed. Measured: POST /v1/token per second and POST /v1/attest per
-// second (each pre-made attestation can be sent once: nonces are single-use).
-// Usage: bench_issuer_service [seconds=5] [clients=8] [evidence=64]
-#include <openssl/x509.h>
-
+// Load driver for warden-issuer with the real IssuerService (SQLite or PostgreSQL store, ES256
+// keys) behind the real HTTPS server, over loopback with keep-alive clients. Setup uses a private
+// swtpm: one device is enrolled (EK certificate, ActivateCredential) and attests once to get a
+// device token; `evidence` more devices with the same AK are added to the store (a fleet, each
+// attesting for the first time, so each upload carries its whole IMA list), and one attestation
+// per device is pre-made (challenge, quote over sha256:0-7,10, certified binding key, session
+// key, a 30 KB boot log and 1,000 ima-ng entries replaying to the quoted PCRs), then DPoP proofs
+// are pre-signed. Measured: POST /v1/token per second and POST /v1/attest per second (each
+// pre-made attestation can be sent once: nonces are single-use).
+// Usage: bench_issuer_service [seconds=5] [clients=8] [evidence=64] [--store sqlite|postgres]
+//                             [--tokens N (pre-signed proofs; default 20,000 per second)]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -15,9 +17,10 @@
 #include <cstdio>
 #include <thread>
 
-#include "attest/eventlog/eventlog.h"
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include "attest/eventlog/eventlog.h"
 #include "attest/protocol/messages.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
@@ -30,6 +33,7 @@
 #include "platform/base/pcr_selection.h"
 #include "platform/net/https_client.h"
 #include "platform/tpm/tpm.h"
+#include "tests/support/postgres.h"
 #include "tests/support/process.h"
 #include "tests/support/swtpm.h"
 
@@ -37,7 +41,7 @@ namespace {
 using namespace warden;
 namespace ev = attest::eventlog;
 using Clock = std::chrono::steady_clock;
-constexpr const char* kSelection = "sha256:0,1,2,3,4,5,6,7";
+constexpr const char* kSelection = "sha256:0,1,2,3,4,5,6,7,10";
 
 Bytes pem_file_to_der(const std::filesystem::path& path) {
   auto pem = read_file(path);
@@ -84,6 +88,25 @@ Bytes tpmt_signature(const tpm::Signature& s) {
   w.u16be(0x0018).u16be(0x000B);
   w.tpm2b(ByteSpan(s.raw).first(32)).tpm2b(ByteSpan(s.raw).subspan(32));
   return std::move(w).take();
+}
+
+// `count` ima-ng entries (binary list, ~130 bytes each) as the kernel would log them; extends
+// PCR 10's sha256 bank with each template data hash, as a >= 5.8 kernel does.
+Bytes ima_list(const tpm::Tpm& tpm, int count) {
+  ByteWriter list;
+  for (int i = 0; i < count; ++i) {
+    const std::string path = "/usr/lib/x86_64-linux-gnu/libbench" + std::to_string(i) + ".so.1";
+    ByteWriter d, n, data;
+    d.bytes(std::string_view("sha256:")).u8(0).bytes(ossl::sha256(to_bytes(path)));
+    n.bytes(path).u8(0);
+    for (const Bytes& f : {d.data(), n.data()})
+      data.u32le(static_cast<std::uint32_t>(f.size())).bytes(f);
+    const Bytes template_hash = *ossl::digest(ossl::Hash::kSha1, data.data());
+    list.u32le(10).bytes(template_hash).u32le(6).bytes(std::string_view("ima-ng"));
+    list.u32le(static_cast<std::uint32_t>(data.data().size())).bytes(data.data());
+    (void)tpm.extend_pcr(10, TpmAlg::kSha256, ossl::sha256(data.data()));
+  }
+  return std::move(list).take();
 }
 
 struct Outcome {
@@ -139,10 +162,10 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca, const char* t
           ++failures;
           std::lock_guard lock(failure_mutex);
           if (first_failure.empty()) {
-            first_failure = !r ? r.error().message
-                               : std::to_string(r->status) + " " +
-                                     protocol::to_error(*protocol::decode_error_response(r->body))
-                                         .message;
+            first_failure =
+                !r ? r.error().message
+                   : std::to_string(r->status) + " " +
+                         protocol::to_error(*protocol::decode_error_response(r->body)).message;
           }
           continue;
         }
@@ -173,19 +196,22 @@ void print(const char* name, std::size_t body, const Outcome& o) {
               o.first_failure.c_str());
 }
 
-int run(int seconds, int clients, int evidence) {
+int run(int seconds, int clients, int evidence, const std::string& backend,
+        std::size_t token_count) {
   test::TempDir dir("warden-bench-issuer-svc");
   auto swtpm = test::Swtpm::start();
   const tpm::Tpm tpm(swtpm->tcti());
   Bytes pcr0;
   // ~30 KB of boot log: 100 events of 300 bytes.
   const Bytes log = boot_log(tpm, 100, 300 - 32 - 12, pcr0);
+  const Bytes ima = ima_list(tpm, 1000);
 
   issuer::IssuerConfig config;
   config.listen.address = "127.0.0.1";
   config.listen.port = 0;
   config.listen.threads = 2;
   config.tokens.nonce_ttl_s = 3600;
+  config.tokens.device_token_ttl_s = 3600;  // setup and runs (even under callgrind) fit in it
   const auto pki = test::run_command(
       {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", (dir.path() / "pki").string()});
   if (pki.exit_code != 0) return std::fprintf(stderr, "%s\n", pki.out.c_str()), 1;
@@ -202,8 +228,19 @@ int run(int seconds, int clients, int evidence) {
       0644);
   config.policy_file = policy.string();
 
-  auto store = issuer::open_sqlite_store((dir.path() / "issuer.db").string());
-  if (!store || !(*store)->migrate()) return std::fprintf(stderr, "store\n"), 1;
+  std::unique_ptr<test::Postgres> postgres;
+  Result<std::unique_ptr<issuer::Store>> store =
+      fail(ErrorCode::kInvalidArgument, "--store expected sqlite or postgres, found " + backend);
+  if (backend == "sqlite") {
+    store = issuer::open_sqlite_store((dir.path() / "issuer.db").string());
+  } else if (backend == "postgres") {
+    std::string why;
+    postgres = test::Postgres::start(why);
+    if (!postgres) return std::fprintf(stderr, "postgres: %s\n", why.c_str()), 1;
+    store = issuer::open_postgres_store(postgres->create_database("bench"));
+  }
+  if (!store) return std::fprintf(stderr, "store: %s\n", store.error().message.c_str()), 1;
+  if (!(*store)->migrate()) return std::fprintf(stderr, "store: migrate failed\n"), 1;
   SystemClock clock;
   SystemRandom random;
   auto keys = issuer::SigningKeys::open(dir.path() / "keys", **store, clock);
@@ -245,33 +282,46 @@ int run(int seconds, int clients, int evidence) {
   auto session = *token::EcSigner::generate(random);
   const std::string jwk = json::serialize(session.public_jwk().to_json());
   const Bytes jkt = *base64url_decode(session.public_jwk().thumbprint());
-  auto make_attest = [&]() -> Bytes {
-    auto c = (*service)->challenge({device});
+  // The fleet: devices with the same AK (the TPM has one EK), each to attest once.
+  auto enrolled_device = (*store)->get_device(device);
+  std::vector<std::string> fleet;
+  for (int i = 0; i < evidence; ++i) {
+    issuer::Device d = *enrolled_device;
+    d.id = device + "-" + std::to_string(i);
+    d.ek_public_hash = hex_encode(ossl::sha256(to_bytes(d.id)));
+    if (auto added = (*store)->add_device(d); !added)
+      return std::fprintf(stderr, "%s\n", added.error().message.c_str()), 1;
+    fleet.push_back(d.id);
+  }
+  auto make_attest = [&](const std::string& id) -> Bytes {
+    auto c = (*service)->challenge({id});
     auto sel = PcrSelection::parse(kSelection);
     auto quote = tpm.quote(*ak, *sel, c->nonce);
     auto bk = tpm.create_binding_key(*ak, c->nonce);
     auto sig = tpm.sign(*bk, ossl::sha256(protocol::session_key_signed_bytes(c->nonce, jkt)));
     protocol::AttestRequest r;
-    r.device_id = device;
+    r.device_id = id;
     r.nonce = c->nonce;
     r.quote = {quote->attest, quote->signature};
     r.pcr_selection = kSelection;
     r.boot_log = log;
     r.binding_key = {bk->public_area, {bk->certify_attest, bk->certify_signature}};
     r.session_key = protocol::SessionKey{jwk, tpmt_signature(*sig)};
+    r.ima = protocol::ImaLog{0, ima, protocol::ImaFormat::kBinary};
     return protocol::encode(r);
   };
   std::printf("setup: pre-making %d attestations with swtpm...\n", evidence);
-  std::vector<Bytes> attests;
-  for (int i = 0; i < evidence + 1; ++i) attests.push_back(make_attest());
   // The first one, in-process, gives the device token.
-  auto first = (*service)->attest(*protocol::decode_attest_request(attests.back()));
-  attests.pop_back();
+  auto first = (*service)->attest(*protocol::decode_attest_request(make_attest(device)));
   if (!first || !first->device_token) {
-    std::fprintf(stderr, "first attestation did not pass\n");
+    std::fprintf(stderr, "first attestation did not pass: %s\n",
+                 first ? (first->reasons.empty() ? "" : first->reasons.front().code.c_str())
+                       : first.error().message.c_str());
     return 1;
   }
-  const std::size_t token_count = static_cast<std::size_t>(seconds) * 20000;
+  std::vector<Bytes> attests;
+  for (const std::string& id : fleet) attests.push_back(make_attest(id));
+  if (token_count == 0) token_count = static_cast<std::size_t>(seconds) * 20000;
   std::printf("setup: pre-signing %zu DPoP proofs...\n", token_count);
   std::vector<Bytes> tokens;
   tokens.reserve(token_count);
@@ -288,8 +338,8 @@ int run(int seconds, int clients, int evidence) {
     tokens.push_back(protocol::encode(r));
   }
 
-  std::printf("real IssuerService (SQLite) behind HTTPS, %d keep-alive clients, 2 server threads\n",
-              clients);
+  std::printf("real IssuerService (%s) behind HTTPS, %d keep-alive clients, 2 server threads\n",
+              backend.c_str(), clients);
   std::printf("%-8s %10s %8s %10s %10s %10s %12s %9s\n", "workload", "body", "done", "per s",
               "p50 ms", "p99 ms", "CPU us/req", "failures");
   const auto ca = dir.path() / "pki/ca.crt";
@@ -305,6 +355,21 @@ int run(int seconds, int clients, int evidence) {
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
-  return run(argc > 1 ? std::atoi(argv[1]) : 5, argc > 2 ? std::atoi(argv[2]) : 8,
-             argc > 3 ? std::atoi(argv[3]) : 64);
+  std::vector<int> positional;
+  std::string backend = "sqlite";
+  std::size_t tokens = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--store" && i + 1 < argc) {
+      backend = argv[++i];
+    } else if (arg == "--tokens" && i + 1 < argc) {
+      tokens = static_cast<std::size_t>(std::atol(argv[++i]));
+    } else {
+      positional.push_back(std::atoi(argv[i]));
+    }
+  }
+  auto at = [&](std::size_t k, int fallback) {
+    return positional.size() > k ? positional[k] : fallback;
+  };
+  return run(at(0, 5), at(1, 8), at(2, 64), backend, tokens);
 }

@@ -148,21 +148,103 @@ void Service::audit(AuditRecord record) {
 }
 
 Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
+  std::uint64_t epoch = 0;
+  {
+    std::lock_guard lock(policy_mu_);
+    if (policy_ && !policy_stale_ && Steady::now() - policy_loaded_ < kPolicyTtl) return policy_;
+    epoch = policy_epoch_;
+  }
+  const auto loaded = Steady::now();
   WARDEN_ASSIGN(stored, options_.store->active_policy());
   std::lock_guard lock(policy_mu_);
   if (!stored) {
     if (!policy_) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
     return policy_;
   }
-  if (policy_ && policy_->id == stored->id) return policy_;
-  WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
-  WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
-  auto p = std::make_shared<ActivePolicy>();
-  p->id = stored->id;
-  p->reference = std::move(reference);
-  p->workload = std::move(workload);
-  policy_ = std::move(p);
+  // Versions only move forward (each put is a new row): a slower read of an older one loses.
+  if (!policy_ || stored->id > policy_->id) {
+    WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
+    WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
+    auto p = std::make_shared<ActivePolicy>();
+    p->id = stored->id;
+    p->reference = std::move(reference);
+    p->workload = std::move(workload);
+    policy_ = std::move(p);
+  }
+  if (epoch == policy_epoch_) {  // else a put raced this read: read again next time
+    policy_loaded_ = loaded;
+    policy_stale_ = false;
+  }
   return policy_;
+}
+
+Result<std::shared_ptr<IssuerSigner>> Service::signer() {
+  std::string kid = options_.keys->current_kid();
+  std::lock_guard lock(signer_mu_);
+  if (signer_ && signer_kid_ == kid) return signer_;
+  WARDEN_ASSIGN(fresh, IssuerSigner::current(*options_.keys));
+  // current() read the key after current_kid(): take its kid, not the one read above.
+  signer_kid_ = fresh.public_jwk().kid();
+  signer_ = std::make_shared<IssuerSigner>(std::move(fresh));
+  return signer_;
+}
+
+Result<Service::DeviceGate> Service::device_gate(const std::string& device_id) {
+  std::uint64_t epoch = 0;
+  {
+    std::lock_guard lock(device_mu_);
+    auto it = devices_.find(device_id);
+    if (it != devices_.end() && Steady::now() - it->second.loaded < kDeviceTtl) return it->second;
+    epoch = device_epoch_;
+  }
+  DeviceGate gate;
+  gate.loaded = Steady::now();
+  WARDEN_ASSIGN(device, options_.store->get_device(device_id));
+  gate.state = device.state;
+  gate.last_verdict = std::move(device.last_verdict);
+  gate.group = std::move(device.group);
+  std::lock_guard lock(device_mu_);
+  // A write of this process evicted devices while the row was read: it may predate the write.
+  if (epoch == device_epoch_) {
+    if (devices_.size() >= kDeviceCacheMax) devices_.clear();
+    devices_[device_id] = gate;
+  }
+  return gate;
+}
+
+void Service::forget_device(std::string_view device_id) {
+  std::lock_guard lock(device_mu_);
+  devices_.erase(std::string(device_id));
+  ++device_epoch_;
+}
+
+Result<token::Claims> Service::verified_device_token(ByteSpan device_token, std::int64_t t) {
+  const Bytes digest = ossl::sha256(device_token);
+  const std::string key(digest.begin(), digest.end());
+  {
+    std::lock_guard lock(token_mu_);
+    auto it = verified_tokens_.find(key);
+    // Past exp the token is verified again, which applies the leeway and reports the expiry.
+    if (it != verified_tokens_.end() && t < it->second.exp) return it->second.claims;
+  }
+  WARDEN_ASSIGN(keys, published_keys());
+  const token::ClaimChecks verify_options{
+      .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
+  auto verified = token::verify_cwt(device_token, *keys, verify_options);
+  if (!verified && verified.error().code == ErrorCode::kUnknownKey) {
+    // Signed by a key another replica published since the cache was loaded.
+    WARDEN_ASSIGN(fresh, published_keys(true));
+    verified = token::verify_cwt(device_token, *fresh, verify_options);
+  }
+  if (!verified) return fail(std::move(verified).error());
+  token::Claims claims = std::move(verified->claims);
+  std::lock_guard lock(token_mu_);
+  if (verified_tokens_.size() >= kTokenCacheMax) {
+    std::erase_if(verified_tokens_, [&](const auto& e) { return e.second.exp <= t; });
+    if (verified_tokens_.size() >= kTokenCacheMax) verified_tokens_.clear();
+  }
+  verified_tokens_[key] = {claims, claims.exp.value_or(t)};
+  return claims;
 }
 
 Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload) {
@@ -299,28 +381,21 @@ Result<protocol::ChallengeResponse> Service::challenge(const protocol::Challenge
 Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& request,
                                                const RequestTarget& target) {
   const std::int64_t t = now();
-  WARDEN_ASSIGN(keys, published_keys());
-  const token::ClaimChecks verify_options{
-      .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
-  auto verified = token::verify_cwt(request.device_token, *keys, verify_options);
-  if (!verified && verified.error().code == ErrorCode::kUnknownKey) {
-    // Signed by a key another replica published since the cache was loaded.
-    WARDEN_ASSIGN(fresh, published_keys(true));
-    verified = token::verify_cwt(request.device_token, *fresh, verify_options);
-  }
+  auto verified = verified_device_token(request.device_token, t);
   if (!verified) return fail(std::move(verified).error().context("token: device token"));
-  const token::Claims& dc = verified->claims;
+  const token::Claims& dc = *verified;
   if (dc.eat_profile != std::string(token::kEatProfile) || !dc.device_id || !dc.attestation ||
       !dc.attestation->pass || !dc.cnf || !dc.cnf->jkt) {
     return fail(ErrorCode::kPermissionDenied,
                 "token: device token expected a passing Warden device result with cnf, found "
                 "another token");
   }
-  WARDEN_ASSIGN(device, options_.store->get_device(*dc.device_id));
+  const std::string& device_id = *dc.device_id;
+  WARDEN_ASSIGN(device, device_gate(device_id));
   if (device.state != DeviceState::kEnabled)
-    return fail(ErrorCode::kRevoked, "token: device " + device.id + " is revoked");
+    return fail(ErrorCode::kRevoked, "token: device " + device_id + " is revoked");
   if (device.last_verdict != "accept") {
-    return fail(ErrorCode::kPolicyViolation, "token: device " + device.id +
+    return fail(ErrorCode::kPolicyViolation, "token: device " + device_id +
                                                  " last attestation verdict expected accept, "
                                                  "found " +
                                                  device.last_verdict);
@@ -341,7 +416,7 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
   if (!grant) {
     audit(
-        {0, t, device.id, "token", "reject", "", policy->reference.version,
+        {0, t, device_id, "token", "reject", "", policy->reference.version,
          reasons_to_json({{std::string(to_string(grant.error().code)),
                            "audience " + request.audience, std::nullopt, grant.error().message}})});
     return fail(std::move(grant).error());
@@ -355,7 +430,7 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   const auto& [list_id, index] = slot;
   token::Claims c;
   c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
-  c.sub = device.id;
+  c.sub = device_id;
   c.aud = {request.audience};
   c.iat = t;
   c.nbf = t;
@@ -368,7 +443,7 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   }
   c.cnf = token::Confirmation{dc.cnf->jkt, dc.cnf->key};
   c.status = token::StatusRef{index, status_uri(list_id)};
-  c.device_id = device.id;
+  c.device_id = device_id;
   token::WorkloadSelectors ws;
   if (request.selectors.uid) ws.uid = *request.selectors.uid;
   ws.systemd_unit = request.selectors.systemd_unit;
@@ -377,13 +452,13 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   ws.executable_digest = request.selectors.exe_digest;
   c.workload = std::move(ws);
 
-  WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
+  WARDEN_ASSIGN(signer, this->signer());
   protocol::TokenResponse out;
   if (request.format == protocol::TokenFormat::kCwt) {
-    WARDEN_ASSIGN(cwt, token::mint_cwt(signer, c));
+    WARDEN_ASSIGN(cwt, token::mint_cwt(*signer, c));
     out.token = std::move(cwt);
   } else {
-    WARDEN_ASSIGN(jwt, token::mint_jwt(signer, token::kTypWorkload, c));
+    WARDEN_ASSIGN(jwt, token::mint_jwt(*signer, token::kTypWorkload, c));
     out.token = std::move(jwt);
   }
   boost::json::object why;
@@ -392,8 +467,8 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   why["audience"] = request.audience;
   why["status_index"] = index;
   WARDEN_TRY_STATUS(options_.store->record_token_issue(
-      {*c.jti, device.id, list_id, index, t, *c.exp, false},
-      {0, t, device.id, "token", "accept", "", policy->reference.version,
+      {*c.jti, device_id, list_id, index, t, *c.exp, false},
+      {0, t, device_id, "token", "accept", "", policy->reference.version,
        json::serialize(boost::json::array{why})}));
   out.jti = *c.jti;
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
@@ -492,7 +567,9 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
     u.attested_at = device.last_attested_at;
     u.verdict = "reject";
     u.reasons_json = reasons_to_json({{"revoked", "device report", std::nullopt, request.reason}});
-    WARDEN_TRY_STATUS(options_.store->record_attestation(device.id, u));
+    auto recorded = options_.store->record_attestation(device.id, u);
+    forget_device(device.id);
+    WARDEN_TRY_STATUS(recorded);
   } else {
     for (const std::string& jti : request.jtis) {
       WARDEN_ASSIGN(record, options_.store->get_token(jti));
@@ -533,10 +610,10 @@ Result<std::string> Service::status_list_jwt(std::string_view list_id) {
       }
     }
   }
-  WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
+  WARDEN_ASSIGN(signer, this->signer());
   const std::int64_t t = now();
   constexpr std::int64_t kTtl = 60;
-  return token::mint_status_list_jwt(signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+  return token::mint_status_list_jwt(*signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
 }
 
 Status Service::ready() {

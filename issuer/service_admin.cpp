@@ -50,8 +50,7 @@ Result<std::string> Service::admin_list_devices(std::size_t limit, std::string_v
   for (const Device& d : devices) list.push_back(device_json(d));
   bj::object o;
   o["devices"] = std::move(list);
-  o["next_after"] =
-      devices.size() == limit ? bj::value(devices.back().id) : bj::value(nullptr);
+  o["next_after"] = devices.size() == limit ? bj::value(devices.back().id) : bj::value(nullptr);
   return json::serialize(o);
 }
 
@@ -80,11 +79,13 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
   } else if (state == "enabled") {
     next = DeviceState::kEnabled;
   } else {
-    return fail(ErrorCode::kInvalidArgument,
-                "admin: state expected \"revoked\" or \"enabled\", found \"" + std::string(state) +
-                    "\"");
+    return fail(
+        ErrorCode::kInvalidArgument,
+        "admin: state expected \"revoked\" or \"enabled\", found \"" + std::string(state) + "\"");
   }
-  WARDEN_TRY_STATUS(options_.store->set_device_state(id, next));
+  auto set = options_.store->set_device_state(id, next);
+  forget_device(id);
+  WARDEN_TRY_STATUS(set);
   std::uint64_t revoked = 0;
   if (next == DeviceState::kRevoked) {
     WARDEN_ASSIGN(n, revoke_all_tokens(id));
@@ -106,12 +107,17 @@ Result<std::string> Service::admin_put_policy(std::string_view version, std::str
   auto workload = parse_workload_policy(toml);
   if (!workload) return fail(std::move(workload).error());
   if (!version.empty() && version != reference->version) {
-    return fail(ErrorCode::kInvalidArgument, "admin: policy version expected \"" +
-                                                 std::string(version) +
-                                                 "\" (the request), found \"" +
-                                                 reference->version + "\" in the document");
+    return fail(ErrorCode::kInvalidArgument,
+                "admin: policy version expected \"" + std::string(version) +
+                    "\" (the request), found \"" + reference->version + "\" in the document");
   }
-  WARDEN_ASSIGN(stored, options_.store->add_policy(reference->version, toml, now(), true));
+  auto added = options_.store->add_policy(reference->version, toml, now(), true);
+  {
+    std::lock_guard lock(policy_mu_);
+    policy_stale_ = true;
+    ++policy_epoch_;
+  }
+  WARDEN_ASSIGN(stored, std::move(added));
   bj::object why;
   why["actor"] = std::string(actor);
   why["id"] = stored.id;

@@ -94,7 +94,8 @@ ima::BankRule bank_rule(const std::optional<std::string>& kernel) {
   const char* p = kernel->data();
   const char* end = p + kernel->size();
   auto r1 = std::from_chars(p, end, major);
-  if (r1.ec == std::errc() && r1.ptr < end && *r1.ptr == '.') std::from_chars(r1.ptr + 1, end, minor);
+  if (r1.ec == std::errc() && r1.ptr < end && *r1.ptr == '.')
+    std::from_chars(r1.ptr + 1, end, minor);
   if (major > 0 && (major < 5 || (major == 5 && minor < 8))) return ima::BankRule::kPaddedSha1;
   return ima::BankRule::kTemplateDataHash;
 }
@@ -124,8 +125,8 @@ void replay_boot_log(const protocol::AttestRequest& req, const PcrSelection& sel
                      Claimed& claimed, Findings& f) {
   if (!req.boot_log.empty()) {
     auto log = attest::eventlog::parse(req.boot_log);
-    auto replayed = log ? attest::eventlog::replay(*log)
-                        : Result<attest::eventlog::Replay>(fail(log.error()));
+    auto replayed =
+        log ? attest::eventlog::replay(*log) : Result<attest::eventlog::Replay>(fail(log.error()));
     if (!replayed) {
       f.refuse(ErrorCode::kMalformed, "boot log", replayed.error().message);
     } else {
@@ -183,9 +184,8 @@ Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool
     if (v.pcr == kImaPcr && bank && selected(selection, *bank, kImaPcr)) hint = &v;
   }
   auto result = hint != nullptr
-                    ? ima::replay_to_quote(*entries, std::move(start),
-                                           *hash_from_tpm_id(hint->alg), hint->digest, kImaPcr,
-                                           opts)
+                    ? ima::replay_to_quote(*entries, std::move(start), *hash_from_tpm_id(hint->alg),
+                                           hint->digest, kImaPcr, opts)
                     : ima::replay(*entries, std::move(start), opts);
   if (!result) {
     f.refuse(result.error().code, "ima", result.error().message);
@@ -201,8 +201,8 @@ Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool
   return ok();
 }
 
-void replay_cel(const protocol::AttestRequest& req, const PcrSelection& selection,
-                Claimed& claimed, Findings& f) {
+void replay_cel(const protocol::AttestRequest& req, const PcrSelection& selection, Claimed& claimed,
+                Findings& f) {
   if (!req.cel) return;
   auto records = attest::cel::decode(*req.cel);
   if (!records) {
@@ -255,8 +255,7 @@ std::optional<token::Jwk> bound_key(const protocol::AttestRequest& req, const q:
   auto jwk = obj ? token::Jwk::from_json(*obj) : Result<token::Jwk>(fail(obj.error()));
   if (!jwk || jwk->kty() != "EC" || jwk->crv() != "P-256") {
     f.refuse(ErrorCode::kUnsupported, "session key",
-             jwk ? "key type " + jwk->kty() + " " + jwk->crv() : jwk.error().message,
-             "EC P-256");
+             jwk ? "key type " + jwk->kty() + " " + jwk->crv() : jwk.error().message, "EC P-256");
     return std::nullopt;
   }
   auto sig = q::parse_signature(req.session_key->signature);
@@ -291,9 +290,9 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   // Freshness. The nonce is consumed below, once the quote proves the AK signed it.
   auto fresh = nonces_.check(req.nonce, device.id);
   if (!fresh) {
-    f.refuse(fresh.error().code == ErrorCode::kExpired ? ErrorCode::kExpired
-                                                       : ErrorCode::kNonceMismatch,
-             "nonce", fresh.error().message);
+    f.refuse(
+        fresh.error().code == ErrorCode::kExpired ? ErrorCode::kExpired : ErrorCode::kNonceMismatch,
+        "nonce", fresh.error().message);
   }
 
   // The quote header, unverified until verify_quote: resetCount decides the IMA state.
@@ -308,11 +307,9 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
 
   // clockInfo.safe only says the TPM clock may have gone back (after a disorderly shutdown);
   // freshness here comes from the nonce, not the clock, so it is a note, not a refusal.
-  auto quote = q::verify_quote(ak, req.quote.attest, req.quote.signature,
-                               {.nonce = req.nonce,
-                                .selection = *selection,
-                                .pcrs = &claimed.pcrs,
-                                .require_safe = false});
+  auto quote = q::verify_quote(
+      ak, req.quote.attest, req.quote.signature,
+      {.nonce = req.nonce, .selection = *selection, .pcrs = &claimed.pcrs, .require_safe = false});
   // Signed by this device's AK (the checks after the signature failed or passed).
   bool authentic = static_cast<bool>(quote);
   if (quote) {
@@ -339,34 +336,8 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
     }
   }
   // Only authentic, fresh evidence may consume the nonce and change the device's record.
+  // The nonce is consumed in the transaction that records the outcome (below).
   authentic = authentic && fresh;
-  if (authentic) {
-    auto consumed =
-        options_.store->consume_nonce(device.id, req.nonce, NonceIssuer::expiry(req.nonce));
-    if (!consumed) {
-      if (consumed.error().code != ErrorCode::kReplay) return fail(std::move(consumed).error());
-      f.refuse(ErrorCode::kReplay, "nonce", consumed.error().message);
-      authentic = false;
-    }
-  }
-
-  // Counters only move forward; a higher resetCount is a reboot.
-  bool counters_went_back = false;
-  if (authentic && device.reset_count) {
-    const auto& ci = header->clock_info;
-    if (ci.reset_count < *device.reset_count) {
-      counters_went_back = true;
-      f.refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
-               ">= " + std::to_string(*device.reset_count));
-    } else if (rebooted) {
-      f.note("reboot", "resetCount", std::to_string(*device.reset_count),
-             std::to_string(ci.reset_count));
-    } else if (device.restart_count && ci.restart_count < *device.restart_count) {
-      counters_went_back = true;
-      f.refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
-               ">= " + std::to_string(*device.restart_count));
-    }
-  }
 
   // The policy sees only values the quote vouched for.
   if (quote) {
@@ -381,16 +352,51 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
         policy->reference,
         {&claimed.pcrs, boot ? &*boot : nullptr, claimed.ima_entries, claimed.containers});
     for (auto& r : verdict.reasons)
-      f.refusals.push_back({std::move(r.code), std::move(r.subject), std::move(r.expected),
-                            std::move(r.found)});
+      f.refusals.push_back(
+          {std::move(r.code), std::move(r.subject), std::move(r.expected), std::move(r.found)});
   }
 
   std::optional<token::Jwk> cnf_key = bound_key(req, ak, f);
 
+  // Counters only move forward; a higher resetCount is a reboot. Kept apart: a replay found when
+  // the outcome is recorded voids them (only fresh evidence may judge the counters).
+  Findings counters;
+  bool counters_went_back = false;
+  if (authentic && device.reset_count) {
+    const auto& ci = header->clock_info;
+    if (ci.reset_count < *device.reset_count) {
+      counters_went_back = true;
+      counters.refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
+                      ">= " + std::to_string(*device.reset_count));
+    } else if (rebooted) {
+      counters.note("reboot", "resetCount", std::to_string(*device.reset_count),
+                    std::to_string(ci.reset_count));
+    } else if (device.restart_count && ci.restart_count < *device.restart_count) {
+      counters_went_back = true;
+      counters.refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
+                      ">= " + std::to_string(*device.restart_count));
+    }
+  }
+
   // ---- Decision ----
-  const bool pass = f.refusals.empty();
-  std::vector<Reason> all = f.refusals;
-  all.insert(all.end(), f.notes.begin(), f.notes.end());
+  auto reasons_of = [&](bool with_counters) {
+    std::vector<Reason> out = f.refusals;
+    if (with_counters) out.insert(out.end(), counters.refusals.begin(), counters.refusals.end());
+    out.insert(out.end(), f.notes.begin(), f.notes.end());
+    if (with_counters) out.insert(out.end(), counters.notes.begin(), counters.notes.end());
+    return out;
+  };
+  bool pass = f.refusals.empty() && counters.refusals.empty();
+  std::vector<Reason> all = reasons_of(true);
+  AuditRecord record{0,
+                     t,
+                     device.id,
+                     "attest",
+                     pass ? "accept" : "reject",
+                     evidence_hash,
+                     policy->reference.version,
+                     reasons_to_json(all)};
+  bool recorded = false;
   if (authentic) {
     AttestationUpdate u;
     u.reset_count = counters_went_back
@@ -401,7 +407,7 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
                           : std::optional<std::uint64_t>(header->clock_info.restart_count);
     u.attested_at = t;
     u.verdict = pass ? "accept" : "reject";
-    u.reasons_json = reasons_to_json(all);
+    u.reasons_json = record.reasons_json;
     if (pass) {
       u.binding_key_public = req.binding_key.public_area;
       if (claimed.ima_state) {
@@ -412,15 +418,26 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
         u.ima_state = Bytes{};
       }
     }
-    WARDEN_TRY_STATUS(options_.store->record_attestation(device.id, u));
+    auto outcome = options_.store->record_attestation_outcome(
+        device.id, req.nonce, NonceIssuer::expiry(req.nonce), u, record);
+    forget_device(device.id);
+    if (outcome) {
+      recorded = true;
+    } else {
+      if (outcome.error().code != ErrorCode::kReplay) return fail(std::move(outcome).error());
+      f.refuse(ErrorCode::kReplay, "nonce", outcome.error().message);
+      pass = false;
+      all = reasons_of(false);
+      record.decision = "reject";
+      record.reasons_json = reasons_to_json(all);
+    }
   }
-  audit({0, t, device.id, "attest", pass ? "accept" : "reject", evidence_hash,
-         policy->reference.version, reasons_to_json(all)});
+  if (!recorded) audit(std::move(record));
 
   protocol::AttestResponse out;
   out.verdict = pass ? protocol::Verdict::kPass : protocol::Verdict::kFail;
   out.policy_version = policy->reference.version;
-  out.ima_next_offset = !pass           ? device.ima_entries
+  out.ima_next_offset = !pass               ? device.ima_entries
                         : claimed.ima_state ? claimed.ima_state->entries
                         : rebooted          ? 0
                                             : device.ima_entries;
@@ -440,9 +457,11 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   return out;
 }
 
-Result<std::pair<Bytes, std::int64_t>> Service::mint_device_token(
-    const std::string& device_id, ByteSpan nonce, const token::Jwk& cnf_key,
-    const std::string& policy_version, const Bytes& evidence_hash) {
+Result<std::pair<Bytes, std::int64_t>> Service::mint_device_token(const std::string& device_id,
+                                                                  ByteSpan nonce,
+                                                                  const token::Jwk& cnf_key,
+                                                                  const std::string& policy_version,
+                                                                  const Bytes& evidence_hash) {
   const std::int64_t t = now();
   token::Claims c;
   c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
@@ -455,8 +474,8 @@ Result<std::pair<Bytes, std::int64_t>> Service::mint_device_token(
   c.attestation = token::AttestationResult{true, policy_version, evidence_hash};
   c.eat_nonce = Bytes(nonce.begin(), nonce.end());
   c.eat_profile = std::string(token::kEatProfile);
-  WARDEN_ASSIGN(signer, IssuerSigner::current(*options_.keys));
-  WARDEN_ASSIGN(cwt, token::mint_cwt(signer, c));
+  WARDEN_ASSIGN(signer, this->signer());
+  WARDEN_ASSIGN(cwt, token::mint_cwt(*signer, c));
   return std::pair{std::move(cwt), *c.exp};
 }
 

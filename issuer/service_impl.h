@@ -3,9 +3,11 @@
 // challenge, tokens, revocation, public endpoints), service_attest.cpp (appraisal) and
 // service_admin.cpp (admin JSON).
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "attest/policy/policy.h"
 #include "attest/token/dpop.h"
@@ -16,11 +18,11 @@
 #include "issuer/service.h"
 #include "issuer/workload_policy.h"
 
-#define WARDEN_ASSIGN(var, expr)              \
-  auto var##_result_ = (expr);                \
-  if (!var##_result_) {                       \
+#define WARDEN_ASSIGN(var, expr)                             \
+  auto var##_result_ = (expr);                               \
+  if (!var##_result_) {                                      \
     return ::warden::fail(std::move(var##_result_).error()); \
-  }                                           \
+  }                                                          \
   auto var = std::move(*var##_result_)
 
 namespace warden::issuer {
@@ -83,8 +85,24 @@ class Service final : public IssuerService {
  private:
   [[nodiscard]] std::int64_t now() const { return options_.clock->unix_now(); }
   std::string random_id();
-  /// The active policy, reparsed when another replica (or admin_put_policy) changed it.
+  /// The active policy, cached: re-read from the store when this process put a new version,
+  /// and at most kPolicyTtl after the last read (another replica put one).
   Result<std::shared_ptr<const ActivePolicy>> active_policy();
+  /// The signer of the current key, rebuilt only when the current kid changes.
+  Result<std::shared_ptr<IssuerSigner>> signer();
+  /// What the token path needs of a device, cached per device for at most kDeviceTtl (other
+  /// replicas' revocations and attestations); this process's own writes evict it at once.
+  struct DeviceGate {
+    DeviceState state = DeviceState::kEnabled;
+    std::string last_verdict;
+    std::string group;
+    std::chrono::steady_clock::time_point loaded;
+  };
+  Result<DeviceGate> device_gate(const std::string& device_id);
+  void forget_device(std::string_view device_id);
+  /// Claims of a device token, verified once and cached by the SHA-256 of its bytes until it
+  /// expires (the signature and the claims cannot change; revocation is checked per request).
+  Result<token::Claims> verified_device_token(ByteSpan device_token, std::int64_t now);
   /// The published keys, cached in memory: reloaded when this process rotated (the current kid
   /// changed), after kKeysTtl seconds (retired keys expiring, other replicas rotating), or when
   /// `reload` (a token did not verify against the cached set).
@@ -107,8 +125,31 @@ class Service final : public IssuerService {
   EkTrust trust_;
   NonceIssuer nonces_;
 
-  std::mutex policy_mu_;  // guards policy_
+  using Steady = std::chrono::steady_clock;
+  static constexpr auto kPolicyTtl = std::chrono::seconds(2);
+  std::mutex policy_mu_;  // guards policy_ and its freshness
   std::shared_ptr<const ActivePolicy> policy_;
+  Steady::time_point policy_loaded_;
+  bool policy_stale_ = true;
+  std::uint64_t policy_epoch_ = 0;  // bumped by this process's puts
+
+  std::mutex signer_mu_;  // guards signer_ and signer_kid_
+  std::shared_ptr<IssuerSigner> signer_;
+  std::string signer_kid_;
+
+  static constexpr auto kDeviceTtl = std::chrono::seconds(1);
+  static constexpr std::size_t kDeviceCacheMax = 100000;
+  std::mutex device_mu_;  // guards devices_ and device_epoch_
+  std::unordered_map<std::string, DeviceGate> devices_;
+  std::uint64_t device_epoch_ = 0;  // bumped by every eviction: a read that raced one is dropped
+
+  struct VerifiedToken {
+    token::Claims claims;
+    std::int64_t exp = 0;
+  };
+  static constexpr std::size_t kTokenCacheMax = 100000;
+  std::mutex token_mu_;  // guards verified_tokens_
+  std::unordered_map<std::string, VerifiedToken> verified_tokens_;
 
   std::mutex replay_mu_;  // guards proof_replay_ and revoke_replay_
   token::ReplayCache proof_replay_{100000, 600};

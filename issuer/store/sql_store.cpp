@@ -289,38 +289,23 @@ class SqlStore final : public Store {
   }
 
   Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) override {
-    std::array<Value, 3> p{std::string(id), Bytes(nonce.begin(), nonce.end()), expiry};
-    auto rows = query(
-        "UPDATE devices SET last_nonce = ?2, last_nonce_expiry = ?3 WHERE id = ?1 AND "
-        "(last_nonce IS NULL OR last_nonce <> ?2) AND last_nonce_expiry <= ?3 RETURNING id",
-        p);
-    if (!rows) return fail(std::move(rows).error());
-    if (!rows->empty()) return ok();
-    WARDEN_TRY_STATUS(get_device(id));
-    return fail(ErrorCode::kReplay, "nonce for device " + std::string(id) +
-                                        ": already used, or older than the last accepted nonce");
+    return on_connection(
+        [&](sql::Connection& c) { return consume_nonce_on(c, id, nonce, expiry); });
   }
 
   Status record_attestation(std::string_view id, const AttestationUpdate& u) override {
-    std::vector<Value> p{
-        std::string(id), opt_int(u.reset_count), opt_int(u.restart_count), u.attested_at,
-        u.verdict,       u.reasons_json};
-    std::string text =
-        "UPDATE devices SET reset_count = ?2, restart_count = ?3, last_attested_at = ?4, "
-        "last_verdict = ?5, last_reasons = ?6";
-    if (u.binding_key_public) {
-      p.emplace_back(*u.binding_key_public);
-      text += ", binding_key_public = ?" + std::to_string(p.size());
-    }
-    if (u.ima_entries) {
-      p.emplace_back(i64(*u.ima_entries));
-      text += ", ima_entries = ?" + std::to_string(p.size());
-    }
-    if (u.ima_state) {
-      p.emplace_back(*u.ima_state);
-      text += ", ima_state = ?" + std::to_string(p.size());
-    }
-    return expect_one(query(text + " WHERE id = ?1 RETURNING id", p), id);
+    return on_connection([&](sql::Connection& c) { return record_attestation_on(c, id, u); });
+  }
+
+  Status record_attestation_outcome(std::string_view id, ByteSpan nonce, std::int64_t expiry,
+                                    const AttestationUpdate& u, const AuditRecord& a) override {
+    return transaction([&](sql::Connection& c) -> Status {
+      WARDEN_TRY_STATUS(consume_nonce_on(c, id, nonce, expiry));
+      WARDEN_TRY_STATUS(record_attestation_on(c, id, u));
+      auto audit = append_audit_on(c, a);
+      if (!audit) return fail(std::move(audit).error());
+      return ok();
+    });
   }
 
   Status put_enrollment(const Enrollment& e) override {
@@ -413,14 +398,7 @@ class SqlStore final : public Store {
   }
 
   Result<std::int64_t> append_audit(const AuditRecord& a) override {
-    std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
-                         a.evidence_hash, a.policy_version, a.reasons_json};
-    auto rows = query(
-        "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
-        "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        p);
-    if (!rows) return fail(std::move(rows).error());
-    return sql::as_int(rows->at(0).at(0));
+    return on_connection([&](sql::Connection& c) { return append_audit_on(c, a); });
   }
 
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override {
@@ -540,8 +518,12 @@ class SqlStore final : public Store {
 
   Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override {
     return transaction([&](sql::Connection& c) -> Status {
-      std::vector<Value> tp{t.jti,         t.device_id,  t.list_id,
-                            i64(t.status_index), t.issued_at, t.expires_at,
+      std::vector<Value> tp{t.jti,
+                            t.device_id,
+                            t.list_id,
+                            i64(t.status_index),
+                            t.issued_at,
+                            t.expires_at,
                             static_cast<std::int64_t>(t.revoked ? 1 : 0)};
       auto token = c.exec(
           "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
@@ -553,20 +535,19 @@ class SqlStore final : public Store {
         }
         return fail(std::move(token).error());
       }
-      std::vector<Value> ap{a.time,          a.device_id,      a.action,      a.decision,
-                            a.evidence_hash, a.policy_version, a.reasons_json};
-      auto audit = c.exec(
-          "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
-          "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-          ap);
+      auto audit = append_audit_on(c, a);
       if (!audit) return fail(std::move(audit).error());
       return ok();
     });
   }
 
   Status add_token(const TokenRecord& t) override {
-    std::vector<Value> p{t.jti,         t.device_id,  t.list_id,
-                         i64(t.status_index), t.issued_at, t.expires_at,
+    std::vector<Value> p{t.jti,
+                         t.device_id,
+                         t.list_id,
+                         i64(t.status_index),
+                         t.issued_at,
+                         t.expires_at,
                          static_cast<std::int64_t>(t.revoked ? 1 : 0)};
     auto rows = query(
         "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
@@ -677,6 +658,56 @@ class SqlStore final : public Store {
     return l;
   }
 
+  static Status consume_nonce_on(sql::Connection& c, std::string_view id, ByteSpan nonce,
+                                 std::int64_t expiry) {
+    std::array<Value, 3> p{std::string(id), Bytes(nonce.begin(), nonce.end()), expiry};
+    auto rows = c.exec(
+        "UPDATE devices SET last_nonce = ?2, last_nonce_expiry = ?3 WHERE id = ?1 AND "
+        "(last_nonce IS NULL OR last_nonce <> ?2) AND last_nonce_expiry <= ?3 RETURNING id",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    if (!rows->empty()) return ok();
+    std::array<Value, 1> k{std::string(id)};
+    auto exists = c.exec("SELECT id FROM devices WHERE id = ?1", k);
+    WARDEN_TRY_STATUS(expect_one(std::move(exists), id));
+    return fail(ErrorCode::kReplay, "nonce for device " + std::string(id) +
+                                        ": already used, or older than the last accepted nonce");
+  }
+
+  static Status record_attestation_on(sql::Connection& c, std::string_view id,
+                                      const AttestationUpdate& u) {
+    std::vector<Value> p{
+        std::string(id), opt_int(u.reset_count), opt_int(u.restart_count), u.attested_at,
+        u.verdict,       u.reasons_json};
+    std::string text =
+        "UPDATE devices SET reset_count = ?2, restart_count = ?3, last_attested_at = ?4, "
+        "last_verdict = ?5, last_reasons = ?6";
+    if (u.binding_key_public) {
+      p.emplace_back(*u.binding_key_public);
+      text += ", binding_key_public = ?" + std::to_string(p.size());
+    }
+    if (u.ima_entries) {
+      p.emplace_back(i64(*u.ima_entries));
+      text += ", ima_entries = ?" + std::to_string(p.size());
+    }
+    if (u.ima_state) {
+      p.emplace_back(*u.ima_state);
+      text += ", ima_state = ?" + std::to_string(p.size());
+    }
+    return expect_one(c.exec(text + " WHERE id = ?1 RETURNING id", p), id);
+  }
+
+  static Result<std::int64_t> append_audit_on(sql::Connection& c, const AuditRecord& a) {
+    std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
+                         a.evidence_hash, a.policy_version, a.reasons_json};
+    auto rows = c.exec(
+        "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
+        "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        p);
+    if (!rows) return fail(std::move(rows).error());
+    return sql::as_int(rows->at(0).at(0));
+  }
+
   static Status expect_one(Result<sql::Rows> rows, std::string_view id) {
     if (!rows) return fail(std::move(rows).error());
     if (rows->empty())
@@ -685,14 +716,20 @@ class SqlStore final : public Store {
   }
 
   Result<sql::Rows> query(std::string_view text, std::span<const Value> params) {
+    return on_connection([&](sql::Connection& c) { return c.exec(text, params); });
+  }
+
+  /// fn(connection) on a pooled connection, outside a transaction.
+  template <class Fn>
+  auto on_connection(Fn&& fn) -> decltype(fn(std::declval<sql::Connection&>())) {
     auto lease = pool_.acquire();
     if (!lease) return fail(std::move(lease).error().context(name_));
-    auto rows = (*lease)->exec(text, params);
-    if (!rows && rows.error().code == ErrorCode::kUnavailable &&
+    auto out = fn(**lease);
+    if (!out && out.error().code == ErrorCode::kUnavailable &&
         (*lease)->dialect() == Dialect::kPostgres) {
       lease->discard();  // the connection is broken; the next caller reconnects
     }
-    return rows;
+    return out;
   }
 
   template <class Fn>

@@ -34,9 +34,9 @@ struct Device {
   std::string last_verdict;              ///< "accept" / "reject" / empty
   std::string last_reasons_json = "[]";  ///< JSON array of reason objects
   // Since schema 2.
-  Bytes binding_key_public;      ///< TPM2B_PUBLIC of the last certified binding key (revoke())
+  Bytes binding_key_public;       ///< TPM2B_PUBLIC of the last certified binding key (revoke())
   std::uint64_t ima_entries = 0;  ///< IMA entries replayed so far (next incremental offset)
-  Bytes ima_state;               ///< the issuer's encoding of the running IMA PCR values
+  Bytes ima_state;                ///< the issuer's encoding of the running IMA PCR values
 };
 
 /// The outcome of one appraisal, written to the device record.
@@ -145,6 +145,11 @@ class Store {
   /// accepted one or expires before it (older nonces cannot be replayed).
   virtual Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) = 0;
   virtual Status record_attestation(std::string_view id, const AttestationUpdate& update) = 0;
+  /// consume_nonce, record_attestation and append_audit in one transaction (one commit per
+  /// attestation); nothing is written when the nonce was already used (kReplay).
+  virtual Status record_attestation_outcome(std::string_view id, ByteSpan nonce,
+                                            std::int64_t expiry, const AttestationUpdate& update,
+                                            const AuditRecord& audit) = 0;
 
   // Enrollments in progress.
   virtual Status put_enrollment(const Enrollment& enrollment) = 0;

@@ -3,9 +3,11 @@
 // signatures made by the TPM, against a real SQLite store.
 #include "issuer/service.h"
 
-#include <openssl/x509.h>
+#include <chrono>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <openssl/x509.h>
 
 #include "attest/eventlog/eventlog.h"
 #include "attest/token/dpop.h"
@@ -82,8 +84,7 @@ Bytes expected_pcr0(std::string_view version) {
 
 std::string policy_toml(const std::string& version, const Bytes& pcr0,
                         const std::string& extra = {}) {
-  return "version = \"" + version + "\"\n" + extra +
-         "\n[pcrs.sha256]\n0 = \"" + hex_encode(pcr0) +
+  return "version = \"" + version + "\"\n" + extra + "\n[pcrs.sha256]\n0 = \"" + hex_encode(pcr0) +
          "\"\n\n"
          "[[workload]]\nname = \"web\"\naudiences = [\"https://api.test\"]\n"
          "scopes = [\"read\", \"write\"]\nmax_ttl = 120\n"
@@ -208,12 +209,11 @@ class IssuerServiceTest : public test::SwtpmTest {
     auto enrolled = service_->enroll(enroll_request(ak_));
     EXPECT_TRUE(enrolled) << enrolled.error().message;
     if (!enrolled) return {};
-    auto secret = tpm_api().activate_credential(ak_, enrolled->credential_blob,
-                                                enrolled->encrypted_secret);
+    auto secret =
+        tpm_api().activate_credential(ak_, enrolled->credential_blob, enrolled->encrypted_secret);
     EXPECT_TRUE(secret) << secret.error().message;
     auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak_.name());
-    auto activated =
-        service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+    auto activated = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
     EXPECT_TRUE(activated) << activated.error().message;
     return activated ? activated->device_id : std::string();
   }
@@ -632,8 +632,8 @@ TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kProofMismatch);
   // The real proof is now too late: one attempt per enrollment.
-  auto secret = tpm_api().activate_credential(*ak, enrolled->credential_blob,
-                                              enrolled->encrypted_secret);
+  auto secret =
+      tpm_api().activate_credential(*ak, enrolled->credential_blob, enrolled->encrypted_secret);
   ASSERT_TRUE(secret);
   auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak->name());
   auto late = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
@@ -645,10 +645,10 @@ TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
 
 TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
   const std::string device = enroll_device();
-  auto put = service_->admin_put_policy(
-      "", policy_toml("p-ima", expected_pcr0("warden-test-crtm-1"),
-                      "[ima]\ndeny_paths = [\"/usr/bin/nc*\"]\n"),
-      "admin");
+  auto put = service_->admin_put_policy("",
+                                        policy_toml("p-ima", expected_pcr0("warden-test-crtm-1"),
+                                                    "[ima]\ndeny_paths = [\"/usr/bin/nc*\"]\n"),
+                                        "admin");
   ASSERT_TRUE(put) << put.error().message;
   auto extend = [&](const ImaChunk& chunk) {
     for (const Bytes& d : chunk.extends) ASSERT_TRUE(tpm_api().extend_pcr(10, TpmAlg::kSha256, d));
@@ -714,6 +714,82 @@ TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
   EXPECT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
   EXPECT_GT(*store_->get_device(device)->reset_count, *d->reset_count);
   EXPECT_TRUE(has_reason(response, "reboot"));
+}
+
+
+// The token path caches verified device tokens, device states and the active policy: this
+// process's own writes apply to the next request.
+TEST_F(IssuerServiceTest, CachesFollowThisProcessesWritesAtOnce) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  ASSERT_TRUE(token(token_request(device_token)));
+
+  // A new policy version that no longer grants uid 1000, then one that grants it again.
+  const std::string deny_1000 = policy_toml("p-uid", expected_pcr0("warden-test-crtm-1"));
+  auto put = service_->admin_put_policy(
+      "p-uid",
+      deny_1000.substr(0, deny_1000.find("uid = 1000")) + "uid = 2000\n" +
+          deny_1000.substr(deny_1000.find("uid = 1000") + std::string("uid = 1000").size()),
+      "admin");
+  ASSERT_TRUE(put) << put.error().message;
+  auto refused = token(token_request(device_token));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied) << refused.error().message;
+  ASSERT_TRUE(service_->admin_put_policy(
+      "p3", policy_toml("p3", expected_pcr0("warden-test-crtm-1")), "admin"));
+  auto granted = token(token_request(device_token));
+  ASSERT_TRUE(granted) << granted.error().message;
+
+  // Revoked and re-enabled through the admin API.
+  ASSERT_TRUE(service_->admin_set_device_state(device, "revoked", "alice"));
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
+  ASSERT_TRUE(service_->admin_set_device_state(device, "enabled", "alice"));
+  ASSERT_TRUE(token(token_request(device_token)));
+
+  // A failed attestation: the device token it had before no longer buys workload tokens.
+  const Bytes forged = make_boot_log("warden-test-crtm-2").bytes;
+  AttestOptions o;
+  o.boot_log = &forged;
+  EXPECT_EQ(attest(attest_request(device, challenge(device), o)).verdict, Verdict::kFail);
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kPolicyViolation);
+
+  // A cached verification never outlives the device token.
+  const Bytes fresh =
+      attest(attest_request(device, challenge(device))).device_token.value_or(Bytes{});
+  ASSERT_TRUE(token(token_request(fresh)));
+  clock_.advance(std::chrono::seconds(config_.tokens.device_token_ttl_s + 10));
+  EXPECT_EQ(token(token_request(fresh)).error().code, ErrorCode::kExpired);
+}
+
+// Another replica (a second service on the same store) changes the policy and revokes the device:
+// this one applies both within its cache bounds (1 s for devices, 2 s for the policy).
+TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  ASSERT_TRUE(token(token_request(device_token)));
+  IssuerService::Options o;
+  o.config = &config_;
+  o.store = store_.get();
+  o.keys = keys_.get();
+  o.clock = &clock_;
+  o.random = &random_;
+  o.nonce_key = SecretBytes(Bytes(32, 0x42));
+  o.issuer_url = "https://issuer.test:8443";
+  auto other = IssuerService::create(std::move(o));
+  ASSERT_TRUE(other) << other.error().message;
+
+  ASSERT_TRUE((*other)->admin_set_device_state(device, "revoked", "bob"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
+  ASSERT_TRUE((*other)->admin_set_device_state(device, "enabled", "bob"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(token(token_request(device_token)));
+
+  ASSERT_TRUE((*other)->admin_put_policy(
+      "p9", policy_toml("p9", expected_pcr0("warden-test-crtm-1")), "bob"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  auto response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.policy_version, "p9") << reasons_text(response);
 }
 
 }  // namespace

@@ -351,6 +351,36 @@ TYPED_TEST(StoreTest, TokenIssueRecordsTokenAndAuditTogether) {
   EXPECT_EQ((*audit)[0].reasons_json, R"([{"jti":"j1"}])");
 }
 
+TYPED_TEST(StoreTest, AttestationOutcomeConsumesTheNonceAndRecordsTogether) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  Bytes nonce(32, 3);
+  AttestationUpdate u;
+  u.reset_count = 4;
+  u.attested_at = 100;
+  u.verdict = "accept";
+  u.ima_entries = 7;
+  AuditRecord a{0, 100, "d1", "attest", "accept", "ev", "v1", "[]"};
+  ASSERT_TRUE(this->store_->record_attestation_outcome("d1", nonce, 200, u, a));
+  auto d = this->store_->get_device("d1");
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->last_verdict, "accept");
+  EXPECT_EQ(d->ima_entries, 7U);
+  // The same nonce again: refused as a replay, and nothing of it is written.
+  u.verdict = "reject";
+  u.ima_entries = 9;
+  EXPECT_EQ(this->store_->record_attestation_outcome("d1", nonce, 200, u, a).error().code,
+            ErrorCode::kReplay);
+  d = this->store_->get_device("d1");
+  EXPECT_EQ(d->last_verdict, "accept");
+  EXPECT_EQ(d->ima_entries, 7U);
+  auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 10});
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_EQ(audit->size(), 1U);
+  EXPECT_EQ(
+      this->store_->record_attestation_outcome("zz", Bytes(32, 4), 300, u, a).error().code,
+      ErrorCode::kNotFound);
+}
+
 TYPED_TEST(StoreTest, TokensAreRecordedListedAndRevokedOnce) {
   ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
   ASSERT_TRUE(this->store_->add_device(this->make_device("d2")));

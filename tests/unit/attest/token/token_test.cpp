@@ -281,6 +281,15 @@ TEST(JwkTest, Rfc7638ThumbprintAndJwksRoundTrip) {
 
   // Private members, symmetric keys, off-curve points and garbage are refused or skipped.
   EXPECT_FALSE(KeySet::from_json(R"({"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]})"));
+  // A full-size point off the curve (the RFC 8392 example key with its y changed).
+  boost::json::object off_curve{
+      {"kty", "EC"},
+      {"crv", "P-256"},
+      {"x",
+       base64url_encode(hex("143329cce7868e416927599cf65a34f3ce2ffda55a7eca69ed8919a394d42f0f"))},
+      {"y",
+       base64url_encode(hex("60f7f1a780d8a783bfb7a2dd6b2796e8128dbbcef9d3d168db9529971a36e7b8"))}};
+  EXPECT_EQ(Jwk::from_json(off_curve).error().code, ErrorCode::kMalformed);
   EXPECT_EQ(KeySet::from_json(R"({"keys":[{"kty":"oct","k":"AAAA"}]})").value().keys().size(), 0U);
   EXPECT_FALSE(KeySet::from_json("[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]"));
   EXPECT_FALSE(KeySet::from_json("{"));
