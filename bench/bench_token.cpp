@@ -2,6 +2,7 @@
 #include <benchmark/benchmark.h>
 
 #include "attest/token/cwt.h"
+#include "attest/token/dpop.h"
 #include "attest/token/jwt.h"
 #include "platform/base/clock.h"
 
@@ -73,10 +74,36 @@ void BM_CwtVerify(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The issuer's share of POST /v1/token besides minting: the proof's embedded JWK becomes a key,
+// then its signature and claims are checked.
+void BM_ProofVerify(benchmark::State& state) {
+  auto& s = setup();
+  ProofRequest request{"POST", "https://issuer.warden.test/v1/token", std::nullopt, std::nullopt};
+  auto proof = create_proof(s.signer, request, kNow, s.random).value();
+  ProofCheck check;
+  check.htm = "POST";
+  check.htu = "https://issuer.warden.test/v1/token";
+  check.now = kNow + 1;
+  for (auto _ : state) {
+    ReplayCache replay(4, 300);
+    if (!verify_proof(proof, check, replay)) state.SkipWithError("verify failed");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_JwkToKey(benchmark::State& state) {
+  auto& s = setup();
+  auto json = s.signer.public_jwk().to_json();
+  for (auto _ : state) benchmark::DoNotOptimize(Jwk::from_json(json));
+  state.SetItemsProcessed(state.iterations());
+}
+
 BENCHMARK(BM_JwtMint);
 BENCHMARK(BM_JwtVerify);
 BENCHMARK(BM_CwtMint);
 BENCHMARK(BM_CwtVerify);
+BENCHMARK(BM_ProofVerify);
+BENCHMARK(BM_JwkToKey);
 
 }  // namespace
 

@@ -4,6 +4,10 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 
@@ -26,7 +30,7 @@ Result<Bytes> member_b64(const boost::json::object& jwk, std::string_view name) 
   return bytes;
 }
 
-Result<ossl::PKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
+Result<ossl::PKey> parse_ec_point(const std::string& crv, ByteSpan x, ByteSpan y) {
   std::size_t size = crv == "P-256" ? 32 : 48;
   if (x.size() != size || y.size() != size) {
     return fail(ErrorCode::kMalformed,
@@ -61,6 +65,48 @@ Result<ossl::PKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
     return fail(ossl::error("jwk: EC point is not on " + crv, ErrorCode::kMalformed));
   }
   return key;
+}
+
+
+ossl::PKey up_ref(EVP_PKEY* key) {
+  EVP_PKEY_up_ref(key);
+  return ossl::PKey(key);
+}
+
+// Proof keys repeat (one per agent session key, every token request), and decoding and checking
+// a point through OpenSSL 3's provider layer costs half a signature verify. Keys are immutable
+// once built, so one may be shared by threads. Only valid points are cached; the cache is
+// emptied when full rather than tracking use.
+class EcKeyCache {
+ public:
+  Result<ossl::PKey> get(const std::string& crv, ByteSpan x, ByteSpan y) {
+    std::string id;
+    id.reserve(crv.size() + 1 + x.size() + y.size());
+    id.append(crv).push_back(':');
+    id.append(reinterpret_cast<const char*>(x.data()), x.size());
+    id.append(reinterpret_cast<const char*>(y.data()), y.size());
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = keys_.find(id); it != keys_.end()) return up_ref(it->second.get());
+    }
+    auto key = parse_ec_point(crv, x, y);
+    if (!key) return key;
+    std::lock_guard lock(mutex_);
+    if (keys_.size() >= kCapacity) keys_.clear();
+    auto [it, inserted] = keys_.try_emplace(std::move(id), nullptr);
+    if (inserted) it->second = up_ref(key->get());
+    return key;
+  }
+
+ private:
+  static constexpr std::size_t kCapacity = 4096;
+  std::mutex mutex_;
+  std::unordered_map<std::string, ossl::PKey> keys_;
+};
+
+Result<ossl::PKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
+  static EcKeyCache cache;
+  return cache.get(crv, x, y);
 }
 
 Result<ossl::PKey> rsa_from_ne(ByteSpan n, ByteSpan e) {
@@ -103,9 +149,9 @@ const EVP_MD* alg_md(Alg alg) {
   switch (alg) {
     case Alg::kEs256:
     case Alg::kRs256:
-      return EVP_sha256();
+      return ossl::evp_md(ossl::Hash::kSha256);
     case Alg::kEs384:
-      return EVP_sha384();
+      return ossl::evp_md(ossl::Hash::kSha384);
     case Alg::kEdDsa:
       return nullptr;
   }

@@ -23,18 +23,34 @@ Error error(std::string_view operation, ErrorCode code) {
   return Error{code, fmt::format("{}: {}", operation, detail), 0, first};
 }
 
+namespace {
+
+// OpenSSL 3 looks up the provider's implementation again on every *Init given a legacy EVP_sha*()
+// pointer; one fetch per process saves that in every signature and digest. Falls back to the
+// legacy pointer (same algorithm, slower path) if a fetch fails.
+const EVP_MD* fetched(const char* name, const EVP_MD* legacy) {
+  EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  return md != nullptr ? md : legacy;
+}
+
+}  // namespace
+
 const EVP_MD* evp_md(Hash hash) {
+  static const EVP_MD* const sha1 = fetched("SHA1", EVP_sha1());
+  static const EVP_MD* const sha256 = fetched("SHA256", EVP_sha256());
+  static const EVP_MD* const sha384 = fetched("SHA384", EVP_sha384());
+  static const EVP_MD* const sha512 = fetched("SHA512", EVP_sha512());
   switch (hash) {
     case Hash::kSha1:
-      return EVP_sha1();
+      return sha1;
     case Hash::kSha256:
-      return EVP_sha256();
+      return sha256;
     case Hash::kSha384:
-      return EVP_sha384();
+      return sha384;
     case Hash::kSha512:
-      return EVP_sha512();
+      return sha512;
   }
-  return EVP_sha256();
+  return sha256;
 }
 
 std::size_t digest_size(Hash hash) {
@@ -63,7 +79,7 @@ Result<Bytes> digest(Hash hash, ByteSpan data) {
 Bytes sha256(ByteSpan data) {
   Bytes out(32);
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1) {
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, evp_md(Hash::kSha256), nullptr) != 1) {
     std::abort();
   }
   return out;
