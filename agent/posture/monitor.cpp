@@ -266,6 +266,7 @@ class MonitorImpl final : public Monitor {
   TpmProbe::Reading tpm_reference_;
   std::map<std::string, std::string> tpm_reported_;
   fs::path ima_count_path_;
+  bool ima_on_pcr_timer_ = false;  ///< IMA polled on the TPM's timer (same interval)
   std::uint64_t ima_reference_ = 0;
   std::map<std::string, std::string> ima_reported_;
   std::vector<Change> pending_;  ///< found by init(), emitted first by the thread
@@ -353,7 +354,13 @@ Status MonitorImpl::init() {
     ima_count_path_ = opts_.securityfs_root / "ima" / "runtime_measurements_count";
     std::error_code ec;
     if (fs::exists(ima_count_path_, ec)) {
-      WARDEN_TRY_STATUS(add_timer(opts_.ima_poll_interval, ima_timer_));
+      // Same interval as the TPM: one timer and one wakeup for both (a wakeup of this thread
+      // costs about as much CPU as the IMA read itself).
+      if (pcr_timer_.get() >= 0 && opts_.ima_poll_interval == opts_.pcr_poll_interval) {
+        ima_on_pcr_timer_ = true;
+      } else {
+        WARDEN_TRY_STATUS(add_timer(opts_.ima_poll_interval, ima_timer_));
+      }
     } else {
       ima_count_path_.clear();  // IMA is off on this kernel: nothing to poll
     }
@@ -460,6 +467,7 @@ void MonitorImpl::run() {
         [[maybe_unused]] auto r = ::read(fd, &expirations, sizeof expirations);
         if (fd == pcr_timer_.get()) {
           poll_tpm();
+          if (ima_on_pcr_timer_) poll_ima();
         } else {
           poll_ima();
         }
