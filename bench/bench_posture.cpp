@@ -101,17 +101,43 @@ class SnapshotProbe final : public posture::TpmProbe {
   warden::PcrSelection selection_;
 };
 
-/// Which TPM probe a benchmark polls with (its first argument where it takes one).
-enum ProbeKind : std::int64_t { kNoTpm = 0, kSnapshot = 1, kStatePoller = 2 };
+/// Which TPM probe a benchmark polls with (its first argument where it takes one). kUnixSocket:
+/// TpmStateProbe on the same swtpm state served over a Unix socket ("swtpm:path=..."), to show
+/// what of a poll's cost is loopback TCP (both ends' connection setup runs in the agent's thread).
+enum ProbeKind : std::int64_t { kNoTpm = 0, kSnapshot = 1, kStatePoller = 2, kUnixSocket = 3 };
 
 std::unique_ptr<posture::TpmProbe> make_probe(std::int64_t kind, const std::string& tcti) {
   const auto selection = warden::PcrSelection::parse(kPolledPcrs).value();
   if (kind == kSnapshot) return std::make_unique<SnapshotProbe>(warden::tpm::Tpm(tcti), selection);
-  if (kind == kStatePoller) {
+  if (kind == kStatePoller || kind == kUnixSocket) {
     return std::make_unique<posture::TpmStateProbe>(warden::tpm::Tpm(tcti), selection);
   }
   return nullptr;
 }
+
+/// A provisioned swtpm; for kUnixSocket its state is served again by a swtpm on Unix sockets.
+struct BenchTpm {
+  explicit BenchTpm(std::int64_t kind) : swtpm(warden::test::Swtpm::start()) {
+    if (kind != kUnixSocket) {
+      tcti = swtpm->tcti();
+      return;
+    }
+    swtpm->kill();
+    const fs::path socket = swtpm->dir() / "tpm.sock";
+    unix_swtpm = warden::test::ChildProcess::spawn(
+        {"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + (swtpm->dir() / "state").string(),
+         "--server", "type=unixio,path=" + socket.string(), "--ctrl",
+         "type=unixio,path=" + socket.string() + ".ctrl", "--flags", "not-need-init,startup-clear"},
+        {}, swtpm->dir() / "swtpm-unix.log");
+    tcti = "swtpm:path=" + socket.string();
+    const bool up = warden::test::wait_for(
+        [&] { return warden::tpm::Tpm(tcti).probe().has_value(); }, std::chrono::seconds(10));
+    if (!up) throw std::runtime_error("swtpm on " + socket.string() + " did not start");
+  }
+  std::unique_ptr<warden::test::Swtpm> swtpm;
+  warden::test::ChildProcess unix_swtpm;
+  std::string tcti;
+};
 
 /// Container stop -> kRevokeWorkload callback; with arg 1 the stop is first measured (CEL append
 /// + extend of the container PCR on swtpm), as the agent does.
@@ -203,8 +229,8 @@ BENCHMARK(BM_PcrChangeLatency)
 /// changes: arg 1 the old per-poll snapshot, arg 2 TpmStateProbe (StatePoller). Counters: TPM
 /// commands and TCTI opens per read.
 void BM_TpmProbeRead(benchmark::State& state) {
-  auto swtpm = warden::test::Swtpm::start();
-  auto probe = make_probe(state.range(0), swtpm->tcti());
+  BenchTpm tpm(state.range(0));
+  auto probe = make_probe(state.range(0), tpm.tcti);
   for (auto _ : state) {
     auto reading = probe->read();
     if (!reading) state.SkipWithError(reading.error().message.c_str());
@@ -220,7 +246,11 @@ void BM_TpmProbeRead(benchmark::State& state) {
     state.counters["opens_per_read"] = 1;
   }
 }
-BENCHMARK(BM_TpmProbeRead)->Arg(kSnapshot)->Arg(kStatePoller)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TpmProbeRead)
+    ->Arg(kSnapshot)
+    ->Arg(kStatePoller)
+    ->Arg(kUnixSocket)
+    ->Unit(benchmark::kMicrosecond);
 
 double cpu_seconds() {
   rusage usage{};
@@ -236,7 +266,7 @@ double cpu_seconds() {
 /// 1 the old per-poll snapshot, 2 TpmStateProbe), TPM and IMA poll interval in ms. The
 /// snapshot and StatePoller runs alternate so that both see the same machine load.
 void BM_IdleCpu(benchmark::State& state) {
-  auto swtpm = warden::test::Swtpm::start();
+  BenchTpm tpm(state.range(1));
   warden::test::TempDir dir("bench-posture");
   const fs::path cgroupfs = dir.path() / "cgroup";
   for (int i = 0; i < 200; ++i) {
@@ -247,7 +277,7 @@ void BM_IdleCpu(benchmark::State& state) {
   std::ofstream(dir.path() / "securityfs" / "ima" / "runtime_measurements_count") << "1234\n";
   fs::create_directories(dir.path() / "state");
   std::ofstream(dir.path() / "agent.toml") << "[agent]\n";
-  auto probe = make_probe(state.range(1), swtpm->tcti());
+  auto probe = make_probe(state.range(1), tpm.tcti);
   Arrivals arrivals;
   posture::MonitorOptions options;
   options.cgroupfs_root = cgroupfs;
@@ -279,6 +309,7 @@ BENCHMARK(BM_IdleCpu)
     ->Args({10, kSnapshot, 100})
     ->Args({10, kStatePoller, 100})
     ->Args({10, kNoTpm, 100})
+    ->Args({10, kUnixSocket, 100})
     ->Args({10, kSnapshot, 200})
     ->Args({10, kStatePoller, 200})
     ->Args({10, kSnapshot, 1000})

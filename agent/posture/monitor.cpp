@@ -136,6 +136,10 @@ unsigned pcr_index(std::string_view key) {
   return index;
 }
 
+bool same_reading(const TpmProbe::Reading& a, const TpmProbe::Reading& b) {
+  return a.reset_count == b.reset_count && a.restart_count == b.restart_count && a.pcrs == b.pcrs;
+}
+
 struct Scope {
   std::string id;
   std::string runtime;
@@ -264,6 +268,7 @@ class MonitorImpl final : public Monitor {
   bool tpm_ok_ = true;
   Clock::time_point tpm_retry_at_;
   TpmProbe::Reading tpm_reference_;
+  std::optional<TpmProbe::Reading> last_reading_;  ///< of the last poll that read the TPM
   std::map<std::string, std::string> tpm_reported_;
   fs::path ima_count_path_;
   bool ima_on_pcr_timer_ = false;  ///< IMA polled on the TPM's timer (same interval)
@@ -823,6 +828,11 @@ void MonitorImpl::poll_tpm() {
     tpm_ok_ = true;
     report(Source::kTpm, Action::kReattest, "tpm", "unreachable", "reachable", detected);
   }
+  // What is reported depends on the reading, the reference and the container log, and the last
+  // two only move with the reading (an append extends the container PCR; take_reference() resets
+  // last_reading_): a reading equal to the last one has nothing new.
+  if (last_reading_ && same_reading(*last_reading_, *reading)) return;
+  last_reading_ = *reading;
   const std::pair<const char*, std::pair<std::uint64_t, std::uint64_t>> counters[] = {
       {"resetCount", {tpm_reference_.reset_count, reading->reset_count}},
       {"restartCount", {tpm_reference_.restart_count, reading->restart_count}}};
@@ -896,6 +906,7 @@ void MonitorImpl::poll_ima() {
 
 void MonitorImpl::take_reference() {
   if (opts_.tpm != nullptr) {
+    last_reading_.reset();
     if (auto reading = opts_.tpm->read(); reading) {
       tpm_reference_ = std::move(*reading);
       tpm_ok_ = true;

@@ -123,32 +123,35 @@ Result<PcrSnapshot> StatePoller::State::read_once() {
   const bool unchanged = last && last->clock.reset_count == clock->reset_count &&
                          last->clock.restart_count == clock->restart_count &&
                          last->update_counter == head->update_counter;
-  std::vector<PcrValue> others;
+  PcrSnapshot snapshot{{}, *clock, head->update_counter};
   if (unchanged) {
-    others = last->pcrs;
+    // The last read, with the always-read PCRs fresh.
+    snapshot.pcrs = last->pcrs;
+    for (auto& value : snapshot.pcrs) {
+      for (auto& fresh : head->values) {
+        if (fresh.alg == value.alg && fresh.index == value.index) value.digest = fresh.digest;
+      }
+    }
   } else {
     auto read = detail::read_pcrs_counted(ctx, rest);
     if (read) stats.commands += read->commands;
     if (!read) return fail(std::move(read).error());
-    others = std::move(read->values);
     ++stats.full_reads;
-  }
-
-  // Fresh values of `always` win over the others (which, when reused, hold old ones of it too).
-  std::map<std::pair<TpmAlg, unsigned>, Bytes> values;
-  for (auto& value : others) values[{value.alg, value.index}] = std::move(value.digest);
-  for (auto& value : head->values) values[{value.alg, value.index}] = std::move(value.digest);
-  PcrSnapshot snapshot{{}, *clock, head->update_counter};
-  for (const auto& bank : selection.banks) {
-    for (std::size_t pcr = 0; pcr < kPcrCount; ++pcr) {
-      if (!bank.pcrs.test(pcr)) continue;
-      const auto index = static_cast<unsigned>(pcr);
-      auto it = values.find({bank.alg, index});
-      if (it == values.end()) {
-        return fail(ErrorCode::kTpm, "TPM2_PCR_Read: no value for " + std::string(hash_name(bank.alg)) +
-                                         ":" + std::to_string(pcr));
+    std::map<std::pair<TpmAlg, unsigned>, Bytes> values;
+    for (auto& value : read->values) values[{value.alg, value.index}] = std::move(value.digest);
+    for (auto& value : head->values) values[{value.alg, value.index}] = std::move(value.digest);
+    for (const auto& bank : selection.banks) {
+      for (std::size_t pcr = 0; pcr < kPcrCount; ++pcr) {
+        if (!bank.pcrs.test(pcr)) continue;
+        const auto index = static_cast<unsigned>(pcr);
+        auto it = values.find({bank.alg, index});
+        if (it == values.end()) {
+          return fail(ErrorCode::kTpm, "TPM2_PCR_Read: no value for " +
+                                           std::string(hash_name(bank.alg)) + ":" +
+                                           std::to_string(pcr));
+        }
+        snapshot.pcrs.push_back(PcrValue{bank.alg, index, it->second});
       }
-      snapshot.pcrs.push_back(PcrValue{bank.alg, index, it->second});
     }
   }
   // The counter is the one read before `rest`: a change during the read shows as a new counter
