@@ -503,8 +503,8 @@ void Agent::apply(const posture::Change& change) {
   // paths do not.
   const std::string source(source_name(change.source));
   const bool named = change.subject == source || change.subject.rfind(source + " ", 0) == 0;
-  const std::string what = (named ? "" : source + " ") + change.subject + ": " +
-                           change.old_value + " -> " + change.new_value;
+  const std::string what = (named ? "" : source + " ") + change.subject + ": " + change.old_value +
+                           " -> " + change.new_value;
   switch (change.action) {
     case posture::Action::kNone:
       spdlog::debug("posture: {}", what);

@@ -20,9 +20,9 @@ namespace {
 std::bitset<kPcrCount> no_increment_pcrs(ESYS_CONTEXT* ctx) {
   TPMS_CAPABILITY_DATA* data = nullptr;
   TPMI_YES_NO more = TPM2_NO;
-  TSS2_RC rc = Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                  TPM2_CAP_PCR_PROPERTIES, TPM2_PT_PCR_NO_INCREMENT, 1, &more,
-                                  &data);
+  TSS2_RC rc =
+      Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_PCR_PROPERTIES,
+                         TPM2_PT_PCR_NO_INCREMENT, 1, &more, &data);
   EsysPtr<TPMS_CAPABILITY_DATA> owned(data);
   std::bitset<kPcrCount> out;
   if (rc != TSS2_RC_SUCCESS) return out.set();
@@ -188,8 +188,6 @@ StatePoller::Stats StatePoller::stats() const { return state_->stats; }
 
 bool StatePoller::keeps_connection() const { return state_->hold; }
 
-PcrSelection StatePoller::always_read() const {
-  return state_->always.value_or(PcrSelection{});
-}
+PcrSelection StatePoller::always_read() const { return state_->always.value_or(PcrSelection{}); }
 
 }  // namespace warden::tpm

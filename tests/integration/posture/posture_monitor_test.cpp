@@ -590,7 +590,10 @@ TEST_F(PostureMonitor, ContainerLogExpectedValueFollowsAppendsAndReopens) {
   EXPECT_EQ((*log)->expected_value().at(TpmAlg::kSha256), std::string(64, '0'));
   for (char id : {'1', '2'}) {
     attest::cel::ContainerContent content{attest::cel::ContainerEvent::kStart,
-                                          std::string(64, id), "", "", "docker",
+                                          std::string(64, id),
+                                          "",
+                                          "",
+                                          "docker",
                                           "/system.slice/x.scope"};
     ASSERT_TRUE((*log)->append(content));
     EXPECT_EQ((*log)->expected_value().at(TpmAlg::kSha256), pcr14());
