@@ -516,8 +516,12 @@ void Agent::revoke_all_locked(const std::string& reason, bool report) {
 
 void Agent::apply(const posture::Change& change) {
   std::lock_guard lock(mu_);
-  const std::string what = std::string(source_name(change.source)) + " " +
-                           change.subject + ": " + change.old_value + " -> " + change.new_value;
+  // Subjects such as "pcr sha256:7" or "tpm" already name their source; container ids and file
+  // paths do not.
+  const std::string source(source_name(change.source));
+  const bool named = change.subject == source || change.subject.rfind(source + " ", 0) == 0;
+  const std::string what = (named ? "" : source + " ") + change.subject + ": " + change.old_value +
+                           " -> " + change.new_value;
   switch (change.action) {
     case posture::Action::kNone:
       spdlog::debug("posture: {}", what);

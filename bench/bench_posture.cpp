@@ -16,6 +16,7 @@
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
+#include "platform/base/encoding.h"
 #include "platform/base/log.h"
 #include "tests/support/process.h"
 #include "tests/support/swtpm.h"
@@ -75,6 +76,69 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+const char* const kPolledPcrs = "sha256:0-9,10,14";
+
+/// The probe as it was before tpm::StatePoller, kept as the baseline: every poll opens the TCTI
+/// and ESYS, reads all PCRs (2 x PCR_Read for 12) and the clock, and closes (Tpm::snapshot).
+class SnapshotProbe final : public posture::TpmProbe {
+ public:
+  SnapshotProbe(warden::tpm::Tpm tpm, warden::PcrSelection selection)
+      : tpm_(std::move(tpm)), selection_(std::move(selection)) {}
+  warden::Result<Reading> read() override {
+    auto snapshot = tpm_.snapshot(selection_);
+    if (!snapshot) return warden::fail(std::move(snapshot).error());
+    Reading reading;
+    for (const auto& pcr : snapshot->pcrs) {
+      reading.pcrs[posture::pcr_key(pcr.alg, pcr.index)] = warden::hex_encode(pcr.digest);
+    }
+    reading.reset_count = snapshot->clock.reset_count;
+    reading.restart_count = snapshot->clock.restart_count;
+    return reading;
+  }
+
+ private:
+  warden::tpm::Tpm tpm_;
+  warden::PcrSelection selection_;
+};
+
+/// Which TPM probe a benchmark polls with (its first argument where it takes one). kUnixSocket:
+/// TpmStateProbe on the same swtpm state served over a Unix socket ("swtpm:path=..."), to show
+/// what of a poll's cost is loopback TCP (both ends' connection setup runs in the agent's thread).
+enum ProbeKind : std::int64_t { kNoTpm = 0, kSnapshot = 1, kStatePoller = 2, kUnixSocket = 3 };
+
+std::unique_ptr<posture::TpmProbe> make_probe(std::int64_t kind, const std::string& tcti) {
+  const auto selection = warden::PcrSelection::parse(kPolledPcrs).value();
+  if (kind == kSnapshot) return std::make_unique<SnapshotProbe>(warden::tpm::Tpm(tcti), selection);
+  if (kind == kStatePoller || kind == kUnixSocket) {
+    return std::make_unique<posture::TpmStateProbe>(warden::tpm::Tpm(tcti), selection);
+  }
+  return nullptr;
+}
+
+/// A provisioned swtpm; for kUnixSocket its state is served again by a swtpm on Unix sockets.
+struct BenchTpm {
+  explicit BenchTpm(std::int64_t kind) : swtpm(warden::test::Swtpm::start()) {
+    if (kind != kUnixSocket) {
+      tcti = swtpm->tcti();
+      return;
+    }
+    swtpm->kill();
+    const fs::path socket = swtpm->dir() / "tpm.sock";
+    unix_swtpm = warden::test::ChildProcess::spawn(
+        {"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + (swtpm->dir() / "state").string(),
+         "--server", "type=unixio,path=" + socket.string(), "--ctrl",
+         "type=unixio,path=" + socket.string() + ".ctrl", "--flags", "not-need-init,startup-clear"},
+        {}, swtpm->dir() / "swtpm-unix.log");
+    tcti = "swtpm:path=" + socket.string();
+    const bool up = warden::test::wait_for(
+        [&] { return warden::tpm::Tpm(tcti).probe().has_value(); }, std::chrono::seconds(10));
+    if (!up) throw std::runtime_error("swtpm on " + socket.string() + " did not start");
+  }
+  std::unique_ptr<warden::test::Swtpm> swtpm;
+  warden::test::ChildProcess unix_swtpm;
+  std::string tcti;
+};
+
 /// Container stop -> kRevokeWorkload callback; with arg 1 the stop is first measured (CEL append
 /// + extend of the container PCR on swtpm), as the agent does.
 void BM_ContainerStopLatency(benchmark::State& state) {
@@ -128,14 +192,14 @@ BENCHMARK(BM_ContainerStopLatency)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-/// tpm2 PCR extend -> kPcr callback, polling every 100 ms.
+/// tpm2 PCR extend -> kPcr callback, polling every 100 ms; arg: ProbeKind.
 void BM_PcrChangeLatency(benchmark::State& state) {
   auto swtpm = warden::test::Swtpm::start();
   warden::tpm::Tpm tpm(swtpm->tcti());
-  posture::TpmStateProbe probe(tpm, warden::PcrSelection::parse("sha256:0-9").value());
+  auto probe = make_probe(state.range(0), swtpm->tcti());
   Arrivals arrivals;
   posture::MonitorOptions options;
-  options.tpm = &probe;
+  options.tpm = probe.get();
   options.pcr_poll_interval = 100ms;
   auto monitor = posture::Monitor::start(options, arrivals.callback()).value();
   std::vector<double> samples;
@@ -154,21 +218,39 @@ void BM_PcrChangeLatency(benchmark::State& state) {
   }
   report_percentiles(state, samples);
 }
-BENCHMARK(BM_PcrChangeLatency)->Iterations(50)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PcrChangeLatency)
+    ->Arg(kSnapshot)
+    ->Arg(kStatePoller)
+    ->Iterations(50)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
-/// One TpmStateProbe::read (connect, PCR_Read of 12 sha256 PCRs, ReadClock, close): the cost of
-/// every TPM poll.
+/// One TpmProbe::read of 12 sha256 PCRs and the clock, the cost of every TPM poll while nothing
+/// changes: arg 1 the old per-poll snapshot, arg 2 TpmStateProbe (StatePoller). Counters: TPM
+/// commands and TCTI opens per read.
 void BM_TpmProbeRead(benchmark::State& state) {
-  auto swtpm = warden::test::Swtpm::start();
-  posture::TpmStateProbe probe(warden::tpm::Tpm(swtpm->tcti()),
-                               warden::PcrSelection::parse("sha256:0-9,10,14").value());
+  BenchTpm tpm(state.range(0));
+  auto probe = make_probe(state.range(0), tpm.tcti);
   for (auto _ : state) {
-    auto reading = probe.read();
+    auto reading = probe->read();
     if (!reading) state.SkipWithError(reading.error().message.c_str());
     benchmark::DoNotOptimize(reading);
   }
+  if (auto* poller = dynamic_cast<posture::TpmStateProbe*>(probe.get())) {
+    const auto stats = poller->stats();
+    const auto reads = static_cast<double>(std::max<std::uint64_t>(1, stats.reads));
+    state.counters["commands_per_read"] = static_cast<double>(stats.commands) / reads;
+    state.counters["opens_per_read"] = static_cast<double>(stats.opens) / reads;
+  } else {
+    state.counters["commands_per_read"] = 3;  // PCR_Read x 2, ReadClock
+    state.counters["opens_per_read"] = 1;
+  }
 }
-BENCHMARK(BM_TpmProbeRead)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TpmProbeRead)
+    ->Arg(kSnapshot)
+    ->Arg(kStatePoller)
+    ->Arg(kUnixSocket)
+    ->Unit(benchmark::kMicrosecond);
 
 double cpu_seconds() {
   rusage usage{};
@@ -180,10 +262,11 @@ double cpu_seconds() {
 }
 
 /// Process CPU while only the monitor runs (this thread sleeps): every source on, a cgroupfs
-/// stand-in with 200 directories watched. Args: seconds, TPM source on (1) or off (0), TPM and
-/// IMA poll interval in ms.
+/// stand-in with 200 directories watched. Args: seconds, TPM probe (ProbeKind: 0 no TPM source,
+/// 1 the old per-poll snapshot, 2 TpmStateProbe), TPM and IMA poll interval in ms. The
+/// snapshot and StatePoller runs alternate so that both see the same machine load.
 void BM_IdleCpu(benchmark::State& state) {
-  auto swtpm = warden::test::Swtpm::start();
+  BenchTpm tpm(state.range(1));
   warden::test::TempDir dir("bench-posture");
   const fs::path cgroupfs = dir.path() / "cgroup";
   for (int i = 0; i < 200; ++i) {
@@ -194,15 +277,14 @@ void BM_IdleCpu(benchmark::State& state) {
   std::ofstream(dir.path() / "securityfs" / "ima" / "runtime_measurements_count") << "1234\n";
   fs::create_directories(dir.path() / "state");
   std::ofstream(dir.path() / "agent.toml") << "[agent]\n";
-  posture::TpmStateProbe probe(warden::tpm::Tpm(swtpm->tcti()),
-                               warden::PcrSelection::parse("sha256:0-9,10,14").value());
+  auto probe = make_probe(state.range(1), tpm.tcti);
   Arrivals arrivals;
   posture::MonitorOptions options;
   options.cgroupfs_root = cgroupfs;
   options.securityfs_root = dir.path() / "securityfs";
   options.state_dir = dir.path() / "state";
   options.config_file = dir.path() / "agent.toml";
-  options.tpm = state.range(1) == 1 ? &probe : nullptr;
+  options.tpm = probe.get();
   options.pcr_poll_interval = std::chrono::milliseconds(state.range(2));
   options.ima_poll_interval = std::chrono::milliseconds(state.range(2));
   const auto seconds = state.range(0);
@@ -222,10 +304,16 @@ void BM_IdleCpu(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_IdleCpu)
-    ->Args({10, 1, 100})
-    ->Args({10, 0, 100})
-    ->Args({10, 1, 200})
-    ->Args({10, 1, 1000})
+    ->Args({10, kSnapshot, 100})
+    ->Args({10, kStatePoller, 100})
+    ->Args({10, kSnapshot, 100})
+    ->Args({10, kStatePoller, 100})
+    ->Args({10, kNoTpm, 100})
+    ->Args({10, kUnixSocket, 100})
+    ->Args({10, kSnapshot, 200})
+    ->Args({10, kStatePoller, 200})
+    ->Args({10, kSnapshot, 1000})
+    ->Args({10, kStatePoller, 1000})
     ->Iterations(1)
     ->Unit(benchmark::kSecond)
     ->UseRealTime();

@@ -64,15 +64,25 @@ Result<std::unique_ptr<ContainerEventLog>> ContainerEventLog::open(ContainerLogO
       auto replayed = replay_from_zero(*records, opts.banks, opts.pcr);
       if (replayed && *replayed == current) {
         for (TpmAlg alg : opts.banks) log->start_[alg] = Bytes(hash_size(alg), 0);
+        log->set_expected(*replayed);
         log->records_ = std::move(*records);
         return log;
       }
     }
   }
   // A new boot (or a log that does not belong to this PCR): start over from the current value.
+  log->set_expected(current);
   log->start_ = std::move(current);
   WARDEN_TRY_STATUS(write_file_atomic(opts.path, cel::encode({}), 0644));
   return log;
+}
+
+void ContainerEventLog::set_expected(const std::map<TpmAlg, Bytes>& values) {
+  expected_ = {};
+  for (const auto& [alg, value] : values) {
+    expected_.init_bank(alg);
+    (void)expected_.set(alg, options_.pcr, value);
+  }
 }
 
 Result<cel::Record> ContainerEventLog::append(const cel::ContainerContent& content) {
@@ -84,6 +94,9 @@ Result<cel::Record> ContainerEventLog::append(const cel::ContainerContent& conte
     if (!extended) return fail(extended.error().context("container log"));
   }
   records_.push_back(*record);
+  for (const auto& [alg, digest] : record->digests) {
+    if (expected_.has_bank(alg)) (void)expected_.extend(alg, options_.pcr, digest);
+  }
   auto written = write_file_atomic(options_.path, cel::encode(records_), 0644);
   if (!written) {
     return fail(written.error().context("container log: PCR " + std::to_string(options_.pcr) +
@@ -101,21 +114,7 @@ std::map<TpmAlg, Bytes> ContainerEventLog::start_value() const {
 std::map<TpmAlg, std::string> ContainerEventLog::expected_value() const {
   std::lock_guard lock(mutex_);
   std::map<TpmAlg, std::string> out;
-  for (const auto& [alg, start] : start_) {
-    // Extends the start value with each record's digest for this bank (as the TPM did).
-    Bytes value = start;
-    for (const auto& record : records_) {
-      for (const auto& [bank, digest] : record.digests) {
-        if (bank != alg) continue;
-        auto hasher = ossl::Hasher::create(to_ossl(alg));
-        if (!hasher) return {};
-        hasher->update(value);
-        hasher->update(digest);
-        value = hasher->finish();
-      }
-    }
-    out[alg] = hex_encode(value);
-  }
+  for (TpmAlg alg : expected_.banks()) out[alg] = hex_encode(*expected_.get(alg, options_.pcr));
   return out;
 }
 

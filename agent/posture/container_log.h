@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "attest/cel/cel.h"
+#include "attest/pcr_values.h"
 #include "platform/base/bytes.h"
 #include "platform/base/error.h"
 #include "platform/base/pcr_selection.h"
@@ -61,7 +62,8 @@ class ContainerEventLog {
   [[nodiscard]] std::map<TpmAlg, Bytes> start_value() const;
   [[nodiscard]] std::vector<attest::cel::Record> records() const;
   /// What the PCR must hold per bank (hex) if only this log extended it: start_value() replayed
-  /// with every record. Anything else means someone extended the PCR behind the agent's back.
+  /// with every record (kept up to date by append(), not replayed per call: the monitor asks on
+  /// every poll). Anything else means someone extended the PCR behind the agent's back.
   [[nodiscard]] std::map<TpmAlg, std::string> expected_value() const;
   /// The file's bytes (what is uploaded with a quote).
   [[nodiscard]] Bytes encoded() const;
@@ -71,12 +73,15 @@ class ContainerEventLog {
  private:
   ContainerEventLog(ContainerLogOptions options, PcrExtender& extender)
       : options_(std::move(options)), extender_(&extender) {}
+  /// Called by open() only, before the log is shared.
+  void set_expected(const std::map<TpmAlg, Bytes>& values);
 
   ContainerLogOptions options_;
   PcrExtender* extender_;
   mutable std::mutex mutex_;  ///< guards everything below
   std::map<TpmAlg, Bytes> start_;
   std::vector<attest::cel::Record> records_;
+  attest::PcrValues expected_;  ///< the PCR (index pcr()) = start_ extended with every record
 };
 
 }  // namespace warden::agent::posture

@@ -136,6 +136,10 @@ unsigned pcr_index(std::string_view key) {
   return index;
 }
 
+bool same_reading(const TpmProbe::Reading& a, const TpmProbe::Reading& b) {
+  return a.reset_count == b.reset_count && a.restart_count == b.restart_count && a.pcrs == b.pcrs;
+}
+
 struct Scope {
   std::string id;
   std::string runtime;
@@ -264,8 +268,10 @@ class MonitorImpl final : public Monitor {
   bool tpm_ok_ = true;
   Clock::time_point tpm_retry_at_;
   TpmProbe::Reading tpm_reference_;
+  std::optional<TpmProbe::Reading> last_reading_;  ///< of the last poll that read the TPM
   std::map<std::string, std::string> tpm_reported_;
   fs::path ima_count_path_;
+  bool ima_on_pcr_timer_ = false;  ///< IMA polled on the TPM's timer (same interval)
   std::uint64_t ima_reference_ = 0;
   std::map<std::string, std::string> ima_reported_;
   std::vector<Change> pending_;  ///< found by init(), emitted first by the thread
@@ -353,7 +359,13 @@ Status MonitorImpl::init() {
     ima_count_path_ = opts_.securityfs_root / "ima" / "runtime_measurements_count";
     std::error_code ec;
     if (fs::exists(ima_count_path_, ec)) {
-      WARDEN_TRY_STATUS(add_timer(opts_.ima_poll_interval, ima_timer_));
+      // Same interval as the TPM: one timer and one wakeup for both (a wakeup of this thread
+      // costs about as much CPU as the IMA read itself).
+      if (pcr_timer_.get() >= 0 && opts_.ima_poll_interval == opts_.pcr_poll_interval) {
+        ima_on_pcr_timer_ = true;
+      } else {
+        WARDEN_TRY_STATUS(add_timer(opts_.ima_poll_interval, ima_timer_));
+      }
     } else {
       ima_count_path_.clear();  // IMA is off on this kernel: nothing to poll
     }
@@ -460,6 +472,7 @@ void MonitorImpl::run() {
         [[maybe_unused]] auto r = ::read(fd, &expirations, sizeof expirations);
         if (fd == pcr_timer_.get()) {
           poll_tpm();
+          if (ima_on_pcr_timer_) poll_ima();
         } else {
           poll_ima();
         }
@@ -815,6 +828,11 @@ void MonitorImpl::poll_tpm() {
     tpm_ok_ = true;
     report(Source::kTpm, Action::kReattest, "tpm", "unreachable", "reachable", detected);
   }
+  // What is reported depends on the reading, the reference and the container log, and the last
+  // two only move with the reading (an append extends the container PCR; take_reference() resets
+  // last_reading_): a reading equal to the last one has nothing new.
+  if (last_reading_ && same_reading(*last_reading_, *reading)) return;
+  last_reading_ = *reading;
   const std::pair<const char*, std::pair<std::uint64_t, std::uint64_t>> counters[] = {
       {"resetCount", {tpm_reference_.reset_count, reading->reset_count}},
       {"restartCount", {tpm_reference_.restart_count, reading->restart_count}}};
@@ -888,6 +906,7 @@ void MonitorImpl::poll_ima() {
 
 void MonitorImpl::take_reference() {
   if (opts_.tpm != nullptr) {
+    last_reading_.reset();
     if (auto reading = opts_.tpm->read(); reading) {
       tpm_reference_ = std::move(*reading);
       tpm_ok_ = true;

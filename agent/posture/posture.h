@@ -74,9 +74,8 @@ struct MonitorStats {
   std::uint64_t suppressed_own_writes = 0;  ///< state-dir events announced by expect_state_write
 };
 
-/// Reads what the poll-based sources need from the TPM. Implemented by the daemon on
-/// platform/tpm (opened per call, as swtpm serves one connection at a time); tests may pass
-/// one that reads a per-test swtpm.
+/// Reads what the poll-based sources need from the TPM. The daemon's is TpmStateProbe
+/// (tpm_backends.h, on tpm::StatePoller); tests may pass one that reads a per-test swtpm.
 class TpmProbe {
  public:
   virtual ~TpmProbe() = default;

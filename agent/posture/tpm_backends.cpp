@@ -20,7 +20,11 @@ std::string pcr_key(TpmAlg alg, unsigned index) {
 
 Result<TpmProbe::Reading> TpmStateProbe::read() {
   auto lock = maybe_lock(tpm_mutex_);
-  auto snapshot = tpm_.snapshot(selection_);
+  auto snapshot = poller_.read();
+  {
+    std::lock_guard stats_lock(stats_mutex_);
+    stats_ = poller_.stats();
+  }
   if (!snapshot) return fail(std::move(snapshot).error());
   Reading reading;
   for (const auto& pcr : snapshot->pcrs) {
@@ -29,6 +33,11 @@ Result<TpmProbe::Reading> TpmStateProbe::read() {
   reading.reset_count = snapshot->clock.reset_count;
   reading.restart_count = snapshot->clock.restart_count;
   return reading;
+}
+
+tpm::StatePoller::Stats TpmStateProbe::stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
 }
 
 Status TpmPcrExtender::extend(unsigned pcr, TpmAlg alg, ByteSpan digest) {

@@ -8,22 +8,27 @@
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "platform/base/pcr_selection.h"
+#include "platform/tpm/state_poller.h"
 #include "platform/tpm/tpm.h"
 
 namespace warden::agent::posture {
 
-/// PCR values of `selection` ("sha256:7" -> hex) and resetCount/restartCount, read over one TPM
-/// connection per poll (Tpm::snapshot).
+/// PCR values of `selection` ("sha256:7" -> hex) and resetCount/restartCount, read by a
+/// tpm::StatePoller: ReadClock and one PCR_Read per poll while the TPM's pcrUpdateCounter stands
+/// still, over a connection kept open where the TCTI allows it.
 class TpmStateProbe final : public TpmProbe {
  public:
-  TpmStateProbe(tpm::Tpm tpm, PcrSelection selection, std::mutex* tpm_mutex = nullptr)
-      : tpm_(std::move(tpm)), selection_(std::move(selection)), tpm_mutex_(tpm_mutex) {}
+  TpmStateProbe(const tpm::Tpm& tpm, PcrSelection selection, std::mutex* tpm_mutex = nullptr)
+      : poller_(tpm.tcti(), std::move(selection)), tpm_mutex_(tpm_mutex) {}
   Result<Reading> read() override;
+  /// Commands, full reads and connections so far; callable from any thread.
+  [[nodiscard]] tpm::StatePoller::Stats stats() const;
 
  private:
-  tpm::Tpm tpm_;
-  PcrSelection selection_;
+  tpm::StatePoller poller_;
   std::mutex* tpm_mutex_;
+  mutable std::mutex stats_mutex_;  ///< guards stats_
+  tpm::StatePoller::Stats stats_;   ///< poller_.stats() after the last read
 };
 
 /// TPM2_PCR_Extend / TPM2_PCR_Read for the Container Event Log.

@@ -83,8 +83,9 @@ PcrSelection from_tpml(const TPML_PCR_SELECTION& tpml) {
   return out;
 }
 
-Result<std::vector<PcrValue>> read_pcrs(ESYS_CONTEXT* ctx, const PcrSelection& selection) {
-  std::vector<PcrValue> out;
+Result<PcrRead> read_pcrs_counted(ESYS_CONTEXT* ctx, const PcrSelection& selection) {
+  PcrRead read;
+  std::vector<PcrValue>& out = read.values;
   for (const auto& bank : selection.banks) {
     // One PCR per bank at a time would be slow; ask for the remaining PCRs of the bank and take
     // what the TPM returns (≤ 8 digests), then continue with what it left out.
@@ -101,7 +102,9 @@ Result<std::vector<PcrValue>> read_pcrs(ESYS_CONTEXT* ctx, const PcrSelection& s
                                  &selected, &values);
       EsysPtr<TPML_PCR_SELECTION> owned_selected(selected);
       EsysPtr<TPML_DIGEST> owned_values(values);
+      ++read.commands;
       if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PCR_Read", rc));
+      if (read.commands == 1) read.update_counter = counter;
       PcrSelection got = from_tpml(*selected);
       std::bitset<kPcrCount> got_pcrs;
       for (const auto& b : got.banks) {
@@ -127,7 +130,22 @@ Result<std::vector<PcrValue>> read_pcrs(ESYS_CONTEXT* ctx, const PcrSelection& s
       remaining &= ~got_pcrs;
     }
   }
-  return out;
+  return read;
+}
+
+Result<std::vector<PcrValue>> read_pcrs(ESYS_CONTEXT* ctx, const PcrSelection& selection) {
+  auto read = read_pcrs_counted(ctx, selection);
+  if (!read) return fail(std::move(read).error());
+  return std::move(read->values);
+}
+
+Result<ClockInfo> read_clock(ESYS_CONTEXT* ctx) {
+  TPMS_TIME_INFO* info = nullptr;
+  TSS2_RC rc = Esys_ReadClock(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &info);
+  EsysPtr<TPMS_TIME_INFO> owned(info);
+  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_ReadClock", rc));
+  return ClockInfo{info->time, info->clockInfo.clock, info->clockInfo.resetCount,
+                   info->clockInfo.restartCount, info->clockInfo.safe == TPM2_YES};
 }
 
 TPM2B_PUBLIC ek_template(EkTemplate which) {

@@ -13,6 +13,15 @@ Result<TPML_PCR_SELECTION> to_tpml(const PcrSelection& selection);
 PcrSelection from_tpml(const TPML_PCR_SELECTION& tpml);
 /// TPM2_PCR_Read in as many calls as needed (the TPM returns at most 8 digests per call).
 Result<std::vector<PcrValue>> read_pcrs(ESYS_CONTEXT* ctx, const PcrSelection& selection);
+/// read_pcrs() with the pcrUpdateCounter of its first TPM2_PCR_Read and the number of commands.
+struct PcrRead {
+  std::vector<PcrValue> values;
+  std::uint32_t update_counter = 0;
+  unsigned commands = 0;
+};
+Result<PcrRead> read_pcrs_counted(ESYS_CONTEXT* ctx, const PcrSelection& selection);
+/// TPM2_ReadClock.
+Result<ClockInfo> read_clock(ESYS_CONTEXT* ctx);
 
 TPM2B_PUBLIC ek_template(EkTemplate which);
 /// TCG ECC P-256 SRK template (storage, AES-128-CFB, noDA, unique zeros).

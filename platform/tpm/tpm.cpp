@@ -25,15 +25,6 @@ Result<EsysPtr<TPMS_CAPABILITY_DATA>> get_capability(ESYS_CONTEXT* ctx, TPM2_CAP
   return owned;
 }
 
-Result<ClockInfo> read_clock_on(ESYS_CONTEXT* ctx) {
-  TPMS_TIME_INFO* info = nullptr;
-  TSS2_RC rc = Esys_ReadClock(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &info);
-  EsysPtr<TPMS_TIME_INFO> owned(info);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_ReadClock", rc));
-  return ClockInfo{info->time, info->clockInfo.clock, info->clockInfo.resetCount,
-                   info->clockInfo.restartCount, info->clockInfo.safe == TPM2_YES};
-}
-
 std::string chars_of(std::uint32_t value) {
   std::string out;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -158,17 +149,17 @@ Result<std::vector<PcrValue>> Tpm::read_pcrs(const PcrSelection& selection) cons
 Result<ClockInfo> Tpm::read_clock() const {
   auto ctx = Context::open(tcti_);
   if (!ctx) return fail(ctx.error());
-  return read_clock_on(ctx->get());
+  return detail::read_clock(ctx->get());
 }
 
 Result<PcrSnapshot> Tpm::snapshot(const PcrSelection& selection) const {
   auto ctx = Context::open(tcti_);
   if (!ctx) return fail(ctx.error());
-  auto pcrs = detail::read_pcrs(ctx->get(), selection);
+  auto pcrs = detail::read_pcrs_counted(ctx->get(), selection);
   if (!pcrs) return fail(std::move(pcrs).error());
-  auto clock = read_clock_on(ctx->get());
+  auto clock = detail::read_clock(ctx->get());
   if (!clock) return fail(std::move(clock).error());
-  return PcrSnapshot{std::move(*pcrs), *clock};
+  return PcrSnapshot{std::move(pcrs->values), *clock, pcrs->update_counter};
 }
 
 Status Tpm::extend_pcr(unsigned index, TpmAlg alg, ByteSpan digest) const {

@@ -81,6 +81,8 @@ struct ClockInfo {
 struct PcrSnapshot {
   std::vector<PcrValue> pcrs;
   ClockInfo clock;
+  /// pcrUpdateCounter of the first TPM2_PCR_Read (TPM-wide; moves with every counted extend).
+  std::uint32_t update_counter = 0;
 };
 
 /// A non-restricted ECC P-256 signing key under the SRK, certified by the AK.

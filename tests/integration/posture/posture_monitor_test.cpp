@@ -315,6 +315,29 @@ TEST_F(PostureMonitor, NewImaEntriesAskForReattestation) {
   EXPECT_EQ(change->new_value, "44");
 }
 
+// With the TPM polled at the same interval, IMA rides on the TPM's timer: still polled each time.
+TEST_F(PostureMonitor, ImaPolledOnTheTpmTimerStillSeesNewEntries) {
+  const fs::path securityfs = dir_.path() / "securityfs";
+  fs::create_directories(securityfs / "ima");
+  write_text(securityfs / "ima" / "runtime_measurements_count", "7\n");
+  auto selection = PcrSelection::parse("sha256:0-9");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto o = monitor_options();
+  o.securityfs_root = securityfs;
+  o.tpm = &probe;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  ASSERT_TRUE(test::wait_for([&] { return monitor->stats().ima_polls >= 3; }, kDeadline));
+  write_text(securityfs / "ima" / "runtime_measurements_count", "8\n");
+  auto change = changes_.wait_source(Source::kIma);
+  ASSERT_TRUE(change);
+  EXPECT_EQ(change->new_value, "8");
+  const auto stats = monitor->stats();
+  EXPECT_LE(stats.ima_polls, stats.tpm_polls + 1);
+  EXPECT_GE(stats.ima_polls + 1, stats.tpm_polls);
+}
+
 TEST_F(PostureMonitor, BootPcrExtendRevokesEverythingWithinThePollInterval) {
   auto selection = PcrSelection::parse("sha256:0-9");
   ASSERT_TRUE(selection);
@@ -508,6 +531,86 @@ TEST_F(PostureMonitor, RebaselineStopsRepeatsAndMovesTheReference) {
   ASSERT_TRUE(second);
   EXPECT_EQ(second->old_value, first->new_value);
   EXPECT_NE(second->new_value, first->new_value);
+}
+
+// The probe reads only ReadClock and one PCR while pcrUpdateCounter stands still; an extend of
+// any polled PCR (16 and 23 do not move the counter) still shows at the very next read.
+TEST_F(PostureMonitor, EveryPolledPcrExtendShowsInTheNextProbeRead) {
+  auto selection = PcrSelection::parse("sha256:0-9,10,14,16,23");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto previous = probe.read();
+  ASSERT_TRUE(previous) << previous.error().message;
+  ASSERT_EQ(previous->pcrs.size(), 14u);
+  for (unsigned pcr : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 10u, 14u, 16u, 23u}) {
+    SCOPED_TRACE("PCR " + std::to_string(pcr));
+    const std::string key = pcr_key(TpmAlg::kSha256, pcr);
+    ASSERT_TRUE(probe.read());  // an idle poll in between
+    extend(pcr, 'e');
+    auto current = probe.read();
+    ASSERT_TRUE(current) << current.error().message;
+    for (const auto& [k, value] : current->pcrs) {
+      if (k == key) {
+        EXPECT_NE(value, previous->pcrs.at(k));
+      } else {
+        EXPECT_EQ(value, previous->pcrs.at(k)) << k;
+      }
+    }
+    previous = std::move(current);
+  }
+  // Idle polls did not read every PCR: one full read at the start, one per extend.
+  EXPECT_EQ(probe.stats().full_reads, 1u + 12u);
+}
+
+TEST_F(PostureMonitor, EachPolledPcrExtendIsReported) {
+  auto selection = PcrSelection::parse("sha256:0-9,14,16,23");
+  ASSERT_TRUE(selection);
+  TpmStateProbe probe(tpm(), *selection);
+  auto o = monitor_options();
+  o.tpm = &probe;
+  auto monitor = start(o);
+  ASSERT_TRUE(monitor);
+  for (unsigned pcr : {0u, 3u, 9u, 14u, 16u, 23u}) {
+    const std::string subject = "pcr " + pcr_key(TpmAlg::kSha256, pcr);
+    const auto seen = changes_.size();
+    extend(pcr, 'c');
+    auto change = changes_.wait([&](const Change& c) { return c.subject == subject; }, seen);
+    ASSERT_TRUE(change) << subject;
+    EXPECT_EQ(change->action, Action::kRevokeAll);
+    EXPECT_EQ(changes_.count(Source::kPcr), seen + 1) << subject;
+  }
+}
+
+TEST_F(PostureMonitor, ContainerLogExpectedValueFollowsAppendsAndReopens) {
+  TpmPcrExtender extender(tpm());
+  const ContainerLogOptions options{.path = state_ / "containers.cel", .pcr = 14};
+  auto log = ContainerEventLog::open(options, extender);
+  ASSERT_TRUE(log) << log.error().message;
+  auto pcr14 = [&] { return hex_encode(extender.read(14, TpmAlg::kSha256).value()); };
+  EXPECT_EQ((*log)->expected_value().at(TpmAlg::kSha256), std::string(64, '0'));
+  for (char id : {'1', '2'}) {
+    attest::cel::ContainerContent content{attest::cel::ContainerEvent::kStart,
+                                          std::string(64, id),
+                                          "",
+                                          "",
+                                          "docker",
+                                          "/system.slice/x.scope"};
+    ASSERT_TRUE((*log)->append(content));
+    EXPECT_EQ((*log)->expected_value().at(TpmAlg::kSha256), pcr14());
+  }
+  log->reset();
+  // The agent restarts: the log replays from zero to the PCR and is kept.
+  auto reopened = ContainerEventLog::open(options, extender);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ((*reopened)->records().size(), 2u);
+  EXPECT_EQ((*reopened)->expected_value().at(TpmAlg::kSha256), pcr14());
+  reopened->reset();
+  // The PCR moved without the log: a new log starts from the PCR's value.
+  extend(14, '1');
+  auto fresh = ContainerEventLog::open(options, extender);
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_EQ((*fresh)->records().size(), 0u);
+  EXPECT_EQ((*fresh)->expected_value().at(TpmAlg::kSha256), pcr14());
 }
 
 TEST_F(PostureMonitor, UnreachableTpmAtStartIsAnError) {

@@ -6,6 +6,7 @@
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
 #include "platform/base/openssl.h"
+#include "platform/tpm/state_poller.h"
 #include "platform/tpm/tools_format.h"
 #include "platform/tpm/tpm.h"
 #include "tests/support/swtpm.h"
@@ -273,6 +274,156 @@ TEST_F(TpmTwoBanks, ReadsEveryActiveBank) {
   ASSERT_EQ(values->size(), 48U);
   EXPECT_EQ(values->front().digest.size(), hash_size(active->banks[0].alg));
   EXPECT_EQ(values->back().digest.size(), hash_size(active->banks[1].alg));
+}
+
+// ---- StatePoller ------------------------------------------------------------------------------
+
+/// Extends `pcr` of `bank` with a digest of `fill` through tpm2-tools (another TPM user).
+Bytes extend_with_tools(Swtpm& swtpm, const std::string& bank, unsigned pcr, char fill) {
+  const std::size_t size = bank == "sha1" ? 20 : 32;
+  auto out = run_command(
+      {"tpm2_pcrextend", std::to_string(pcr) + ":" + bank + "=" + std::string(size * 2, fill)},
+      swtpm.tools_env());
+  EXPECT_EQ(out.exit_code, 0) << out.out;
+  return hex_decode(std::string(size * 2, fill)).value();
+}
+
+const Bytes* find_pcr(const tpm::PcrSnapshot& snapshot, TpmAlg alg, unsigned index) {
+  for (const auto& value : snapshot.pcrs) {
+    if (value.alg == alg && value.index == index) return &value.digest;
+  }
+  return nullptr;
+}
+
+TEST(TctiHeldConnection, OnlyWhereHoldingItBlocksNobody) {
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("swtpm:host=127.0.0.1,port=2321"));
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("swtpm"));
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("tabrmd"));
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("tabrmd:bus_type=session"));
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("device:/dev/tpmrm0"));
+  EXPECT_TRUE(tpm::tcti_allows_held_connection("libtss2-tcti-swtpm.so.0:port=2321"));
+  EXPECT_FALSE(tpm::tcti_allows_held_connection("device:/dev/tpm0"));
+  EXPECT_FALSE(tpm::tcti_allows_held_connection("device"));
+  EXPECT_FALSE(tpm::tcti_allows_held_connection("mssim:host=127.0.0.1,port=2321"));
+  EXPECT_FALSE(tpm::tcti_allows_held_connection(""));
+  EXPECT_FALSE(tpm::tcti_allows_held_connection("cmd:tpm2-sim"));
+}
+
+TEST_F(TpmOperations, StatePollerAgreesWithSnapshotAndRereadsOnlyWhatMayHaveChanged) {
+  auto selection = PcrSelection::parse("sha256:0-9,10,14");
+  ASSERT_TRUE(selection);
+  tpm::StatePoller poller(tpm_->tcti(), *selection);
+  EXPECT_TRUE(poller.keeps_connection());
+  auto first = poller.read();
+  ASSERT_TRUE(first) << first.error().message;
+  auto reference = tpm().snapshot(*selection);
+  ASSERT_TRUE(reference) << reference.error().message;
+  ASSERT_EQ(first->pcrs.size(), 12u);
+  for (std::size_t i = 0; i < first->pcrs.size(); ++i) {
+    EXPECT_EQ(first->pcrs[i].index, reference->pcrs[i].index);
+    EXPECT_EQ(first->pcrs[i].digest, reference->pcrs[i].digest);
+  }
+  EXPECT_EQ(first->clock.reset_count, reference->clock.reset_count);
+  EXPECT_EQ(first->update_counter, reference->update_counter);
+  // swtpm counts 16 and 21-23 as no-increment PCRs; none is selected, so one PCR gates the rest.
+  EXPECT_EQ(poller.always_read().to_string(), "sha256:0");
+
+  const auto before = poller.stats();
+  auto again = poller.read();
+  ASSERT_TRUE(again) << again.error().message;
+  const auto after = poller.stats();
+  EXPECT_EQ(after.full_reads, before.full_reads);
+  EXPECT_EQ(after.commands - before.commands, 2u);  // ReadClock, PCR_Read of PCR 0
+  EXPECT_EQ(after.opens, 1u);                       // swtpm: the context stays open
+  EXPECT_EQ(again->pcrs.size(), first->pcrs.size());
+}
+
+// Every polled PCR, counted or not, shows its new value at the very next read, while tpm2-tools
+// (another user of the one-connection swtpm) extends it between reads.
+TEST_F(TpmOperations, StatePollerSeesEachExtendedPcrAtTheNextRead) {
+  auto selection = PcrSelection::parse("sha256:0-9,10,14,16,23");
+  ASSERT_TRUE(selection);
+  tpm::StatePoller poller(tpm_->tcti(), *selection);
+  auto previous = poller.read();
+  ASSERT_TRUE(previous) << previous.error().message;
+  EXPECT_EQ(poller.always_read().to_string(), "sha256:16,23");
+  for (unsigned pcr : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 10u, 14u, 16u, 23u}) {
+    SCOPED_TRACE("PCR " + std::to_string(pcr));
+    const Bytes digest = extend_with_tools(*tpm_, "sha256", pcr, static_cast<char>('a' + pcr % 6));
+    auto current = poller.read();
+    ASSERT_TRUE(current) << current.error().message;
+    Bytes expected = *find_pcr(*previous, TpmAlg::kSha256, pcr);
+    expected.insert(expected.end(), digest.begin(), digest.end());
+    EXPECT_EQ(hex_encode(*find_pcr(*current, TpmAlg::kSha256, pcr)),
+              hex_encode(ossl::sha256(expected)));
+    for (const auto& value : current->pcrs) {
+      if (value.index != pcr) {
+        EXPECT_EQ(value.digest, *find_pcr(*previous, value.alg, value.index)) << value.index;
+      }
+    }
+    previous = std::move(current);
+  }
+}
+
+// After a TPM Reset the counter can be back where it was; the changed resetCount still forces a
+// full read (PCR 5 back to zero), over the context held across the reset.
+TEST_F(TpmOperations, StatePollerRereadsEverythingAfterAResetEvenWithTheSameCounter) {
+  auto selection = PcrSelection::parse("sha256:0-9");
+  ASSERT_TRUE(selection);
+  tpm::StatePoller poller(tpm_->tcti(), *selection);
+  extend_with_tools(*tpm_, "sha256", 5, '5');
+  auto before = poller.read();
+  ASSERT_TRUE(before) << before.error().message;
+  ASSERT_NE(*find_pcr(*before, TpmAlg::kSha256, 5), Bytes(32, 0));
+  tpm_->power_cycle();
+  // Extend PCR 9 (not read while the counter stands still) until the counter is back.
+  auto probe = PcrSelection::parse("sha256:0");
+  for (int i = 0; i < 64; ++i) {
+    auto now = tpm().snapshot(*probe);
+    ASSERT_TRUE(now) << now.error().message;
+    if (now->update_counter >= before->update_counter) break;
+    extend_with_tools(*tpm_, "sha256", 9, '9');
+  }
+  ASSERT_EQ(tpm().snapshot(*probe)->update_counter, before->update_counter);
+  const auto full_reads = poller.stats().full_reads;
+  auto after = poller.read();
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->clock.reset_count, before->clock.reset_count + 1);
+  EXPECT_EQ(*find_pcr(*after, TpmAlg::kSha256, 5), Bytes(32, 0));
+  EXPECT_NE(*find_pcr(*after, TpmAlg::kSha256, 9), Bytes(32, 0));
+  EXPECT_EQ(poller.stats().full_reads, full_reads + 1);
+  EXPECT_EQ(poller.stats().opens, 1u);
+}
+
+TEST_F(TpmOperations, StatePollerReportsALostTpmAndForgetsItsLastRead) {
+  auto selection = PcrSelection::parse("sha256:0-9");
+  ASSERT_TRUE(selection);
+  tpm::StatePoller poller(tpm_->tcti(), *selection);
+  ASSERT_TRUE(poller.read());
+  tpm_->kill();
+  auto lost = poller.read();
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, ErrorCode::kTpm) << lost.error().message;
+  EXPECT_FALSE(poller.read());
+  EXPECT_EQ(poller.always_read().to_string(), "");
+}
+
+TEST_F(TpmTwoBanks, StatePollerGatesBothBanksOnTheOneCounter) {
+  auto selection = PcrSelection::parse("sha1:0-9+sha256:0-9");
+  ASSERT_TRUE(selection);
+  tpm::StatePoller poller(tpm_->tcti(), *selection);
+  auto first = poller.read();
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_EQ(first->pcrs.size(), 20u);
+  const auto full_reads = poller.stats().full_reads;
+  ASSERT_TRUE(poller.read());
+  EXPECT_EQ(poller.stats().full_reads, full_reads);
+  extend_with_tools(*tpm_, "sha1", 8, '8');
+  auto after = poller.read();
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_NE(*find_pcr(*after, TpmAlg::kSha1, 8), *find_pcr(*first, TpmAlg::kSha1, 8));
+  EXPECT_EQ(*find_pcr(*after, TpmAlg::kSha256, 8), *find_pcr(*first, TpmAlg::kSha256, 8));
+  EXPECT_EQ(poller.stats().full_reads, full_reads + 1);
 }
 
 }  // namespace
