@@ -1,10 +1,10 @@
 #include "agent/agent.h"
 
 #include <sys/utsname.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
@@ -45,8 +45,7 @@ std::optional<std::string> kernel_release() {
   return std::string(u.release);
 }
 
-Result<std::optional<Bytes>> read_if_present(const std::filesystem::path& path,
-                                             std::size_t max) {
+Result<std::optional<Bytes>> read_if_present(const std::filesystem::path& path, std::size_t max) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::optional<Bytes>{};
   auto data = read_file(path, max);
@@ -60,9 +59,9 @@ Result<std::size_t> ima_entry_offset(ByteSpan list, std::uint64_t skip) {
   ByteReader r(list, "IMA measurement list");
   for (std::uint64_t i = 0; i < skip; ++i) {
     if (r.empty()) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "IMA list: offset " + std::to_string(skip) + " past the " + std::to_string(i) +
-                      " entries present (IMA list reset?)");
+      return fail(ErrorCode::kInvalidArgument, "IMA list: offset " + std::to_string(skip) +
+                                                   " past the " + std::to_string(i) +
+                                                   " entries present (IMA list reset?)");
     }
     WARDEN_TRY_STATUS(r.skip(4 + 20, "entry header"));
     auto name_len = r.u32le("template name length");
@@ -149,15 +148,24 @@ PcrSelection seal_selection(const AgentConfig& c) {
 // Local names: posture::to_string lives with the monitor, which this library may be built without.
 std::string_view source_name(posture::Source s) {
   switch (s) {
-    case posture::Source::kContainer: return "container";
-    case posture::Source::kIma: return "ima";
-    case posture::Source::kPcr: return "pcr";
-    case posture::Source::kResetCount: return "reset count";
-    case posture::Source::kConfig: return "config";
-    case posture::Source::kPolicy: return "policy";
-    case posture::Source::kStateFile: return "state file";
-    case posture::Source::kStatusList: return "status list";
-    case posture::Source::kTpm: return "tpm";
+    case posture::Source::kContainer:
+      return "container";
+    case posture::Source::kIma:
+      return "ima";
+    case posture::Source::kPcr:
+      return "pcr";
+    case posture::Source::kResetCount:
+      return "reset count";
+    case posture::Source::kConfig:
+      return "config";
+    case posture::Source::kPolicy:
+      return "policy";
+    case posture::Source::kStateFile:
+      return "state file";
+    case posture::Source::kStatusList:
+      return "status list";
+    case posture::Source::kTpm:
+      return "tpm";
   }
   return "unknown";
 }
@@ -366,8 +374,8 @@ Status Agent::attest_locked() {
     auto sig = sign_tpmt(tpm_, *binding,
                          protocol::session_key_signed_bytes(nonce, session->raw_thumbprint()));
     if (!sig) return fail(std::move(sig).error().context("attest: session key certification"));
-    req.session_key = protocol::SessionKey{json::serialize(session->public_jwk().required_members()),
-                                           std::move(*sig)};
+    req.session_key = protocol::SessionKey{
+        json::serialize(session->public_jwk().required_members()), std::move(*sig)};
   }
 
   auto res = options_.issuer->attest(req);
@@ -385,9 +393,10 @@ Status Agent::attest_locked() {
   // Accepted: the new binding key replaces the old one (the issuer now knows only this one).
   announce_write(store_.binding_key_path());
   if (auto saved = store_.save_binding_key(*binding); !saved) {
-    spdlog::warn("agent: binding key not saved ({}); a restart will need a new attestation "
-                 "before it can report revocations",
-                 saved.error().message);
+    spdlog::warn(
+        "agent: binding key not saved ({}); a restart will need a new attestation "
+        "before it can report revocations",
+        saved.error().message);
   }
   binding_key_ = std::move(*binding);
   device_token_ = std::move(*res->device_token);
@@ -607,8 +616,8 @@ Result<protocol::TokenResponse> Agent::fetch_token_locked(const os::Selectors& c
   if (proof_signer_ == nullptr || device_token_.empty())
     return fail(ErrorCode::kUnavailable, "token: no device token (not attested)");
   const std::string htu = options_.issuer->token_url();
-  auto proof = token::create_proof(*proof_signer_, {"POST", htu, std::nullopt, std::nullopt},
-                                   now(), *options_.random);
+  auto proof = token::create_proof(*proof_signer_, {"POST", htu, std::nullopt, std::nullopt}, now(),
+                                   *options_.random);
   if (!proof) return fail(std::move(proof).error().context("token: device proof"));
   protocol::TokenRequest req;
   req.device_token = device_token_;
@@ -617,24 +626,23 @@ Result<protocol::TokenResponse> Agent::fetch_token_locked(const os::Selectors& c
   req.audience = request.audience;
   req.scopes = request.scopes;
   req.ttl = ttl;
-  req.format = format == TokenFormat::kCwt ? protocol::TokenFormat::kCwt
-                                           : protocol::TokenFormat::kJwt;
+  req.format =
+      format == TokenFormat::kCwt ? protocol::TokenFormat::kCwt : protocol::TokenFormat::kJwt;
   return options_.issuer->token(req);
 }
 
 Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenRequest& request) {
   std::lock_guard lock(mu_);
   if (!may_serve_cached()) {
-    return fail(lifecycle_.state() == AgentState::kRevoked ? ErrorCode::kRevoked
-                                                           : ErrorCode::kUnavailable,
-                "token: agent is " + std::string(to_string(lifecycle_.state())) +
-                    ", not serving (" + reason_ + ")");
+    return fail(
+        lifecycle_.state() == AgentState::kRevoked ? ErrorCode::kRevoked : ErrorCode::kUnavailable,
+        "token: agent is " + std::string(to_string(lifecycle_.state())) + ", not serving (" +
+            reason_ + ")");
   }
   const TokenFormat format = request.format.value_or(options_.config.token_format);
-  const auto ttl = std::min(request.ttl.value_or(options_.config.token_ttl),
-                            options_.config.token_max_ttl);
-  if (ttl.count() <= 0)
-    return fail(ErrorCode::kInvalidArgument, "token: ttl must be positive");
+  const auto ttl =
+      std::min(request.ttl.value_or(options_.config.token_ttl), options_.config.token_max_ttl);
+  if (ttl.count() <= 0) return fail(ErrorCode::kInvalidArgument, "token: ttl must be positive");
   const std::string owner = workload_identity(caller);
   const std::string key = TokenCache::key(owner, request.audience, request.scopes, format);
   const std::int64_t t = now();
@@ -651,7 +659,8 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
     return fail(ErrorCode::kUnavailable, "token: issuer unreachable (" + reason_ +
                                              ") and no unexpired token for this request");
   }
-  auto fetched = fetch_token_locked(caller, request, format, static_cast<std::uint32_t>(ttl.count()));
+  auto fetched =
+      fetch_token_locked(caller, request, format, static_cast<std::uint32_t>(ttl.count()));
   if (!fetched) {
     if (cached != nullptr && issuer_unreachable(fetched.error())) return respond(*cached);
     return fail(std::move(fetched).error());

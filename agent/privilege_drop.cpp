@@ -1,18 +1,18 @@
 #include "agent/privilege_drop.h"
 
-#include <fcntl.h>
-#include <grp.h>
 #include <linux/capability.h>
-#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <grp.h>
+#include <pwd.h>
 #include <system_error>
+#include <unistd.h>
 
 namespace warden::agent {
 namespace {
@@ -128,8 +128,7 @@ Status hand_over_state_dir(const std::filesystem::path& dir, const ServiceAccoun
   WARDEN_TRY_STATUS(give(dir));
   std::error_code ec;
   for (const auto& sub : {dir, dir / "secrets"}) {
-    for (std::filesystem::directory_iterator it(sub, ec), end; !ec && it != end;
-         it.increment(ec)) {
+    for (std::filesystem::directory_iterator it(sub, ec), end; !ec && it != end; it.increment(ec)) {
       WARDEN_TRY_STATUS(give(it->path()));
     }
     if (ec && ec != std::errc::no_such_file_or_directory) {

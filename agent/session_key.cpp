@@ -14,9 +14,9 @@ Result<LockedMemory> init_locked_key_memory(std::size_t bytes) {
   // The minimum block (32) keeps fragmentation low; OpenSSL returns 2 when mlock failed.
   const int r = CRYPTO_secure_malloc_init(bytes, 32);
   if (r == 0) {
-    return fail(ErrorCode::kUnavailable,
-                "secure heap: CRYPTO_secure_malloc_init(" + std::to_string(bytes) +
-                    ") failed (mmap or guard pages refused)");
+    return fail(ErrorCode::kUnavailable, "secure heap: CRYPTO_secure_malloc_init(" +
+                                             std::to_string(bytes) +
+                                             ") failed (mmap or guard pages refused)");
   }
   if (r == 2) {
     state = LockedMemory::kUnlocked;

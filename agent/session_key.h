@@ -53,8 +53,7 @@ class SessionKey final : public token::Signer {
 /// round trip per signature (17-190 ms on discrete TPMs).
 class TpmBindingSigner final : public token::Signer {
  public:
-  static Result<std::unique_ptr<TpmBindingSigner>> create(const tpm::Tpm& tpm,
-                                                          tpm::BindingKey key);
+  static Result<std::unique_ptr<TpmBindingSigner>> create(const tpm::Tpm& tpm, tpm::BindingKey key);
   [[nodiscard]] token::Alg alg() const override { return token::Alg::kEs256; }
   [[nodiscard]] const token::Jwk& public_jwk() const override { return jwk_; }
   Result<Bytes> sign(ByteSpan signing_input) override;

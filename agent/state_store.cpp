@@ -40,11 +40,11 @@ Result<Bytes> get(ByteReader& r, std::string_view field, std::size_t max = 1 << 
 Status header(ByteReader& r, std::string_view magic) {
   auto m = r.bytes(magic.size(), "magic");
   if (!m) return fail(std::move(m).error());
-  if (warden::to_string(*m) != magic) return fail(r.error("magic", "expected " + std::string(magic)));
+  if (warden::to_string(*m) != magic)
+    return fail(r.error("magic", "expected " + std::string(magic)));
   auto v = r.u8("version");
   if (!v) return fail(std::move(v).error());
-  if (*v != kVersion)
-    return fail(r.error("version", "expected 1, found " + std::to_string(*v)));
+  if (*v != kVersion) return fail(r.error("version", "expected 1, found " + std::to_string(*v)));
   return ok();
 }
 
@@ -137,8 +137,8 @@ Result<tpm::BindingKey> parse_binding_key(ByteSpan data) {
   ByteReader r(data, "binding key record");
   WARDEN_TRY_STATUS(header(r, kBindingMagic));
   tpm::BindingKey key;
-  for (Bytes* field : {&key.public_area, &key.private_area, &key.certify_attest,
-                       &key.certify_signature}) {
+  for (Bytes* field :
+       {&key.public_area, &key.private_area, &key.certify_attest, &key.certify_signature}) {
     auto b = get(r, "binding key field", 4096);
     if (!b) return fail(std::move(b).error());
     *field = std::move(*b);
@@ -188,8 +188,8 @@ Bytes serialize(const SealedSecret& secret) {
     w.u8(mask);
     if (m.uid) w.u32be(*m.uid);
     if (m.gid) w.u32be(*m.gid);
-    for (const auto* s : {&m.systemd_unit, &m.container_id, &m.container_runtime, &m.exe_path,
-                          &m.exe_sha256}) {
+    for (const auto* s :
+         {&m.systemd_unit, &m.container_id, &m.container_runtime, &m.exe_path, &m.exe_sha256}) {
       if (*s) put(w, **s);
     }
   }
@@ -220,8 +220,11 @@ Result<SealedSecret> parse_sealed_secret(ByteSpan data) {
       m.gid = *v;
     }
     const std::pair<std::uint8_t, std::optional<std::string>*> strings[] = {
-        {kUnit, &m.systemd_unit},   {kContainer, &m.container_id}, {kRuntime, &m.container_runtime},
-        {kExePath, &m.exe_path},    {kExeSha, &m.exe_sha256}};
+        {kUnit, &m.systemd_unit},
+        {kContainer, &m.container_id},
+        {kRuntime, &m.container_runtime},
+        {kExePath, &m.exe_path},
+        {kExeSha, &m.exe_sha256}};
     for (auto [bit, field] : strings) {
       if ((*mask & bit) == 0) continue;
       auto v = get(r, "selector", 4096);

@@ -5,10 +5,9 @@
 #include <cstring>
 #include <new>
 
+#include <boost/json.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-
-#include <boost/json.hpp>
 
 #include "platform/base/encoding.h"
 

@@ -10,8 +10,6 @@
 #include <memory_resource>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,6 +19,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <openssl/crypto.h>
 
 #include "agent/api/handlers.h"
 

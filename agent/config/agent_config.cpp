@@ -311,7 +311,8 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     *path = s;
   }
 
-  for (auto [name, path] : {std::pair{"event_log", &c.event_log}, std::pair{"cel_log", &c.cel_log}}) {
+  for (auto [name, path] :
+       {std::pair{"event_log", &c.event_log}, std::pair{"cel_log", &c.cel_log}}) {
     s = path->string();
     WARDEN_TRY_STATUS(read_string(root, key("tpm", name), s));
     if (!s.empty() && s.front() != '/') return bad(key("tpm", name), "expected an absolute path");

@@ -25,7 +25,7 @@ struct AgentConfig {
   std::filesystem::path issuer_ca_file;  ///< required: PEM CA pinned for the issuer's TLS
   // [tpm]
   std::string tcti = "device:/dev/tpmrm0";
-  PcrSelection pcrs;  ///< boot PCRs; default sha256:0-9,10
+  PcrSelection pcrs;            ///< boot PCRs; default sha256:0-9,10
   unsigned container_pcr = 15;  // 14 is shim's (MokList); 15 is unused by firmware and bootloaders
   bool allow_resettable_pcr = false;
   /// TCG boot event log; empty: <securityfs_root>/tpm0/binary_bios_measurements. Absent file:

@@ -1,20 +1,19 @@
 // wardend: set up (config, secure heap, issuer client, sockets), attest, signal ready, then run
 // the loop: the local API on the io_context, periodic work (device token renewal, retries,
 // status list polling) on a maintenance thread, the watchdog on a timer.
-#include <grp.h>
-#include <signal.h>
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
-
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
-#include <deque>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <exception>
+#include <grp.h>
 #include <mutex>
 #include <optional>
+#include <signal.h>
 #include <string>
 #include <thread>
 
@@ -28,11 +27,11 @@
 #include "agent/api/local_server.h"
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
-#include "agent/privilege_drop.h"
-#include "agent/state_store.h"
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
+#include "agent/privilege_drop.h"
+#include "agent/state_store.h"
 #include "platform/base/clock.h"
 #include "platform/base/log.h"
 #include "platform/base/version.h"
@@ -57,9 +56,10 @@ warden::Status become(const warden::agent::ServiceAccount& account,
   WARDEN_TRY_STATUS(warden::agent::StateStore(state_dir).prepare());
   WARDEN_TRY_STATUS(warden::agent::hand_over_state_dir(state_dir, account));
   WARDEN_TRY_STATUS(warden::agent::drop_privileges(account));
-  spdlog::info("running as {} (uid {}, gid {}, {} supplementary groups) with CAP_DAC_READ_SEARCH "
-               "CAP_SYS_PTRACE and no_new_privs",
-               account.name, account.uid, account.gid, account.groups.size());
+  spdlog::info(
+      "running as {} (uid {}, gid {}, {} supplementary groups) with CAP_DAC_READ_SEARCH "
+      "CAP_SYS_PTRACE and no_new_privs",
+      account.name, account.uid, account.gid, account.groups.size());
   return warden::ok();
 }
 
@@ -104,8 +104,8 @@ class Maintenance {
   void open_container_log() {
     namespace posture = warden::agent::posture;
     const warden::tpm::Tpm tpm(config_.tcti);
-    probe_ = std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(),
-                                                      &agent_.tpm_mutex());
+    probe_ =
+        std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(), &agent_.tpm_mutex());
     extender_ = std::make_unique<posture::TpmPcrExtender>(tpm, &agent_.tpm_mutex());
     posture::ContainerLogOptions log_options;
     log_options.path = config_.cel_log_path();
@@ -138,8 +138,8 @@ class Maintenance {
     options.state_dir = config_.state_dir;
     options.tpm = probe_.get();
     options.container_log = container_log_.get();
-    auto monitor = posture::Monitor::start(
-        std::move(options), [this](const posture::Change& c) { enqueue(c); });
+    auto monitor = posture::Monitor::start(std::move(options),
+                                           [this](const posture::Change& c) { enqueue(c); });
     if (!monitor) {
       spdlog::error("posture monitor: {} (running without posture monitoring)",
                     monitor.error().message);
@@ -228,8 +228,8 @@ int run(int argc, char** argv) {
     return 2;
   }
   warden::log::init("wardend", log_level.empty() ? config->log_level : log_level);
-  spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(),
-               config_path, config->tcti, config->issuer_url);
+  spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(), config_path,
+               config->tcti, config->issuer_url);
 
   // Refused before anything starts: a typo must not leave a root daemon running.
   std::optional<warden::agent::ServiceAccount> account;
@@ -323,8 +323,7 @@ int run(int argc, char** argv) {
       notifier.reloading();
       auto reloaded = warden::agent::load_agent_config(config_path);
       if (!reloaded) {
-        spdlog::error("reload: {} (keeping the running configuration)",
-                      reloaded.error().message);
+        spdlog::error("reload: {} (keeping the running configuration)", reloaded.error().message);
       } else {
         (*agent)->reload(*reloaded);
         maintenance->set_status_poll(reloaded->status_list_poll_interval);

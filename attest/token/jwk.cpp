@@ -1,12 +1,12 @@
 #include "attest/token/jwk.h"
 
-#include <openssl/core_names.h>
-#include <openssl/err.h>
-#include <openssl/rsa.h>
-
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
 
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
@@ -66,7 +66,6 @@ Result<ossl::PKey> parse_ec_point(const std::string& crv, ByteSpan x, ByteSpan y
   }
   return key;
 }
-
 
 ossl::PKey up_ref(EVP_PKEY* key) {
   EVP_PKEY_up_ref(key);

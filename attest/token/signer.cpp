@@ -70,7 +70,9 @@ Result<EcSigner> EcSigner::from_pem(std::string_view pem, std::string kid) {
 Result<Bytes> EcSigner::sign(ByteSpan signing_input) {
   ossl::MdCtx ctx(EVP_MD_CTX_new());
   std::size_t len = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr, key_.get()) != 1 ||
+  if (!ctx ||
+      EVP_DigestSignInit(ctx.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
+                         key_.get()) != 1 ||
       EVP_DigestSign(ctx.get(), nullptr, &len, signing_input.data(), signing_input.size()) != 1) {
     return fail(ossl::error("signer: sign"));
   }

@@ -1,18 +1,18 @@
 // Real processes: warden-issuer (HTTPS, SQLite) + wardend on a per-test swtpm, and curl as the
 // workload on the agent's Unix socket.
-#include <pwd.h>
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <grp.h>
 #include <map>
 #include <memory>
+#include <pwd.h>
 #include <sstream>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -73,8 +73,8 @@ class AgentE2ETest : public test::SwtpmTest {
   void SetUp() override {
     SwtpmTest::SetUp();
     ::chmod(dir_.path().c_str(), 0755);  // nobody must reach the workload socket
-    const auto pki = test::run_command(
-        {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", (dir_.path() / "pki").string()});
+    const auto pki = test::run_command({std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki",
+                                        (dir_.path() / "pki").string()});
     ASSERT_EQ(pki.exit_code, 0) << pki.out;
     port_ = test::free_tcp_port();
     std::ofstream(dir_.path() / "policy.toml")
@@ -92,16 +92,20 @@ class AgentE2ETest : public test::SwtpmTest {
         << tpm_->issuer_cert().string() << "\"]\n";
     std::filesystem::create_directories(dir_.path() / "securityfs");
     std::filesystem::create_directories(dir_.path() / "cgroup");
-    std::ofstream(agent_config())
-        << "[issuer]\nurl = \"https://localhost:" << port_ << "\"\nca_file = \""
-        << (dir_.path() / "pki/ca.crt").string() << "\"\n"
-        << "[tpm]\ntcti = \"" << tpm_->tcti() << "\"\n"
-        << "[agent]\nstate_dir = \"" << (dir_.path() / "state").string()
-        << "\"\nlog_level = \"debug\"\n"
-        << "[api]\nworkload_socket = \"" << workload_socket().string() << "\"\nadmin_socket = \""
-        << (dir_.path() / "admin.sock").string() << "\"\nadmin_group = \"root\"\n"
-        << "[posture]\nsecurityfs_root = \"" << (dir_.path() / "securityfs").string()
-        << "\"\ncgroupfs_root = \"" << (dir_.path() / "cgroup").string() << "\"\n";
+    std::ofstream(agent_config()) << "[issuer]\nurl = \"https://localhost:" << port_
+                                  << "\"\nca_file = \"" << (dir_.path() / "pki/ca.crt").string()
+                                  << "\"\n"
+                                  << "[tpm]\ntcti = \"" << tpm_->tcti() << "\"\n"
+                                  << "[agent]\nstate_dir = \"" << (dir_.path() / "state").string()
+                                  << "\"\nlog_level = \"debug\"\n"
+                                  << "[api]\nworkload_socket = \"" << workload_socket().string()
+                                  << "\"\nadmin_socket = \""
+                                  << (dir_.path() / "admin.sock").string()
+                                  << "\"\nadmin_group = \"root\"\n"
+                                  << "[posture]\nsecurityfs_root = \""
+                                  << (dir_.path() / "securityfs").string()
+                                  << "\"\ncgroupfs_root = \"" << (dir_.path() / "cgroup").string()
+                                  << "\"\n";
     start_issuer();
   }
 
@@ -118,10 +122,9 @@ class AgentE2ETest : public test::SwtpmTest {
   }
 
   void start_issuer() {
-    issuer_ = test::ChildProcess::spawn(
-        {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "--config",
-         (dir_.path() / "issuer.toml").string()},
-        {}, dir_.path() / "issuer.log");
+    issuer_ = test::ChildProcess::spawn({std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer",
+                                         "--config", (dir_.path() / "issuer.toml").string()},
+                                        {}, dir_.path() / "issuer.log");
     ASSERT_TRUE(test::wait_for(
         [&] {
           auto r = client()->request("GET", "/readyz", "", {});
@@ -150,11 +153,11 @@ class AgentE2ETest : public test::SwtpmTest {
 
   bool wait_notified(const std::string& what) {
     return test::wait_for(
-        [&] {
-          notified_ += notify_->receive();
-          return notified_.find(what) != std::string::npos || !agent_.running();
-        },
-        std::chrono::milliseconds(60000)) &&
+               [&] {
+                 notified_ += notify_->receive();
+                 return notified_.find(what) != std::string::npos || !agent_.running();
+               },
+               std::chrono::milliseconds(60000)) &&
            notified_.find(what) != std::string::npos;
   }
 
@@ -198,8 +201,8 @@ class AgentE2ETest : public test::SwtpmTest {
 };
 
 std::string token_body(int ttl) {
-  return std::string("{\"audience\":\"") + kAudience + "\",\"scopes\":[\"read\"],\"ttl\":" +
-         std::to_string(ttl) + "}";
+  return std::string("{\"audience\":\"") + kAudience +
+         "\",\"scopes\":[\"read\"],\"ttl\":" + std::to_string(ttl) + "}";
 }
 
 TEST_F(AgentE2ETest, WorkloadGetsAVerifiableTokenAndProofOthersGetNeither) {
@@ -217,8 +220,8 @@ TEST_F(AgentE2ETest, WorkloadGetsAVerifiableTokenAndProofOthersGetNeither) {
   ASSERT_TRUE(verified->claims.cnf && verified->claims.cnf->jkt);
   EXPECT_EQ(verified->claims.jti, jti);
 
-  auto proof = curl_json("/v1/proof", "{\"jti\":\"" + jti +
-                                          "\",\"htm\":\"GET\",\"htu\":\"https://api.example/r\"}");
+  auto proof = curl_json(
+      "/v1/proof", "{\"jti\":\"" + jti + "\",\"htm\":\"GET\",\"htu\":\"https://api.example/r\"}");
   ASSERT_TRUE(proof.contains("proof")) << json::serialize(proof);
   token::ProofCheck check;
   check.htm = "GET";
@@ -275,8 +278,8 @@ TEST_F(AgentE2ETest, IssuerDownTokensServedUntilExpiryNeverAfter) {
   ASSERT_TRUE(test::wait_for([&] { return unix_now() > exp; }, std::chrono::seconds(20)));
   auto expired = curl_json("/v1/token", token_body(8));
   EXPECT_FALSE(expired.contains("token")) << json::serialize(expired);
-  auto proof = curl_json("/v1/proof", "{\"jti\":\"" + jti +
-                                          "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}");
+  auto proof = curl_json(
+      "/v1/proof", "{\"jti\":\"" + jti + "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}");
   EXPECT_FALSE(proof.contains("proof")) << json::serialize(proof);
 }
 
@@ -310,14 +313,13 @@ TEST_F(AgentE2ETest, TamperedContainerPcrRevokesUntilTheDeviceReboots) {
   auto verified = token::verify_jwt(jwt, issuer_jwks(), vo);
   ASSERT_TRUE(verified && verified->claims.status) << agent_log();
 
-  auto extend = test::run_command({"tpm2_pcrextend", "15:sha256=" + std::string(64, 'e')},
-                                  tpm_->tools_env());
+  auto extend =
+      test::run_command({"tpm2_pcrextend", "15:sha256=" + std::string(64, 'e')}, tpm_->tools_env());
   ASSERT_EQ(extend.exit_code, 0) << extend.out;
   const std::string proof_body =
       "{\"jti\":\"" + jti + "\",\"htm\":\"GET\",\"htu\":\"https://api.example/r\"}";
-  ASSERT_TRUE(test::wait_for(
-      [&] { return !curl_json("/v1/proof", proof_body).contains("proof"); },
-      std::chrono::seconds(10)))
+  ASSERT_TRUE(test::wait_for([&] { return !curl_json("/v1/proof", proof_body).contains("proof"); },
+                             std::chrono::seconds(10)))
       << agent_log();
   EXPECT_NE(agent_log().find("(container log)"), std::string::npos) << agent_log();
 

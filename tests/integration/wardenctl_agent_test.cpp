@@ -176,8 +176,7 @@ TEST_F(WardenctlAgentTest, NoDaemonIsAClearError) {
   const auto absent = (dir_.path() / "absent.sock").string();
   const auto r = ::warden::test::run_command({kWardenctl, "identity", "--socket", absent});
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_NE(r.out.find("cannot connect to " + absent + ": is wardend running?"),
-            std::string::npos)
+  EXPECT_NE(r.out.find("cannot connect to " + absent + ": is wardend running?"), std::string::npos)
       << r.out;
 }
 
@@ -188,8 +187,7 @@ TEST_F(WardenctlAgentTest, OtherUidRefusedOnAdminSocket) {
   auto with_sockets = [&](std::vector<std::string> args) {
     auto argv = as_nobody;
     argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(),
-                {"--socket", workload().string(), "--admin-socket", admin().string()});
+    argv.insert(argv.end(), {"--socket", workload().string(), "--admin-socket", admin().string()});
     return ::warden::test::run_command(argv);
   };
   // The fixture's admin socket is 0666: the connection is accepted and the server refuses uid

@@ -1,11 +1,11 @@
 // The agent core against a real swtpm and the real issuer service (in process, through an
 // IssuerApi adapter), with the local API on real Unix sockets and curl as the workload.
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
 #include <thread>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -108,13 +108,14 @@ class AgentCoreTest : public test::SwtpmTest {
     // After swtpm_setup made its CA: its notBefore is "now" to the second.
     clock_.set(std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
-                   .count() + 2);
+                   .count() +
+               2);
     ::chmod(dir_.path().c_str(), 0755);  // nobody must reach the workload socket
     std::filesystem::create_directories(dir_.path() / "issuer" / "keys");
     const auto policy = dir_.path() / "issuer" / "policy.toml";
     std::ofstream(policy) << "version = \"test.1\"\n\n"
-                          << "[[workload]]\nname = \"root\"\naudiences = [\""
-                          << kAudience << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n"
+                          << "[[workload]]\nname = \"root\"\naudiences = [\"" << kAudience
+                          << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n"
                           << "[workload.match]\nuid = 0\n";
     icfg_.store.sqlite_path = (dir_.path() / "issuer" / "issuer.db").string();
     icfg_.tokens.key_dir = (dir_.path() / "issuer" / "keys").string();
@@ -184,7 +185,10 @@ class AgentCoreTest : public test::SwtpmTest {
 
   void stop_api() {
     if (!io_thread_.joinable()) return;
-    boost::asio::post(io_, [this] { server_->stop(); io_.stop(); });
+    boost::asio::post(io_, [this] {
+      server_->stop();
+      io_.stop();
+    });
     io_thread_.join();
     server_.reset();
   }
@@ -193,13 +197,13 @@ class AgentCoreTest : public test::SwtpmTest {
   boost::json::object curl(const std::string& path, const std::string& body,
                            const std::string& as_user = "") {
     std::vector<std::string> argv;
-    if (!as_user.empty()) argv = {"setpriv", "--reuid=" + as_user, "--regid=nogroup",
-                                  "--clear-groups"};
+    if (!as_user.empty())
+      argv = {"setpriv", "--reuid=" + as_user, "--regid=nogroup", "--clear-groups"};
     for (const char* a : {"curl", "-sS", "--unix-socket"}) argv.emplace_back(a);
     argv.push_back(config_.workload_socket.string());
-    argv.insert(argv.end(), {"-H", "workload.spiffe.io: true", "-H",
-                             "content-type: application/json", "--data-binary", body,
-                             "http://localhost" + path});
+    argv.insert(argv.end(),
+                {"-H", "workload.spiffe.io: true", "-H", "content-type: application/json",
+                 "--data-binary", body, "http://localhost" + path});
     auto out = run_command(argv);
     EXPECT_EQ(out.exit_code, 0) << out.out;
     auto obj = json::parse_object(out.out);
@@ -267,8 +271,7 @@ TEST_F(AgentCoreTest, EnrollsAttestsAndServesTokensBoundToTheSessionKey) {
   token::ReplayCache replay(16, 300);
   auto checked = token::verify_proof(std::string(proof.at("proof").as_string()),
                                      proof_check("GET", "https://api.example/data",
-                                                 clock_.unix_now(), jwt,
-                                                 verified->claims.cnf->jkt),
+                                                 clock_.unix_now(), jwt, verified->claims.cnf->jkt),
                                      replay);
   EXPECT_TRUE(checked) << checked.error().message;
 }
@@ -285,9 +288,9 @@ TEST_F(AgentCoreTest, AnotherUserGetsNeitherTheTokenNorAProofForIt) {
   EXPECT_FALSE(theirs.contains("token")) << json::serialize(theirs);
   EXPECT_EQ(theirs.at("error").as_string(), "permission_denied") << json::serialize(theirs);
 
-  auto proof = curl("/v1/proof", "{\"jti\":\"" + jti +
-                                     "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}",
-                    "nobody");
+  auto proof =
+      curl("/v1/proof",
+           "{\"jti\":\"" + jti + "\",\"htm\":\"GET\",\"htu\":\"https://api.example/\"}", "nobody");
   EXPECT_FALSE(proof.contains("proof")) << json::serialize(proof);
   EXPECT_EQ(proof.at("error").as_string(), "permission_denied");
 }
@@ -307,9 +310,9 @@ TEST_F(AgentCoreTest, RestartResumesTheEnrollment) {
   auto parsed = json::parse(*devices);
   ASSERT_TRUE(parsed);
   const auto* arr = parsed->is_array() ? &parsed->as_array()
-                                       : parsed->as_object().if_contains("devices")
-                                             ? &parsed->as_object().at("devices").as_array()
-                                             : nullptr;
+                    : parsed->as_object().if_contains("devices")
+                        ? &parsed->as_object().at("devices").as_array()
+                        : nullptr;
   ASSERT_NE(arr, nullptr) << *devices;
   EXPECT_EQ(arr->size(), 1U) << *devices;
 }
@@ -460,8 +463,8 @@ TEST_F(AgentCoreTest, PostureReattestRefusedByPolicyRevokesEverything) {
   auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
   ASSERT_TRUE(t) << t.error().message;
   // PCR 0 of a fresh swtpm is all zeros: this policy refuses it.
-  const std::string policy = "version = \"test.2\"\n[pcrs.sha256]\n0 = \"" +
-                             std::string(64, 'a') + "\"\n";
+  const std::string policy =
+      "version = \"test.2\"\n[pcrs.sha256]\n0 = \"" + std::string(64, 'a') + "\"\n";
   auto put = service_->admin_put_policy("test.2", policy, "test");
   ASSERT_TRUE(put) << put.error().message;
   posture::Change c;

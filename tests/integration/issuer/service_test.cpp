@@ -716,7 +716,6 @@ TEST_F(IssuerServiceTest, ResetCountDecreaseIsRefusedAndRebootRecorded) {
   EXPECT_TRUE(has_reason(response, "reboot"));
 }
 
-
 // The token path caches verified device tokens, device states and the active policy: this
 // process's own writes apply to the next request.
 TEST_F(IssuerServiceTest, CachesFollowThisProcessesWritesAtOnce) {

@@ -135,8 +135,14 @@ TYPED_TEST(StoreTest, RevokesEnablesAndRecordsAttestation) {
   EXPECT_EQ(this->store_->set_device_state("zz", DeviceState::kRevoked).error().code,
             ErrorCode::kNotFound);
 
-  AttestationUpdate u{7, 3, 5000, "reject", R"([{"code":"pcr_digest_mismatch"}])", std::nullopt,
-                      std::nullopt, std::nullopt};
+  AttestationUpdate u{7,
+                      3,
+                      5000,
+                      "reject",
+                      R"([{"code":"pcr_digest_mismatch"}])",
+                      std::nullopt,
+                      std::nullopt,
+                      std::nullopt};
   ASSERT_TRUE(this->store_->record_attestation("d1", u));
   auto d = this->store_->get_device("d1");
   EXPECT_EQ(d->reset_count, 7U);
@@ -297,8 +303,8 @@ TYPED_TEST(StoreTest, AttestationKeepsBindingKeyAndImaStateUntilReplaced) {
   EXPECT_EQ(d->ima_state, (Bytes{7, 7, 7}));
 
   // A refusal records the verdict but leaves the binding key and IMA state alone.
-  AttestationUpdate refused{1, 0, 200, "reject", R"([{"code":"x"}])", std::nullopt, std::nullopt,
-                            std::nullopt};
+  AttestationUpdate refused{
+      1, 0, 200, "reject", R"([{"code":"x"}])", std::nullopt, std::nullopt, std::nullopt};
   ASSERT_TRUE(this->store_->record_attestation("d1", refused));
   d = this->store_->get_device("d1");
   EXPECT_EQ(d->last_verdict, "reject");
@@ -340,9 +346,7 @@ TYPED_TEST(StoreTest, TokenIssueRecordsTokenAndAuditTogether) {
   ASSERT_TRUE(token) << token.error().message;
   EXPECT_EQ(token->expires_at, 400);
   // A duplicate jti fails as a whole: no second audit record.
-  EXPECT_EQ(this->store_->record_token_issue({"j1", "d1", "L", 1, 100, 400, false}, a)
-                .error()
-                .code,
+  EXPECT_EQ(this->store_->record_token_issue({"j1", "d1", "L", 1, 100, 400, false}, a).error().code,
             ErrorCode::kAlreadyExists);
   auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 10});
   ASSERT_TRUE(audit) << audit.error().message;
@@ -376,9 +380,8 @@ TYPED_TEST(StoreTest, AttestationOutcomeConsumesTheNonceAndRecordsTogether) {
   auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 10});
   ASSERT_TRUE(audit) << audit.error().message;
   EXPECT_EQ(audit->size(), 1U);
-  EXPECT_EQ(
-      this->store_->record_attestation_outcome("zz", Bytes(32, 4), 300, u, a).error().code,
-      ErrorCode::kNotFound);
+  EXPECT_EQ(this->store_->record_attestation_outcome("zz", Bytes(32, 4), 300, u, a).error().code,
+            ErrorCode::kNotFound);
 }
 
 TYPED_TEST(StoreTest, TokensAreRecordedListedAndRevokedOnce) {

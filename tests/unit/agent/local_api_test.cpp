@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 
 #include <grp.h>
-
 #include <thread>
 #include <tuple>
 #include <unistd.h>
@@ -286,8 +285,7 @@ TEST_F(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
   for (const auto& [r, status, code] :
        {std::tuple{exchange(workload(), request("GET", "/v1/nope")), 404u, "not_found"},
         std::tuple{exchange(workload(), request("GET", "/v1/token")), 405u, "method_not_allowed"},
-        std::tuple{exchange(workload(), request("POST", "/v1/watch")), 405u,
-                   "method_not_allowed"},
+        std::tuple{exchange(workload(), request("POST", "/v1/watch")), 405u, "method_not_allowed"},
         std::tuple{exchange(workload(), request("GET", "/v1/secrets/..")), 400u, "bad_request"},
         std::tuple{exchange(workload(), request("POST", "/v1/token", R"({"audience":"a","x":1})")),
                    400u, "bad_request"}}) {
@@ -305,8 +303,9 @@ TEST_F(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
     const auto r = exchange(workload(), request("GET", target, "", false));
     EXPECT_EQ(status_of(r), 400u) << target;
   }
-  const auto r = exchange(workload(), "GET /v1/identity HTTP/1.1\r\nHost: x\r\n"
-                                      "workload.spiffe.io: false\r\nConnection: close\r\n\r\n");
+  const auto r = exchange(workload(),
+                          "GET /v1/identity HTTP/1.1\r\nHost: x\r\n"
+                          "workload.spiffe.io: false\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(r), 400u) << r;
   EXPECT_EQ(status_of(exchange(admin(), request("GET", "/v1/status", "", false))), 400u);
 }
