@@ -30,7 +30,7 @@
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
-#include "agent/privilege_drop.h"
+#include "platform/os/privilege_drop.h"
 #include "agent/state_store.h"
 #include "platform/base/clock.h"
 #include "platform/base/log.h"
@@ -50,12 +50,12 @@ std::optional<gid_t> group_id(const std::string& name) {
   return g->gr_gid;
 }
 
-warden::Status become(const warden::agent::ServiceAccount& account,
+warden::Status become(const warden::os::ServiceAccount& account,
                       const std::filesystem::path& state_dir) {
   if (::getuid() == account.uid) return warden::ok();
   WARDEN_TRY_STATUS(warden::agent::StateStore(state_dir).prepare());
-  WARDEN_TRY_STATUS(warden::agent::hand_over_state_dir(state_dir, account));
-  WARDEN_TRY_STATUS(warden::agent::drop_privileges(account));
+  WARDEN_TRY_STATUS(warden::os::hand_over_state_dir(state_dir, account));
+  WARDEN_TRY_STATUS(warden::os::drop_privileges(account));
   spdlog::info(
       "running as {} (uid {}, gid {}, {} supplementary groups) with CAP_DAC_READ_SEARCH "
       "CAP_SYS_PTRACE and no_new_privs",
@@ -232,9 +232,9 @@ int run(int argc, char** argv) {
                config->tcti, config->issuer_url);
 
   // Refused before anything starts: a typo must not leave a root daemon running.
-  std::optional<warden::agent::ServiceAccount> account;
+  std::optional<warden::os::ServiceAccount> account;
   if (!config->user.empty()) {
-    auto found = warden::agent::find_service_account(config->user);
+    auto found = warden::os::find_service_account(config->user);
     if (!found) {
       spdlog::error("{}", found.error().message);
       return 2;

@@ -13,7 +13,7 @@
 
 #include "platform/base/error.h"
 
-namespace warden::agent {
+namespace warden::os {
 
 /// The account wardend switches to.
 struct ServiceAccount {
@@ -39,4 +39,4 @@ Status hand_over_state_dir(const std::filesystem::path& dir, const ServiceAccoun
 /// not `account`.
 Status drop_privileges(const ServiceAccount& account);
 
-}  // namespace warden::agent
+}  // namespace warden::os

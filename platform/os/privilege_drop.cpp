@@ -1,4 +1,4 @@
-#include "agent/privilege_drop.h"
+#include "platform/os/privilege_drop.h"
 
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -14,7 +14,7 @@
 #include <system_error>
 #include <unistd.h>
 
-namespace warden::agent {
+namespace warden::os {
 namespace {
 
 constexpr unsigned kKept[] = {CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE};
@@ -172,4 +172,4 @@ Status drop_privileges(const ServiceAccount& account) {
   return verify(account);
 }
 
-}  // namespace warden::agent
+}  // namespace warden::os
