@@ -1,20 +1,8 @@
 // The binding-key record (state dir "binding.key": TPM2B_PUBLIC/PRIVATE, certify attest and
-// signature), read back by wardend at start or on a request: garbage gives an error, never a crash;
-// what parses serializes to bytes that parse to the same serialization (round trip).
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-
-#include "agent/state_store.h"
+// signature), read back by wardend at start or on a request.
+#include "fuzz/state_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  auto parsed = warden::agent::parse_binding_key(warden::ByteSpan(data, size));
-  if (!parsed) {
-    if (parsed.error().message.empty()) std::abort();
-    return 0;
-  }
-  const warden::Bytes once = warden::agent::serialize(*parsed);
-  auto again = warden::agent::parse_binding_key(once);
-  if (!again || warden::agent::serialize(*again) != once) std::abort();
-  return 0;
+  return warden::fuzz::check_state_file(
+      data, size, [](warden::ByteSpan b) { return warden::agent::parse_binding_key(b); });
 }

@@ -1,20 +1,8 @@
 // A sealed secret (state dir "secrets/<name>.sealed": allow rules and the TPM sealed blob), read
-// back by wardend at start or on a request: garbage gives an error, never a crash; what parses
-// serializes to bytes that parse to the same serialization (round trip).
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-
-#include "agent/state_store.h"
+// back by wardend at start or on a request.
+#include "fuzz/state_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  auto parsed = warden::agent::parse_sealed_secret(warden::ByteSpan(data, size));
-  if (!parsed) {
-    if (parsed.error().message.empty()) std::abort();
-    return 0;
-  }
-  const warden::Bytes once = warden::agent::serialize(*parsed);
-  auto again = warden::agent::parse_sealed_secret(once);
-  if (!again || warden::agent::serialize(*again) != once) std::abort();
-  return 0;
+  return warden::fuzz::check_state_file(
+      data, size, [](warden::ByteSpan b) { return warden::agent::parse_sealed_secret(b); });
 }
