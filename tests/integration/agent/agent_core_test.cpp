@@ -103,6 +103,7 @@ class LocalIssuer final : public IssuerApi {
 
 class AgentCoreTest : public test::SwtpmTest {
  protected:
+  void expect_status_list_revocation_drops(std::optional<TokenFormat> format);
   void SetUp() override {
     SwtpmTest::SetUp();
     // After swtpm_setup made its CA: its notBefore is "now" to the second.
@@ -479,42 +480,38 @@ TEST_F(AgentCoreTest, PostureReattestRefusedByPolicyRevokesEverything) {
   EXPECT_FALSE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
 }
 
-TEST_F(AgentCoreTest, StatusListRevocationDropsTheTokenAndItsProofs) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
+// A token of `format`, proofs for it until the issuer's status list marks the device revoked.
+void AgentCoreTest::expect_status_list_revocation_drops(std::optional<TokenFormat> format) {
+  Agent& agent = *agent_;
+  ASSERT_TRUE(agent.start());
   os::Selectors me;
   me.uid = 0;
-  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  auto t = agent.token(me, {kAudience, {"read"}, std::nullopt, format});
   ASSERT_TRUE(t) << t.error().message;
-  ASSERT_TRUE(agent_->poll_status_list());
-  EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
-  ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));
-  auto polled = agent_->poll_status_list();
+  if (format == TokenFormat::kCwt) {
+    // The token field is base64url of the CWT (docs/local-api.md).
+    auto raw = base64url_decode(t->token);
+    ASSERT_TRUE(raw);
+    ASSERT_TRUE(token::verify_cwt(*raw, jwks(), {clock_.unix_now(), 60, std::string(kAudience)}));
+  }
+  ASSERT_TRUE(agent.poll_status_list());
+  EXPECT_TRUE(agent.proof(me, {t->jti, "GET", "https://api.example/"}));
+  ASSERT_TRUE(service_->admin_set_device_state(*agent.device_id(), "revoked", "test"));
+  auto polled = agent.poll_status_list();
   ASSERT_TRUE(polled) << polled.error().message;
-  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
+  auto p = agent.proof(me, {t->jti, "GET", "https://api.example/"});
   ASSERT_FALSE(p);
   EXPECT_EQ(p.error().code, ErrorCode::kPermissionDenied);
 }
 
+TEST_F(AgentCoreTest, StatusListRevocationDropsTheTokenAndItsProofs) {
+  make_agent();
+  expect_status_list_revocation_drops(std::nullopt);
+}
+
 TEST_F(AgentCoreTest, StatusListRevocationDropsACwtTokenToo) {
   make_agent();
-  ASSERT_TRUE(agent_->start());
-  os::Selectors me;
-  me.uid = 0;
-  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, TokenFormat::kCwt});
-  ASSERT_TRUE(t) << t.error().message;
-  // The token field is base64url of the CWT (docs/local-api.md).
-  auto raw = base64url_decode(t->token);
-  ASSERT_TRUE(raw);
-  ASSERT_TRUE(token::verify_cwt(*raw, jwks(), {clock_.unix_now(), 60, std::string(kAudience)}));
-  ASSERT_TRUE(agent_->poll_status_list());
-  EXPECT_TRUE(agent_->proof(me, {t->jti, "GET", "https://api.example/"}));
-  ASSERT_TRUE(service_->admin_set_device_state(*agent_->device_id(), "revoked", "test"));
-  auto polled = agent_->poll_status_list();
-  ASSERT_TRUE(polled) << polled.error().message;
-  auto p = agent_->proof(me, {t->jti, "GET", "https://api.example/"});
-  ASSERT_FALSE(p);
-  EXPECT_EQ(p.error().code, ErrorCode::kPermissionDenied);
+  expect_status_list_revocation_drops(TokenFormat::kCwt);
 }
 
 TEST_F(AgentCoreTest, TpmProofModeSignsProofsWithTheBindingKey) {
