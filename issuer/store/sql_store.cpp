@@ -180,8 +180,14 @@ TokenRecord token_from_row(const sql::Row& r) {
 
 class SqlStore final : public Store {
  public:
-  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name)
-      : pool_(std::move(factory), pool_size), name_(std::move(name)) {}
+  /// `single_writer`: transactions run on one dedicated connection (SQLite: there is only ever
+  /// one writer, and a connection whose view another connection changed drops its whole page
+  /// cache at the next transaction; the writer's cache stays valid between its transactions).
+  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name,
+           bool single_writer)
+      : pool_(factory, pool_size),
+        writer_(single_writer ? std::make_unique<sql::Pool>(std::move(factory), 1) : nullptr),
+        name_(std::move(name)) {}
 
   Status migrate() override {
     return transaction([&](sql::Connection& c) -> Status {
@@ -734,7 +740,7 @@ class SqlStore final : public Store {
 
   template <class Fn>
   Status transaction(Fn&& fn) {
-    auto lease = pool_.acquire();
+    auto lease = writer_ ? writer_->acquire() : pool_.acquire();
     if (!lease) return fail(std::move(lease).error().context(name_));
     sql::Connection& c = **lease;
     WARDEN_TRY_STATUS(c.exec(c.dialect() == Dialect::kSqlite ? "BEGIN IMMEDIATE" : "BEGIN", {}));
@@ -752,6 +758,7 @@ class SqlStore final : public Store {
   }
 
   sql::Pool pool_;
+  std::unique_ptr<sql::Pool> writer_;
   std::string name_;
 };
 
@@ -766,7 +773,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   auto probe = sql::connect_sqlite(path);
   if (!probe) return fail(std::move(probe).error());
   return std::unique_ptr<Store>(
-      std::make_unique<SqlStore>([path] { return sql::connect_sqlite(path); }, 8, "sqlite store"));
+      std::make_unique<SqlStore>([path] { return sql::connect_sqlite(path); }, 8, "sqlite store", true));
 }
 
 Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
@@ -774,7 +781,8 @@ Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
   auto probe = sql::connect_postgres(conninfo);
   if (!probe) return fail(std::move(probe).error());
   return std::unique_ptr<Store>(std::make_unique<SqlStore>(
-      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store"));
+      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store",
+      false));
 }
 
 }  // namespace warden::issuer
