@@ -68,6 +68,7 @@ class Jwk {
 
  private:
   std::shared_ptr<EVP_PKEY> key_;
+  std::shared_ptr<EVP_MD_CTX> verify_init_;  // EC keys: initialised for verify, copied per use
   std::string kty_;  // "EC", "OKP", "RSA"
   std::string crv_;  // "P-256", "P-384", "Ed25519"
   Bytes x_, y_;      // EC x,y / OKP x / RSA n,e

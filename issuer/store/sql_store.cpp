@@ -2,6 +2,8 @@
 // dialect differences (blob type, auto-increment keys, transaction start, append-only guards)
 // are resolved in the migration text and in begin().
 #include <array>
+#include <condition_variable>
+#include <mutex>
 
 #include "issuer/store/sql.h"
 #include "issuer/store/store.h"
@@ -522,29 +524,28 @@ class SqlStore final : public Store {
     return list;
   }
 
+  // Group commit: concurrent callers' records go into one transaction. The first caller to find
+  // no commit running leads: it takes every record waiting (its own included), commits them
+  // together and wakes the others; each caller returns only once the transaction holding its
+  // records has committed. One commit (one WAL append and sync point, one PostgreSQL round trip
+  // to COMMIT) then serves several tokens.
   Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override {
-    return transaction([&](sql::Connection& c) -> Status {
-      std::vector<Value> tp{t.jti,
-                            t.device_id,
-                            t.list_id,
-                            i64(t.status_index),
-                            t.issued_at,
-                            t.expires_at,
-                            static_cast<std::int64_t>(t.revoked ? 1 : 0)};
-      auto token = c.exec(
-          "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
-          "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-          tp);
-      if (!token) {
-        if (token.error().code == ErrorCode::kConflict) {
-          return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
-        }
-        return fail(std::move(token).error());
-      }
-      auto audit = append_audit_on(c, a);
-      if (!audit) return fail(std::move(audit).error());
-      return ok();
-    });
+    PendingIssue mine{&t, &a, ok(), false};
+    std::unique_lock lock(issue_mu_);
+    issue_queue_.push_back(&mine);
+    for (;;) {
+      issue_cv_.wait(lock, [&] { return mine.done || !issue_leading_; });
+      if (mine.done) return std::move(mine.status);
+      issue_leading_ = true;
+      std::vector<PendingIssue*> batch;
+      batch.swap(issue_queue_);
+      lock.unlock();
+      commit_issues(batch);
+      lock.lock();
+      for (PendingIssue* p : batch) p->done = true;
+      issue_leading_ = false;
+      issue_cv_.notify_all();
+    }
   }
 
   Status add_token(const TokenRecord& t) override {
@@ -703,6 +704,51 @@ class SqlStore final : public Store {
     return expect_one(c.exec(text + " WHERE id = ?1 RETURNING id", p), id);
   }
 
+  struct PendingIssue {
+    const TokenRecord* token;
+    const AuditRecord* audit;
+    Status status;
+    bool done;
+  };
+
+  void commit_issues(const std::vector<PendingIssue*>& batch) {
+    if (batch.size() > 1) {
+      auto all = transaction([&](sql::Connection& c) -> Status {
+        for (const PendingIssue* p : batch) WARDEN_TRY_STATUS(insert_issue_on(c, *p->token, *p->audit));
+        return ok();
+      });
+      if (all) return;  // every status is already ok()
+      // A refused record (a duplicate jti) must not fail the others: each alone, as if unbatched.
+    }
+    for (PendingIssue* p : batch) {
+      p->status = transaction(
+          [&](sql::Connection& c) -> Status { return insert_issue_on(c, *p->token, *p->audit); });
+    }
+  }
+
+  static Status insert_issue_on(sql::Connection& c, const TokenRecord& t, const AuditRecord& a) {
+    std::vector<Value> tp{t.jti,
+                          t.device_id,
+                          t.list_id,
+                          i64(t.status_index),
+                          t.issued_at,
+                          t.expires_at,
+                          static_cast<std::int64_t>(t.revoked ? 1 : 0)};
+    auto token = c.exec(
+        "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
+        "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        tp);
+    if (!token) {
+      if (token.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
+      }
+      return fail(std::move(token).error());
+    }
+    auto audit = append_audit_on(c, a);
+    if (!audit) return fail(std::move(audit).error());
+    return ok();
+  }
+
   static Result<std::int64_t> append_audit_on(sql::Connection& c, const AuditRecord& a) {
     std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
                          a.evidence_hash, a.policy_version, a.reasons_json};
@@ -760,6 +806,10 @@ class SqlStore final : public Store {
   sql::Pool pool_;
   std::unique_ptr<sql::Pool> writer_;
   std::string name_;
+  std::mutex issue_mu_;
+  std::condition_variable issue_cv_;
+  std::vector<PendingIssue*> issue_queue_;
+  bool issue_leading_ = false;
 };
 
 }  // namespace
