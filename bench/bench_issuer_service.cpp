@@ -197,8 +197,8 @@ void print(const char* name, std::size_t body, const Outcome& o) {
               o.first_failure.c_str());
 }
 
-int run(int seconds, int clients, int evidence, const std::string& backend,
-        std::size_t token_count, std::size_t server_threads) {
+int run(int seconds, int clients, int evidence, const std::string& backend, std::size_t token_count,
+        std::size_t server_threads) {
   test::TempDir dir("warden-bench-issuer-svc");
   auto swtpm = test::Swtpm::start();
   const tpm::Tpm tpm(swtpm->tcti());

@@ -185,8 +185,7 @@ class SqlStore final : public Store {
   /// `single_writer`: transactions run on one dedicated connection (SQLite: there is only ever
   /// one writer, and a connection whose view another connection changed drops its whole page
   /// cache at the next transaction; the writer's cache stays valid between its transactions).
-  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name,
-           bool single_writer)
+  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name, bool single_writer)
       : pool_(factory, pool_size),
         writer_(single_writer ? std::make_unique<sql::Pool>(std::move(factory), 1) : nullptr),
         name_(std::move(name)) {}
@@ -714,7 +713,8 @@ class SqlStore final : public Store {
   void commit_issues(const std::vector<PendingIssue*>& batch) {
     if (batch.size() > 1) {
       auto all = transaction([&](sql::Connection& c) -> Status {
-        for (const PendingIssue* p : batch) WARDEN_TRY_STATUS(insert_issue_on(c, *p->token, *p->audit));
+        for (const PendingIssue* p : batch)
+          WARDEN_TRY_STATUS(insert_issue_on(c, *p->token, *p->audit));
         return ok();
       });
       if (all) return;  // every status is already ok()
@@ -822,8 +822,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   // Probe once so a bad path fails at startup, not on the first request.
   auto probe = sql::connect_sqlite(path);
   if (!probe) return fail(std::move(probe).error());
-  return std::unique_ptr<Store>(
-      std::make_unique<SqlStore>([path] { return sql::connect_sqlite(path); }, 8, "sqlite store", true));
+  return std::unique_ptr<Store>(std::make_unique<SqlStore>(
+      [path] { return sql::connect_sqlite(path); }, 8, "sqlite store", true));
 }
 
 Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
@@ -831,8 +831,7 @@ Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
   auto probe = sql::connect_postgres(conninfo);
   if (!probe) return fail(std::move(probe).error());
   return std::unique_ptr<Store>(std::make_unique<SqlStore>(
-      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store",
-      false));
+      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store", false));
 }
 
 }  // namespace warden::issuer
