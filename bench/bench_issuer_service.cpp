@@ -9,6 +9,7 @@
 // pre-made attestation can be sent once: nonces are single-use).
 // Usage: bench_issuer_service [seconds=5] [clients=8] [evidence=64] [--store sqlite|postgres]
 //                             [--tokens N (pre-signed proofs; default 20,000 per second)]
+//                             [--server-threads N (default 2)]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -196,8 +197,8 @@ void print(const char* name, std::size_t body, const Outcome& o) {
               o.first_failure.c_str());
 }
 
-int run(int seconds, int clients, int evidence, const std::string& backend,
-        std::size_t token_count) {
+int run(int seconds, int clients, int evidence, const std::string& backend, std::size_t token_count,
+        std::size_t server_threads) {
   test::TempDir dir("warden-bench-issuer-svc");
   auto swtpm = test::Swtpm::start();
   const tpm::Tpm tpm(swtpm->tcti());
@@ -209,7 +210,7 @@ int run(int seconds, int clients, int evidence, const std::string& backend,
   issuer::IssuerConfig config;
   config.listen.address = "127.0.0.1";
   config.listen.port = 0;
-  config.listen.threads = 2;
+  config.listen.threads = server_threads;
   config.tokens.nonce_ttl_s = 3600;
   config.tokens.device_token_ttl_s = 3600;  // setup and runs (even under callgrind) fit in it
   const auto pki = test::run_command(
@@ -338,8 +339,8 @@ int run(int seconds, int clients, int evidence, const std::string& backend,
     tokens.push_back(protocol::encode(r));
   }
 
-  std::printf("real IssuerService (%s) behind HTTPS, %d keep-alive clients, 2 server threads\n",
-              backend.c_str(), clients);
+  std::printf("real IssuerService (%s) behind HTTPS, %d keep-alive clients, %zu server threads\n",
+              backend.c_str(), clients, server_threads);
   std::printf("%-8s %10s %8s %10s %10s %10s %12s %9s\n", "workload", "body", "done", "per s",
               "p50 ms", "p99 ms", "CPU us/req", "failures");
   const auto ca = dir.path() / "pki/ca.crt";
@@ -358,12 +359,15 @@ int main(int argc, char** argv) {
   std::vector<int> positional;
   std::string backend = "sqlite";
   std::size_t tokens = 0;
+  std::size_t server_threads = 2;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--store" && i + 1 < argc) {
       backend = argv[++i];
     } else if (arg == "--tokens" && i + 1 < argc) {
       tokens = static_cast<std::size_t>(std::atol(argv[++i]));
+    } else if (arg == "--server-threads" && i + 1 < argc) {
+      server_threads = static_cast<std::size_t>(std::atol(argv[++i]));
     } else {
       positional.push_back(std::atoi(argv[i]));
     }
@@ -371,5 +375,5 @@ int main(int argc, char** argv) {
   auto at = [&](std::size_t k, int fallback) {
     return positional.size() > k ? positional[k] : fallback;
   };
-  return run(at(0, 5), at(1, 8), at(2, 64), backend, tokens);
+  return run(at(0, 5), at(1, 8), at(2, 64), backend, tokens, server_threads);
 }

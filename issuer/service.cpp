@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 
 #include <openssl/evp.h>
 
@@ -64,21 +65,22 @@ Result<IssuerSigner> IssuerSigner::current(const SigningKeys& keys) {
   if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
   WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(key.get(), keys.current_kid()));
   jwk.set_alg(token::Alg::kEs256);
-  return IssuerSigner(std::move(key), std::move(jwk));
+  std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!init || EVP_DigestSignInit(init.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
+                                  key.get()) != 1)
+    return fail(ossl::error("issuer signer: EVP_DigestSignInit"));
+  return IssuerSigner(std::move(key), std::move(init), std::move(jwk));
 }
 
 Result<Bytes> IssuerSigner::sign(ByteSpan signing_input) {
   ossl::MdCtx md(EVP_MD_CTX_new());
-  if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key_.get()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSignInit"));
-  std::size_t len = 0;
-  if (EVP_DigestSign(md.get(), nullptr, &len, signing_input.data(), signing_input.size()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSign"));
-  Bytes der(len);
+  if (!md || EVP_MD_CTX_copy_ex(md.get(), init_.get()) != 1)
+    return fail(ossl::error("issuer signer: EVP_MD_CTX_copy_ex"));
+  std::array<unsigned char, 80> der{};  // a P-256 ECDSA-Sig-Value is at most 72 bytes
+  std::size_t len = der.size();
   if (EVP_DigestSign(md.get(), der.data(), &len, signing_input.data(), signing_input.size()) != 1)
     return fail(ossl::error("issuer signer: EVP_DigestSign"));
-  der.resize(len);
-  return ossl::ecdsa_der_to_raw(der, 32);
+  return ossl::ecdsa_der_to_raw(ByteSpan(der.data(), len), 32);
 }
 
 // ---- construction ------------------------------------------------------------------------------

@@ -43,9 +43,12 @@ class IssuerSigner final : public token::Signer {
   Result<Bytes> sign(ByteSpan signing_input) override;
 
  private:
-  IssuerSigner(std::shared_ptr<EVP_PKEY> key, token::Jwk pub)
-      : key_(std::move(key)), public_(std::move(pub)) {}
+  IssuerSigner(std::shared_ptr<EVP_PKEY> key, std::shared_ptr<EVP_MD_CTX> init, token::Jwk pub)
+      : key_(std::move(key)), init_(std::move(init)), public_(std::move(pub)) {}
   std::shared_ptr<EVP_PKEY> key_;
+  /// Initialised for signing once; each signature works on a copy (EVP_DigestSignInit looks the
+  /// signature implementation up again on every call).
+  std::shared_ptr<EVP_MD_CTX> init_;
   token::Jwk public_;
 };
 

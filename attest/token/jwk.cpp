@@ -67,18 +67,20 @@ Result<ossl::PKey> parse_ec_point(const std::string& crv, ByteSpan x, ByteSpan y
   return key;
 }
 
-ossl::PKey up_ref(EVP_PKEY* key) {
-  EVP_PKEY_up_ref(key);
-  return ossl::PKey(key);
-}
+// An EC public key and a digest-verify context initialised for it once: each verification works
+// on a copy (EVP_DigestVerifyInit looks the signature implementation up again on every call).
+struct EcKey {
+  std::shared_ptr<EVP_PKEY> key;
+  std::shared_ptr<EVP_MD_CTX> verify_init;  // null when it could not be made: init per verify
+};
 
 // Proof keys repeat (one per agent session key, every token request), and decoding and checking
-// a point through OpenSSL 3's provider layer costs half a signature verify. Keys are immutable
-// once built, so one may be shared by threads. Only valid points are cached; the cache is
-// emptied when full rather than tracking use.
+// a point through OpenSSL 3's provider layer costs half a signature verify. Keys and contexts are
+// immutable once built (only ever copied from), so they may be shared by threads. Only valid
+// points are cached; the cache is emptied when full rather than tracking use.
 class EcKeyCache {
  public:
-  Result<ossl::PKey> get(const std::string& crv, ByteSpan x, ByteSpan y) {
+  Result<EcKey> get(const std::string& crv, ByteSpan x, ByteSpan y) {
     std::string id;
     id.reserve(crv.size() + 1 + x.size() + y.size());
     id.append(crv).push_back(':');
@@ -86,24 +88,30 @@ class EcKeyCache {
     id.append(reinterpret_cast<const char*>(y.data()), y.size());
     {
       std::lock_guard lock(mutex_);
-      if (auto it = keys_.find(id); it != keys_.end()) return up_ref(it->second.get());
+      if (auto it = keys_.find(id); it != keys_.end()) return it->second;
     }
-    auto key = parse_ec_point(crv, x, y);
-    if (!key) return key;
+    auto parsed = parse_ec_point(crv, x, y);
+    if (!parsed) return fail(std::move(parsed).error());
+    EcKey key{share(std::move(*parsed)), nullptr};
+    std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    const EVP_MD* md = ossl::evp_md(crv == "P-384" ? ossl::Hash::kSha384 : ossl::Hash::kSha256);
+    if (init && EVP_DigestVerifyInit(init.get(), nullptr, md, nullptr, key.key.get()) == 1) {
+      key.verify_init = std::move(init);
+    }
+    ERR_clear_error();
     std::lock_guard lock(mutex_);
     if (keys_.size() >= kCapacity) keys_.clear();
-    auto [it, inserted] = keys_.try_emplace(std::move(id), nullptr);
-    if (inserted) it->second = up_ref(key->get());
+    keys_.try_emplace(std::move(id), key);
     return key;
   }
 
  private:
   static constexpr std::size_t kCapacity = 4096;
   std::mutex mutex_;
-  std::unordered_map<std::string, ossl::PKey> keys_;
+  std::unordered_map<std::string, EcKey> keys_;
 };
 
-Result<ossl::PKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
+Result<EcKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
   static EcKeyCache cache;
   return cache.get(crv, x, y);
 }
@@ -247,7 +255,8 @@ Result<Jwk> Jwk::from_json(const boost::json::object& obj) {
     if (!y) return fail(y.error());
     auto key = ec_from_xy(jwk.crv_, *x, *y);
     if (!key) return fail(key.error());
-    jwk.key_ = share(std::move(*key));
+    jwk.key_ = std::move(key->key);
+    jwk.verify_init_ = std::move(key->verify_init);
     jwk.x_ = std::move(*x);
     jwk.y_ = std::move(*y);
   } else if (*kty == "OKP") {
@@ -316,7 +325,8 @@ Result<Jwk> Jwk::from_pkey(EVP_PKEY* key, std::string kid) {
       jwk.y_ = std::move(*y);
       auto pub = ec_from_xy(jwk.crv_, jwk.x_, jwk.y_);
       if (!pub) return fail(pub.error());
-      jwk.key_ = share(std::move(*pub));
+      jwk.key_ = std::move(pub->key);
+      jwk.verify_init_ = std::move(pub->verify_init);
       return jwk;
     }
     case EVP_PKEY_ED25519: {
@@ -482,7 +492,10 @@ Status Jwk::verify(Alg alg, ByteSpan input, ByteSpan signature) const {
     sig = der;
   }
   ossl::MdCtx ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, alg_md(alg), nullptr, key_.get()) != 1) {
+  // An EC key's curve fixes its algorithm (fits() above), so its prepared context applies.
+  if (!ctx || (verify_init_ ? EVP_MD_CTX_copy_ex(ctx.get(), verify_init_.get())
+                            : EVP_DigestVerifyInit(ctx.get(), nullptr, alg_md(alg), nullptr,
+                                                   key_.get())) != 1) {
     return fail(ossl::error("verify: init"));
   }
   int rc = EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), input.data(), input.size());

@@ -68,6 +68,8 @@ class Jwk {
 
  private:
   std::shared_ptr<EVP_PKEY> key_;
+  /// EC keys: a context initialised for verification once, copied per use (else null).
+  std::shared_ptr<EVP_MD_CTX> verify_init_;
   std::string kty_;  // "EC", "OKP", "RSA"
   std::string crv_;  // "P-256", "P-384", "Ed25519"
   Bytes x_, y_;      // EC x,y / OKP x / RSA n,e

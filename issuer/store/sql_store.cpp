@@ -2,6 +2,8 @@
 // dialect differences (blob type, auto-increment keys, transaction start, append-only guards)
 // are resolved in the migration text and in begin().
 #include <array>
+#include <condition_variable>
+#include <mutex>
 
 #include "issuer/store/sql.h"
 #include "issuer/store/store.h"
@@ -180,8 +182,13 @@ TokenRecord token_from_row(const sql::Row& r) {
 
 class SqlStore final : public Store {
  public:
-  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name)
-      : pool_(std::move(factory), pool_size), name_(std::move(name)) {}
+  /// `single_writer`: transactions run on one dedicated connection (SQLite: there is only ever
+  /// one writer, and a connection whose view another connection changed drops its whole page
+  /// cache at the next transaction; the writer's cache stays valid between its transactions).
+  SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name, bool single_writer)
+      : pool_(factory, pool_size),
+        writer_(single_writer ? std::make_unique<sql::Pool>(std::move(factory), 1) : nullptr),
+        name_(std::move(name)) {}
 
   Status migrate() override {
     return transaction([&](sql::Connection& c) -> Status {
@@ -516,29 +523,28 @@ class SqlStore final : public Store {
     return list;
   }
 
+  // Group commit: concurrent callers' records go into one transaction. The first caller to find
+  // no commit running leads: it takes every record waiting (its own included), commits them
+  // together and wakes the others; each caller returns only once the transaction holding its
+  // records has committed. One commit (one WAL append and sync point, one PostgreSQL round trip
+  // to COMMIT) then serves several tokens.
   Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override {
-    return transaction([&](sql::Connection& c) -> Status {
-      std::vector<Value> tp{t.jti,
-                            t.device_id,
-                            t.list_id,
-                            i64(t.status_index),
-                            t.issued_at,
-                            t.expires_at,
-                            static_cast<std::int64_t>(t.revoked ? 1 : 0)};
-      auto token = c.exec(
-          "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
-          "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-          tp);
-      if (!token) {
-        if (token.error().code == ErrorCode::kConflict) {
-          return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
-        }
-        return fail(std::move(token).error());
-      }
-      auto audit = append_audit_on(c, a);
-      if (!audit) return fail(std::move(audit).error());
-      return ok();
-    });
+    PendingIssue mine{&t, &a, ok(), false};
+    std::unique_lock lock(issue_mu_);
+    issue_queue_.push_back(&mine);
+    for (;;) {
+      issue_cv_.wait(lock, [&] { return mine.done || !issue_leading_; });
+      if (mine.done) return std::move(mine.status);
+      issue_leading_ = true;
+      std::vector<PendingIssue*> batch;
+      batch.swap(issue_queue_);
+      lock.unlock();
+      commit_issues(batch);
+      lock.lock();
+      for (PendingIssue* p : batch) p->done = true;
+      issue_leading_ = false;
+      issue_cv_.notify_all();
+    }
   }
 
   Status add_token(const TokenRecord& t) override {
@@ -697,6 +703,52 @@ class SqlStore final : public Store {
     return expect_one(c.exec(text + " WHERE id = ?1 RETURNING id", p), id);
   }
 
+  struct PendingIssue {
+    const TokenRecord* token;
+    const AuditRecord* audit;
+    Status status;
+    bool done;
+  };
+
+  void commit_issues(const std::vector<PendingIssue*>& batch) {
+    if (batch.size() > 1) {
+      auto all = transaction([&](sql::Connection& c) -> Status {
+        for (const PendingIssue* p : batch)
+          WARDEN_TRY_STATUS(insert_issue_on(c, *p->token, *p->audit));
+        return ok();
+      });
+      if (all) return;  // every status is already ok()
+      // A refused record (a duplicate jti) must not fail the others: each alone, as if unbatched.
+    }
+    for (PendingIssue* p : batch) {
+      p->status = transaction(
+          [&](sql::Connection& c) -> Status { return insert_issue_on(c, *p->token, *p->audit); });
+    }
+  }
+
+  static Status insert_issue_on(sql::Connection& c, const TokenRecord& t, const AuditRecord& a) {
+    std::vector<Value> tp{t.jti,
+                          t.device_id,
+                          t.list_id,
+                          i64(t.status_index),
+                          t.issued_at,
+                          t.expires_at,
+                          static_cast<std::int64_t>(t.revoked ? 1 : 0)};
+    auto token = c.exec(
+        "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
+        "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        tp);
+    if (!token) {
+      if (token.error().code == ErrorCode::kConflict) {
+        return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
+      }
+      return fail(std::move(token).error());
+    }
+    auto audit = append_audit_on(c, a);
+    if (!audit) return fail(std::move(audit).error());
+    return ok();
+  }
+
   static Result<std::int64_t> append_audit_on(sql::Connection& c, const AuditRecord& a) {
     std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
                          a.evidence_hash, a.policy_version, a.reasons_json};
@@ -734,7 +786,7 @@ class SqlStore final : public Store {
 
   template <class Fn>
   Status transaction(Fn&& fn) {
-    auto lease = pool_.acquire();
+    auto lease = writer_ ? writer_->acquire() : pool_.acquire();
     if (!lease) return fail(std::move(lease).error().context(name_));
     sql::Connection& c = **lease;
     WARDEN_TRY_STATUS(c.exec(c.dialect() == Dialect::kSqlite ? "BEGIN IMMEDIATE" : "BEGIN", {}));
@@ -752,7 +804,12 @@ class SqlStore final : public Store {
   }
 
   sql::Pool pool_;
+  std::unique_ptr<sql::Pool> writer_;
   std::string name_;
+  std::mutex issue_mu_;
+  std::condition_variable issue_cv_;
+  std::vector<PendingIssue*> issue_queue_;
+  bool issue_leading_ = false;
 };
 
 }  // namespace
@@ -765,8 +822,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   // Probe once so a bad path fails at startup, not on the first request.
   auto probe = sql::connect_sqlite(path);
   if (!probe) return fail(std::move(probe).error());
-  return std::unique_ptr<Store>(
-      std::make_unique<SqlStore>([path] { return sql::connect_sqlite(path); }, 8, "sqlite store"));
+  return std::unique_ptr<Store>(std::make_unique<SqlStore>(
+      [path] { return sql::connect_sqlite(path); }, 8, "sqlite store", true));
 }
 
 Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
@@ -774,7 +831,7 @@ Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,
   auto probe = sql::connect_postgres(conninfo);
   if (!probe) return fail(std::move(probe).error());
   return std::unique_ptr<Store>(std::make_unique<SqlStore>(
-      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store"));
+      [conninfo] { return sql::connect_postgres(conninfo); }, pool_size, "postgres store", false));
 }
 
 }  // namespace warden::issuer

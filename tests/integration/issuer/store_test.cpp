@@ -355,6 +355,58 @@ TYPED_TEST(StoreTest, TokenIssueRecordsTokenAndAuditTogether) {
   EXPECT_EQ((*audit)[0].reasons_json, R"([{"jti":"j1"}])");
 }
 
+// Concurrent issues are committed in shared transactions (group commit): each call returns only
+// once its own records are committed, and a refused record fails alone, not its batch.
+TYPED_TEST(StoreTest, ConcurrentTokenIssuesCommitBeforeReturningAndFailAlone) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  ASSERT_TRUE(this->store_->record_token_issue(
+      {"taken", "d1", "L", 0, 100, 400, false},
+      {0, 100, "d1", "token", "accept", "", "v1", R"([{"jti":"taken"}])"}));
+  constexpr int kThreads = 12;
+  constexpr int kEach = 30;
+  std::atomic<int> accepted{0};
+  std::atomic<int> duplicates{0};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < kEach; ++k) {
+        const bool dup = k % 7 == 3;
+        const std::string jti = dup ? "taken" : "j" + std::to_string(i) + "-" + std::to_string(k);
+        const auto index = static_cast<std::uint64_t>(1 + i * kEach + k);
+        auto issued = this->store_->record_token_issue(
+            {jti, "d1", "L", index, 100, 400, false},
+            {0, 100, "d1", "token", "accept", "", "v1", "[{\"jti\":\"" + jti + "\"}]"});
+        if (dup) {
+          if (!issued && issued.error().code == ErrorCode::kAlreadyExists) {
+            ++duplicates;
+          } else {
+            ++wrong;
+          }
+          continue;
+        }
+        // Returned means committed: visible at once to any connection.
+        auto read = this->store_->get_token(jti);
+        if (issued && read && read->status_index == index) {
+          ++accepted;
+        } else {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int dups_each = 0;
+  for (int k = 0; k < kEach; ++k) dups_each += k % 7 == 3 ? 1 : 0;
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(duplicates.load(), kThreads * dups_each);
+  EXPECT_EQ(accepted.load(), kThreads * (kEach - dups_each));
+  // One audit record per accepted token (plus the first), none for a refused one.
+  auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 1000});
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_EQ(audit->size(), static_cast<std::size_t>(accepted.load() + 1));
+}
+
 TYPED_TEST(StoreTest, AttestationOutcomeConsumesTheNonceAndRecordsTogether) {
   ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
   Bytes nonce(32, 3);
