@@ -90,8 +90,8 @@ void BM_ImaIssuerSha256Only100k(benchmark::State& state) {
   options.banks = {warden::TpmAlg::kSha256};
   for (auto _ : state) {
     auto entries = warden::attest::ima::parse_binary_view(l);
-    auto r = warden::attest::ima::replay(*entries, warden::attest::ima::initial_state(options),
-                                         options);
+    auto r =
+        warden::attest::ima::replay(*entries, warden::attest::ima::initial_state(options), options);
     benchmark::DoNotOptimize(r);
   }
   state.SetItemsProcessed(state.iterations() * 100'000);

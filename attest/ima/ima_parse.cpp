@@ -49,15 +49,14 @@ std::uint32_t load_u32(ByteSpan b, bool big_endian) {
          std::uint32_t{b[0]};
 }
 
-// Inlined: called several times per entry, and out of line it cost as much as the rest of the parse.
+// Inlined: called several times per entry, and out of line it cost as much as the rest of the
+// parse.
 [[gnu::always_inline]] inline Result<std::uint32_t> read_u32(ByteReader& r, bool big_endian,
-                                                            std::string_view field) {
+                                                             std::string_view field) {
   return big_endian ? r.u32be(field) : r.u32le(field);
 }
 
-std::string_view as_text(ByteSpan b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
+std::string_view as_text(ByteSpan b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 // "algo:" NUL digest (d-ng) or "type:algo:" NUL digest (d-ngv2).
 Status decode_digest(ByteSpan field, bool v2, EntryView& e, std::string_view what) {

@@ -18,7 +18,8 @@ namespace warden::attest::ima {
 namespace {
 
 constexpr std::size_t kMaxDigest = EVP_MAX_MD_SIZE;
-constexpr std::size_t kLegacyDataSize = 20 + 256;  // digest || path zero-padded (IMA_EVENT_NAME_LEN_MAX + 1)
+constexpr std::size_t kLegacyDataSize =
+    20 + 256;  // digest || path zero-padded (IMA_EVENT_NAME_LEN_MAX + 1)
 using DigestBuf = std::array<std::uint8_t, kMaxDigest>;
 
 // A replay takes four digests of 40-100 bytes per entry. Through EVP, OpenSSL 3 spends more time

@@ -318,7 +318,8 @@ TEST(ImaParseView, ViewsEqualOwningEntries) {
   ASSERT_TRUE(views) << views.error().message;
   ASSERT_EQ(views->size(), owned->size());
   auto in_list = [&](ByteSpan s) {
-    return s.empty() || (s.data() >= l.bin().data() && s.data() + s.size() <= l.bin().data() + l.bin().size());
+    return s.empty() ||
+           (s.data() >= l.bin().data() && s.data() + s.size() <= l.bin().data() + l.bin().size());
   };
   for (std::size_t i = 0; i < views->size(); ++i) {
     SCOPED_TRACE(i);
