@@ -40,7 +40,9 @@ struct Findings {
 struct Claimed {
   PcrValues pcrs;
   std::optional<attest::eventlog::EventLog> boot_log;
-  std::vector<ima::Entry> ima_entries;        ///< only the entries the quote covered
+  std::vector<ima::Entry> ima_ascii;  ///< an ASCII list's entries (a binary list is not copied)
+  /// Only the entries the quote covered: views into the request's binary list or ima_ascii.
+  std::vector<ima::EntryView> ima_entries;
   std::optional<ima::ReplayState> ima_state;  ///< after them
   std::vector<attest::cel::Record> containers;
 };
@@ -143,6 +145,21 @@ void replay_boot_log(const protocol::AttestRequest& req, const PcrSelection& sel
   }
 }
 
+// The banks the IMA replay keeps: those quoted for PCR 10, plus those of the carried state (it
+// stays whole, so a later quote of them still verifies). Each bank costs two digests per entry.
+std::vector<TpmAlg> ima_banks(const PcrSelection& selection, const PcrValues& carried) {
+  std::vector<TpmAlg> banks;
+  auto add = [&](TpmAlg alg) {
+    if (std::find(banks.begin(), banks.end(), alg) == banks.end()) banks.push_back(alg);
+  };
+  for (const PcrBank& b : selection.banks) {
+    if (b.pcrs.test(kImaPcr)) add(b.alg);
+  }
+  for (TpmAlg alg : carried.banks()) add(alg);
+  if (banks.empty()) banks = ima::ReplayOptions{}.banks;  // PCR 10 not quoted (refused anyway)
+  return banks;
+}
+
 // Continues the device's IMA replay with this upload. kInternal-class errors (a corrupt stored
 // state) are returned; everything the device can get wrong is a refusal.
 Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool rebooted,
@@ -159,9 +176,19 @@ Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool
              std::to_string(expected_offset));
     return ok();
   }
-  auto entries = req.ima->format == protocol::ImaFormat::kAscii
-                     ? ima::parse_ascii(warden::to_string(req.ima->entries))
-                     : ima::parse_binary(req.ima->entries);
+  // A binary list is parsed into views of the request's bytes (which outlive `claimed`).
+  Result<std::vector<ima::EntryView>> entries = std::vector<ima::EntryView>{};
+  if (req.ima->format == protocol::ImaFormat::kAscii) {
+    auto owned = ima::parse_ascii(warden::to_string(req.ima->entries));
+    if (owned) {
+      claimed.ima_ascii = std::move(*owned);
+      entries = ima::views(claimed.ima_ascii);
+    } else {
+      entries = fail(std::move(owned).error());
+    }
+  } else {
+    entries = ima::parse_binary_view(req.ima->entries);
+  }
   if (!entries) {
     f.refuse(ErrorCode::kMalformed, "ima", entries.error().message);
     return ok();
@@ -169,13 +196,13 @@ Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool
   ima::ReplayOptions opts;
   opts.rule = bank_rule(req.kernel_version);
   ima::ReplayState start;
-  if (restart) {
-    start = ima::initial_state(opts);
-  } else {
+  if (!restart) {
     auto pcrs = decode_ima_state(device.ima_state);
     if (!pcrs) return fail(std::move(pcrs).error().context("attest: stored IMA state"));
     start = ima::ReplayState{device.ima_entries, std::move(*pcrs)};
   }
+  opts.banks = ima_banks(selection, start.pcrs);
+  if (restart) start = ima::initial_state(opts);
   // The list grows while the TPM quotes: a reported PCR 10 finds the prefix that was quoted (the
   // value itself is trusted only through the quote's digest).
   const protocol::PcrValue* hint = nullptr;

@@ -18,9 +18,11 @@
 /// See design/TPM-NOTES.md section 5. Pure: no I/O, no TPM.
 namespace warden::attest::ima {
 
-/// One measurement. `template_data` is exactly what the kernel hashed: for the legacy `ima`
-/// template that is digest[20] || path zero-padded to 256 bytes, for every other template the
-/// concatenated `u32 length || field` records.
+struct EntryView;
+
+/// One measurement, owning its bytes. `template_data` is exactly what the kernel hashed: for the
+/// legacy `ima` template that is digest[20] || path zero-padded to 256 bytes, for every other
+/// template the concatenated `u32 length || field` records.
 struct Entry {
   std::uint32_t pcr = 0;
   Bytes template_hash;        ///< as shown in the list (SHA-1 in the classic files)
@@ -36,7 +38,35 @@ struct Entry {
 
   /// A ToMToU / open-writers violation: the list shows a zero template hash.
   [[nodiscard]] bool violation() const;
+  /// A view of this entry: valid while this entry lives and is not modified.
+  [[nodiscard]] EntryView view() const;
+  /// An owning copy of `v` (the legacy template's data is rebuilt).
+  static Entry from(const EntryView& v);
 };
+
+/// One measurement as views, without copies: into the binary list it was parsed from
+/// (parse_binary_view) or into an owning Entry (Entry::view()). Valid only while those bytes
+/// live unchanged. Fields mean what they mean in Entry.
+struct EntryView {
+  std::uint32_t pcr = 0;
+  ByteSpan template_hash;
+  std::string_view template_name;
+  /// What the kernel hashed. Empty for a legacy `ima` entry of a binary list, whose template data
+  /// (file_digest || path zero-padded to 256 bytes) is not in the list; the replay rebuilds it.
+  ByteSpan template_data;
+  std::string_view digest_type;
+  std::string_view digest_algo;
+  ByteSpan file_digest;
+  std::string_view path;
+  ByteSpan signature;
+  ByteSpan buffer;
+  ByteSpan modsig;
+
+  [[nodiscard]] bool violation() const;
+};
+
+/// Views of `entries` (valid while `entries` lives unchanged).
+std::vector<EntryView> views(std::span<const Entry> entries);
 
 enum class Format { kBinary, kAscii };
 
@@ -52,6 +82,10 @@ Format detect_format(ByteSpan list);
 
 /// Binary list (little-endian by default, big-endian detected from the first PCR index).
 Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits = {});
+/// The same, without a copy of any entry's bytes: the views point into `list`, which must outlive
+/// them unchanged (a temporary Bytes is refused at compile time).
+Result<std::vector<EntryView>> parse_binary_view(ByteSpan list, const Limits& limits = {});
+Result<std::vector<EntryView>> parse_binary_view(Bytes&& list, const Limits& limits = {}) = delete;
 /// ASCII list; template data is rebuilt from the fields so entries replay like binary ones.
 Result<std::vector<Entry>> parse_ascii(std::string_view list, const Limits& limits = {});
 /// Either form, detected.
@@ -95,12 +129,17 @@ ReplayState initial_state(const ReplayOptions& options = {});
 /// Replays `entries`, which continue the list at index `state.entries`, on top of `state`.
 /// Banks missing from `state.pcrs` are added (all zero) when state.entries == 0; otherwise
 /// they are an error. Fails only on unusable input (bad PCR index, unknown bank).
+Result<ReplayResult> replay(std::span<const EntryView> entries, ReplayState state,
+                            const ReplayOptions& options = {});
 Result<ReplayResult> replay(std::span<const Entry> entries, ReplayState state,
                             const ReplayOptions& options = {});
 
 /// The shortest prefix of `entries` (continuing `state`) whose replay gives `quoted` for PCR
 /// `pcr` in bank `bank` (the list grows while the TPM quotes). Returns the state after that
 /// prefix (state.entries tells how many entries it covers), or kReplayMismatch.
+Result<ReplayResult> replay_to_quote(std::span<const EntryView> entries, ReplayState state,
+                                     TpmAlg bank, ByteSpan quoted, unsigned pcr = 10,
+                                     const ReplayOptions& options = {});
 Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState state, TpmAlg bank,
                                      ByteSpan quoted, unsigned pcr = 10,
                                      const ReplayOptions& options = {});
@@ -110,6 +149,7 @@ enum class BootAggregate { kMatch, kNoTpm };
 /// Checks the boot_aggregate entry: sha1 => H(PCR0..7), other banks => H(PCR0..9), using the
 /// bank of the entry's digest algorithm from `pcrs`. A zero digest means no TPM at IMA init
 /// (kNoTpm). Mismatch => kPcrDigestMismatch; bank absent from `pcrs` => kPcrSelectionMismatch.
+Result<BootAggregate> check_boot_aggregate(const EntryView& entry, const PcrValues& pcrs);
 Result<BootAggregate> check_boot_aggregate(const Entry& entry, const PcrValues& pcrs);
 
 /// Kernel hash-algorithm name ("sha256") to TpmAlg, where Warden supports it.

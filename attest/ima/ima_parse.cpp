@@ -49,21 +49,26 @@ std::uint32_t load_u32(ByteSpan b, bool big_endian) {
          std::uint32_t{b[0]};
 }
 
-Result<std::uint32_t> read_u32(ByteReader& r, bool big_endian, std::string_view field) {
+// Inlined: called several times per entry, and out of line it cost as much as the rest of the
+// parse.
+[[gnu::always_inline]] inline Result<std::uint32_t> read_u32(ByteReader& r, bool big_endian,
+                                                             std::string_view field) {
   return big_endian ? r.u32be(field) : r.u32le(field);
 }
 
+std::string_view as_text(ByteSpan b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
 // "algo:" NUL digest (d-ng) or "type:algo:" NUL digest (d-ngv2).
-Status decode_digest(ByteSpan field, bool v2, Entry& e, std::string_view what) {
+Status decode_digest(ByteSpan field, bool v2, EntryView& e, std::string_view what) {
   auto nul = std::find(field.begin(), field.end(), std::uint8_t{0});
   if (nul == field.end()) {
     // No algorithm prefix (very old kernels wrote a bare SHA-1 for sha1): take it as is.
     e.digest_algo = field.size() == kSha1Size ? "sha1" : "";
-    e.file_digest.assign(field.begin(), field.end());
+    e.file_digest = field;
     return ok();
   }
-  std::string_view prefix(reinterpret_cast<const char*>(field.data()),
-                         static_cast<std::size_t>(nul - field.begin()));
+  const auto prefix_size = static_cast<std::size_t>(nul - field.begin());
+  std::string_view prefix = as_text(field.first(prefix_size));
   if (prefix.empty() || prefix.back() != ':') {
     return fail(ErrorCode::kMalformed,
                 fmt::format("{}: digest prefix '{}' does not end in ':'", what, prefix));
@@ -80,12 +85,12 @@ Status decode_digest(ByteSpan field, bool v2, Entry& e, std::string_view what) {
   } else {
     e.digest_algo = prefix;
   }
-  e.file_digest.assign(nul + 1, field.end());
+  e.file_digest = field.subspan(prefix_size + 1);
   return ok();
 }
 
 // Splits the template data of a non-legacy template into its fields.
-Status decode_fields(Entry& e, bool big_endian, std::string_view what) {
+Status decode_fields(EntryView& e, bool big_endian, std::string_view what) {
   const TemplateLayout* layout = find_layout(e.template_name);
   if (layout == nullptr) return ok();  // unknown template: replayable, fields not decoded
   ByteReader r(e.template_data, what);
@@ -102,19 +107,19 @@ Status decode_fields(Entry& e, bool big_endian, std::string_view what) {
       case Field::kName: {
         ByteSpan name = *data;
         if (!name.empty() && name.back() == 0) name = name.first(name.size() - 1);
-        e.path.assign(name.begin(), name.end());
+        e.path = as_text(name);
         break;
       }
       case Field::kSig:
-        e.signature.assign(data->begin(), data->end());
+        e.signature = *data;
         break;
       case Field::kBuf:
-        e.buffer.assign(data->begin(), data->end());
+        e.buffer = *data;
         break;
       case Field::kDigestModsig:
         break;  // digest of the file without its appended signature
       case Field::kModsig:
-        e.modsig.assign(data->begin(), data->end());
+        e.modsig = *data;
         break;
     }
   }
@@ -134,9 +139,42 @@ bool plausible_pcr(std::uint32_t v) { return v < kPcrCount; }
 
 }  // namespace
 
-bool Entry::violation() const {
+bool EntryView::violation() const {
   return std::all_of(template_hash.begin(), template_hash.end(),
                      [](std::uint8_t b) { return b == 0; });
+}
+
+bool Entry::violation() const { return view().violation(); }
+
+EntryView Entry::view() const {
+  return {pcr,         template_hash, template_name, template_data, digest_type, digest_algo,
+          file_digest, path,          signature,     buffer,        modsig};
+}
+
+Entry Entry::from(const EntryView& v) {
+  Entry e;
+  e.pcr = v.pcr;
+  e.template_hash.assign(v.template_hash.begin(), v.template_hash.end());
+  e.template_name = v.template_name;
+  e.template_data.assign(v.template_data.begin(), v.template_data.end());
+  e.digest_type = v.digest_type;
+  e.digest_algo = v.digest_algo;
+  e.file_digest.assign(v.file_digest.begin(), v.file_digest.end());
+  e.path = v.path;
+  e.signature.assign(v.signature.begin(), v.signature.end());
+  e.buffer.assign(v.buffer.begin(), v.buffer.end());
+  e.modsig.assign(v.modsig.begin(), v.modsig.end());
+  if (e.template_data.empty() && e.template_name == "ima") {
+    e.template_data = legacy_template_data(e.file_digest, e.path);
+  }
+  return e;
+}
+
+std::vector<EntryView> views(std::span<const Entry> entries) {
+  std::vector<EntryView> out;
+  out.reserve(entries.size());
+  for (const Entry& e : entries) out.push_back(e.view());
+  return out;
 }
 
 std::optional<TpmAlg> ima_hash_alg(std::string_view name) { return hash_from_name(name); }
@@ -148,8 +186,8 @@ Format detect_format(ByteSpan list) {
   return Format::kBinary;
 }
 
-Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
-  std::vector<Entry> entries;
+Result<std::vector<EntryView>> parse_binary_view(ByteSpan list, const Limits& limits) {
+  std::vector<EntryView> entries;
   bool big_endian = false;
   if (list.size() >= 4) {
     big_endian = !plausible_pcr(load_u32(list, false)) && plausible_pcr(load_u32(list, true));
@@ -164,7 +202,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
     }
     const std::size_t start = r.offset();
     const std::size_t index = entries.size();
-    Entry& e = entries.emplace_back();  // built in place; on error the vector is discarded
+    EntryView& e = entries.emplace_back();  // built in place; on error the vector is discarded
     auto pcr = read_u32(r, big_endian, "pcr");
     if (!pcr) return fail(pcr.error());
     if (!plausible_pcr(*pcr)) {
@@ -175,7 +213,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
     e.pcr = *pcr;
     auto hash = r.bytes(kSha1Size, "template hash");
     if (!hash) return fail(hash.error());
-    e.template_hash.assign(hash->begin(), hash->end());
+    e.template_hash = *hash;
     auto name_len = read_u32(r, big_endian, "template name length");
     if (!name_len) return fail(name_len.error());
     if (*name_len == 0 || *name_len > kMaxTemplateName) {
@@ -186,7 +224,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
     }
     auto name = r.bytes(*name_len, "template name");
     if (!name) return fail(name.error());
-    e.template_name.assign(name->begin(), name->end());
+    e.template_name = as_text(*name);
     if (e.template_name == "ima") {
       auto digest = r.bytes(kSha1Size, "legacy digest");
       if (!digest) return fail(digest.error());
@@ -201,9 +239,9 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
       auto path = r.bytes(*path_len, "legacy name");
       if (!path) return fail(path.error());
       e.digest_algo = "sha1";
-      e.file_digest.assign(digest->begin(), digest->end());
-      e.path.assign(path->begin(), path->end());
-      e.template_data = legacy_template_data(*digest, e.path);
+      e.file_digest = *digest;
+      e.path = as_text(*path);
+      // template_data stays empty: digest || path padded to 256 bytes is not in the list.
     } else {
       auto data_len = read_u32(r, big_endian, "template data length");
       if (!data_len) return fail(data_len.error());
@@ -215,7 +253,7 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
       }
       auto data = r.bytes(*data_len, "template data");
       if (!data) return fail(data.error());
-      e.template_data.assign(data->begin(), data->end());
+      e.template_data = *data;
       if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
         return fail(ErrorCode::kMalformed,
                     fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", index,
@@ -223,6 +261,15 @@ Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
       }
     }
   }
+  return entries;
+}
+
+Result<std::vector<Entry>> parse_binary(ByteSpan list, const Limits& limits) {
+  auto parsed = parse_binary_view(list, limits);
+  if (!parsed) return fail(std::move(parsed).error());
+  std::vector<Entry> entries;
+  entries.reserve(parsed->size());
+  for (const EntryView& v : *parsed) entries.push_back(Entry::from(v));
   return entries;
 }
 

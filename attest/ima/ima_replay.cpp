@@ -18,6 +18,8 @@ namespace warden::attest::ima {
 namespace {
 
 constexpr std::size_t kMaxDigest = EVP_MAX_MD_SIZE;
+constexpr std::size_t kLegacyDataSize =
+    20 + 256;  // digest || path zero-padded (IMA_EVENT_NAME_LEN_MAX + 1)
 using DigestBuf = std::array<std::uint8_t, kMaxDigest>;
 
 // A replay takes four digests of 40-100 bytes per entry. Through EVP, OpenSSL 3 spends more time
@@ -100,11 +102,21 @@ class Replayer {
     return r;
   }
 
-  void step(const Entry& e, std::uint64_t index, std::vector<EntryProblem>& problems) {
+  void step(const EntryView& e, std::uint64_t index, std::vector<EntryProblem>& problems) {
     const bool violation = e.violation();
+    // A legacy `ima` entry of a binary list carries no template data: rebuild it (on the stack).
+    std::array<std::uint8_t, kLegacyDataSize> legacy{};
+    ByteSpan data = e.template_data;
+    if (data.empty() && e.template_name == "ima") {
+      std::copy_n(e.file_digest.begin(), std::min<std::size_t>(20, e.file_digest.size()),
+                  legacy.begin());
+      std::copy_n(e.path.begin(), std::min<std::size_t>(kLegacyDataSize - 20, e.path.size()),
+                  legacy.begin() + 20);
+      data = legacy;
+    }
     DigestBuf sha1_of_data{};
     if (!violation && options_->check_template_hash && e.template_hash.size() == 20) {
-      sha1_.hash(e.template_data, {}, sha1_of_data.data());
+      sha1_.hash(data, {}, sha1_of_data.data());
       if (!std::equal(e.template_hash.begin(), e.template_hash.end(), sha1_of_data.begin())) {
         problems.push_back({index, ErrorCode::kReplayMismatch,
                             fmt::format("IMA entry {} ({}): template hash {} does not match "
@@ -126,7 +138,7 @@ class Replayer {
         // Per-bank list (`…_runtime_measurements_<alg>`): the column is this bank's digest.
         std::copy(e.template_hash.begin(), e.template_hash.end(), digest.begin());
       } else if (options_->rule == BankRule::kTemplateDataHash) {
-        bank.hasher.hash(e.template_data, {}, digest.data());
+        bank.hasher.hash(data, {}, digest.data());
       } else {
         std::copy_n(e.template_hash.begin(), std::min(n, e.template_hash.size()), digest.begin());
       }
@@ -171,13 +183,20 @@ ReplayState initial_state(const ReplayOptions& options) {
   return state;
 }
 
-Result<ReplayResult> replay(std::span<const Entry> entries, ReplayState state,
-                            const ReplayOptions& options) {
+namespace {
+
+EntryView as_view(const EntryView& e) { return e; }
+EntryView as_view(const Entry& e) { return e.view(); }
+
+template <typename E>
+Result<ReplayResult> replay_entries(std::span<const E> entries, ReplayState state,
+                                    const ReplayOptions& options) {
   auto r = Replayer::create(state, options);
   if (!r) return fail(r.error());
   ReplayResult result;
   std::uint64_t index = state.entries;
-  for (const Entry& e : entries) {
+  for (const E& entry : entries) {
+    const EntryView e = as_view(entry);
     if (e.pcr >= kPcrCount) {
       return fail(ErrorCode::kMalformed,
                   fmt::format("IMA replay: entry {}: PCR index {} out of range", index, e.pcr));
@@ -191,8 +210,10 @@ Result<ReplayResult> replay(std::span<const Entry> entries, ReplayState state,
   return result;
 }
 
-Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState state, TpmAlg bank,
-                                     ByteSpan quoted, unsigned pcr, const ReplayOptions& options) {
+template <typename E>
+Result<ReplayResult> replay_entries_to_quote(std::span<const E> entries, ReplayState state,
+                                             TpmAlg bank, ByteSpan quoted, unsigned pcr,
+                                             const ReplayOptions& options) {
   if (std::find(options.banks.begin(), options.banks.end(), bank) == options.banks.end() ||
       pcr >= kPcrCount) {
     return fail(ErrorCode::kInvalidArgument,
@@ -208,14 +229,15 @@ Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState
   };
   bool found = matches();
   for (std::size_t i = 0; i < entries.size() && !found; ++i) {
-    const Entry& e = entries[i];
+    const EntryView e = as_view(entries[i]);
     if (e.pcr >= kPcrCount) {
       return fail(ErrorCode::kMalformed,
                   fmt::format("IMA replay: entry {}: PCR index {} out of range", index, e.pcr));
     }
     r->step(e, index, result.problems);
     ++index;
-    found = matches();
+    // Only an entry of this PCR can change its value.
+    if (e.pcr == pcr) found = matches();
   }
   if (!found) {
     return fail(ErrorCode::kReplayMismatch,
@@ -230,7 +252,34 @@ Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState
   return result;
 }
 
+}  // namespace
+
+Result<ReplayResult> replay(std::span<const EntryView> entries, ReplayState state,
+                            const ReplayOptions& options) {
+  return replay_entries(entries, std::move(state), options);
+}
+
+Result<ReplayResult> replay(std::span<const Entry> entries, ReplayState state,
+                            const ReplayOptions& options) {
+  return replay_entries(entries, std::move(state), options);
+}
+
+Result<ReplayResult> replay_to_quote(std::span<const EntryView> entries, ReplayState state,
+                                     TpmAlg bank, ByteSpan quoted, unsigned pcr,
+                                     const ReplayOptions& options) {
+  return replay_entries_to_quote(entries, std::move(state), bank, quoted, pcr, options);
+}
+
+Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState state, TpmAlg bank,
+                                     ByteSpan quoted, unsigned pcr, const ReplayOptions& options) {
+  return replay_entries_to_quote(entries, std::move(state), bank, quoted, pcr, options);
+}
+
 Result<BootAggregate> check_boot_aggregate(const Entry& entry, const PcrValues& pcrs) {
+  return check_boot_aggregate(entry.view(), pcrs);
+}
+
+Result<BootAggregate> check_boot_aggregate(const EntryView& entry, const PcrValues& pcrs) {
   if (entry.path != "boot_aggregate") {
     return fail(
         ErrorCode::kMalformed,
@@ -256,7 +305,8 @@ Result<BootAggregate> check_boot_aggregate(const Entry& entry, const PcrValues& 
   if (!hasher) return fail(hasher.error());
   for (unsigned i = 0; i <= last; ++i) hasher->update(*pcrs.get(*alg, i));
   Bytes expected = hasher->finish();
-  if (expected != entry.file_digest) {
+  if (!std::equal(expected.begin(), expected.end(), entry.file_digest.begin(),
+                  entry.file_digest.end())) {
     return fail(
         ErrorCode::kPcrDigestMismatch,
         fmt::format("IMA boot_aggregate ({} over PCR 0..{}): expected {}, found {}",

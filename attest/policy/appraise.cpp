@@ -24,6 +24,8 @@ bool contains(const std::vector<Bytes>& list, const Bytes& b) {
   return std::find(list.begin(), list.end(), b) != list.end();
 }
 
+bool same(const Bytes& a, ByteSpan b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
+
 std::string join_hex(const std::vector<Bytes>& list) {
   std::string out;
   for (const Bytes& b : list) out += (out.empty() ? "" : " | ") + hex_encode(b);
@@ -84,11 +86,15 @@ class Appraiser {
     }
   }
 
-  void ima(std::span<const ima::Entry> entries) {
+  void ima(std::span<const ima::EntryView> entries) {
+    const bool path_globs = !p_.ima_exclude.empty() || !p_.ima_deny_paths.empty();
+    const bool any_rule = path_globs || !p_.ima_deny_digests.empty() || !p_.ima_allow.empty();
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      const ima::Entry& e = entries[i];
+      const ima::EntryView& e = entries[i];
       if (i == 0 && e.path == "boot_aggregate") continue;  // checked by check_boot_aggregate
-      if (any_glob(p_.ima_exclude, e.path)) continue;
+      // fnmatch needs a NUL-terminated path; the views point into the list.
+      if (path_globs) path_.assign(e.path);
+      if (!p_.ima_exclude.empty() && any_glob(p_.ima_exclude, path_)) continue;
       // Built only for a finding: formatting them for every entry was 10% of an attestation.
       auto subject = [&] { return fmt::format("IMA entry {} {}", i, e.path); };
       auto found = [&] { return fmt::format("{}:{}", e.digest_algo, hex_encode(e.file_digest)); };
@@ -96,10 +102,11 @@ class Appraiser {
         add("ima.violation", subject(), "no ToMToU/open-writers violation", "violation");
         continue;
       }
+      if (!any_rule) continue;
       const bool denied_digest = std::any_of(
           p_.ima_deny_digests.begin(), p_.ima_deny_digests.end(),
-          [&](const auto& d) { return d.first == e.digest_algo && d.second == e.file_digest; });
-      if (denied_digest || any_glob(p_.ima_deny_paths, e.path)) {
+          [&](const auto& d) { return d.first == e.digest_algo && same(d.second, e.file_digest); });
+      if (denied_digest || (!p_.ima_deny_paths.empty() && any_glob(p_.ima_deny_paths, path_))) {
         add("ima.denied", subject(), "not on the denylist", found());
         continue;
       }
@@ -112,7 +119,7 @@ class Appraiser {
       }
       const bool ok_digest = std::any_of(
           rule->digests.begin(), rule->digests.end(),
-          [&](const auto& d) { return d.first == e.digest_algo && d.second == e.file_digest; });
+          [&](const auto& d) { return d.first == e.digest_algo && same(d.second, e.file_digest); });
       if (!ok_digest) {
         std::string expected;
         for (const auto& [a, d] : rule->digests) {
@@ -150,6 +157,7 @@ class Appraiser {
   }
   const Policy& p_;
   Verdict v_;
+  std::string path_;  // reused: no allocation per entry
 };
 
 }  // namespace

@@ -66,7 +66,7 @@ struct BootEvidence {
 struct Evidence {
   const PcrValues* pcrs = nullptr;
   const BootEvidence* boot = nullptr;
-  std::span<const ima::Entry> ima;
+  std::span<const ima::EntryView> ima;  ///< ima::views() of owning entries
   std::span<const cel::Record> containers;
 };
 

@@ -662,6 +662,10 @@ TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
   auto response = attest(attest_request(device, challenge(device), o));
   ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
   EXPECT_EQ(response.ima_next_offset, 2U);
+  // Only the bank quoted for PCR 10 is replayed and kept: u16 sha256 id + 24 PCRs of 32 bytes.
+  auto stored = store_->get_device(device);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->ima_state.size(), 2U + 24U * 32U);
 
   // Only the new entries travel; the issuer continues from its stored PCR 10.
   const ImaChunk second = ima_chunk({"/usr/bin/ls", "/usr/sbin/sshd"});

@@ -104,6 +104,8 @@ ListBuilder every_template() {
   return l;
 }
 
+std::vector<EntryView> views_of(const std::vector<Entry>& entries) { return views(entries); }
+
 // Reference replay written out longhand.
 Bytes manual_pcr10(const std::vector<Entry>& entries, TpmAlg alg) {
   Bytes pcr(hash_size(alg), 0);
@@ -305,6 +307,117 @@ TEST(ImaParse, MalformedInputGivesReasonAndOffset) {
   ByteWriter w;
   w.u32le(10).bytes(Bytes(20, 1)).u32le(0xffffffff);
   EXPECT_FALSE(parse_binary(w.data()));
+}
+
+// The views point into the list and say what the owning entries say, for every template.
+TEST(ImaParseView, ViewsEqualOwningEntries) {
+  ListBuilder l = every_template();
+  auto owned = parse_binary(l.bin());
+  auto views = parse_binary_view(l.bin());
+  ASSERT_TRUE(owned);
+  ASSERT_TRUE(views) << views.error().message;
+  ASSERT_EQ(views->size(), owned->size());
+  auto in_list = [&](ByteSpan s) {
+    return s.empty() ||
+           (s.data() >= l.bin().data() && s.data() + s.size() <= l.bin().data() + l.bin().size());
+  };
+  for (std::size_t i = 0; i < views->size(); ++i) {
+    SCOPED_TRACE(i);
+    const EntryView& v = (*views)[i];
+    const Entry& e = (*owned)[i];
+    EXPECT_EQ(v.pcr, e.pcr);
+    EXPECT_EQ(Bytes(v.template_hash.begin(), v.template_hash.end()), e.template_hash);
+    EXPECT_EQ(v.template_name, e.template_name);
+    EXPECT_EQ(v.digest_type, e.digest_type);
+    EXPECT_EQ(v.digest_algo, e.digest_algo);
+    EXPECT_EQ(Bytes(v.file_digest.begin(), v.file_digest.end()), e.file_digest);
+    EXPECT_EQ(v.path, e.path);
+    EXPECT_EQ(Bytes(v.signature.begin(), v.signature.end()), e.signature);
+    EXPECT_EQ(Bytes(v.buffer.begin(), v.buffer.end()), e.buffer);
+    EXPECT_EQ(Bytes(v.modsig.begin(), v.modsig.end()), e.modsig);
+    EXPECT_EQ(v.violation(), e.violation());
+    EXPECT_TRUE(in_list(v.template_hash) && in_list(v.template_data) && in_list(v.file_digest));
+    if (e.template_name == "ima") {
+      // Not in the list: rebuilt by the replay and by Entry::from.
+      EXPECT_TRUE(v.template_data.empty());
+      EXPECT_EQ(e.template_data.size(), 276u);
+    } else {
+      EXPECT_EQ(Bytes(v.template_data.begin(), v.template_data.end()), e.template_data);
+    }
+    // Round trip through the owning form.
+    EXPECT_EQ(Entry::from(v).template_data, e.template_data);
+    EXPECT_EQ(Entry::from(e.view()).path, e.path);
+  }
+}
+
+TEST(ImaParseView, MalformedInputFailsLikeOwningParse) {
+  ListBuilder l = every_template();
+  Bytes bin(l.bin().begin(), l.bin().end());
+  bin.resize(bin.size() - 3);
+  auto v = parse_binary_view(bin);
+  auto o = parse_binary(bin);
+  ASSERT_FALSE(v);
+  ASSERT_FALSE(o);
+  EXPECT_EQ(v.error().message, o.error().message);
+}
+
+// Views (a legacy entry's template data rebuilt on the fly) replay like owning entries, in every
+// bank and both rules, and a tampered legacy entry is still caught by its template hash.
+TEST(ImaReplayView, ViewsReplayLikeOwningEntries) {
+  ListBuilder l = every_template();
+  auto owned = parse_binary(l.bin());
+  auto views = parse_binary_view(l.bin());
+  ASSERT_TRUE(owned && views);
+  for (BankRule rule : {BankRule::kTemplateDataHash, BankRule::kPaddedSha1}) {
+    ReplayOptions opt;
+    opt.rule = rule;
+    opt.banks = {TpmAlg::kSha1, TpmAlg::kSha256, TpmAlg::kSha384};
+    auto a = replay(*owned, initial_state(opt), opt);
+    auto b = replay(*views, initial_state(opt), opt);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->state.pcrs, b->state.pcrs);
+    EXPECT_TRUE(b->problems.empty());
+  }
+  EXPECT_EQ(*replay(*views, initial_state())->state.pcrs.get(TpmAlg::kSha256, 10),
+            manual_pcr10(*owned, TpmAlg::kSha256));
+  std::vector<Entry> tampered = *owned;
+  tampered[8].path = "/sbin/evil";  // the legacy entry: its template hash no longer matches
+  auto t = replay(views_of(tampered), initial_state());
+  ASSERT_TRUE(t);
+  ASSERT_EQ(t->problems.size(), 0u);  // owning entries keep the template data they were built with
+  Entry rebuilt = tampered[8];
+  rebuilt.template_data.clear();  // as a binary list's view has it: rebuilt from the path
+  tampered[8] = rebuilt;
+  auto t2 = replay(views_of(tampered), initial_state());
+  ASSERT_TRUE(t2);
+  ASSERT_EQ(t2->problems.size(), 1u);
+  EXPECT_EQ(t2->problems[0].index, 8u);
+}
+
+// Replaying only sha256 gives the same sha256 bank as replaying both, and leaves sha1 out.
+TEST(ImaReplayView, OnlyTheRequestedBanks) {
+  ListBuilder l = every_template();
+  auto views = parse_binary_view(l.bin());
+  ASSERT_TRUE(views);
+  ReplayOptions only;
+  only.banks = {TpmAlg::kSha256};
+  auto one = replay(*views, initial_state(only), only);
+  auto both = replay(*views, initial_state());
+  ASSERT_TRUE(one && both);
+  EXPECT_FALSE(one->state.pcrs.has_bank(TpmAlg::kSha1));
+  EXPECT_EQ(*one->state.pcrs.get(TpmAlg::kSha256, 10), *both->state.pcrs.get(TpmAlg::kSha256, 10));
+  // The template hashes are still checked without the sha1 bank.
+  std::vector<Entry> owned = *parse_binary(l.bin());
+  owned[2].template_data.back() ^= 1;
+  auto r = replay(owned, initial_state(only), only);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->problems.size(), 1u);
+  EXPECT_EQ(r->problems[0].index, 2u);
+  // A carried state without a bank cannot continue in it.
+  ReplayState carried = one->state;
+  auto more = replay(std::span<const EntryView>(*views).first(1), carried);
+  ASSERT_FALSE(more);
+  EXPECT_EQ(more.error().code, ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

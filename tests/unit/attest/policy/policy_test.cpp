@@ -81,7 +81,11 @@ struct Fixture {
     r.content.image_digest = "sha256:" + kSha256B;
     containers.push_back(r);
   }
-  Evidence evidence() const { return {&pcrs, &boot, ima, containers}; }
+  std::vector<ima::EntryView> ima_views;  // of `ima`, as of the last evidence()
+  Evidence evidence() {
+    ima_views = ima::views(ima);
+    return {&pcrs, &boot, ima_views, containers};
+  }
 };
 
 Policy policy() {
