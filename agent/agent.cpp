@@ -381,6 +381,9 @@ Status Agent::attest_locked() {
   auto res = options_.issuer->attest(req);
   if (!res) return fail(std::move(res).error().context("attest"));
   if (res->verdict != protocol::Verdict::kPass || !res->device_token) {
+    // The next attempt sends the whole IMA list, which the issuer accepts whatever it stored
+    // (its incremental state may be what it refused: another offset, a bank now quoted).
+    ima_offset_ = 0;
     std::string why;
     for (const auto& r : res->reasons) {
       why += (why.empty() ? "" : "; ") + r.code + " " + r.subject;

@@ -169,7 +169,10 @@ Status replay_ima(const protocol::AttestRequest& req, const Device& device, bool
                    [](const PcrBank& b) { return b.pcrs.test(kImaPcr); })) {
     f.refuse(ErrorCode::kPcrSelectionMismatch, "PCR 10", "not quoted", "quoted with an IMA list");
   }
-  const bool restart = rebooted || device.ima_state.empty();
+  // Offset 0 is the whole list, evidence on its own: accepted at any time and replayed from the
+  // start (an agent that restarted, or one refused because the stored state lacks a bank now
+  // quoted, starts over this way).
+  const bool restart = rebooted || device.ima_state.empty() || req.ima->offset == 0;
   const std::uint64_t expected_offset = restart ? 0 : device.ima_entries;
   if (req.ima->offset != expected_offset) {
     f.refuse(ErrorCode::kInvalidArgument, "ima offset", std::to_string(req.ima->offset),

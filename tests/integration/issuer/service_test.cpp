@@ -675,13 +675,27 @@ TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {
   ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
   EXPECT_EQ(response.ima_next_offset, 4U);
 
-  // An offset that does not continue the stored state is refused, and so is a denied file.
+  // The whole list (offset 0, an agent that restarted) is accepted at any time: replayed from
+  // the start, it continues the same count.
+  Bytes whole = first.list;
+  whole.insert(whole.end(), second.list.begin(), second.list.end());
+  o.ima = protocol::ImaLog{0, whole, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_EQ(response.ima_next_offset, 4U);
+
+  // An offset that neither continues the stored state nor starts over is refused; a list from 0
+  // that lacks the first entries does not replay to the quote; a denied file is refused.
   const ImaChunk third = ima_chunk({"/usr/bin/ncat"});
   extend(third);
-  o.ima = protocol::ImaLog{0, third.list, protocol::ImaFormat::kBinary};
+  o.ima = protocol::ImaLog{3, third.list, protocol::ImaFormat::kBinary};
   response = attest(attest_request(device, challenge(device), o));
   EXPECT_EQ(response.verdict, Verdict::kFail);
   EXPECT_TRUE(has_reason(response, "invalid_argument")) << reasons_text(response);
+  o.ima = protocol::ImaLog{0, third.list, protocol::ImaFormat::kBinary};
+  response = attest(attest_request(device, challenge(device), o));
+  EXPECT_EQ(response.verdict, Verdict::kFail) << reasons_text(response);
+  EXPECT_TRUE(has_reason(response, "replay_mismatch")) << reasons_text(response);
   o.ima = protocol::ImaLog{4, third.list, protocol::ImaFormat::kBinary};
   response = attest(attest_request(device, challenge(device), o));
   EXPECT_EQ(response.verdict, Verdict::kFail);
