@@ -30,11 +30,11 @@
 #include "agent/posture/container_log.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
-#include "platform/os/privilege_drop.h"
 #include "agent/state_store.h"
 #include "platform/base/clock.h"
 #include "platform/base/log.h"
 #include "platform/base/version.h"
+#include "platform/os/privilege_drop.h"
 #include "platform/os/service_notify.h"
 #include "platform/os/workload_identity.h"
 
