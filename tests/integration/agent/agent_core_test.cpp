@@ -25,6 +25,8 @@
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
 #include "platform/os/workload_identity.h"
+#include "platform/tpm/tpm.h"
+#include "tests/support/ima_list.h"
 #include "tests/support/process.h"
 #include "tests/support/swtpm.h"
 
@@ -316,6 +318,39 @@ TEST_F(AgentCoreTest, RestartResumesTheEnrollment) {
                         : nullptr;
   ASSERT_NE(arr, nullptr) << *devices;
   EXPECT_EQ(arr->size(), 1U) << *devices;
+}
+
+// The issuer keeps where the device's IMA list stood; a restarted agent has forgotten it and
+// sends the whole list again, which must be accepted (it was refused for ever before).
+TEST_F(AgentCoreTest, RestartWithAnImaListAttestsWithTheWholeList) {
+  const std::filesystem::path ima_log = config_.ima_log_path();
+  std::filesystem::create_directories(ima_log.parent_path());
+  Bytes list;
+  auto measure = [&](const std::vector<std::string>& paths) {
+    const test::ImaChunk chunk = test::ima_chunk(paths);
+    for (const Bytes& d : chunk.extends) {
+      ASSERT_TRUE(tpm::Tpm(tpm_->tcti()).extend_pcr(10, TpmAlg::kSha256, d));
+    }
+    list.insert(list.end(), chunk.list.begin(), chunk.list.end());
+    ASSERT_TRUE(write_file_atomic(ima_log, list, 0644));
+  };
+  measure({"/usr/lib/systemd/systemd", "/usr/bin/bash"});
+  make_agent();
+  auto started = agent_->start();
+  ASSERT_TRUE(started) << started.error().message;
+  measure({"/usr/bin/ls"});
+  os::Selectors root;
+  root.uid = 0;
+  auto again = agent_->reattest(root);  // incremental: only /usr/bin/ls travels
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->state, "serving");
+
+  agent_.reset();
+  measure({"/usr/sbin/sshd"});
+  make_agent();
+  started = agent_->start();
+  ASSERT_TRUE(started) << started.error().message;
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
 }
 
 TEST_F(AgentCoreTest, IssuerDownServesCachedTokensUntilTheyExpireNeverAfter) {

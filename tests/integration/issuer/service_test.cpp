@@ -19,6 +19,7 @@
 #include "platform/base/file.h"
 #include "platform/base/openssl.h"
 #include "platform/tpm/tpm.h"
+#include "tests/support/ima_list.h"
 #include "tests/support/swtpm.h"
 
 namespace warden::issuer {
@@ -26,6 +27,8 @@ namespace {
 
 namespace ev = attest::eventlog;
 using protocol::Verdict;
+using test::ima_chunk;
+using test::ImaChunk;
 
 constexpr const char* kTokenUrl = "https://issuer.test:8443/v1/token";
 const char* const kFullSelection = "sha256:0,1,2,3,4,5,6,7";
@@ -108,31 +111,6 @@ std::string reasons_text(const protocol::AttestResponse& r) {
   std::string out;
   for (const auto& reason : r.reasons)
     out += reason.code + " [" + reason.subject + "] " + reason.found.value_or("") + "\n";
-  return out;
-}
-
-// ima-ng entries (binary list) and the digests the kernel extends into PCR 10's sha256 bank.
-struct ImaChunk {
-  Bytes list;
-  std::vector<Bytes> extends;
-};
-
-ImaChunk ima_chunk(const std::vector<std::string>& paths) {
-  ImaChunk out;
-  ByteWriter list;
-  for (const std::string& path : paths) {
-    ByteWriter d, n, data;
-    d.bytes(std::string_view("sha256:")).u8(0).bytes(ossl::sha256(to_bytes(path + "-content")));
-    n.bytes(path).u8(0);
-    for (const Bytes& f : {d.data(), n.data()}) {
-      data.u32le(static_cast<std::uint32_t>(f.size())).bytes(f);
-    }
-    const Bytes template_hash = *ossl::digest(ossl::Hash::kSha1, data.data());
-    list.u32le(10).bytes(template_hash).u32le(6).bytes(std::string_view("ima-ng"));
-    list.u32le(static_cast<std::uint32_t>(data.data().size())).bytes(data.data());
-    out.extends.push_back(ossl::sha256(data.data()));
-  }
-  out.list = std::move(list).take();
   return out;
 }
 
