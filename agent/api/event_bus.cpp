@@ -1,5 +1,6 @@
 #include "agent/api/event_bus.h"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
 namespace warden::agent::api {
@@ -32,6 +33,10 @@ std::shared_ptr<Subscription> EventBus::subscribe() {
 void EventBus::unsubscribe(const std::shared_ptr<Subscription>& s) { subscribers_.remove(s); }
 
 void EventBus::close_all() {
+  boost::asio::dispatch(ex_, [this] { close_all_here(); });
+}
+
+void EventBus::close_all_here() {
   for (auto& s : subscribers_) {
     s->closed_ = true;
     s->wake_.cancel();

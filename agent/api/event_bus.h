@@ -1,8 +1,9 @@
 #pragma once
-// An in-process broadcaster of JSON lines for GET /v1/watch. Lives on one io_context; publish()
-// may be called from any thread. Each subscriber has a bounded queue: a subscriber that falls
-// behind by more than the limit is cut off (its stream ends; the client reconnects) rather than
-// letting memory grow.
+// An in-process broadcaster of JSON lines for GET /v1/watch. Its state lives on a strand of the
+// io_context it is given (wardend runs that io_context on two threads): publish() and close_all()
+// may be called from any thread; subscribers run on executor(). Each subscriber has a bounded
+// queue: a subscriber that falls behind by more than the limit is cut off (its stream ends; the
+// client reconnects) rather than letting memory grow.
 
 #include <cstddef>
 #include <deque>
@@ -12,6 +13,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 namespace warden::agent::api {
 
@@ -36,20 +38,22 @@ class Subscription {
 
 class EventBus {
  public:
-  explicit EventBus(boost::asio::any_io_executor ex, std::size_t queue_limit = 256)
-      : ex_(std::move(ex)), queue_limit_(queue_limit) {}
+  explicit EventBus(const boost::asio::any_io_executor& ex, std::size_t queue_limit = 256)
+      : ex_(boost::asio::make_strand(ex)), queue_limit_(queue_limit) {}
 
+  /// The strand every subscriber's stream runs on.
+  [[nodiscard]] const boost::asio::any_io_executor& executor() const { return ex_; }
   /// Thread-safe. `line` is one JSON object, without the trailing newline.
   void publish(std::string line);
-  /// On the bus's executor only.
+  /// On executor() only.
   std::shared_ptr<Subscription> subscribe();
   void unsubscribe(const std::shared_ptr<Subscription>& s);
-  /// Ends every stream (shutdown, revocation of the watch API).
+  /// Thread-safe. Ends every stream (shutdown, revocation of the watch API).
   void close_all();
-  [[nodiscard]] std::size_t subscribers() const { return subscribers_.size(); }
 
  private:
   void deliver(const std::string& line);
+  void close_all_here();
 
   boost::asio::any_io_executor ex_;
   std::size_t queue_limit_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -37,6 +38,10 @@ using RequestParser =
                          ArenaAlloc>;
 
 struct LocalServer::Impl {
+  Impl(asio::io_context& io_, LocalServerOptions options_, WorkloadService& service_,
+       os::WorkloadIdentityResolver& resolver_, EventBus& bus_)
+      : io(io_), options(std::move(options_)), service(service_), resolver(resolver_), bus(bus_) {}
+
   asio::io_context& io;
   LocalServerOptions options;
   WorkloadService& service;
@@ -44,8 +49,9 @@ struct LocalServer::Impl {
   EventBus& bus;
   std::optional<Acceptor> workload;
   std::optional<Acceptor> admin;
-  std::size_t connections = 0;
-  bool stopped = false;
+  // Sessions and accept loops run on every thread of the io_context.
+  std::atomic<std::size_t> connections = 0;
+  std::atomic<bool> stopped = false;
 };
 
 namespace {
@@ -255,7 +261,9 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
                           "every request must carry the header \"workload.spiffe.io: true\"");
     } else if (req.target().substr(0, req.target().find('?')) == "/v1/watch") {
       if (req.method() == http::verb::get) {
-        co_await stream_watch(self, sock, req.version());
+        // On the bus's strand, where its deliveries to this stream's queue run.
+        co_await asio::co_spawn(self.bus.executor(), stream_watch(self, sock, req.version()),
+                                asio::use_awaitable);
         break;
       }
       reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
@@ -296,8 +304,7 @@ Result<std::unique_ptr<LocalServer>> LocalServer::start(asio::io_context& io,
                                                         WorkloadService& service,
                                                         os::WorkloadIdentityResolver& resolver,
                                                         EventBus& bus) {
-  auto impl = std::make_shared<Impl>(
-      Impl{io, std::move(options), service, resolver, bus, {}, {}, 0, false});
+  auto impl = std::make_shared<Impl>(io, std::move(options), service, resolver, bus);
   auto workload = bind_socket(io, impl->options.workload_socket, impl->options.workload_socket_mode,
                               std::nullopt);
   if (!workload) return fail(std::move(workload).error());
