@@ -5,13 +5,13 @@
 #include <fmt/format.h>
 
 #include "attest/ima/ima.h"
+#include "attest/ima/legacy_template.h"
 #include "platform/base/encoding.h"
 
 namespace warden::attest::ima {
 namespace {
 
 constexpr std::size_t kSha1Size = 20;
-constexpr std::size_t kLegacyNameSize = 256;  // IMA_EVENT_NAME_LEN_MAX + 1
 constexpr std::size_t kMaxTemplateName = 255;
 
 enum class Field { kDigestNg, kDigestNgV2, kName, kSig, kBuf, kDigestModsig, kModsig };
@@ -126,18 +126,25 @@ Status decode_fields(EntryView& e, bool big_endian, std::string_view what) {
   return r.expect_end();
 }
 
-Bytes legacy_template_data(ByteSpan digest, std::string_view path) {
-  Bytes data;
-  data.reserve(kSha1Size + kLegacyNameSize);
-  data.insert(data.end(), digest.begin(), digest.end());
-  data.insert(data.end(), path.begin(), path.end());
-  data.resize(kSha1Size + kLegacyNameSize, 0);
-  return data;
+Bytes legacy_template_bytes(ByteSpan digest, std::string_view path) {
+  LegacyTemplateData data;
+  legacy_template_data(digest, path, data);
+  return Bytes(data.begin(), data.end());
 }
 
 bool plausible_pcr(std::uint32_t v) { return v < kPcrCount; }
 
 }  // namespace
+
+void legacy_template_data(ByteSpan digest, std::string_view path, LegacyTemplateData& out) {
+  const std::size_t d = std::min(digest.size(), kLegacyDigestSize);
+  const std::size_t n = std::min(path.size(), kLegacyNameSize);
+  std::copy_n(digest.begin(), d, out.begin());
+  std::fill(out.begin() + static_cast<std::ptrdiff_t>(d), out.begin() + kLegacyDigestSize, 0);
+  auto name = out.begin() + kLegacyDigestSize;
+  std::copy_n(path.begin(), n, name);
+  std::fill(name + static_cast<std::ptrdiff_t>(n), out.end(), 0);
+}
 
 bool EntryView::violation() const {
   return std::all_of(template_hash.begin(), template_hash.end(),
@@ -165,7 +172,7 @@ Entry Entry::from(const EntryView& v) {
   e.buffer.assign(v.buffer.begin(), v.buffer.end());
   e.modsig.assign(v.modsig.begin(), v.modsig.end());
   if (e.template_data.empty() && e.template_name == "ima") {
-    e.template_data = legacy_template_data(e.file_digest, e.path);
+    e.template_data = legacy_template_bytes(e.file_digest, e.path);
   }
   return e;
 }
@@ -382,7 +389,7 @@ Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const
     e.digest_algo = "sha1";
     e.file_digest = std::move(*digest);
     e.path = std::string(p.rest());
-    e.template_data = legacy_template_data(e.file_digest, e.path);
+    e.template_data = legacy_template_bytes(e.file_digest, e.path);
     return e;
   }
   const TemplateLayout* layout = find_layout(e.template_name);

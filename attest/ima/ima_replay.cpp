@@ -11,6 +11,7 @@
 #include <openssl/sha.h>
 
 #include "attest/ima/ima.h"
+#include "attest/ima/legacy_template.h"
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 
@@ -18,8 +19,6 @@ namespace warden::attest::ima {
 namespace {
 
 constexpr std::size_t kMaxDigest = EVP_MAX_MD_SIZE;
-constexpr std::size_t kLegacyDataSize =
-    20 + 256;  // digest || path zero-padded (IMA_EVENT_NAME_LEN_MAX + 1)
 using DigestBuf = std::array<std::uint8_t, kMaxDigest>;
 
 // A replay takes four digests of 40-100 bytes per entry. Through EVP, OpenSSL 3 spends more time
@@ -105,13 +104,10 @@ class Replayer {
   void step(const EntryView& e, std::uint64_t index, std::vector<EntryProblem>& problems) {
     const bool violation = e.violation();
     // A legacy `ima` entry of a binary list carries no template data: rebuild it (on the stack).
-    std::array<std::uint8_t, kLegacyDataSize> legacy{};
+    LegacyTemplateData legacy;
     ByteSpan data = e.template_data;
     if (data.empty() && e.template_name == "ima") {
-      std::copy_n(e.file_digest.begin(), std::min<std::size_t>(20, e.file_digest.size()),
-                  legacy.begin());
-      std::copy_n(e.path.begin(), std::min<std::size_t>(kLegacyDataSize - 20, e.path.size()),
-                  legacy.begin() + 20);
+      legacy_template_data(e.file_digest, e.path, legacy);
       data = legacy;
     }
     DigestBuf sha1_of_data{};

@@ -548,24 +548,7 @@ class SqlStore final : public Store {
   }
 
   Status add_token(const TokenRecord& t) override {
-    std::vector<Value> p{t.jti,
-                         t.device_id,
-                         t.list_id,
-                         i64(t.status_index),
-                         t.issued_at,
-                         t.expires_at,
-                         static_cast<std::int64_t>(t.revoked ? 1 : 0)};
-    auto rows = query(
-        "INSERT INTO tokens (jti, device_id, list_id, status_index, issued_at, expires_at, "
-        "revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        p);
-    if (!rows) {
-      if (rows.error().code == ErrorCode::kConflict) {
-        return fail(ErrorCode::kAlreadyExists, "token " + t.jti + " is already recorded");
-      }
-      return fail(std::move(rows).error());
-    }
-    return ok();
+    return on_connection([&](sql::Connection& c) { return insert_token_on(c, t); });
   }
 
   Result<TokenRecord> get_token(std::string_view jti) override {
@@ -727,6 +710,13 @@ class SqlStore final : public Store {
   }
 
   static Status insert_issue_on(sql::Connection& c, const TokenRecord& t, const AuditRecord& a) {
+    WARDEN_TRY_STATUS(insert_token_on(c, t));
+    auto audit = append_audit_on(c, a);
+    if (!audit) return fail(std::move(audit).error());
+    return ok();
+  }
+
+  static Status insert_token_on(sql::Connection& c, const TokenRecord& t) {
     std::vector<Value> tp{t.jti,
                           t.device_id,
                           t.list_id,
@@ -744,8 +734,6 @@ class SqlStore final : public Store {
       }
       return fail(std::move(token).error());
     }
-    auto audit = append_audit_on(c, a);
-    if (!audit) return fail(std::move(audit).error());
     return ok();
   }
 
