@@ -6,7 +6,8 @@
 // threads; echo: its connection threads), which is what the server code controls.
 // Target: API >= half of echo throughput, p99 < 1 ms.
 //
-//   bench_local_api [--clients N] [--requests N] [--rounds N] [--io-threads N] [--proofs]
+//   bench_local_api [--clients N] [--requests N] [--rounds N] [--threads N] [--proofs]
+//     --threads: session threads (0: connections served on the accepting thread)
 //     --proofs: POST /v1/proof, each answered with a fresh ES256 proof by a software session key
 //               (the daemon's default proof mode); target >= 5,000 proofs/s
 //   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
@@ -269,7 +270,7 @@ struct Args {
   int clients = 16;
   int requests = 5000;
   int rounds = 3;
-  int io_threads = 1;
+  int threads = 2;  ///< session threads, as wardend's default on 2 cores
   bool rss = false;
   int workloads = 100;
 };
@@ -325,9 +326,10 @@ int run_rss(const Args& args, const std::filesystem::path& dir) {
   boost::asio::io_context io;
   CachedTokenService service(args.workloads);
   os::WorkloadIdentityResolver resolver;
-  agent::api::EventBus bus(io.get_executor());
+  agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = path;
+  options.session_threads = static_cast<unsigned>(std::max(0, args.threads));
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
@@ -366,8 +368,8 @@ int main(int argc, char** argv) {
       args.requests = next();
     else if (a == "--rounds")
       args.rounds = next();
-    else if (a == "--io-threads")
-      args.io_threads = next();
+    else if (a == "--threads")
+      args.threads = next();
     else if (a == "--workloads")
       args.workloads = next();
     else if (a == "--rss")
@@ -392,26 +394,34 @@ int main(int argc, char** argv) {
   CachedTokenService service(1);
   if (g_proofs) service.use_session_key();
   os::WorkloadIdentityResolver resolver;
-  agent::api::EventBus bus(io.get_executor());
+  agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = dir / "workload.sock";
+  options.session_threads = static_cast<unsigned>(std::max(0, args.threads));
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
     return 1;
   }
-  std::vector<std::thread> io_threads;
+  std::thread accept_thread([&] { io.run(); });
+  pthread_setname_np(accept_thread.native_handle(), "api-accept");
+  // The server's threads (accept and sessions) by name; their CPU clocks from their tids.
+  std::vector<pid_t> server_tids;
   std::vector<clockid_t> io_clocks;
-  std::vector<std::atomic<pid_t>> io_tids(static_cast<std::size_t>(std::max(1, args.io_threads)));
-  for (int t = 0; t < std::max(1, args.io_threads); ++t) {
-    io_threads.emplace_back([&, t] {
-      io_tids[static_cast<std::size_t>(t)] = ::gettid();
-      io.run();
-    });
-    pthread_setname_np(io_threads.back().native_handle(), "api-io");
-    clockid_t c{};
-    pthread_getcpuclockid(io_threads.back().native_handle(), &c);
-    io_clocks.push_back(c);
+  for (int attempt = 0; attempt < 100 && server_tids.size() < std::size_t(args.threads) + 1;
+       ++attempt) {
+    server_tids.clear();
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name.rfind("api-", 0) == 0) server_tids.push_back(std::stoi(task.path().filename()));
+    }
+    if (server_tids.size() < std::size_t(args.threads) + 1) ::usleep(1000);
+  }
+  for (const pid_t tid : server_tids) {
+    // The kernel's per-thread CPU clock id for a tid (what pthread_getcpuclockid computes).
+    io_clocks.push_back(static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3U) | 6U));
   }
 
   const std::string echo_path = (dir / "echo.sock").string();
@@ -449,8 +459,8 @@ int main(int argc, char** argv) {
         "ratio %.2f\n",
         r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
   }
-  std::printf("clients=%d requests/client=%d rounds=%d io-threads=%d (medians)\n", args.clients,
-              args.requests, args.rounds, args.io_threads);
+  std::printf("clients=%d requests/client=%d rounds=%d threads=%d (medians)\n", args.clients,
+              args.requests, args.rounds, args.threads);
   std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
               g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate),
               median(api_p50), median(api_p99), median(api_cpu));
@@ -460,17 +470,16 @@ int main(int argc, char** argv) {
       median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
   std::printf("api/echo throughput ratio: %.2f (target >= 0.50); api p99 target < 1000 us\n",
               median(ratio));
-  for (auto& tid : io_tids) {
-    const auto [user, sys] = thread_times(tid.load());
-    std::printf("api io thread %d: user %.2f s, system %.2f s over the whole run\n", tid.load(),
-                user, sys);
+  for (const pid_t tid : server_tids) {
+    const auto [user, sys] = thread_times(tid);
+    std::printf("api thread %d: user %.2f s, system %.2f s over the whole run\n", tid, user, sys);
   }
   if (failures != 0) std::printf("FAILED requests: %zu\n", failures);
   boost::asio::post(io, [&] {
     (*server)->stop();
     io.stop();
   });
-  for (auto& t : io_threads) t.join();
+  accept_thread.join();
   ::close(lfd);
   std::filesystem::remove_all(dir);
   return failures == 0 ? 0 : 1;

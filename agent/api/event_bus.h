@@ -1,19 +1,20 @@
 #pragma once
-// An in-process broadcaster of JSON lines for GET /v1/watch. Its state lives on a strand of the
-// io_context it is given (wardend runs that io_context on two threads): publish() and close_all()
-// may be called from any thread; subscribers run on executor(). Each subscriber has a bounded
-// queue: a subscriber that falls behind by more than the limit is cut off (its stream ends; the
-// client reconnects) rather than letting memory grow.
+// An in-process broadcaster of JSON lines for GET /v1/watch. publish(), subscribe(),
+// unsubscribe() and close_all() may be called from any thread. Each subscription lives on the
+// executor it was made with (the watching connection's, run by one thread): the bus posts lines
+// and the close to it there, so a subscription's queue needs no lock. Each queue is bounded: a
+// subscriber that falls behind by more than the limit is cut off (its stream ends; the client
+// reconnects) rather than letting memory grow.
 
 #include <cstddef>
 #include <deque>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
 namespace warden::agent::api {
 
@@ -31,6 +32,9 @@ class Subscription {
 
  private:
   friend class EventBus;
+  void push(const std::string& line, std::size_t limit);
+  void close();
+
   boost::asio::steady_timer wake_;
   bool overflowed_ = false;
   bool closed_ = false;
@@ -38,24 +42,18 @@ class Subscription {
 
 class EventBus {
  public:
-  explicit EventBus(const boost::asio::any_io_executor& ex, std::size_t queue_limit = 256)
-      : ex_(boost::asio::make_strand(ex)), queue_limit_(queue_limit) {}
+  explicit EventBus(std::size_t queue_limit = 256) : queue_limit_(queue_limit) {}
 
-  /// The strand every subscriber's stream runs on.
-  [[nodiscard]] const boost::asio::any_io_executor& executor() const { return ex_; }
-  /// Thread-safe. `line` is one JSON object, without the trailing newline.
+  /// `line` is one JSON object, without the trailing newline.
   void publish(std::string line);
-  /// On executor() only.
-  std::shared_ptr<Subscription> subscribe();
+  /// A subscription whose queue is filled on `ex`, which must run on one thread.
+  std::shared_ptr<Subscription> subscribe(const boost::asio::any_io_executor& ex);
   void unsubscribe(const std::shared_ptr<Subscription>& s);
-  /// Thread-safe. Ends every stream (shutdown, revocation of the watch API).
+  /// Ends every current stream (shutdown).
   void close_all();
 
  private:
-  void deliver(const std::string& line);
-  void close_all_here();
-
-  boost::asio::any_io_executor ex_;
+  std::mutex mu_;
   std::size_t queue_limit_;
   std::list<std::shared_ptr<Subscription>> subscribers_;
 };

@@ -63,11 +63,25 @@ class JsonOut {
     out_ += ':';
   }
   void quote(std::string_view v) {
+    out_.reserve(out_.size() + v.size() + 2);
     out_ += '"';
     std::size_t clean = 0;  // start of the run of bytes that need no escape
-    for (std::size_t i = 0; i < v.size(); ++i) {
+    std::size_t i = 0;
+    while (i < v.size()) {
+      // Tokens and proofs are ~1 KB of base64url: skip clean runs eight bytes at a time.
+      if (i + 8 <= v.size()) {
+        std::uint64_t word = 0;
+        std::memcpy(&word, v.data() + i, sizeof(word));
+        if (!needs_escape(word)) {
+          i += 8;
+          continue;
+        }
+      }
       const auto u = static_cast<unsigned char>(v[i]);
-      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      if (u >= 0x20 && u != '"' && u != '\\') {
+        ++i;
+        continue;
+      }
       out_.append(v.data() + clean, i - clean);
       clean = i + 1;
       if (u >= 0x20) {
@@ -79,9 +93,19 @@ class JsonOut {
         out_ += kHex[u >> 4];
         out_ += kHex[u & 0xF];
       }
+      ++i;
     }
     out_.append(v.data() + clean, v.size() - clean);
     out_ += '"';
+  }
+  /// Whether any of the eight bytes is a control byte, '"' or '\\' (exact: the classic
+  /// has-less-than and has-zero-byte tests, which never miss a byte).
+  static bool needs_escape(std::uint64_t w) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+    const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+    const std::uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
+    return (below_space | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\'))) != 0;
   }
   std::string out_;
 };

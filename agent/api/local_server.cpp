@@ -9,11 +9,15 @@
 #include <charconv>
 #include <cstring>
 #include <memory_resource>
+#include <pthread.h>
+#include <string>
+#include <thread>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -49,7 +53,10 @@ struct LocalServer::Impl {
   EventBus& bus;
   std::optional<Acceptor> workload;
   std::optional<Acceptor> admin;
-  // Sessions and accept loops run on every thread of the io_context.
+  /// Where connections are served, round robin; empty: on `io`. Owned by LocalServer, used
+  /// only by the accept loops, which end at stop().
+  std::vector<asio::io_context*> shards;
+  std::atomic<std::size_t> next_shard = 0;
   std::atomic<std::size_t> connections = 0;
   std::atomic<bool> stopped = false;
 };
@@ -177,7 +184,12 @@ asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned versio
   http::response_serializer<http::empty_body> sr{res};
   auto [ec_header, n_header] = co_await http::async_write_header(sock, sr, kNoThrow);
   if (ec_header) co_return;
-  auto sub = self.bus.subscribe();
+  auto sub = self.bus.subscribe(co_await asio::this_coro::executor);
+  struct Leave {
+    EventBus& bus;
+    std::shared_ptr<Subscription>& sub;
+    ~Leave() { bus.unsubscribe(sub); }
+  } leave{self.bus, sub};
   sub->queue.emplace_front(R"({"type":"watching"})");
   for (;;) {
     while (!sub->queue.empty()) {
@@ -186,10 +198,7 @@ asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned versio
       line += '\n';
       auto [ec, n] =
           co_await asio::async_write(sock, http::make_chunk(asio::buffer(line)), kNoThrow);
-      if (ec) {
-        self.bus.unsubscribe(sub);
-        co_return;
-      }
+      if (ec) co_return;
     }
     if (sub->overflowed() || sub->closed()) {
       if (sub->overflowed()) {
@@ -261,9 +270,7 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
                           "every request must carry the header \"workload.spiffe.io: true\"");
     } else if (req.target().substr(0, req.target().find('?')) == "/v1/watch") {
       if (req.method() == http::verb::get) {
-        // On the bus's strand, where its deliveries to this stream's queue run.
-        co_await asio::co_spawn(self.bus.executor(), stream_watch(self, sock, req.version()),
-                                asio::use_awaitable);
+        co_await stream_watch(self, sock, req.version());
         break;
       }
       reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
@@ -282,7 +289,10 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
 
 asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor, Socket kind) {
   for (;;) {
-    auto [ec, sock] = co_await acceptor.async_accept(kNoThrow);
+    asio::io_context& serve_on =
+        self->shards.empty() ? self->io
+                             : *self->shards[self->next_shard.fetch_add(1) % self->shards.size()];
+    auto [ec, sock] = co_await acceptor.async_accept(serve_on, kNoThrow);
     if (self->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
     if (self->connections >= self->options.max_connections) {
@@ -292,18 +302,25 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor
     }
     // Identity from the kernel, once per connection, before any byte of the request is read.
     auto identity = self->resolver.resolve_socket(sock.native_handle());
-    asio::co_spawn(self->io, session(self, std::move(sock), kind, std::move(identity)),
+    asio::co_spawn(serve_on, session(self, std::move(sock), kind, std::move(identity)),
                    asio::detached);
   }
 }
 
 }  // namespace
 
-Result<std::unique_ptr<LocalServer>> LocalServer::start(asio::io_context& io,
-                                                        LocalServerOptions options,
-                                                        WorkloadService& service,
-                                                        os::WorkloadIdentityResolver& resolver,
-                                                        EventBus& bus) {
+/// One io_context run by one thread: its connections need no locks, and shards use every core.
+struct LocalServer::Shard {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::thread thread;
+};
+
+Result<std::unique_ptr<LocalServer>> LocalServer::bind(asio::io_context& io,
+                                                       LocalServerOptions options,
+                                                       WorkloadService& service,
+                                                       os::WorkloadIdentityResolver& resolver,
+                                                       EventBus& bus) {
   auto impl = std::make_shared<Impl>(io, std::move(options), service, resolver, bus);
   auto workload = bind_socket(io, impl->options.workload_socket, impl->options.workload_socket_mode,
                               std::nullopt);
@@ -314,14 +331,47 @@ Result<std::unique_ptr<LocalServer>> LocalServer::start(asio::io_context& io,
                              impl->options.admin_gid);
     if (!admin) return fail(std::move(admin).error());
     impl->admin.emplace(std::move(*admin));
-    asio::co_spawn(io, accept_loop(impl, *impl->admin, Socket::kAdmin), asio::detached);
   }
-  asio::co_spawn(io, accept_loop(impl, *impl->workload, Socket::kWorkload), asio::detached);
   return std::unique_ptr<LocalServer>(new LocalServer(std::move(impl)));
 }
 
+void LocalServer::serve() {
+  if (!shards_.empty() || impl_->stopped) return;
+  for (unsigned i = 0; i < impl_->options.session_threads; ++i) {
+    auto& shard = *shards_.emplace_back(std::make_unique<Shard>());
+    shard.thread = std::thread([&shard] { shard.io.run(); });
+    const std::string name = "api-" + std::to_string(i);
+    pthread_setname_np(shard.thread.native_handle(), name.c_str());
+    impl_->shards.push_back(&shard.io);
+  }
+  if (impl_->admin) {
+    asio::co_spawn(impl_->io, accept_loop(impl_, *impl_->admin, Socket::kAdmin), asio::detached);
+  }
+  asio::co_spawn(impl_->io, accept_loop(impl_, *impl_->workload, Socket::kWorkload),
+                 asio::detached);
+}
+
+Result<std::unique_ptr<LocalServer>> LocalServer::start(asio::io_context& io,
+                                                        LocalServerOptions options,
+                                                        WorkloadService& service,
+                                                        os::WorkloadIdentityResolver& resolver,
+                                                        EventBus& bus) {
+  auto server = bind(io, std::move(options), service, resolver, bus);
+  if (server) (*server)->serve();
+  return server;
+}
+
+LocalServer::LocalServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
 LocalServer::~LocalServer() {
   if (!impl_->stopped) stop();
+  // Connections still open end here; destroying each io_context destroys its sessions.
+  for (auto& shard : shards_) {
+    shard->work.reset();
+    shard->io.stop();
+  }
+  for (auto& shard : shards_) shard->thread.join();
+  shards_.clear();
 }
 
 void LocalServer::stop() {

@@ -2,8 +2,10 @@
 // The local HTTP/1.1 + JSON API over two Unix sockets (workload and admin), on one io_context.
 // Each connection's identity is resolved once, from the kernel, at accept; every request must
 // carry `workload.spiffe.io: true`; bodies are capped; GET /v1/watch streams JSON lines.
-// Run the io_context on one thread: sessions, the event bus and WorkloadService calls share it
-// without locks (more threads were measured slower on 2 cores; see docs/PERFORMANCE.md).
+// Connections are accepted on the io_context given to start(), which must run on one thread, and
+// served there or, with session_threads, spread round robin over that many threads, each with an
+// io_context of its own (no locks between connections; all cores used: docs/PERFORMANCE.md).
+// WorkloadService is then called from several threads at once.
 // Routes and shapes: docs/local-api.md.
 
 #include <sys/types.h>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -32,29 +35,43 @@ struct LocalServerOptions {
   std::optional<gid_t> admin_gid;
   std::size_t max_body = 64 * 1024;
   std::size_t max_connections = 1024;
+  /// Threads that serve connections (0: the io_context given to start() serves them).
+  unsigned session_threads = 0;
 };
 
 class LocalServer {
  public:
-  /// Binds both sockets (replacing stale socket files), applies modes and ownership, and starts
-  /// accepting on `io`. The service, resolver and bus must outlive the server.
+  /// Binds both sockets (replacing stale socket files) and applies modes and ownership; nothing
+  /// is accepted before serve(). The service, resolver and bus must outlive the server.
+  static Result<std::unique_ptr<LocalServer>> bind(boost::asio::io_context& io,
+                                                   LocalServerOptions options,
+                                                   WorkloadService& service,
+                                                   os::WorkloadIdentityResolver& resolver,
+                                                   EventBus& bus);
+  /// bind(), then serve().
   static Result<std::unique_ptr<LocalServer>> start(boost::asio::io_context& io,
                                                     LocalServerOptions options,
                                                     WorkloadService& service,
                                                     os::WorkloadIdentityResolver& resolver,
                                                     EventBus& bus);
+  /// Starts the session threads and accepting on `io`. Separate from bind() so that a daemon
+  /// can bind as root and drop privileges before any thread exists.
+  void serve();
   ~LocalServer();
   LocalServer(const LocalServer&) = delete;
   LocalServer& operator=(const LocalServer&) = delete;
 
   /// Stops accepting and closes the listening sockets (call on the io_context's thread).
+  /// Open connections on session threads are closed by the destructor.
   void stop();
 
   struct Impl;
 
  private:
-  explicit LocalServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  struct Shard;
+  explicit LocalServer(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
+  std::vector<std::unique_ptr<Shard>> shards_;
 };
 
 }  // namespace warden::agent::api

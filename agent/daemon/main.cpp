@@ -1,8 +1,10 @@
 // wardend: set up (config, secure heap, issuer client, sockets), attest, signal ready, then run
-// the loop: the local API on the io_context, periodic work (device token renewal, retries,
-// status list polling) on a maintenance thread, the watchdog on a timer.
+// the loop: the local API (accepted on the io_context, served on its connection threads), periodic
+// work (device token renewal, retries, status list polling) on a maintenance thread, the watchdog
+// on a timer.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -254,7 +256,7 @@ int run(int argc, char** argv) {
   }
 
   asio::io_context io;
-  warden::agent::api::EventBus bus(io.get_executor());
+  warden::agent::api::EventBus bus;
   warden::os::ServiceNotifier notifier;
   warden::SystemClock clock;
   warden::SystemRandom random;
@@ -284,13 +286,18 @@ int run(int argc, char** argv) {
   server_options.admin_socket = config->admin_socket;
   server_options.admin_socket_mode = config->admin_socket_mode;
   server_options.admin_gid = group_id(config->admin_group);
-  auto server = warden::agent::api::LocalServer::start(io, server_options, **agent, resolver, bus);
+  server_options.session_threads = config->api_threads;
+  if (server_options.session_threads == 0) {
+    server_options.session_threads = std::clamp(std::thread::hardware_concurrency(), 1U, 4U);
+  }
+  auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
   if (!server) {
     spdlog::error("local API: {}", server.error().message);
     return 1;
   }
-  spdlog::info("local API on {} (admin {})", config->workload_socket.string(),
-               config->admin_socket.string());
+  spdlog::info("local API on {} (admin {}), {} connection threads",
+               config->workload_socket.string(), config->admin_socket.string(),
+               server_options.session_threads);
 
   // Root was needed for the sockets (and, before, the secure heap's mlock and the issuer's CA):
   // from here on, the service account with its two capabilities. No thread exists yet.
@@ -348,10 +355,9 @@ int run(int argc, char** argv) {
     ping();
   }
 
-  // A second I/O thread keeps the API answering while one request waits on the agent.
-  std::thread second([&io] { io.run(); });
+  (*server)->serve();
   io.run();
-  second.join();
+  server->reset();  // joins the connection threads: no API call reaches the agent after this
   {
     std::lock_guard lock(hook_mu);
     maintenance_ptr = nullptr;

@@ -69,7 +69,7 @@ class WardenctlAgentTest : public ::testing::Test {
   boost::asio::io_context io_;
   test::FakeWorkloadService service_;
   os::WorkloadIdentityResolver resolver_;
-  EventBus bus_{io_.get_executor()};
+  EventBus bus_;
   std::unique_ptr<LocalServer> server_;
   std::thread thread_;
 };

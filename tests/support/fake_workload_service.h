@@ -1,7 +1,10 @@
 #pragma once
 // A WorkloadService for tests: canned answers, records what it was asked.
 
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/api/workload_service.h"
@@ -13,6 +16,10 @@ class FakeWorkloadService : public WorkloadService {
   Result<TokenResponse> token(const os::Selectors& caller, const TokenRequest& request) override {
     last_caller = caller;
     last_token = request;
+    {
+      std::lock_guard lock(mu);
+      token_threads.insert(std::this_thread::get_id());
+    }
     return TokenResponse{"eyJ.fake.token", "DPoP", "jti-1", 1'900'000'000};
   }
   Result<ProofResponse> proof(const os::Selectors& caller, const ProofRequest& request) override {
@@ -52,6 +59,8 @@ class FakeWorkloadService : public WorkloadService {
   std::string sealed_value;
   std::vector<SelectorMatch> sealed_matches;
   std::string revoked_reason;
+  std::mutex mu;
+  std::set<std::thread::id> token_threads;  ///< threads token() was called on (under mu)
 };
 
 }  // namespace warden::agent::test

@@ -173,7 +173,7 @@ class AgentCoreTest : public test::SwtpmTest {
   }
 
   void start_api() {
-    bus_ = std::make_unique<api::EventBus>(io_.get_executor());
+    bus_ = std::make_unique<api::EventBus>();
     api::LocalServerOptions o;
     o.workload_socket = config_.workload_socket;
     o.admin_socket = config_.admin_socket;

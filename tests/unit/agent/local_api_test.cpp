@@ -73,7 +73,8 @@ boost::json::value body_of(const std::string& response) {
   return boost::json::parse(response.substr(pos + 4));
 }
 
-class LocalApiTest : public ::testing::Test {
+/// Parameter: LocalServerOptions::session_threads (0: served on the test's io thread).
+class LocalApiTest : public ::testing::TestWithParam<unsigned> {
  protected:
   void SetUp() override { start(0666); }
   void start(mode_t admin_mode) {
@@ -81,6 +82,7 @@ class LocalApiTest : public ::testing::Test {
     o.workload_socket = dir_.path() / "workload.sock";
     o.admin_socket = dir_.path() / "admin.sock";
     o.admin_socket_mode = admin_mode;
+    o.session_threads = GetParam();
     auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
     ASSERT_TRUE(s.has_value()) << s.error().message;
     server_ = std::move(*s);
@@ -100,25 +102,25 @@ class LocalApiTest : public ::testing::Test {
   boost::asio::io_context io_;
   test::FakeWorkloadService service_;
   os::WorkloadIdentityResolver resolver_;
-  EventBus bus_{io_.get_executor()};
+  EventBus bus_;
   std::unique_ptr<LocalServer> server_;
   std::thread thread_;
 };
 
-TEST_F(LocalApiTest, MissingSpiffeHeaderIs400) {
+TEST_P(LocalApiTest, MissingSpiffeHeaderIs400) {
   const auto r = exchange(workload(), request("GET", "/v1/identity", "", false));
   EXPECT_EQ(status_of(r), 400u) << r;
   EXPECT_EQ(body_of(r).at("error").as_string(), "missing_spiffe_header");
 }
 
-TEST_F(LocalApiTest, BodyOverLimitIs413) {
+TEST_P(LocalApiTest, BodyOverLimitIs413) {
   const std::string body(64 * 1024 + 1, 'x');
   const auto r = exchange(workload(), request("POST", "/v1/token", body));
   EXPECT_EQ(status_of(r), 413u) << r.substr(0, 200);
   EXPECT_EQ(body_of(r).at("error").as_string(), "payload_too_large");
 }
 
-TEST_F(LocalApiTest, MalformedJsonIs400WithReason) {
+TEST_P(LocalApiTest, MalformedJsonIs400WithReason) {
   const auto r = exchange(workload(), request("POST", "/v1/token", "{\"audience\": "));
   EXPECT_EQ(status_of(r), 400u) << r;
   const auto b = body_of(r);
@@ -132,7 +134,7 @@ TEST_F(LocalApiTest, MalformedJsonIs400WithReason) {
   EXPECT_EQ(status_of(fmt), 400u);
 }
 
-TEST_F(LocalApiTest, IdentityIsTheKernelsView) {
+TEST_P(LocalApiTest, IdentityIsTheKernelsView) {
   const auto r = exchange(workload(), request("GET", "/v1/identity"));
   ASSERT_EQ(status_of(r), 200u) << r;
   const auto b = body_of(r).as_object();
@@ -146,7 +148,7 @@ TEST_F(LocalApiTest, IdentityIsTheKernelsView) {
   }
 }
 
-TEST_F(LocalApiTest, TokenAndProofShapes) {
+TEST_P(LocalApiTest, TokenAndProofShapes) {
   auto r =
       exchange(workload(),
                request("POST", "/v1/token",
@@ -178,7 +180,7 @@ TEST_F(LocalApiTest, TokenAndProofShapes) {
   EXPECT_EQ(body_of(r).at("error").as_string(), "not_found");
 }
 
-TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
+TEST_P(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   auto r = exchange(workload(), request("GET", "/v1/status"));
   EXPECT_EQ(status_of(r), 404u);
   r = exchange(workload(),
@@ -204,7 +206,7 @@ TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   EXPECT_EQ(status_of(r), 202u) << r;
 }
 
-TEST_F(LocalApiTest, KeepAliveServesSeveralRequests) {
+TEST_P(LocalApiTest, KeepAliveServesSeveralRequests) {
   const int fd = connect_unix(workload());
   ASSERT_GE(fd, 0);
   std::string one = "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
@@ -223,7 +225,7 @@ TEST_F(LocalApiTest, KeepAliveServesSeveralRequests) {
   ::close(fd);
 }
 
-TEST_F(LocalApiTest, WatchStreamReceivesBroadcastLines) {
+TEST_P(LocalApiTest, WatchStreamReceivesBroadcastLines) {
   const int fd = connect_unix(workload());
   ASSERT_GE(fd, 0);
   const std::string req = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
@@ -247,7 +249,7 @@ TEST_F(LocalApiTest, WatchStreamReceivesBroadcastLines) {
   ::close(fd);
 }
 
-TEST_F(LocalApiTest, AdminSocketRefusesOtherUids) {
+TEST_P(LocalApiTest, AdminSocketRefusesOtherUids) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
   std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
   // The test server made the admin socket 0666, so the filesystem lets nobody connect: the
@@ -281,7 +283,7 @@ TEST_F(LocalApiTest, AdminSocketRefusesOtherUids) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
-TEST_F(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
+TEST_P(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
   for (const auto& [r, status, code] :
        {std::tuple{exchange(workload(), request("GET", "/v1/nope")), 404u, "not_found"},
         std::tuple{exchange(workload(), request("GET", "/v1/token")), 405u, "method_not_allowed"},
@@ -298,7 +300,7 @@ TEST_F(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
   }
 }
 
-TEST_F(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
+TEST_P(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
   for (auto target : {"/v1/identity", "/v1/watch", "/v1/secrets/db"}) {
     const auto r = exchange(workload(), request("GET", target, "", false));
     EXPECT_EQ(status_of(r), 400u) << target;
@@ -310,7 +312,7 @@ TEST_F(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
   EXPECT_EQ(status_of(exchange(admin(), request("GET", "/v1/status", "", false))), 400u);
 }
 
-TEST_F(LocalApiTest, BodyOfExactlyTheCapIsRead) {
+TEST_P(LocalApiTest, BodyOfExactlyTheCapIsRead) {
   // 64 KiB is allowed (then rejected as JSON), one byte more is 413.
   const std::string body(64 * 1024, ' ');
   const auto r = exchange(workload(), request("POST", "/v1/token", body));
@@ -318,7 +320,7 @@ TEST_F(LocalApiTest, BodyOfExactlyTheCapIsRead) {
   EXPECT_EQ(body_of(r).at("error").as_string(), "bad_request");
 }
 
-TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
+TEST_P(LocalApiTest, AdminGroupMemberIsAdmitted) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to change uid and groups";
   boost::asio::post(io_, [this] {
     server_->stop();
@@ -332,6 +334,7 @@ TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
   o.admin_socket = admin();
   o.admin_socket_mode = 0660;
   o.admin_gid = 4242;  // stands for the "warden" group
+  o.session_threads = GetParam();
   auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
   ASSERT_TRUE(s.has_value()) << s.error().message;
   server_ = std::move(*s);
@@ -358,6 +361,30 @@ TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+TEST(LocalApiJson, EveryByteIsEscapedAtEveryOffsetOfALongString) {
+  // The writer skips clean runs eight bytes at a time: a byte to escape must be found wherever
+  // it sits in a word, and bytes next to the escape classes must pass unescaped.
+  for (const char c : std::string("\"\\\n\x01\x1f\x7f !#[]~", 13)) {
+    for (std::size_t at = 0; at < 40; ++at) {
+      std::string reason(40, 'a');
+      reason[at] = c;
+      const auto reply = error_reply(400, "x", reason);
+      const auto v = boost::json::parse(reply.body).as_object();
+      EXPECT_EQ(v.at("reason").as_string(), reason) << "byte " << int(c) << " at " << at;
+      const bool escaped = c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+      EXPECT_EQ(reply.body.size(), std::string(R"({"error":"x","reason":""})").size() + 40 +
+                                       (escaped ? (c == '"' || c == '\\' ? 1 : 5) : 0))
+          << reply.body;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SessionThreads, LocalApiTest, ::testing::Values(0U, 2U),
+                         [](const ::testing::TestParamInfo<unsigned>& param) {
+                           return param.param == 0 ? std::string("OnAcceptThread")
+                                                   : std::to_string(param.param) + "Threads";
+                         });
+
 TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
   const std::string reason = std::string("a\"b\\c\n\x01\x1f d") + std::string(1, '\0') + "\xc3\xa9";
   const auto reply = error_reply(400, "bad_request", reason);
@@ -367,11 +394,74 @@ TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
   EXPECT_EQ(reply.body.find('\n'), std::string::npos) << reply.body;
 }
 
-TEST_F(LocalApiTest, SocketModesApplied) {
+TEST_P(LocalApiTest, SocketModesApplied) {
   struct stat st {};
   ASSERT_EQ(::stat(workload().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0666u);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
+}
+
+TEST_P(LocalApiTest, ConnectionsAreSpreadOverTheSessionThreads) {
+  // Four connections open at once, one token request each: round robin over N threads.
+  std::vector<int> fds;
+  for (int i = 0; i < 4; ++i) {
+    fds.push_back(connect_unix(workload()));
+    ASSERT_GE(fds.back(), 0);
+  }
+  const std::string req = request("POST", "/v1/token", R"({"audience":"a"})");
+  for (const int fd : fds) {
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  }
+  for (const int fd : fds) {
+    std::string out;
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    EXPECT_EQ(status_of(out), 200u) << out;
+    ::close(fd);
+  }
+  std::lock_guard lock(service_.mu);
+  EXPECT_EQ(service_.token_threads.size(), std::max(1U, GetParam()));
+  EXPECT_EQ(service_.token_threads.count(thread_.get_id()), GetParam() == 0 ? 1U : 0U);
+}
+
+TEST_P(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
+  // Idle keep-alive connections and watch streams, on every session thread, when the server goes.
+  if (GetParam() == 0) GTEST_SKIP() << "connections on the caller's io_context end with it";
+  std::vector<int> fds;
+  const std::string watch = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  const std::string identity =
+      "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  for (int i = 0; i < 4; ++i) {
+    fds.push_back(connect_unix(workload()));
+    ASSERT_GE(fds.back(), 0);
+    // Watch streams on even connections; one keep-alive request on odd ones (so that all four
+    // are accepted, not waiting in the backlog, when the server goes).
+    const std::string& req = i % 2 == 0 ? watch : identity;
+    ASSERT_EQ(::send(fds.back(), req.data(), req.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(req.size()));
+    std::string out;
+    char buf[1024];
+    while (out.find(i % 2 == 0 ? "watching" : "}") == std::string::npos) {
+      const ssize_t n = ::recv(fds.back(), buf, sizeof(buf), 0);
+      ASSERT_GT(n, 0) << out;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  TearDown();
+  server_.reset();
+  // Every connection is closed by the server: a read sees the end (after the stream's last chunk).
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    const int fd = fds[i];
+    char buf[1024];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+    }
+    EXPECT_EQ(n, 0) << "connection " << i << ": " << std::strerror(errno);
+    ::close(fd);
+  }
+  io_.restart();
+  start(0666);
 }
 
 }  // namespace
