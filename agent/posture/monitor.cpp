@@ -286,6 +286,12 @@ class MonitorImpl final : public Monitor {
   std::uint64_t rebaseline_requested_ = 0;
   std::uint64_t rebaseline_done_ = 0;
   std::thread thread_;
+  /// Set by the monitor thread as it starts: before, changes found by the initial scan are kept
+  /// for it (thread_ itself is written by the starting thread while the new one may run).
+  std::atomic<std::thread::id> monitor_id_{};
+  [[nodiscard]] bool on_monitor_thread() const {
+    return std::this_thread::get_id() == monitor_id_.load(std::memory_order_relaxed);
+  }
 };
 
 MonitorImpl::~MonitorImpl() {
@@ -440,6 +446,7 @@ void MonitorImpl::launch() {
 }
 
 void MonitorImpl::run() {
+  monitor_id_ = std::this_thread::get_id();
   for (auto& change : pending_) emit(std::move(change));
   pending_.clear();
   std::array<epoll_event, 8> events{};
@@ -502,7 +509,7 @@ bool MonitorImpl::consume_expectation(const fs::path& path) {
 }
 
 void MonitorImpl::rebaseline() {
-  if (std::this_thread::get_id() == thread_.get_id()) {
+  if (on_monitor_thread()) {
     take_reference();
     return;
   }
@@ -690,10 +697,10 @@ void MonitorImpl::container_appeared(const std::string& rel, const Scope& scope)
     logged = opts_.container_log->running().count(scope.id) != 0;
     if (!logged) measure(content);
   }
-  if (logged && !thread_.joinable()) return;  // already measured before an agent restart
+  if (logged && !on_monitor_thread()) return;  // already measured before an agent restart
   Change change{Source::kContainer, Action::kNone, scope.id, kAbsent, "running",
                 scope.id,           scope.runtime, rel,      detected};
-  if (thread_.joinable()) {
+  if (on_monitor_thread()) {
     emit(std::move(change));
   } else {
     pending_.push_back(std::move(change));
@@ -726,7 +733,7 @@ void MonitorImpl::container_gone(const std::string& rel) {
                 detected};
   // Revocation must not wait for the disk and the TPM: report first, then measure. (A start is
   // measured first, so that anything done for the new container is covered by the next quote.)
-  if (thread_.joinable()) {
+  if (on_monitor_thread()) {
     emit(std::move(change));
   } else {
     pending_.push_back(std::move(change));

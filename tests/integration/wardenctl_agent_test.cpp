@@ -94,17 +94,17 @@ TEST_F(WardenctlAgentTest, TokenSendsAudienceScopesTtlFormat) {
                        out),
             0);
   EXPECT_EQ(out, "eyJ.fake.token\n");  // the token alone on stdout
-  EXPECT_EQ(service_.last_token.audience, "https://rp.example");
-  EXPECT_EQ(service_.last_token.scopes, (std::vector<std::string>{"read", "write"}));
-  ASSERT_TRUE(service_.last_token.ttl.has_value());
-  EXPECT_EQ(service_.last_token.ttl->count(), 60);
-  EXPECT_EQ(service_.last_token.format, TokenFormat::kCwt);
-  EXPECT_EQ(service_.last_caller.uid, getuid());
+  EXPECT_EQ(service_.synced().last_token.audience, "https://rp.example");
+  EXPECT_EQ(service_.synced().last_token.scopes, (std::vector<std::string>{"read", "write"}));
+  ASSERT_TRUE(service_.synced().last_token.ttl.has_value());
+  EXPECT_EQ(service_.synced().last_token.ttl->count(), 60);
+  EXPECT_EQ(service_.synced().last_token.format, TokenFormat::kCwt);
+  EXPECT_EQ(service_.synced().last_caller.uid, getuid());
 
   auto r = ctl({"token", "--audience", "a", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(boost::json::parse(r.out).at("jti").as_string(), "jti-1");
-  EXPECT_FALSE(service_.last_token.ttl.has_value());
+  EXPECT_FALSE(service_.synced().last_token.ttl.has_value());
   r = ctl({"token"});
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("--audience is required"), std::string::npos) << r.out;
@@ -114,9 +114,9 @@ TEST_F(WardenctlAgentTest, ProofAndIdentity) {
   std::string out;
   ASSERT_EQ(ctl_stdout("proof --jti j1 --htm POST --htu https://rp.example/x", out), 0);
   EXPECT_EQ(out, "eyJ.fake.proof\n");
-  EXPECT_EQ(service_.last_proof.jti, "j1");
-  EXPECT_EQ(service_.last_proof.htm, "POST");
-  EXPECT_EQ(service_.last_proof.htu, "https://rp.example/x");
+  EXPECT_EQ(service_.synced().last_proof.jti, "j1");
+  EXPECT_EQ(service_.synced().last_proof.htm, "POST");
+  EXPECT_EQ(service_.synced().last_proof.htu, "https://rp.example/x");
   const auto r = ctl({"identity"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("uid: " + std::to_string(getuid())), std::string::npos) << r.out;
@@ -144,12 +144,12 @@ TEST_F(WardenctlAgentTest, SecretPutSealsFileForSelectorsWithoutEchoingIt) {
                 "--allow-exe-sha256", std::string(64, 'a')});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "sealed db\n");
-  EXPECT_EQ(service_.sealed_name, "db");
-  EXPECT_EQ(service_.sealed_value, std::string("p\0ss", 4));
-  ASSERT_EQ(service_.sealed_matches.size(), 1u);
-  EXPECT_EQ(service_.sealed_matches[0].uid, 1000u);
-  EXPECT_EQ(service_.sealed_matches[0].exe_sha256, std::string(64, 'a'));
-  EXPECT_FALSE(service_.sealed_matches[0].gid.has_value());
+  EXPECT_EQ(service_.synced().sealed_name, "db");
+  EXPECT_EQ(service_.synced().sealed_value, std::string("p\0ss", 4));
+  ASSERT_EQ(service_.synced().sealed_matches.size(), 1u);
+  EXPECT_EQ(service_.synced().sealed_matches[0].uid, 1000u);
+  EXPECT_EQ(service_.synced().sealed_matches[0].exe_sha256, std::string(64, 'a'));
+  EXPECT_FALSE(service_.synced().sealed_matches[0].gid.has_value());
 
   r = ctl({"secret", "put", "db", "--from-file", file.string()});
   EXPECT_EQ(r.exit_code, 2);
@@ -163,10 +163,10 @@ TEST_F(WardenctlAgentTest, RevokeAndReattest) {
   auto r = ctl({"revoke", "--reason", "lost laptop"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "revoked\n");
-  EXPECT_EQ(service_.revoked_reason, "lost laptop");
+  EXPECT_EQ(service_.synced().revoked_reason, "lost laptop");
   r = ctl({"revoke"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(service_.revoked_reason, "admin request");
+  EXPECT_EQ(service_.synced().revoked_reason, "admin request");
   r = ctl({"reattest"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("state: reattesting"), std::string::npos) << r.out;
@@ -197,7 +197,7 @@ TEST_F(WardenctlAgentTest, OtherUidRefusedOnAdminSocket) {
   EXPECT_NE(r.out.find("permission_denied, HTTP 403"), std::string::npos) << r.out;
   r = with_sockets({"revoke"});
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_TRUE(service_.revoked_reason.empty());
+  EXPECT_TRUE(service_.synced().revoked_reason.empty());
   // The workload socket serves nobody, as nobody.
   r = with_sockets({"identity"});
   EXPECT_EQ(r.exit_code, 0) << r.out;

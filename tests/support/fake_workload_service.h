@@ -1,5 +1,6 @@
 #pragma once
-// A WorkloadService for tests: canned answers, records what it was asked.
+// A WorkloadService for tests: canned answers, records what it was asked. Calls come from the
+// server's threads: tests read a copy of the records through synced().
 
 #include <mutex>
 #include <set>
@@ -13,22 +14,34 @@ namespace warden::agent::test {
 
 class FakeWorkloadService : public WorkloadService {
  public:
+  struct Records {
+    os::Selectors last_caller;
+    TokenRequest last_token;
+    ProofRequest last_proof;
+    std::string sealed_name;
+    std::size_t sealed_allow = 0;
+    std::string sealed_value;
+    std::vector<SelectorMatch> sealed_matches;
+    std::string revoked_reason;
+    std::set<std::thread::id> token_threads;  ///< threads token() was called on
+  };
+
   Result<TokenResponse> token(const os::Selectors& caller, const TokenRequest& request) override {
-    last_caller = caller;
-    last_token = request;
-    {
-      std::lock_guard lock(mu);
-      token_threads.insert(std::this_thread::get_id());
-    }
+    std::lock_guard lock(mu_);
+    r_.last_caller = caller;
+    r_.last_token = request;
+    r_.token_threads.insert(std::this_thread::get_id());
     return TokenResponse{"eyJ.fake.token", "DPoP", "jti-1", 1'900'000'000};
   }
   Result<ProofResponse> proof(const os::Selectors& caller, const ProofRequest& request) override {
-    last_caller = caller;
-    last_proof = request;
+    std::lock_guard lock(mu_);
+    r_.last_caller = caller;
+    r_.last_proof = request;
     return ProofResponse{"eyJ.fake.proof"};
   }
   Result<SecretBytes> secret(const os::Selectors& caller, const std::string& name) override {
-    last_caller = caller;
+    std::lock_guard lock(mu_);
+    r_.last_caller = caller;
     if (name != "db") return fail(ErrorCode::kNotFound, "secret " + name + ": not sealed");
     const std::string v = "hunter2";
     return SecretBytes(
@@ -36,31 +49,33 @@ class FakeWorkloadService : public WorkloadService {
   }
   Result<AgentStatus> status() override { return AgentStatus{"serving", "", 1'700'000'000, true}; }
   Status seal_secret(const os::Selectors& caller, const SealRequest& request) override {
-    last_caller = caller;
-    sealed_name = request.name;
-    sealed_allow = request.allow.size();
-    sealed_value.assign(request.value.view().begin(), request.value.view().end());
-    sealed_matches = request.allow;
+    std::lock_guard lock(mu_);
+    r_.last_caller = caller;
+    r_.sealed_name = request.name;
+    r_.sealed_allow = request.allow.size();
+    r_.sealed_value.assign(request.value.view().begin(), request.value.view().end());
+    r_.sealed_matches = request.allow;
     return ok();
   }
   Status revoke(const os::Selectors&, const std::string& reason) override {
-    revoked_reason = reason;
+    std::lock_guard lock(mu_);
+    r_.revoked_reason = reason;
     return ok();
   }
   Result<AgentStatus> reattest(const os::Selectors&) override {
     return AgentStatus{"reattesting", "admin request", 1'700'000'001, true};
   }
 
-  os::Selectors last_caller;
-  TokenRequest last_token;
-  ProofRequest last_proof;
-  std::string sealed_name;
-  std::size_t sealed_allow = 0;
-  std::string sealed_value;
-  std::vector<SelectorMatch> sealed_matches;
-  std::string revoked_reason;
-  std::mutex mu;
-  std::set<std::thread::id> token_threads;  ///< threads token() was called on (under mu)
+  /// A copy of the records, taken under the lock the server's calls hold (the socket round trip
+  /// that carried the answer orders nothing for the memory model).
+  Records synced() {
+    std::lock_guard lock(mu_);
+    return r_;
+  }
+
+ private:
+  std::mutex mu_;
+  Records r_;
 };
 
 }  // namespace warden::agent::test

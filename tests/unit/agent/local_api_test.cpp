@@ -159,11 +159,11 @@ TEST_P(LocalApiTest, TokenAndProofShapes) {
   EXPECT_EQ(b.at("token_type").as_string(), "DPoP");
   EXPECT_EQ(b.at("jti").as_string(), "jti-1");
   EXPECT_EQ(b.at("expires_at").to_number<std::int64_t>(), 1'900'000'000);
-  EXPECT_EQ(service_.last_token.audience, "https://rp");
-  EXPECT_EQ(service_.last_token.scopes.size(), 2u);
-  EXPECT_EQ(service_.last_token.ttl->count(), 60);
-  EXPECT_EQ(*service_.last_token.format, TokenFormat::kCwt);
-  EXPECT_EQ(service_.last_caller.pid, getpid());
+  EXPECT_EQ(service_.synced().last_token.audience, "https://rp");
+  EXPECT_EQ(service_.synced().last_token.scopes.size(), 2u);
+  EXPECT_EQ(service_.synced().last_token.ttl->count(), 60);
+  EXPECT_EQ(*service_.synced().last_token.format, TokenFormat::kCwt);
+  EXPECT_EQ(service_.synced().last_caller.pid, getpid());
 
   r = exchange(workload(),
                request("POST", "/v1/proof", R"({"jti":"j","htm":"GET","htu":"https://rp/x"})"));
@@ -192,7 +192,7 @@ TEST_P(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   r = exchange(admin(), request("PUT", "/v1/secrets/db",
                                 R"({"value":"aGk=","allow":[{"uid":0,"exe_sha256":"ab"}]})"));
   EXPECT_EQ(status_of(r), 201u) << r;
-  EXPECT_EQ(service_.sealed_allow, 1u);
+  EXPECT_EQ(service_.synced().sealed_allow, 1u);
   // 129 bytes: more than a TPM sealed object holds, refused before it reaches locked memory.
   const std::string too_big = base64_encode(Bytes(129, 'x'));
   r = exchange(admin(), request("PUT", "/v1/secrets/db",
@@ -201,7 +201,7 @@ TEST_P(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   EXPECT_NE(r.find("1..128 bytes, found 129"), std::string::npos) << r;
   r = exchange(admin(), request("POST", "/v1/revoke", R"({"reason":"test"})"));
   EXPECT_EQ(status_of(r), 200u) << r;
-  EXPECT_EQ(service_.revoked_reason, "test");
+  EXPECT_EQ(service_.synced().revoked_reason, "test");
   r = exchange(admin(), request("POST", "/v1/reattest", ""));
   EXPECT_EQ(status_of(r), 202u) << r;
 }
@@ -420,9 +420,9 @@ TEST_P(LocalApiTest, ConnectionsAreSpreadOverTheSessionThreads) {
     EXPECT_EQ(status_of(out), 200u) << out;
     ::close(fd);
   }
-  std::lock_guard lock(service_.mu);
-  EXPECT_EQ(service_.token_threads.size(), std::max(1U, GetParam()));
-  EXPECT_EQ(service_.token_threads.count(thread_.get_id()), GetParam() == 0 ? 1U : 0U);
+  const auto threads = service_.synced().token_threads;
+  EXPECT_EQ(threads.size(), std::max(1U, GetParam()));
+  EXPECT_EQ(threads.count(thread_.get_id()), GetParam() == 0 ? 1U : 0U);
 }
 
 TEST_P(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
