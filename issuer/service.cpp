@@ -382,6 +382,25 @@ Result<protocol::ChallengeResponse> Service::challenge(const protocol::Challenge
 
 Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& request,
                                                const RequestTarget& target) {
+  WARDEN_ASSIGN(issue, mint_token(request, target));
+  WARDEN_TRY_STATUS(options_.store->record_token_issue(issue.record, issue.audit));
+  return std::move(issue.response);
+}
+
+void Service::token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                          std::function<void(Result<protocol::TokenResponse>)> done) {
+  auto issue = mint_token(request, target);
+  if (!issue) return done(fail(std::move(issue).error()));
+  options_.store->record_token_issue_async(
+      std::move(issue->record), std::move(issue->audit),
+      [response = std::move(issue->response), done = std::move(done)](Status recorded) mutable {
+        if (!recorded) return done(fail(std::move(recorded).error()));
+        done(std::move(response));
+      });
+}
+
+Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& request,
+                                                const RequestTarget& target) {
   const std::int64_t t = now();
   auto verified = verified_device_token(request.device_token, t);
   if (!verified) return fail(std::move(verified).error().context("token: device token"));
@@ -468,14 +487,13 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   why["jti"] = *c.jti;
   why["audience"] = request.audience;
   why["status_index"] = index;
-  WARDEN_TRY_STATUS(options_.store->record_token_issue(
-      {*c.jti, device_id, list_id, index, t, *c.exp, false},
-      {0, t, device_id, "token", "accept", "", policy->reference.version,
-       json::serialize(boost::json::array{why})}));
   out.jti = *c.jti;
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
   out.status_index = index;
-  return out;
+  return TokenIssue{std::move(out),
+                    {*c.jti, device_id, list_id, index, t, *c.exp, false},
+                    {0, t, device_id, "token", "accept", "", policy->reference.version,
+                     json::serialize(boost::json::array{why})}};
 }
 
 Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {

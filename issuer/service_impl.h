@@ -70,6 +70,8 @@ class Service final : public IssuerService {
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) override;
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
                                         const RequestTarget& target) override;
+  void token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                   std::function<void(Result<protocol::TokenResponse>)> done) override;
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) override;
 
   Result<std::string> jwks_json() override;
@@ -111,6 +113,14 @@ class Service final : public IssuerService {
   /// `reload` (a token did not verify against the cached set).
   Result<std::shared_ptr<const token::KeySet>> published_keys(bool reload = false);
   [[nodiscard]] std::string status_uri(std::string_view list_id) const;
+  /// A minted workload token and the records that must commit before it is answered.
+  struct TokenIssue {
+    protocol::TokenResponse response;
+    TokenRecord record;
+    AuditRecord audit;
+  };
+  Result<TokenIssue> mint_token(const protocol::TokenRequest& request,
+                                const RequestTarget& target);
   /// Flips the status bit of every live token of `device_id`; returns how many.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
   Result<bool> revoke_token(const TokenRecord& token);

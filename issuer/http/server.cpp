@@ -304,7 +304,12 @@ class BeastServer final : public HttpsServer {
       request.content_type = std::string(msg[bhttp::field::content_type]);
       request.body = std::move(msg.body());
       request.peer = peer;
-      Response response = router_.handle(request);
+      Response response;
+      if (Router::deferred(request)) {
+        response = co_await handle_deferred(request);
+      } else {
+        response = router_.handle(request);
+      }
       const bool keep_alive = msg.keep_alive() && !stopping_;
       const bool ok_write = co_await write(c, response, keep_alive, msg.version());
       const auto elapsed =
@@ -316,6 +321,22 @@ class BeastServer final : public HttpsServer {
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
+  }
+
+  // The coroutine suspends until the router answers (a token: once its record has committed),
+  // leaving the thread to other connections, whose tokens then share that commit.
+  asio::awaitable<Response> handle_deferred(const Request& request) {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Response)>(
+        [this, &request](auto handler) {
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          router_.handle_async(request, [shared](Response response) {
+            const auto executor = asio::get_associated_executor(*shared);
+            asio::post(executor, [shared, response = std::move(response)]() mutable {
+              std::move (*shared)(std::move(response));
+            });
+          });
+        },
+        asio::use_awaitable);
   }
 
   asio::awaitable<bool> write(Connection& c, Response& response, bool keep_alive,
