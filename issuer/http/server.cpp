@@ -45,28 +45,37 @@ struct Connection : std::enable_shared_from_this<Connection> {
       : stream(std::move(socket), ssl), timer(stream.get_executor()) {}
   Stream stream;
   asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();  ///< max: disarmed
   std::uint64_t timer_generation = 0;
+  bool timer_waiting = false;
   bool timed_out = false;
   bool idle = false;  ///< waiting for the first byte of a request
 
   // Cancels the socket's operations when `after` passes, leaving the socket open so that a 408
-  // can still be written.
+  // can still be written. Arming and disarming only move the deadline: the timer stays waiting
+  // and, when it fires early, waits again for the current deadline. Re-arming the timer itself
+  // twice per request (read, write) cost a cancelled wait and its handler each time.
   void arm(std::chrono::milliseconds after) {
     timed_out = false;
+    deadline = Clock::now() + after;
+    if (!timer_waiting || deadline < timer.expiry()) wait();
+  }
+  void disarm() { deadline = Clock::time_point::max(); }
+  void wait() {
+    timer_waiting = true;
     const auto generation = ++timer_generation;
-    timer.expires_after(after);
+    timer.expires_at(deadline);
     // weak: a wait that already fired may run after the connection ended.
     timer.async_wait([self = weak_from_this(), generation](error_code ec) {
       auto c = self.lock();
-      if (ec || !c || generation != c->timer_generation) return;
+      if (!c || generation != c->timer_generation) return;  // a later wait replaced this one
+      c->timer_waiting = false;
+      if (ec || c->deadline == Clock::time_point::max()) return;
+      if (Clock::now() < c->deadline) return c->wait();
       c->timed_out = true;
       error_code ignored;
       c->stream.next_layer().cancel(ignored);
     });
-  }
-  void disarm() {
-    ++timer_generation;
-    timer.cancel();
   }
 };
 
