@@ -58,31 +58,6 @@ std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
   return json::serialize(a);
 }
 
-// ---- IssuerSigner ------------------------------------------------------------------------------
-
-Result<IssuerSigner> IssuerSigner::current(const SigningKeys& keys) {
-  std::shared_ptr<EVP_PKEY> key = keys.current_key();
-  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
-  WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(key.get(), keys.current_kid()));
-  jwk.set_alg(token::Alg::kEs256);
-  std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!init || EVP_DigestSignInit(init.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
-                                  key.get()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSignInit"));
-  return IssuerSigner(std::move(key), std::move(init), std::move(jwk));
-}
-
-Result<Bytes> IssuerSigner::sign(ByteSpan signing_input) {
-  ossl::MdCtx md(EVP_MD_CTX_new());
-  if (!md || EVP_MD_CTX_copy_ex(md.get(), init_.get()) != 1)
-    return fail(ossl::error("issuer signer: EVP_MD_CTX_copy_ex"));
-  std::array<unsigned char, 80> der{};  // a P-256 ECDSA-Sig-Value is at most 72 bytes
-  std::size_t len = der.size();
-  if (EVP_DigestSign(md.get(), der.data(), &len, signing_input.data(), signing_input.size()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSign"));
-  return ossl::ecdsa_der_to_raw(ByteSpan(der.data(), len), 32);
-}
-
 // ---- construction ------------------------------------------------------------------------------
 
 Result<std::unique_ptr<IssuerService>> IssuerService::create(Options options) {
@@ -180,14 +155,16 @@ Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
   return policy_;
 }
 
-Result<std::shared_ptr<IssuerSigner>> Service::signer() {
+Result<std::shared_ptr<token::EcSigner>> Service::signer() {
   std::string kid = options_.keys->current_kid();
   std::lock_guard lock(signer_mu_);
   if (signer_ && signer_kid_ == kid) return signer_;
-  WARDEN_ASSIGN(fresh, IssuerSigner::current(*options_.keys));
-  // current() read the key after current_kid(): take its kid, not the one read above.
+  std::shared_ptr<EVP_PKEY> key = options_.keys->current_key();
+  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
+  // The key was read after the kid above: take the kid as of now, not the one read above.
+  WARDEN_ASSIGN(fresh, token::EcSigner::from_key(std::move(key), options_.keys->current_kid()));
   signer_kid_ = fresh.public_jwk().kid();
-  signer_ = std::make_shared<IssuerSigner>(std::move(fresh));
+  signer_ = std::make_shared<token::EcSigner>(std::move(fresh));
   return signer_;
 }
 
