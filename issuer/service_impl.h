@@ -101,8 +101,7 @@ class Service final : public IssuerService {
     TokenRecord record;
     AuditRecord audit;
   };
-  Result<TokenIssue> mint_token(const protocol::TokenRequest& request,
-                                const RequestTarget& target);
+  Result<TokenIssue> mint_token(const protocol::TokenRequest& request, const RequestTarget& target);
   /// Flips the status bit of every live token of `device_id`; returns how many.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
   Result<bool> revoke_token(const TokenRecord& token);

@@ -1,9 +1,9 @@
 #include "attest/token/signer.h"
 
+#include <array>
+
 #include <openssl/core_names.h>
 #include <openssl/pem.h>
-
-#include <array>
 
 #include "platform/base/secret.h"
 

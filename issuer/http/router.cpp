@@ -341,20 +341,19 @@ bool Router::deferred(const Request& request) {
 }
 
 void Router::handle_async(const Request& request, std::function<void(Response)> done) {
-  const std::string_view media = std::string_view(request.content_type)
-                                     .substr(0, request.content_type.find(';'));
+  const std::string_view media =
+      std::string_view(request.content_type).substr(0, request.content_type.find(';'));
   Result<protocol::TokenRequest> req = fail(ErrorCode::kMalformed, "not a token request");
   if (deferred(request) && media == protocol::kContentType && !request.host.empty())
     req = protocol::decode_token_request(request.body);
   // Anything handle() refuses before calling the service, it refuses here too.
   if (!req) return done(handle(request));
-  const RequestTarget proof_target{request.method,
-                                   "https://" + request.host + std::string(strip_query(request.target))};
-  service_.token_async(*req, proof_target,
-                       [this, target = request.target,
-                        done = std::move(done)](Result<protocol::TokenResponse> result) {
-                         done(token_reply(target, result));
-                       });
+  const RequestTarget proof_target{
+      request.method, "https://" + request.host + std::string(strip_query(request.target))};
+  service_.token_async(
+      *req, proof_target,
+      [this, target = request.target, done = std::move(done)](
+          Result<protocol::TokenResponse> result) { done(token_reply(target, result)); });
 }
 
 Response Router::admin(const Request& request, std::string_view path, std::string_view query) {

@@ -341,7 +341,8 @@ class BeastServer final : public HttpsServer {
           router_.handle_async(request, [shared](Response response) {
             const auto executor = asio::get_associated_executor(*shared);
             asio::post(executor, [shared, response = std::move(response)]() mutable {
-              std::move (*shared)(std::move(response));
+              auto resume = std::move(*shared);
+              resume(std::move(response));
             });
           });
         },
