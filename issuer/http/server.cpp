@@ -1,8 +1,5 @@
 #include "issuer/http/server.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -20,6 +17,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include "issuer/http/router.h"
@@ -30,8 +29,8 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using boost::system::error_code;
 using asio::ip::tcp;
+using boost::system::error_code;
 using Stream = asio::ssl::stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
@@ -81,8 +80,8 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
 std::string subject_cn(X509* cert) {
   char buf[256] = {};
-  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf,
-                                          sizeof(buf));
+  const int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof(buf));
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("client-cert");
 }
 
@@ -153,6 +152,9 @@ class BeastServer final : public HttpsServer {
     while (live_.load() > 0 && Clock::now() < hard) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    // A request waiting for its token's commit is answered through io_ by the store's thread:
+    // io_ must outlive that callback, which always comes (the store completes every record).
+    while (deferred_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     io_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -255,8 +257,8 @@ class BeastServer final : public HttpsServer {
     for (;;) {
       if (stopping_) break;
       bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
-      parser.header_limit(static_cast<std::uint32_t>(
-          std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
+      parser.header_limit(
+          static_cast<std::uint32_t>(std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
       parser.body_limit(limits_.max_body_bytes);
       c.idle = buffer.size() == 0;
       c.arm(timeout);
@@ -283,7 +285,8 @@ class BeastServer final : public HttpsServer {
         if (ec == bhttp::error::header_limit) {
           co_await refuse(c, target, 431, ErrorCode::kLimitExceeded,
                           "header_too_large: the request header exceeds limits.max_header_bytes "
-                          "= " + std::to_string(limits_.max_header_bytes) + " bytes");
+                          "= " +
+                              std::to_string(limits_.max_header_bytes) + " bytes");
         } else if (ec == bhttp::error::body_limit) {
           co_await refuse(c, target, 413, ErrorCode::kLimitExceeded,
                           "body_too_large: the request body exceeds limits.max_body_bytes = " +
@@ -324,9 +327,10 @@ class BeastServer final : public HttpsServer {
       const auto elapsed =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
       metrics_.request(response.route, response.status, elapsed);
-      const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
-      spdlog::debug("https: {} {} {} {}B in, {}B out, {} us", request.method, path,
-                    response.status, request.body.size(), response.body.size(), elapsed.count());
+      const std::string_view path =
+          std::string_view(request.target).substr(0, request.target.find('?'));
+      spdlog::debug("https: {} {} {} {}B in, {}B out, {} us", request.method, path, response.status,
+                    request.body.size(), response.body.size(), elapsed.count());
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
@@ -338,12 +342,18 @@ class BeastServer final : public HttpsServer {
     return asio::async_initiate<decltype(asio::use_awaitable), void(Response)>(
         [this, &request](auto handler) {
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          router_.handle_async(request, [shared](Response response) {
-            const auto executor = asio::get_associated_executor(*shared);
-            asio::post(executor, [shared, response = std::move(response)]() mutable {
-              auto resume = std::move(*shared);
-              resume(std::move(response));
-            });
+          ++deferred_;
+          router_.handle_async(request, [this, shared](Response response) mutable {
+            // Only the posted handler keeps the coroutine once deferred_ drops: stop() may then
+            // destroy io_, and with it that handler.
+            auto mine = std::move(shared);
+            const auto executor = asio::get_associated_executor(*mine);
+            asio::post(executor,
+                       [mine = std::move(mine), response = std::move(response)]() mutable {
+                         auto resume = std::move(*mine);
+                         resume(std::move(response));
+                       });
+            --deferred_;
           });
         },
         asio::use_awaitable);
@@ -370,12 +380,12 @@ class BeastServer final : public HttpsServer {
   asio::awaitable<void> refuse(Connection& c, std::string_view target, unsigned status,
                                ErrorCode code, std::string reason) {
     spdlog::warn("https: {} {}", status, reason);
-    Response response = error_response(target.empty() ? "/" : target, status, to_string(code),
-                                       reason);
+    Response response =
+        error_response(target.empty() ? "/" : target, status, to_string(code), reason);
     const auto started = Clock::now();
     co_await write(c, response, false, 11);
-    metrics_.request("refused", status, std::chrono::duration_cast<std::chrono::microseconds>(
-                                            Clock::now() - started));
+    metrics_.request("refused", status,
+                     std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
     error_code ignored;
     c.stream.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
     c.arm(kLinger);
@@ -410,9 +420,10 @@ class BeastServer final : public HttpsServer {
   std::uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::size_t> active_{0};  // connections counted against max_connections
-  std::atomic<std::size_t> live_{0};    // every open connection, refused ones too
-  std::mutex connections_mutex_;        // guards connections_
+  std::atomic<std::size_t> active_{0};    // connections counted against max_connections
+  std::atomic<std::size_t> live_{0};      // every open connection, refused ones too
+  std::atomic<std::size_t> deferred_{0};  // requests whose answer the service has yet to give
+  std::mutex connections_mutex_;          // guards connections_
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 };
 
@@ -431,15 +442,15 @@ Result<asio::ssl::context> make_tls_context(const IssuerConfig::Tls& tls) {
   asio::ssl::context ssl(asio::ssl::context::tls_server);
   SSL_CTX* ctx = ssl.native_handle();
   SSL_CTX_set_min_proto_version(ctx, tls.min_version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
     return fail(ossl::error("tls: cipher list"));
   }
   if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
-    return fail(ossl::error("tls.cert_file: cannot load a PEM certificate chain from " +
-                                tls.cert_file,
-                            ErrorCode::kInvalidArgument));
+    return fail(
+        ossl::error("tls.cert_file: cannot load a PEM certificate chain from " + tls.cert_file,
+                    ErrorCode::kInvalidArgument));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     return fail(ossl::error("tls.key_file: cannot load a PEM private key from " + tls.key_file,
