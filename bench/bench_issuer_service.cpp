@@ -344,8 +344,16 @@ int run(int seconds, int clients, int evidence, const std::string& backend, std:
   std::printf("%-8s %10s %8s %10s %10s %10s %12s %9s\n", "workload", "body", "done", "per s",
               "p50 ms", "p99 ms", "CPU us/req", "failures");
   const auto ca = dir.path() / "pki/ca.crt";
+  const auto before = (*store)->issue_commit_stats();
   print("token", tokens.front().size(),
         drive(port, ca, "/v1/token", tokens, clients, std::chrono::seconds(seconds)));
+  const auto after = (*store)->issue_commit_stats();
+  if (after.commits > before.commits) {
+    std::printf("token group commit: %.2f records per commit (%llu commits)\n",
+                static_cast<double>(after.records - before.records) /
+                    static_cast<double>(after.commits - before.commits),
+                static_cast<unsigned long long>(after.commits - before.commits));
+  }
   print("attest", attests.front().size(),
         drive(port, ca, "/v1/attest", attests, clients, std::chrono::seconds(seconds)));
   (*server)->stop();

@@ -58,31 +58,6 @@ std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
   return json::serialize(a);
 }
 
-// ---- IssuerSigner ------------------------------------------------------------------------------
-
-Result<IssuerSigner> IssuerSigner::current(const SigningKeys& keys) {
-  std::shared_ptr<EVP_PKEY> key = keys.current_key();
-  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
-  WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(key.get(), keys.current_kid()));
-  jwk.set_alg(token::Alg::kEs256);
-  std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!init || EVP_DigestSignInit(init.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
-                                  key.get()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSignInit"));
-  return IssuerSigner(std::move(key), std::move(init), std::move(jwk));
-}
-
-Result<Bytes> IssuerSigner::sign(ByteSpan signing_input) {
-  ossl::MdCtx md(EVP_MD_CTX_new());
-  if (!md || EVP_MD_CTX_copy_ex(md.get(), init_.get()) != 1)
-    return fail(ossl::error("issuer signer: EVP_MD_CTX_copy_ex"));
-  std::array<unsigned char, 80> der{};  // a P-256 ECDSA-Sig-Value is at most 72 bytes
-  std::size_t len = der.size();
-  if (EVP_DigestSign(md.get(), der.data(), &len, signing_input.data(), signing_input.size()) != 1)
-    return fail(ossl::error("issuer signer: EVP_DigestSign"));
-  return ossl::ecdsa_der_to_raw(ByteSpan(der.data(), len), 32);
-}
-
 // ---- construction ------------------------------------------------------------------------------
 
 Result<std::unique_ptr<IssuerService>> IssuerService::create(Options options) {
@@ -180,14 +155,16 @@ Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
   return policy_;
 }
 
-Result<std::shared_ptr<IssuerSigner>> Service::signer() {
+Result<std::shared_ptr<token::EcSigner>> Service::signer() {
   std::string kid = options_.keys->current_kid();
   std::lock_guard lock(signer_mu_);
   if (signer_ && signer_kid_ == kid) return signer_;
-  WARDEN_ASSIGN(fresh, IssuerSigner::current(*options_.keys));
-  // current() read the key after current_kid(): take its kid, not the one read above.
+  std::shared_ptr<EVP_PKEY> key = options_.keys->current_key();
+  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
+  // The key was read after the kid above: take the kid as of now, not the one read above.
+  WARDEN_ASSIGN(fresh, token::EcSigner::from_key(std::move(key), options_.keys->current_kid()));
   signer_kid_ = fresh.public_jwk().kid();
-  signer_ = std::make_shared<IssuerSigner>(std::move(fresh));
+  signer_ = std::make_shared<token::EcSigner>(std::move(fresh));
   return signer_;
 }
 
@@ -382,6 +359,25 @@ Result<protocol::ChallengeResponse> Service::challenge(const protocol::Challenge
 
 Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& request,
                                                const RequestTarget& target) {
+  WARDEN_ASSIGN(issue, mint_token(request, target));
+  WARDEN_TRY_STATUS(options_.store->record_token_issue(issue.record, issue.audit));
+  return std::move(issue.response);
+}
+
+void Service::token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                          std::function<void(Result<protocol::TokenResponse>)> done) {
+  auto issue = mint_token(request, target);
+  if (!issue) return done(fail(std::move(issue).error()));
+  options_.store->record_token_issue_async(
+      std::move(issue->record), std::move(issue->audit),
+      [response = std::move(issue->response), done = std::move(done)](Status recorded) mutable {
+        if (!recorded) return done(fail(std::move(recorded).error()));
+        done(std::move(response));
+      });
+}
+
+Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& request,
+                                                const RequestTarget& target) {
   const std::int64_t t = now();
   auto verified = verified_device_token(request.device_token, t);
   if (!verified) return fail(std::move(verified).error().context("token: device token"));
@@ -468,14 +464,13 @@ Result<protocol::TokenResponse> Service::token(const protocol::TokenRequest& req
   why["jti"] = *c.jti;
   why["audience"] = request.audience;
   why["status_index"] = index;
-  WARDEN_TRY_STATUS(options_.store->record_token_issue(
-      {*c.jti, device_id, list_id, index, t, *c.exp, false},
-      {0, t, device_id, "token", "accept", "", policy->reference.version,
-       json::serialize(boost::json::array{why})}));
   out.jti = *c.jti;
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
   out.status_index = index;
-  return out;
+  return TokenIssue{std::move(out),
+                    {*c.jti, device_id, list_id, index, t, *c.exp, false},
+                    {0, t, device_id, "token", "accept", "", policy->reference.version,
+                     json::serialize(boost::json::array{why})}};
 }
 
 Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {

@@ -12,6 +12,7 @@
 // reason (HTTP 200), so agents can show why.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -68,6 +69,13 @@ class IssuerService {
   /// `target` is what the proof's htm/htu must name.
   virtual Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
                                                 const RequestTarget& target) = 0;
+  /// token() without blocking the caller while the token's record commits: `done` receives the
+  /// result once the record is durable (or the error), possibly on another thread and possibly
+  /// inside this call. The default calls token() and then `done`.
+  virtual void token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                           std::function<void(Result<protocol::TokenResponse>)> done) {
+    done(token(request, target));
+  }
   virtual Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) = 0;
 
   // ---- Public ---------------------------------------------------------------------------------

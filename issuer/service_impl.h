@@ -34,24 +34,6 @@ struct ActivePolicy {
   WorkloadPolicy workload;
 };
 
-/// Signs with the issuer's current ES256 key (an EVP_PKEY held by SigningKeys).
-class IssuerSigner final : public token::Signer {
- public:
-  static Result<IssuerSigner> current(const SigningKeys& keys);
-  [[nodiscard]] token::Alg alg() const override { return token::Alg::kEs256; }
-  [[nodiscard]] const token::Jwk& public_jwk() const override { return public_; }
-  Result<Bytes> sign(ByteSpan signing_input) override;
-
- private:
-  IssuerSigner(std::shared_ptr<EVP_PKEY> key, std::shared_ptr<EVP_MD_CTX> init, token::Jwk pub)
-      : key_(std::move(key)), init_(std::move(init)), public_(std::move(pub)) {}
-  std::shared_ptr<EVP_PKEY> key_;
-  /// Initialised for signing once; each signature works on a copy (EVP_DigestSignInit looks the
-  /// signature implementation up again on every call).
-  std::shared_ptr<EVP_MD_CTX> init_;
-  token::Jwk public_;
-};
-
 /// reasons -> JSON array text [{"code","subject","expected","found"}].
 std::string reasons_to_json(const std::vector<protocol::Reason>& reasons);
 
@@ -70,6 +52,8 @@ class Service final : public IssuerService {
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) override;
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
                                         const RequestTarget& target) override;
+  void token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                   std::function<void(Result<protocol::TokenResponse>)> done) override;
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) override;
 
   Result<std::string> jwks_json() override;
@@ -92,7 +76,7 @@ class Service final : public IssuerService {
   /// and at most kPolicyTtl after the last read (another replica put one).
   Result<std::shared_ptr<const ActivePolicy>> active_policy();
   /// The signer of the current key, rebuilt only when the current kid changes.
-  Result<std::shared_ptr<IssuerSigner>> signer();
+  Result<std::shared_ptr<token::EcSigner>> signer();
   /// What the token path needs of a device, cached per device for at most kDeviceTtl (other
   /// replicas' revocations and attestations); this process's own writes evict it at once.
   struct DeviceGate {
@@ -111,6 +95,13 @@ class Service final : public IssuerService {
   /// `reload` (a token did not verify against the cached set).
   Result<std::shared_ptr<const token::KeySet>> published_keys(bool reload = false);
   [[nodiscard]] std::string status_uri(std::string_view list_id) const;
+  /// A minted workload token and the records that must commit before it is answered.
+  struct TokenIssue {
+    protocol::TokenResponse response;
+    TokenRecord record;
+    AuditRecord audit;
+  };
+  Result<TokenIssue> mint_token(const protocol::TokenRequest& request, const RequestTarget& target);
   /// Flips the status bit of every live token of `device_id`; returns how many.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
   Result<bool> revoke_token(const TokenRecord& token);
@@ -137,7 +128,7 @@ class Service final : public IssuerService {
   std::uint64_t policy_epoch_ = 0;  // bumped by this process's puts
 
   std::mutex signer_mu_;  // guards signer_ and signer_kid_
-  std::shared_ptr<IssuerSigner> signer_;
+  std::shared_ptr<token::EcSigner> signer_;
   std::string signer_kid_;
 
   static constexpr auto kDeviceTtl = std::chrono::seconds(1);

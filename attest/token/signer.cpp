@@ -1,5 +1,7 @@
 #include "attest/token/signer.h"
 
+#include <array>
+
 #include <openssl/core_names.h>
 #include <openssl/pem.h>
 
@@ -7,7 +9,8 @@
 
 namespace warden::token {
 
-Result<EcSigner> EcSigner::wrap(ossl::PKey key, std::string kid) {
+Result<EcSigner> EcSigner::wrap(std::shared_ptr<EVP_PKEY> key, std::string kid) {
+  if (!key) return fail(ErrorCode::kInvalidArgument, "signer: expected a key, found none");
   auto pub = Jwk::from_pkey(key.get());
   if (!pub) return fail(pub.error());
   if (pub->kty() != "EC" || pub->crv() != "P-256") {
@@ -16,7 +19,15 @@ Result<EcSigner> EcSigner::wrap(ossl::PKey key, std::string kid) {
   }
   pub->set_kid(kid.empty() ? pub->thumbprint() : std::move(kid));
   pub->set_alg(Alg::kEs256);
-  return EcSigner(std::move(key), std::move(*pub));
+  std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!init || EVP_DigestSignInit(init.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
+                                  key.get()) != 1)
+    return fail(ossl::error("signer: EVP_DigestSignInit"));
+  return EcSigner(std::move(key), std::move(init), std::move(*pub));
+}
+
+Result<EcSigner> EcSigner::from_key(std::shared_ptr<EVP_PKEY> key, std::string kid) {
+  return wrap(std::move(key), std::move(kid));
 }
 
 Result<EcSigner> EcSigner::generate(Random& random, std::string kid) {
@@ -58,31 +69,25 @@ Result<EcSigner> EcSigner::generate(Random& random, std::string kid) {
     return fail(ossl::error("signer: build key"));
   }
   BN_clear(d.get());
-  return wrap(ossl::PKey(raw), std::move(kid));
+  return wrap(std::shared_ptr<EVP_PKEY>(raw, EVP_PKEY_free), std::move(kid));
 }
 
 Result<EcSigner> EcSigner::from_pem(std::string_view pem, std::string kid) {
   auto key = ossl::private_key_from_pem(pem);
   if (!key) return fail(key.error().context("signer"));
-  return wrap(std::move(*key), std::move(kid));
+  return wrap(std::shared_ptr<EVP_PKEY>(std::move(*key)), std::move(kid));
 }
 
 Result<Bytes> EcSigner::sign(ByteSpan signing_input) {
-  ossl::MdCtx ctx(EVP_MD_CTX_new());
-  std::size_t len = 0;
-  if (!ctx ||
-      EVP_DigestSignInit(ctx.get(), nullptr, ossl::evp_md(ossl::Hash::kSha256), nullptr,
-                         key_.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len, signing_input.data(), signing_input.size()) != 1) {
+  ossl::MdCtx md(EVP_MD_CTX_new());
+  if (!md || EVP_MD_CTX_copy_ex(md.get(), init_.get()) != 1)
+    return fail(ossl::error("signer: EVP_MD_CTX_copy_ex"));
+  // One call with a buffer of the maximum size: asking for the length first hashes twice.
+  std::array<unsigned char, 80> der{};  // a P-256 ECDSA-Sig-Value is at most 72 bytes
+  std::size_t len = der.size();
+  if (EVP_DigestSign(md.get(), der.data(), &len, signing_input.data(), signing_input.size()) != 1)
     return fail(ossl::error("signer: sign"));
-  }
-  Bytes der(len);
-  if (EVP_DigestSign(ctx.get(), der.data(), &len, signing_input.data(), signing_input.size()) !=
-      1) {
-    return fail(ossl::error("signer: sign"));
-  }
-  der.resize(len);
-  return ossl::ecdsa_der_to_raw(der, 32);
+  return ossl::ecdsa_der_to_raw(ByteSpan(der.data(), len), 32);
 }
 
 Result<std::string> EcSigner::private_key_pem() const {

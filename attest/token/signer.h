@@ -3,6 +3,7 @@
 // The signing side of every Warden token: an interface the TPM binding key and the agent's
 // session keys implement, and a software EC P-256 key for the issuer and tests.
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,8 @@ class EcSigner final : public Signer {
   static Result<EcSigner> generate(Random& random, std::string kid = {});
   /// A P-256 private key from PEM (PKCS#8 or SEC1).
   static Result<EcSigner> from_pem(std::string_view pem, std::string kid = {});
+  /// A P-256 private key held elsewhere too (the issuer's SigningKeys); the signer shares it.
+  static Result<EcSigner> from_key(std::shared_ptr<EVP_PKEY> key, std::string kid = {});
 
   [[nodiscard]] Alg alg() const override { return Alg::kEs256; }
   [[nodiscard]] const Jwk& public_jwk() const override { return public_; }
@@ -42,9 +45,14 @@ class EcSigner final : public Signer {
   [[nodiscard]] Result<std::string> private_key_pem() const;
 
  private:
-  EcSigner(ossl::PKey key, Jwk pub) : key_(std::move(key)), public_(std::move(pub)) {}
-  static Result<EcSigner> wrap(ossl::PKey key, std::string kid);
-  ossl::PKey key_;
+  EcSigner(std::shared_ptr<EVP_PKEY> key, std::shared_ptr<EVP_MD_CTX> init, Jwk pub)
+      : key_(std::move(key)), init_(std::move(init)), public_(std::move(pub)) {}
+  static Result<EcSigner> wrap(std::shared_ptr<EVP_PKEY> key, std::string kid);
+  std::shared_ptr<EVP_PKEY> key_;
+  /// Initialised for signing once; each signature works on a copy: EVP_DigestSignInit looks the
+  /// implementation up again on every call (~7-9 us), copying an initialised context ~0.5 us.
+  /// Copies of the signer share it; it is only read.
+  std::shared_ptr<EVP_MD_CTX> init_;
   Jwk public_;
 };
 

@@ -321,13 +321,39 @@ Response Router::agent(const Request& request, std::string_view path) {
     }
     // RFC 9449: htu is the URI without query and fragment.
     const RequestTarget proof_target{request.method, "https://" + request.host + std::string(path)};
-    auto res = service_.token(*req, proof_target);
-    if (res) metrics_.token_issued();
-    return reply(res);
+    return token_reply(target, service_.token(*req, proof_target));
   }
   auto req = protocol::decode_revoke_request(body);
   if (!req) return decode_failed(req.error());
   return reply(service_.revoke(*req));
+}
+
+Response Router::token_reply(std::string_view target,
+                             const Result<protocol::TokenResponse>& result) {
+  if (result) metrics_.token_issued();
+  Response r = result ? cbor_ok(protocol::encode(*result)) : service_error(target, result.error());
+  r.route = "/v1/token";
+  return r;
+}
+
+bool Router::deferred(const Request& request) {
+  return request.method == "POST" && strip_query(request.target) == "/v1/token";
+}
+
+void Router::handle_async(const Request& request, std::function<void(Response)> done) {
+  const std::string_view media =
+      std::string_view(request.content_type).substr(0, request.content_type.find(';'));
+  Result<protocol::TokenRequest> req = fail(ErrorCode::kMalformed, "not a token request");
+  if (deferred(request) && media == protocol::kContentType && !request.host.empty())
+    req = protocol::decode_token_request(request.body);
+  // Anything handle() refuses before calling the service, it refuses here too.
+  if (!req) return done(handle(request));
+  const RequestTarget proof_target{
+      request.method, "https://" + request.host + std::string(strip_query(request.target))};
+  service_.token_async(
+      *req, proof_target,
+      [this, target = request.target, done = std::move(done)](
+          Result<protocol::TokenResponse> result) { done(token_reply(target, result)); });
 }
 
 Response Router::admin(const Request& request, std::string_view path, std::string_view query) {

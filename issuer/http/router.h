@@ -3,6 +3,7 @@
 // benchmarked alone. Agent routes speak CBOR (errors as protocol::ErrorResponse), admin routes
 // JSON ({"error": code, "reason": ...}), public routes JSON, JWT or text.
 
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -57,10 +58,17 @@ class Router {
   Router(IssuerService& service, Metrics& metrics, RouterOptions options)
       : service_(service), metrics_(metrics), options_(options) {}
   Response handle(const Request& request);
+  /// Requests that handle_async answers without holding the caller's thread while the service
+  /// waits (POST /v1/token: the token's record commits in a later group commit).
+  static bool deferred(const Request& request);
+  /// handle() for a deferred request: `done` receives the response, possibly on another thread
+  /// and possibly inside this call.
+  void handle_async(const Request& request, std::function<void(Response)> done);
 
  private:
   Response agent(const Request& request, std::string_view path);
   Response admin(const Request& request, std::string_view path, std::string_view query);
+  Response token_reply(std::string_view target, const Result<protocol::TokenResponse>& result);
 
   IssuerService& service_;
   Metrics& metrics_;

@@ -1,8 +1,5 @@
 #include "issuer/http/server.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -20,6 +17,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include "issuer/http/router.h"
@@ -30,8 +29,8 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using boost::system::error_code;
 using asio::ip::tcp;
+using boost::system::error_code;
 using Stream = asio::ssl::stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
@@ -45,35 +44,44 @@ struct Connection : std::enable_shared_from_this<Connection> {
       : stream(std::move(socket), ssl), timer(stream.get_executor()) {}
   Stream stream;
   asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();  ///< max: disarmed
   std::uint64_t timer_generation = 0;
+  bool timer_waiting = false;
   bool timed_out = false;
   bool idle = false;  ///< waiting for the first byte of a request
 
   // Cancels the socket's operations when `after` passes, leaving the socket open so that a 408
-  // can still be written.
+  // can still be written. Arming and disarming only move the deadline: the timer stays waiting
+  // and, when it fires early, waits again for the current deadline. Re-arming the timer itself
+  // twice per request (read, write) cost a cancelled wait and its handler each time.
   void arm(std::chrono::milliseconds after) {
     timed_out = false;
+    deadline = Clock::now() + after;
+    if (!timer_waiting || deadline < timer.expiry()) wait();
+  }
+  void disarm() { deadline = Clock::time_point::max(); }
+  void wait() {
+    timer_waiting = true;
     const auto generation = ++timer_generation;
-    timer.expires_after(after);
+    timer.expires_at(deadline);
     // weak: a wait that already fired may run after the connection ended.
     timer.async_wait([self = weak_from_this(), generation](error_code ec) {
       auto c = self.lock();
-      if (ec || !c || generation != c->timer_generation) return;
+      if (!c || generation != c->timer_generation) return;  // a later wait replaced this one
+      c->timer_waiting = false;
+      if (ec || c->deadline == Clock::time_point::max()) return;
+      if (Clock::now() < c->deadline) return c->wait();
       c->timed_out = true;
       error_code ignored;
       c->stream.next_layer().cancel(ignored);
     });
   }
-  void disarm() {
-    ++timer_generation;
-    timer.cancel();
-  }
 };
 
 std::string subject_cn(X509* cert) {
   char buf[256] = {};
-  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf,
-                                          sizeof(buf));
+  const int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof(buf));
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("client-cert");
 }
 
@@ -144,6 +152,9 @@ class BeastServer final : public HttpsServer {
     while (live_.load() > 0 && Clock::now() < hard) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    // A request waiting for its token's commit is answered through io_ by the store's thread:
+    // io_ must outlive that callback, which always comes (the store completes every record).
+    while (deferred_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     io_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -246,8 +257,8 @@ class BeastServer final : public HttpsServer {
     for (;;) {
       if (stopping_) break;
       bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
-      parser.header_limit(static_cast<std::uint32_t>(
-          std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
+      parser.header_limit(
+          static_cast<std::uint32_t>(std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
       parser.body_limit(limits_.max_body_bytes);
       c.idle = buffer.size() == 0;
       c.arm(timeout);
@@ -274,7 +285,8 @@ class BeastServer final : public HttpsServer {
         if (ec == bhttp::error::header_limit) {
           co_await refuse(c, target, 431, ErrorCode::kLimitExceeded,
                           "header_too_large: the request header exceeds limits.max_header_bytes "
-                          "= " + std::to_string(limits_.max_header_bytes) + " bytes");
+                          "= " +
+                              std::to_string(limits_.max_header_bytes) + " bytes");
         } else if (ec == bhttp::error::body_limit) {
           co_await refuse(c, target, 413, ErrorCode::kLimitExceeded,
                           "body_too_large: the request body exceeds limits.max_body_bytes = " +
@@ -304,18 +316,47 @@ class BeastServer final : public HttpsServer {
       request.content_type = std::string(msg[bhttp::field::content_type]);
       request.body = std::move(msg.body());
       request.peer = peer;
-      Response response = router_.handle(request);
+      Response response;
+      if (Router::deferred(request)) {
+        response = co_await handle_deferred(request);
+      } else {
+        response = router_.handle(request);
+      }
       const bool keep_alive = msg.keep_alive() && !stopping_;
       const bool ok_write = co_await write(c, response, keep_alive, msg.version());
       const auto elapsed =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
       metrics_.request(response.route, response.status, elapsed);
-      const std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
-      spdlog::debug("https: {} {} {} {}B in, {}B out, {} us", request.method, path,
-                    response.status, request.body.size(), response.body.size(), elapsed.count());
+      const std::string_view path =
+          std::string_view(request.target).substr(0, request.target.find('?'));
+      spdlog::debug("https: {} {} {} {}B in, {}B out, {} us", request.method, path, response.status,
+                    request.body.size(), response.body.size(), elapsed.count());
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
+  }
+
+  // The coroutine suspends until the router answers (a token: once its record has committed),
+  // leaving the thread to other connections, whose tokens then share that commit.
+  asio::awaitable<Response> handle_deferred(const Request& request) {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Response)>(
+        [this, &request](auto handler) {
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          ++deferred_;
+          router_.handle_async(request, [this, shared](Response response) mutable {
+            // Only the posted handler keeps the coroutine once deferred_ drops: stop() may then
+            // destroy io_, and with it that handler.
+            auto mine = std::move(shared);
+            const auto executor = asio::get_associated_executor(*mine);
+            asio::post(executor,
+                       [mine = std::move(mine), response = std::move(response)]() mutable {
+                         auto resume = std::move(*mine);
+                         resume(std::move(response));
+                       });
+            --deferred_;
+          });
+        },
+        asio::use_awaitable);
   }
 
   asio::awaitable<bool> write(Connection& c, Response& response, bool keep_alive,
@@ -339,12 +380,12 @@ class BeastServer final : public HttpsServer {
   asio::awaitable<void> refuse(Connection& c, std::string_view target, unsigned status,
                                ErrorCode code, std::string reason) {
     spdlog::warn("https: {} {}", status, reason);
-    Response response = error_response(target.empty() ? "/" : target, status, to_string(code),
-                                       reason);
+    Response response =
+        error_response(target.empty() ? "/" : target, status, to_string(code), reason);
     const auto started = Clock::now();
     co_await write(c, response, false, 11);
-    metrics_.request("refused", status, std::chrono::duration_cast<std::chrono::microseconds>(
-                                            Clock::now() - started));
+    metrics_.request("refused", status,
+                     std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
     error_code ignored;
     c.stream.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
     c.arm(kLinger);
@@ -379,9 +420,10 @@ class BeastServer final : public HttpsServer {
   std::uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::size_t> active_{0};  // connections counted against max_connections
-  std::atomic<std::size_t> live_{0};    // every open connection, refused ones too
-  std::mutex connections_mutex_;        // guards connections_
+  std::atomic<std::size_t> active_{0};    // connections counted against max_connections
+  std::atomic<std::size_t> live_{0};      // every open connection, refused ones too
+  std::atomic<std::size_t> deferred_{0};  // requests whose answer the service has yet to give
+  std::mutex connections_mutex_;          // guards connections_
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 };
 
@@ -400,15 +442,15 @@ Result<asio::ssl::context> make_tls_context(const IssuerConfig::Tls& tls) {
   asio::ssl::context ssl(asio::ssl::context::tls_server);
   SSL_CTX* ctx = ssl.native_handle();
   SSL_CTX_set_min_proto_version(ctx, tls.min_version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
     return fail(ossl::error("tls: cipher list"));
   }
   if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
-    return fail(ossl::error("tls.cert_file: cannot load a PEM certificate chain from " +
-                                tls.cert_file,
-                            ErrorCode::kInvalidArgument));
+    return fail(
+        ossl::error("tls.cert_file: cannot load a PEM certificate chain from " + tls.cert_file,
+                    ErrorCode::kInvalidArgument));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     return fail(ossl::error("tls.key_file: cannot load a PEM private key from " + tls.key_file,

@@ -2,8 +2,11 @@
 // dialect differences (blob type, auto-increment keys, transaction start, append-only guards)
 // are resolved in the migration text and in begin().
 #include <array>
+#include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
+#include <thread>
 
 #include "issuer/store/sql.h"
 #include "issuer/store/store.h"
@@ -188,7 +191,19 @@ class SqlStore final : public Store {
   SqlStore(sql::Pool::Factory factory, std::size_t pool_size, std::string name, bool single_writer)
       : pool_(factory, pool_size),
         writer_(single_writer ? std::make_unique<sql::Pool>(std::move(factory), 1) : nullptr),
-        name_(std::move(name)) {}
+        name_(std::move(name)),
+        committer_([this] { commit_loop(); }) {}
+
+  ~SqlStore() override {
+    {
+      std::lock_guard lock(issue_mu_);
+      issue_stopping_ = true;
+    }
+    issue_cv_.notify_one();
+    committer_.join();  // after committing what was queued
+  }
+  SqlStore(const SqlStore&) = delete;
+  SqlStore& operator=(const SqlStore&) = delete;
 
   Status migrate() override {
     return transaction([&](sql::Connection& c) -> Status {
@@ -523,28 +538,30 @@ class SqlStore final : public Store {
     return list;
   }
 
-  // Group commit: concurrent callers' records go into one transaction. The first caller to find
-  // no commit running leads: it takes every record waiting (its own included), commits them
-  // together and wakes the others; each caller returns only once the transaction holding its
-  // records has committed. One commit (one WAL append and sync point, one PostgreSQL round trip
-  // to COMMIT) then serves several tokens.
+  // Group commit: token issues are queued and one commit thread writes them. Whenever it is
+  // free, it takes every record waiting and commits them in one transaction, then completes each
+  // caller; while it commits, new records queue for the next transaction. One commit (one WAL
+  // append and sync point, one PostgreSQL round trip to COMMIT) then serves every request that
+  // arrived meanwhile, and no server thread waits for it (record_token_issue_async).
   Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override {
-    PendingIssue mine{&t, &a, ok(), false};
-    std::unique_lock lock(issue_mu_);
-    issue_queue_.push_back(&mine);
-    for (;;) {
-      issue_cv_.wait(lock, [&] { return mine.done || !issue_leading_; });
-      if (mine.done) return std::move(mine.status);
-      issue_leading_ = true;
-      std::vector<PendingIssue*> batch;
-      batch.swap(issue_queue_);
-      lock.unlock();
-      commit_issues(batch);
-      lock.lock();
-      for (PendingIssue* p : batch) p->done = true;
-      issue_leading_ = false;
-      issue_cv_.notify_all();
+    std::promise<Status> outcome;
+    auto future = outcome.get_future();
+    record_token_issue_async(t, a, [&outcome](Status s) { outcome.set_value(std::move(s)); });
+    return future.get();
+  }
+
+  void record_token_issue_async(TokenRecord t, AuditRecord a,
+                                std::function<void(Status)> done) override {
+    {
+      std::lock_guard lock(issue_mu_);
+      issue_queue_.push_back({std::move(t), std::move(a), std::move(done)});
     }
+    issue_cv_.notify_one();
+  }
+
+  [[nodiscard]] IssueCommitStats issue_commit_stats() const override {
+    return {issue_commits_.load(std::memory_order_relaxed),
+            issue_records_.load(std::memory_order_relaxed)};
   }
 
   Status add_token(const TokenRecord& t) override {
@@ -687,26 +704,43 @@ class SqlStore final : public Store {
   }
 
   struct PendingIssue {
-    const TokenRecord* token;
-    const AuditRecord* audit;
-    Status status;
-    bool done;
+    TokenRecord token;
+    AuditRecord audit;
+    std::function<void(Status)> done;
   };
 
-  void commit_issues(const std::vector<PendingIssue*>& batch) {
+  void commit_loop() {
+    std::unique_lock lock(issue_mu_);
+    for (;;) {
+      issue_cv_.wait(lock, [&] { return !issue_queue_.empty() || issue_stopping_; });
+      if (issue_queue_.empty()) return;  // stopping, nothing left to commit
+      std::vector<PendingIssue> batch;
+      batch.swap(issue_queue_);
+      lock.unlock();
+      std::vector<Status> outcome = commit_issues(batch);
+      issue_commits_.fetch_add(1, std::memory_order_relaxed);
+      issue_records_.fetch_add(batch.size(), std::memory_order_relaxed);
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcome[i]));
+      lock.lock();
+    }
+  }
+
+  std::vector<Status> commit_issues(const std::vector<PendingIssue>& batch) {
+    std::vector<Status> outcome(batch.size(), ok());
     if (batch.size() > 1) {
       auto all = transaction([&](sql::Connection& c) -> Status {
-        for (const PendingIssue* p : batch)
-          WARDEN_TRY_STATUS(insert_issue_on(c, *p->token, *p->audit));
+        for (const PendingIssue& p : batch) WARDEN_TRY_STATUS(insert_issue_on(c, p.token, p.audit));
         return ok();
       });
-      if (all) return;  // every status is already ok()
+      if (all) return outcome;
       // A refused record (a duplicate jti) must not fail the others: each alone, as if unbatched.
     }
-    for (PendingIssue* p : batch) {
-      p->status = transaction(
-          [&](sql::Connection& c) -> Status { return insert_issue_on(c, *p->token, *p->audit); });
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      outcome[i] = transaction([&](sql::Connection& c) -> Status {
+        return insert_issue_on(c, batch[i].token, batch[i].audit);
+      });
     }
+    return outcome;
   }
 
   static Status insert_issue_on(sql::Connection& c, const TokenRecord& t, const AuditRecord& a) {
@@ -794,10 +828,13 @@ class SqlStore final : public Store {
   sql::Pool pool_;
   std::unique_ptr<sql::Pool> writer_;
   std::string name_;
-  std::mutex issue_mu_;
+  std::mutex issue_mu_;  // guards issue_queue_ and issue_stopping_
   std::condition_variable issue_cv_;
-  std::vector<PendingIssue*> issue_queue_;
-  bool issue_leading_ = false;
+  std::vector<PendingIssue> issue_queue_;
+  bool issue_stopping_ = false;
+  std::atomic<std::uint64_t> issue_commits_{0};
+  std::atomic<std::uint64_t> issue_records_{0};
+  std::thread committer_;  // last: started once every member above exists
 };
 
 }  // namespace

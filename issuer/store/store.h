@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -184,6 +185,20 @@ class Store {
   virtual Status add_token(const TokenRecord& token) = 0;
   /// add_token and append_audit in one transaction (one commit per issued token).
   virtual Status record_token_issue(const TokenRecord& token, const AuditRecord& audit) = 0;
+  /// record_token_issue without blocking the caller: `done` receives its outcome once the
+  /// transaction holding the records has committed (or failed), so that the caller can answer
+  /// only then. The SQL store calls `done` on its commit thread, never inside this call; the
+  /// default calls it inside, after the blocking record_token_issue.
+  virtual void record_token_issue_async(TokenRecord token, AuditRecord audit,
+                                        std::function<void(Status)> done) {
+    done(record_token_issue(token, audit));
+  }
+  /// Token-issue transactions committed and the records they held (group commit batching).
+  struct IssueCommitStats {
+    std::uint64_t commits = 0;
+    std::uint64_t records = 0;
+  };
+  [[nodiscard]] virtual IssueCommitStats issue_commit_stats() const { return {}; }
   virtual Result<TokenRecord> get_token(std::string_view jti) = 0;
   /// Tokens of `device_id` not revoked and not expired at `now`, oldest first.
   virtual Result<std::vector<TokenRecord>> live_tokens(std::string_view device_id,

@@ -15,7 +15,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
@@ -92,7 +91,7 @@ Result<Url> parse_url(std::string_view text) {
 
 namespace {
 
-using Stream = beast::ssl_stream<beast::tcp_stream>;
+using Stream = beast::ssl_stream<asio::ip::tcp::socket>;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -152,20 +151,34 @@ class BeastHttpsClient final : public HttpsClient {
   }
 
  private:
-  // Runs one asynchronous operation to completion on the private io_context.
+  // Runs one asynchronous operation to completion on the private io_context, for at most
+  // `timeout`: past it the socket is closed (the operation ends) and the result is a timeout.
+  // The deadline is the io_context's own wait (epoll_wait's timeout), not a timer: a timer costs
+  // a timerfd_settime syscall per arm and per cancel, several per request.
   template <class Initiate>
-  error_code run(Initiate&& initiate) {
+  error_code run(std::chrono::milliseconds timeout, Initiate&& initiate) {
     error_code result = asio::error::would_block;
-    initiate([&result](error_code ec, auto&&...) { result = ec; });
+    bool done = false;
+    initiate([&result, &done](error_code ec, auto&&...) {
+      result = ec;
+      done = true;
+    });
     io_.restart();
-    io_.run();
-    return result;
+    io_.run_for(timeout);
+    if (done) return result;
+    if (stream_) {
+      error_code ignored;
+      beast::get_lowest_layer(*stream_).close(ignored);
+    }
+    io_.restart();
+    io_.run();  // the cancelled operation completes
+    return beast::error::timeout;
   }
 
   Status connect() {
     asio::ip::tcp::resolver resolver(io_);
     asio::ip::tcp::resolver::results_type endpoints;
-    error_code ec = run([&](auto handler) {
+    error_code ec = run(options_.connect_timeout, [&](auto handler) {
       resolver.async_resolve(base_.host, std::to_string(base_.port),
                              [&endpoints, handler](error_code e, auto results) mutable {
                                endpoints = std::move(results);
@@ -186,17 +199,16 @@ class BeastHttpsClient final : public HttpsClient {
       SSL_set1_host(ssl, base_.host.c_str());
     }
     auto& tcp = beast::get_lowest_layer(*stream_);
-    tcp.expires_after(options_.connect_timeout);
-    ec = run([&](auto handler) { tcp.async_connect(endpoints, std::move(handler)); });
+    ec = run(options_.connect_timeout,
+             [&](auto handler) { asio::async_connect(tcp, endpoints, std::move(handler)); });
     if (ec) {
       stream_.reset();
       return fail(ec == beast::error::timeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
                   "https: connect to " + host_header_ + ": " + ec.message());
     }
     // Without this, Nagle and delayed ACKs stall multi-record request bodies by ~40 ms.
-    tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
-    tcp.expires_after(options_.connect_timeout);
-    ec = run([&](auto handler) {
+    tcp.set_option(asio::ip::tcp::no_delay(true), ec);
+    ec = run(options_.connect_timeout, [&](auto handler) {
       stream_->async_handshake(asio::ssl::stream_base::client, std::move(handler));
     });
     if (ec) {
@@ -216,22 +228,24 @@ class BeastHttpsClient final : public HttpsClient {
   Result<Response> exchange(http::request<http::vector_body<std::uint8_t>>& req) {
     response_started_ = false;
     if (!stream_) WARDEN_TRY_STATUS(connect());
-    auto& tcp = beast::get_lowest_layer(*stream_);
-    tcp.expires_after(options_.io_timeout);
-    error_code ec = run([&](auto handler) { http::async_write(*stream_, req, std::move(handler)); });
+    error_code ec = run(options_.io_timeout, [&](auto handler) {
+      http::async_write(*stream_, req, std::move(handler));
+    });
     if (ec) return io_failure("send", ec);
 
     http::response_parser<http::vector_body<std::uint8_t>> parser;
     parser.body_limit(options_.max_response_bytes);
     parser.header_limit(64 * 1024);
     buffer_.clear();
-    tcp.expires_after(options_.io_timeout);
-    ec = run([&](auto handler) { http::async_read_header(*stream_, buffer_, parser, std::move(handler)); });
+    ec = run(options_.io_timeout, [&](auto handler) {
+      http::async_read_header(*stream_, buffer_, parser, std::move(handler));
+    });
     if (ec) return io_failure("read response", ec);
     response_started_ = true;
     if (!parser.is_done()) {
-      tcp.expires_after(options_.io_timeout);
-      ec = run([&](auto handler) { http::async_read(*stream_, buffer_, parser, std::move(handler)); });
+      ec = run(options_.io_timeout, [&](auto handler) {
+        http::async_read(*stream_, buffer_, parser, std::move(handler));
+      });
       if (ec) return io_failure("read response", ec);
     }
     auto msg = parser.release();
@@ -268,8 +282,8 @@ class BeastHttpsClient final : public HttpsClient {
   void close() {
     if (!stream_) return;
     error_code ec;
-    beast::get_lowest_layer(*stream_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    beast::get_lowest_layer(*stream_).close();
+    beast::get_lowest_layer(*stream_).shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(*stream_).close(ec);
     stream_.reset();
   }
 

@@ -5,6 +5,9 @@
 
 #include <openssl/ssl.h>
 
+#include <atomic>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -67,6 +70,21 @@ class FakeService final : public IssuerService {
                                         const RequestTarget& target) override {
     last_target = target;
     return answer(protocol::TokenResponse{std::string("jwt"), "jti-1", 5, 6});
+  }
+  // hold_tokens: token_async keeps each request's completion, like a store whose commit is
+  // still running, until the test completes it.
+  bool hold_tokens = false;
+  std::mutex held_mu;
+  std::vector<std::function<void(Result<protocol::TokenResponse>)>> held;
+  void token_async(const protocol::TokenRequest& request, const RequestTarget& target,
+                   std::function<void(Result<protocol::TokenResponse>)> done) override {
+    if (!hold_tokens) return IssuerService::token_async(request, target, std::move(done));
+    std::lock_guard lock(held_mu);
+    held.push_back(std::move(done));
+  }
+  std::size_t held_count() {
+    std::lock_guard lock(held_mu);
+    return held.size();
   }
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest&) override {
     return answer(protocol::RevokeResponse{3});
@@ -558,6 +576,66 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   auto bad = c->request("GET", "/admin/v1/audit?since=yesterday", "", {});
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400U);
+}
+
+// A token waits for its record's commit without holding a server thread: with one thread, four
+// tokens wait at once and other requests are still served; each token is answered only when the
+// service completes it, with what it completed with.
+TEST_F(HttpsServerTest, TokensWaitForTheirCommitWithoutHoldingAThread) {
+  config_.listen.threads = 1;
+  service_.hold_tokens = true;
+  start();
+  protocol::TokenRequest token;
+  token.device_token = Bytes(10, 1);
+  token.proof = "a.b.c";
+  token.audience = "aud";
+  token.ttl = 60;
+  const Bytes body = protocol::encode(token);
+  constexpr std::size_t kClients = 4;
+  std::atomic<int> answered{0};
+  std::mutex mu;
+  std::vector<net::Response> responses;
+  std::vector<std::thread> clients;
+  for (std::size_t i = 0; i < kClients; ++i) {
+    clients.emplace_back([&] {
+      auto r = client()->request("POST", "/v1/token", protocol::kContentType, body);
+      ++answered;
+      ASSERT_TRUE(r) << r.error().message;
+      std::lock_guard lock(mu);
+      responses.push_back(std::move(*r));
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (service_.held_count() < kClients && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(service_.held_count(), kClients);
+  auto health = client()->request("GET", "/healthz", "", {});
+  ASSERT_TRUE(health) << health.error().message;
+  EXPECT_EQ(health->status, 200U);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(answered.load(), 0) << "a token was answered before the service completed it";
+
+  for (std::size_t i = 0; i + 1 < kClients; ++i) {
+    service_.held[i](protocol::TokenResponse{std::string("jwt"), "jti-" + std::to_string(i), 5, 6});
+  }
+  service_.held.back()(fail(ErrorCode::kAlreadyExists, "token jti-3 is already recorded"));
+  for (auto& t : clients) t.join();
+  ASSERT_EQ(responses.size(), kClients);
+  std::set<std::string> jtis;
+  int refused = 0;
+  for (const auto& r : responses) {
+    if (r.status == 200U) {
+      auto decoded = protocol::decode_token_response(r.body);
+      ASSERT_TRUE(decoded) << decoded.error().message;
+      jtis.insert(decoded->jti);
+    } else {
+      EXPECT_EQ(r.status, 409U);
+      EXPECT_EQ(cbor_error(r).code, to_string(ErrorCode::kAlreadyExists));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(jtis, (std::set<std::string>{"jti-0", "jti-1", "jti-2"}));
+  EXPECT_EQ(refused, 1);
 }
 
 TEST_F(HttpsServerTest, StopLetsInFlightRequestsFinish) {

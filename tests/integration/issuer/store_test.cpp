@@ -2,6 +2,8 @@
 #include "issuer/store/store.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -402,6 +404,70 @@ TYPED_TEST(StoreTest, ConcurrentTokenIssuesCommitBeforeReturningAndFailAlone) {
   EXPECT_EQ(duplicates.load(), kThreads * dups_each);
   EXPECT_EQ(accepted.load(), kThreads * (kEach - dups_each));
   // One audit record per accepted token (plus the first), none for a refused one.
+  auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 1000});
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_EQ(audit->size(), static_cast<std::size_t>(accepted.load() + 1));
+}
+
+// The non-blocking form the HTTP server uses: queued issues complete on the store's commit
+// thread, each only once its records are committed (visible to any connection when `done` runs),
+// and a duplicate fails alone while the records queued with it commit.
+TYPED_TEST(StoreTest, AsyncTokenIssuesCompleteAfterCommitOffTheCallersThread) {
+  ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
+  ASSERT_TRUE(this->store_->record_token_issue(
+      {"taken", "d1", "L", 0, 100, 400, false},
+      {0, 100, "d1", "token", "accept", "", "v1", R"([{"jti":"taken"}])"}));
+  const auto before = this->store_->issue_commit_stats();
+  constexpr int kIssues = 200;
+  const auto caller = std::this_thread::get_id();
+  std::mutex mu;
+  std::condition_variable cv;
+  int completed = 0;
+  std::atomic<int> accepted{0};
+  std::atomic<int> duplicates{0};
+  std::atomic<int> wrong{0};
+  for (int k = 0; k < kIssues; ++k) {
+    const bool dup = k % 9 == 4;
+    const std::string jti = dup ? "taken" : "a" + std::to_string(k);
+    const auto index = static_cast<std::uint64_t>(1 + k);
+    this->store_->record_token_issue_async(
+        {jti, "d1", "L", index, 100, 400, false},
+        {0, 100, "d1", "token", "accept", "", "v1", "[{\"jti\":\"" + jti + "\"}]"},
+        [&, jti, index, dup](Status issued) {
+          if (std::this_thread::get_id() == caller) {
+            ++wrong;  // a server thread must not run the commit
+          } else if (dup) {
+            if (!issued && issued.error().code == ErrorCode::kAlreadyExists) {
+              ++duplicates;
+            } else {
+              ++wrong;
+            }
+          } else {
+            auto read = this->store_->get_token(jti);
+            if (issued && read && read->status_index == index) {
+              ++accepted;
+            } else {
+              ++wrong;
+            }
+          }
+          std::lock_guard lock(mu);
+          ++completed;
+          cv.notify_all();
+        });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return completed == kIssues; }))
+        << completed << " of " << kIssues << " issues completed";
+  }
+  int dups = 0;
+  for (int k = 0; k < kIssues; ++k) dups += k % 9 == 4 ? 1 : 0;
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(duplicates.load(), dups);
+  EXPECT_EQ(accepted.load(), kIssues - dups);
+  const auto after = this->store_->issue_commit_stats();
+  EXPECT_EQ(after.records - before.records, static_cast<std::uint64_t>(kIssues));
+  EXPECT_GE(after.commits - before.commits, 1U);
   auto audit = this->store_->query_audit({std::string("d1"), std::nullopt, 1000});
   ASSERT_TRUE(audit) << audit.error().message;
   EXPECT_EQ(audit->size(), static_cast<std::size_t>(accepted.load() + 1));

@@ -34,6 +34,7 @@ struct ServerOptions {
   bool tls12_only = false;
   bool close_after_each = false;  ///< closes without "Connection: close", like an idle timeout
   std::size_t body_size = 0;      ///< 0: echo the request
+  std::chrono::milliseconds reply_delay{0};  ///< waits this long before each response
 };
 
 // A sequential blocking TLS server: one connection at a time, many requests per connection.
@@ -83,6 +84,7 @@ class TestServer {
           std::lock_guard lock(mutex_);
           last_host_ = std::string(req[http::field::host]);
         }
+        std::this_thread::sleep_for(options_.reply_delay);
         http::response<http::string_body> res{http::status::ok, 11};
         res.set(http::field::content_type, "text/plain");
         res.body() = options_.body_size ? std::string(options_.body_size, 'x')
@@ -221,6 +223,28 @@ TEST_F(HttpsClientTest, OversizedResponseIsLimitExceeded) {
   auto r = c->request("GET", "/", "", {});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kLimitExceeded) << r.error().message;
+}
+
+// io_timeout bounds each wait for the server (a slower answer is kTimeout, in about io_timeout);
+// a patient client still gets the slow answer.
+TEST_F(HttpsClientTest, SlowServerTimesOut) {
+  TestServer server(dir_.path(), {.reply_delay = std::chrono::milliseconds(1500)});
+  auto o = options();
+  o.io_timeout = std::chrono::milliseconds(300);
+  auto c = client(server, o);
+  ASSERT_TRUE(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = c->request("GET", "/slow", "", {});
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout) << r.error().message;
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::milliseconds(1200));
+  o.io_timeout = std::chrono::milliseconds(5000);
+  auto patient = client(server, o);
+  auto again = patient->request("GET", "/after", "", {});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->status, 200U);
 }
 
 TEST_F(HttpsClientTest, NobodyListeningIsUnavailable) {
