@@ -80,17 +80,18 @@ std::unique_ptr<Swtpm> Swtpm::start(const SwtpmOptions& options) {
 void Swtpm::launch() {
   // Concurrent tests may race for the same free port; swtpm then exits at once and we retry.
   for (int attempt = 0; attempt < 20; ++attempt) {
-    port_ = free_tcp_port(/*pair=*/true);
+    const int port = free_tcp_port(/*pair=*/true);
+    port_ = port;
     fs::path log = dir() / "swtpm.log";
     process_ = ChildProcess::spawn(
         {"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + (dir() / "state").string(), "--server",
-         "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1", "--ctrl",
-         "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1", "--flags",
+         "type=tcp,port=" + std::to_string(port) + ",bindaddr=127.0.0.1", "--ctrl",
+         "type=tcp,port=" + std::to_string(port + 1) + ",bindaddr=127.0.0.1", "--flags",
          "not-need-init,startup-clear"},
         {}, log);
     // Both sockets: swtpm may listen on the control port before the server port.
     bool up = wait_for(
-        [&] { return !process_.running() || (can_connect(port_ + 1) && can_connect(port_)); },
+        [&] { return !process_.running() || (can_connect(port + 1) && can_connect(port)); },
         std::chrono::seconds(10));
     if (up && process_.running()) return;
     process_.stop();

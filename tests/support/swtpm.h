@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -54,7 +55,7 @@ class Swtpm {
   void launch();
 
   TempDir dir_{"warden-swtpm"};
-  int port_ = 0;
+  std::atomic<int> port_ = 0;  ///< a restart moves it while a test's other thread may read it
   ChildProcess process_;
 };
 
