@@ -64,7 +64,8 @@ class IssuerService {
   virtual Result<protocol::EnrollResponse> enroll(const protocol::EnrollRequest& request) = 0;
   virtual Result<protocol::ActivateResponse> activate(std::string_view enrollment_id,
                                                       const protocol::ActivateRequest& request) = 0;
-  virtual Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& request) = 0;
+  virtual Result<protocol::ChallengeResponse> challenge(
+      const protocol::ChallengeRequest& request) = 0;
   virtual Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) = 0;
   /// `target` is what the proof's htm/htu must name.
   virtual Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,

@@ -17,9 +17,7 @@ namespace {
 constexpr std::string_view kJson = "application/json";
 constexpr std::size_t kMaxListLimit = 1000;
 
-std::string_view strip_query(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
+std::string_view strip_query(std::string_view target) { return target.substr(0, target.find('?')); }
 
 std::vector<std::string_view> segments(std::string_view path) {
   std::vector<std::string_view> out;
@@ -86,9 +84,9 @@ Result<Int> parse_int(std::string_view name, std::string_view text) {
   Int value{};
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr != text.data() + text.size()) {
-    return fail(ErrorCode::kInvalidArgument,
-                "query parameter " + std::string(name) + ": expected an integer, found '" +
-                    std::string(text) + "'");
+    return fail(ErrorCode::kInvalidArgument, "query parameter " + std::string(name) +
+                                                 ": expected an integer, found '" +
+                                                 std::string(text) + "'");
   }
   return value;
 }
@@ -101,7 +99,9 @@ Response make(unsigned status, std::string_view content_type, std::string body) 
   return r;
 }
 
-Response cbor_ok(const Bytes& body) { return make(200, protocol::kContentType, warden::to_string(body)); }
+Response cbor_ok(const Bytes& body) {
+  return make(200, protocol::kContentType, warden::to_string(body));
+}
 
 Response method_not_allowed(std::string_view target, std::string_view allow) {
   auto r = error_response(target, 405, to_string(ErrorCode::kUnsupported),
@@ -142,8 +142,8 @@ ErrorFormat error_format(std::string_view target) {
 Response error_response(std::string_view target, unsigned status, std::string_view code,
                         std::string_view reason) {
   if (error_format(target) == ErrorFormat::kCbor) {
-    protocol::ErrorResponse e{std::string(code), std::string(reason.substr(
-                                                     0, protocol::limits::kErrorReason))};
+    protocol::ErrorResponse e{std::string(code),
+                              std::string(reason.substr(0, protocol::limits::kErrorReason))};
     return make(status, protocol::kContentType, warden::to_string(protocol::encode(e)));
   }
   return make(status, kJson, json_object({{"error", code}, {"reason", reason}}));
@@ -265,12 +265,12 @@ Response Router::agent(const Request& request, std::string_view path) {
     return r;
   };
   if (request.method != "POST") return finish(method_not_allowed(target, "POST"));
-  const std::string_view media = std::string_view(request.content_type)
-                                     .substr(0, request.content_type.find(';'));
+  const std::string_view media =
+      std::string_view(request.content_type).substr(0, request.content_type.find(';'));
   if (media != protocol::kContentType) {
-    return finish(error_response(target, 415, to_string(ErrorCode::kUnsupported),
-                                 "expected Content-Type application/cbor, found '" +
-                                     request.content_type + "'"));
+    return finish(error_response(
+        target, 415, to_string(ErrorCode::kUnsupported),
+        "expected Content-Type application/cbor, found '" + request.content_type + "'"));
   }
   const ByteSpan body = request.body;
   auto decode_failed = [&](const Error& e) {
@@ -288,9 +288,9 @@ Response Router::agent(const Request& request, std::string_view path) {
   }
   if (route == "/v1/enroll/{id}/activate") {
     if (parts[2].size() > protocol::limits::kId) {
-      return finish(error_response(target, 400, to_string(ErrorCode::kLimitExceeded),
-                                   "enrollment id longer than " +
-                                       std::to_string(protocol::limits::kId) + " bytes"));
+      return finish(error_response(
+          target, 400, to_string(ErrorCode::kLimitExceeded),
+          "enrollment id longer than " + std::to_string(protocol::limits::kId) + " bytes"));
     }
     auto req = protocol::decode_activate_request(body);
     if (!req) return decode_failed(req.error());
@@ -370,10 +370,11 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
         target, 403, to_string(ErrorCode::kPermissionDenied),
         options_.admin_requires_client_cert
             ? "the admin API requires a client certificate issued by tls.admin_client_ca"
-            : "the admin API is served to loopback clients only unless tls.admin_client_ca is set"));
+            : "the admin API is served to loopback clients only unless tls.admin_client_ca is "
+              "set"));
   }
-  const std::string actor =
-      request.peer.client_subject.empty() ? std::string("local-admin") : request.peer.client_subject;
+  const std::string actor = request.peer.client_subject.empty() ? std::string("local-admin")
+                                                                : request.peer.client_subject;
   auto params = parse_query(query);
   if (!params) return finish(service_error(target, params.error()));
   auto param = [&](const char* name) -> std::optional<std::string> {
@@ -403,7 +404,8 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
     if (method != "GET") return finish(method_not_allowed(target, "GET"));
     return json_reply(service_.admin_get_device(parts[3]));
   }
-  if (parts.size() == 5 && parts[2] == "devices" && (parts[4] == "revoke" || parts[4] == "enable")) {
+  if (parts.size() == 5 && parts[2] == "devices" &&
+      (parts[4] == "revoke" || parts[4] == "enable")) {
     route = "/admin/v1/devices/{id}/" + std::string(parts[4]);
     if (method != "POST") return finish(method_not_allowed(target, "POST"));
     const std::string_view state = parts[4] == "revoke" ? "revoked" : "enabled";

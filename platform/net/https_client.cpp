@@ -1,8 +1,5 @@
 #include "platform/net/https_client.h"
 
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -17,6 +14,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "platform/base/openssl.h"
 
@@ -49,8 +48,8 @@ Result<Url> parse_url(std::string_view text) {
     if (url.target.front() == '?') url.target.insert(0, "/");
   }
   if (authority.find('@') != std::string_view::npos) {
-    return fail(ErrorCode::kInvalidArgument, "url: user information is not supported in '" +
-                                                 std::string(text) + "'");
+    return fail(ErrorCode::kInvalidArgument,
+                "url: user information is not supported in '" + std::string(text) + "'");
   }
   std::string_view port_text;
   if (!authority.empty() && authority.front() == '[') {
@@ -78,11 +77,12 @@ Result<Url> parse_url(std::string_view text) {
   }
   if (!port_text.empty() || authority.ends_with(':')) {
     unsigned port = 0;
-    const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    const auto [ptr, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port == 0 ||
         port > 65535) {
-      return fail(ErrorCode::kInvalidArgument, "url: expected a port 1-65535, found '" +
-                                                   std::string(port_text) + "'");
+      return fail(ErrorCode::kInvalidArgument,
+                  "url: expected a port 1-65535, found '" + std::string(port_text) + "'");
     }
     url.port = static_cast<std::uint16_t>(port);
   }
@@ -272,7 +272,8 @@ class BeastHttpsClient final : public HttpsClient {
                ec == asio::ssl::error::stream_truncated) {
       code = ErrorCode::kUnavailable;
     }
-    std::string message = "https: " + std::string(what) + " (" + host_header_ + "): " + ec.message();
+    std::string message =
+        "https: " + std::string(what) + " (" + host_header_ + "): " + ec.message();
     if (code == ErrorCode::kLimitExceeded) {
       message += " (limit " + std::to_string(options_.max_response_bytes) + " bytes)";
     }
@@ -309,8 +310,8 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::create(std::string_view base_u
                 "https client: expected an https:// URL, found '" + std::string(base_url) + "'");
   }
   if (options.ca_file.empty()) {
-    return fail(ErrorCode::kInvalidArgument, "https client: a CA file is required for " +
-                                                 std::string(base_url));
+    return fail(ErrorCode::kInvalidArgument,
+                "https client: a CA file is required for " + std::string(base_url));
   }
   if (options.client_cert_file.has_value() != options.client_key_file.has_value()) {
     return fail(ErrorCode::kInvalidArgument,
@@ -326,9 +327,9 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::create(std::string_view base_u
   }
   if (options.client_cert_file) {
     if (SSL_CTX_use_certificate_chain_file(ctx, options.client_cert_file->c_str()) != 1) {
-      return fail(ossl::error("https client: load client certificate " +
-                                  options.client_cert_file->string(),
-                              ErrorCode::kInvalidArgument));
+      return fail(
+          ossl::error("https client: load client certificate " + options.client_cert_file->string(),
+                      ErrorCode::kInvalidArgument));
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, options.client_key_file->c_str(), SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {

@@ -1,10 +1,6 @@
 // The issuer's HTTPS server on loopback with a fake IssuerService: routing, error mapping, every
 // limit, TLS versions, admin client certificates, metrics. Certificates come from
 // scripts/make-test-pki.
-#include "issuer/http/server.h"
-
-#include <openssl/ssl.h>
-
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -17,9 +13,11 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 
 #include "attest/protocol/messages.h"
 #include "attest/token/json.h"
+#include "issuer/http/server.h"
 #include "platform/net/https_client.h"
 #include "tests/support/process.h"
 
@@ -129,8 +127,8 @@ class FakeService final : public IssuerService {
 };
 
 void make_pki(const std::filesystem::path& dir) {
-  const auto out = test::run_command(
-      {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", dir.string()});
+  const auto out =
+      test::run_command({std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", dir.string()});
   ASSERT_EQ(out.exit_code, 0) << out.out;
 }
 
@@ -196,8 +194,7 @@ class HttpsServerTest : public ::testing::Test {
     raw->ssl.load_verify_file((dir_.path() / "ca.crt").string());
     raw->ssl.set_verify_mode(asio::ssl::verify_peer);
     raw->stream = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(raw->io, raw->ssl);
-    raw->stream->next_layer().connect(
-        {asio::ip::make_address("127.0.0.1"), server_->port()});
+    raw->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
     return raw;
   }
   static RawResult raw_read(Raw& raw) {
@@ -287,16 +284,23 @@ TEST_F(HttpsServerTest, AgentRoutesSpeakCbor) {
 
 TEST_F(HttpsServerTest, ServiceErrorsMapToStatuses) {
   start();
-  const std::vector<std::pair<ErrorCode, unsigned>> cases{
-      {ErrorCode::kMalformed, 400},        {ErrorCode::kInvalidArgument, 400},
-      {ErrorCode::kBadSignature, 401},     {ErrorCode::kProofMismatch, 401},
-      {ErrorCode::kUntrusted, 401},        {ErrorCode::kPermissionDenied, 403},
-      {ErrorCode::kPolicyViolation, 403},  {ErrorCode::kRevoked, 403},
-      {ErrorCode::kNotFound, 404},         {ErrorCode::kConflict, 409},
-      {ErrorCode::kAlreadyExists, 409},    {ErrorCode::kReplay, 409},
-      {ErrorCode::kExpired, 401},          {ErrorCode::kLimitExceeded, 413},
-      {ErrorCode::kUnavailable, 503},      {ErrorCode::kInternal, 500},
-      {ErrorCode::kIo, 500}};
+  const std::vector<std::pair<ErrorCode, unsigned>> cases{{ErrorCode::kMalformed, 400},
+                                                          {ErrorCode::kInvalidArgument, 400},
+                                                          {ErrorCode::kBadSignature, 401},
+                                                          {ErrorCode::kProofMismatch, 401},
+                                                          {ErrorCode::kUntrusted, 401},
+                                                          {ErrorCode::kPermissionDenied, 403},
+                                                          {ErrorCode::kPolicyViolation, 403},
+                                                          {ErrorCode::kRevoked, 403},
+                                                          {ErrorCode::kNotFound, 404},
+                                                          {ErrorCode::kConflict, 409},
+                                                          {ErrorCode::kAlreadyExists, 409},
+                                                          {ErrorCode::kReplay, 409},
+                                                          {ErrorCode::kExpired, 401},
+                                                          {ErrorCode::kLimitExceeded, 413},
+                                                          {ErrorCode::kUnavailable, 503},
+                                                          {ErrorCode::kInternal, 500},
+                                                          {ErrorCode::kIo, 500}};
   auto c = client();
   for (const auto& [code, status] : cases) {
     service_.fail_with = Error{code, "detail of " + std::string(to_string(code)), 0, 0};
@@ -404,7 +408,8 @@ TEST_F(HttpsServerTest, MetricsAreValidPrometheusText) {
   }
   EXPECT_GT(samples, 10);
   EXPECT_NE(text.find("warden_issuer_http_requests_total{route=\"/v1/attest\",status=\"200\"} 1"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("warden_issuer_attestations_total{verdict=\"pass\"} 1"), std::string::npos);
   EXPECT_NE(text.find("warden_issuer_open_connections 1"), std::string::npos);
   EXPECT_NE(text.find("warden_issuer_http_request_duration_seconds_count{route=\"/healthz\"} 1"),
@@ -416,8 +421,8 @@ TEST_F(HttpsServerTest, OversizedHeaderIs431) {
   start();
   auto raw = raw_connect();
   raw->stream->handshake(asio::ssl::stream_base::client);
-  raw_write(*raw, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4000, 'a') +
-                      "\r\n\r\n");
+  raw_write(*raw,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n");
   const auto r = raw_read(*raw);
   EXPECT_EQ(r.status, 431U) << r.error;
   EXPECT_NE(r.body.find("max_header_bytes"), std::string::npos) << r.body;
@@ -519,8 +524,8 @@ TEST_F(HttpsServerTest, AdminNeedsClientCertificateWhenCaConfigured) {
   o.ca_file = dir_.path() / "ca.crt";
   o.client_cert_file = other.path() / "client.crt";
   o.client_key_file = other.path() / "client.key";
-  auto stranger = net::HttpsClient::create(
-      "https://localhost:" + std::to_string(server_->port()), o);
+  auto stranger =
+      net::HttpsClient::create("https://localhost:" + std::to_string(server_->port()), o);
   ASSERT_TRUE(stranger);
   auto denied = (*stranger)->request("GET", "/admin/v1/devices", "", {});
   ASSERT_TRUE(denied) << denied.error().message;
@@ -545,8 +550,8 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   ASSERT_TRUE(err);
   EXPECT_EQ(json::get_string(*err, "error"), "not_found");
   EXPECT_EQ(json::get_string(*err, "reason"), "no device dev-2");
-  auto put = c->request("PUT", "/admin/v1/policy?version=v2", "application/toml",
-                        to_bytes("[pcrs]\n"));
+  auto put =
+      c->request("PUT", "/admin/v1/policy?version=v2", "application/toml", to_bytes("[pcrs]\n"));
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 200U);
   EXPECT_EQ(service_.last_version, "v2");
@@ -560,8 +565,8 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   ASSERT_TRUE(state);
   EXPECT_EQ(state->status, 204U);
   EXPECT_EQ(service_.last_state, "revoked");
-  auto no_state = c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json",
-                             to_bytes("[]"));
+  auto no_state =
+      c->request("PUT", "/admin/v1/devices/dev-1/state", "application/json", to_bytes("[]"));
   ASSERT_TRUE(no_state);
   EXPECT_EQ(no_state->status, 400U);
   auto policies = c->request("GET", "/admin/v1/policies", "", {});

@@ -2,8 +2,6 @@
 // scripts/make-test-pki.
 #include "platform/net/https_client.h"
 
-#include <openssl/ssl.h>
-
 #include <atomic>
 #include <thread>
 
@@ -12,6 +10,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 
 #include "tests/support/process.h"
 
@@ -147,8 +146,8 @@ TEST_F(HttpsClientTest, Tls13RequestAndKeepAliveReuse) {
   }
   EXPECT_EQ(server.connections(), 1);
   EXPECT_EQ(server.last_host(), "localhost:" + std::to_string(server.port()));
-  EXPECT_EQ(c->url("/v1/token"), "https://localhost:" + std::to_string(server.port()) +
-                                     "/api/v1/token");
+  EXPECT_EQ(c->url("/v1/token"),
+            "https://localhost:" + std::to_string(server.port()) + "/api/v1/token");
 }
 
 TEST_F(HttpsClientTest, IpAddressMatchesIpSan) {
