@@ -289,19 +289,35 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
 
 asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor, Socket kind) {
   for (;;) {
-    asio::io_context& serve_on =
-        self->shards.empty() ? self->io
-                             : *self->shards[self->next_shard.fetch_add(1) % self->shards.size()];
-    auto [ec, sock] = co_await acceptor.async_accept(serve_on, kNoThrow);
+    // Accepted on the acceptor's own io_context, then handed to a connection thread's: a pending
+    // accept made for another io_context would hold a socket of it, destroyed only with this
+    // io_context, after the connection threads' are gone.
+    auto [ec, accepted] = co_await acceptor.async_accept(kNoThrow);
     if (self->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
     if (self->connections >= self->options.max_connections) {
       boost::system::error_code ignored;
-      sock.close(ignored);
+      accepted.close(ignored);
       continue;
     }
     // Identity from the kernel, once per connection, before any byte of the request is read.
-    auto identity = self->resolver.resolve_socket(sock.native_handle());
+    auto identity = self->resolver.resolve_socket(accepted.native_handle());
+    if (self->shards.empty()) {
+      auto ex = accepted.get_executor();
+      asio::co_spawn(ex, session(self, std::move(accepted), kind, std::move(identity)),
+                     asio::detached);
+      continue;
+    }
+    asio::io_context& serve_on = *self->shards[self->next_shard.fetch_add(1) % self->shards.size()];
+    boost::system::error_code moved;
+    const auto fd = accepted.release(moved);
+    if (moved) continue;
+    UnixSocket sock(serve_on);
+    sock.assign(asio::local::stream_protocol(), fd, moved);
+    if (moved) {
+      ::close(fd);
+      continue;
+    }
     asio::co_spawn(serve_on, session(self, std::move(sock), kind, std::move(identity)),
                    asio::detached);
   }
