@@ -38,7 +38,7 @@ class InstantService final : public issuer::IssuerService {
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest&) override {
     return protocol::ChallengeResponse{Bytes(32, 9), 1'900'000'000};
   }
-  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
+  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r, ByteSpan) override {
     protocol::AttestResponse res;
     res.verdict = protocol::Verdict::kPass;
     res.policy_version = "v1";

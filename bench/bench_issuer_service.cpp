@@ -313,7 +313,8 @@ int run(int seconds, int clients, int evidence, const std::string& backend, std:
   };
   std::printf("setup: pre-making %d attestations with swtpm...\n", evidence);
   // The first one, in-process, gives the device token.
-  auto first = (*service)->attest(*protocol::decode_attest_request(make_attest(device)));
+  const Bytes first_body = make_attest(device);
+  auto first = (*service)->attest(*protocol::decode_attest_request(first_body), first_body);
   if (!first || !first->device_token) {
     std::fprintf(stderr, "first attestation did not pass: %s\n",
                  first ? (first->reasons.empty() ? "" : first->reasons.front().code.c_str())

@@ -66,7 +66,10 @@ class IssuerService {
                                                       const protocol::ActivateRequest& request) = 0;
   virtual Result<protocol::ChallengeResponse> challenge(
       const protocol::ChallengeRequest& request) = 0;
-  virtual Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) = 0;
+  /// `received` is the request's CBOR as it arrived; its SHA-256 is the evidence hash (audit
+  /// record, device token). In-process callers pass protocol::encode(request).
+  virtual Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request,
+                                                  ByteSpan received) = 0;
   /// `target` is what the proof's htm/htu must name.
   virtual Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
                                                 const RequestTarget& target) = 0;

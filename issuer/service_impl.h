@@ -49,7 +49,8 @@ class Service final : public IssuerService {
   Result<protocol::ActivateResponse> activate(std::string_view enrollment_id,
                                               const protocol::ActivateRequest& request) override;
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& request) override;
-  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) override;
+  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request,
+                                          ByteSpan received) override;
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& request,
                                         const RequestTarget& target) override;
   void token_async(const protocol::TokenRequest& request, const RequestTarget& target,

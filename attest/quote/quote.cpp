@@ -1,6 +1,10 @@
 #include "attest/quote/quote.h"
 
 #include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -270,6 +274,50 @@ Result<ossl::PKey> public_key(const PublicArea& pub) {
   return key;
 }
 
+namespace {
+
+/// Verification keys by the fields public_key() builds them from. The AK verifies the quote and
+/// both certifications of every attestation, and building a key through OpenSSL 3's provider
+/// layer costs about as much as the ECDSA verify itself. Only valid keys are cached.
+class VerifyKeyCache {
+ public:
+  Result<std::shared_ptr<EVP_PKEY>> get(const PublicArea& pub) {
+    ByteWriter w;
+    w.u16be(pub.type).u16be(pub.curve).u32be(pub.rsa_exponent);
+    for (const Bytes* part : {&pub.ecc_x, &pub.ecc_y, &pub.rsa_modulus}) {
+      w.u32be(static_cast<std::uint32_t>(part->size())).bytes(*part);
+    }
+    const Bytes packed = std::move(w).take();
+    std::string id(reinterpret_cast<const char*>(packed.data()), packed.size());
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = keys_.find(id); it != keys_.end()) return it->second;
+    }
+    WARDEN_ASSIGN(key, parse(pub));
+    std::lock_guard lock(mutex_);
+    if (keys_.size() >= kCapacity) keys_.clear();
+    keys_.try_emplace(std::move(id), key);
+    return key;
+  }
+
+ private:
+  static Result<std::shared_ptr<EVP_PKEY>> parse(const PublicArea& pub) {
+    WARDEN_ASSIGN(key, public_key(pub));
+    return std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free);
+  }
+
+  static constexpr std::size_t kCapacity = 4096;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<EVP_PKEY>> keys_;
+};
+
+VerifyKeyCache& verify_keys() {
+  static VerifyKeyCache cache;
+  return cache;
+}
+
+}  // namespace
+
 Status verify_signature(const PublicArea& key, ByteSpan message, const Signature& sig) {
   const bool ecc_sig = sig.sig_alg == kAlgEcdsa;
   if ((key.type == kAlgEcc) != ecc_sig)
@@ -283,7 +331,7 @@ Status verify_signature(const PublicArea& key, ByteSpan message, const Signature
   if (!hash)
     return fail(ErrorCode::kAlgorithmNotAllowed,
                 "verify signature: hash " + hex4(sig.hash_alg) + " unsupported");
-  WARDEN_ASSIGN(pkey, public_key(key));
+  WARDEN_ASSIGN(pkey, verify_keys().get(key));
   Bytes der;
   ByteSpan sig_bytes;
   if (ecc_sig) {

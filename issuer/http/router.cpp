@@ -308,7 +308,7 @@ Response Router::agent(const Request& request, std::string_view path) {
   if (route == "/v1/attest") {
     auto req = protocol::decode_attest_request(body);
     if (!req) return decode_failed(req.error());
-    auto res = service_.attest(*req);
+    auto res = service_.attest(*req, body);
     if (res) metrics_.attest_verdict(res->verdict == protocol::Verdict::kPass ? "pass" : "fail");
     return reply(res);
   }

@@ -81,7 +81,7 @@ class LocalIssuer final : public IssuerApi {
     return call([&] { return s_.challenge(r); });
   }
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
-    return call([&] { return s_.attest(r); });
+    return call([&] { return s_.attest(r, protocol::encode(r)); });
   }
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& r) override {
     return call([&] { return s_.token(r, {"POST", kTokenUrl}); });

@@ -58,7 +58,7 @@ class FakeService final : public IssuerService {
     std::this_thread::sleep_for(delay);
     return answer(protocol::ChallengeResponse{Bytes(16, 7), r.device_id.size()});
   }
-  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
+  Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r, ByteSpan) override {
     protocol::AttestResponse res;
     res.verdict = r.device_id == "good" ? protocol::Verdict::kPass : protocol::Verdict::kFail;
     res.policy_version = "v1";

@@ -228,7 +228,7 @@ class IssuerServiceTest : public test::SwtpmTest {
   }
 
   protocol::AttestResponse attest(const protocol::AttestRequest& r) {
-    auto out = service_->attest(r);
+    auto out = service_->attest(r, protocol::encode(r));
     EXPECT_TRUE(out) << out.error().message;
     return out ? *out : protocol::AttestResponse{};
   }
@@ -435,6 +435,21 @@ TEST_F(IssuerServiceTest, ReplayedNonceIsRefused) {
   EXPECT_EQ(replayed.verdict, Verdict::kFail);
   EXPECT_TRUE(has_reason(replayed, "replay")) << reasons_text(replayed);
   EXPECT_FALSE(replayed.device_token);
+}
+
+TEST_F(IssuerServiceTest, EvidenceHashIsOfTheRequestAsReceived) {
+  const std::string device = enroll_device();
+  const auto request = attest_request(device, challenge(device));
+  // Any bytes the caller says it received: the service hashes them, it does not re-encode.
+  const Bytes received = to_bytes("the attest request's CBOR as it arrived");
+  auto out = service_->attest(request, received);
+  ASSERT_TRUE(out) << out.error().message;
+  ASSERT_EQ(out->verdict, Verdict::kPass) << reasons_text(*out);
+  const std::string expected = hex_encode(ossl::sha256(received));
+  ASSERT_NE(expected, hex_encode(ossl::sha256(protocol::encode(request))));
+  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_NE(audit->find(expected), std::string::npos) << *audit;
 }
 
 TEST_F(IssuerServiceTest, ExpiredNonceIsRefused) {
