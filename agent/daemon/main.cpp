@@ -319,8 +319,7 @@ int run(int argc, char** argv) {
     if (ec) return;
     spdlog::info("signal {}: stopping", sig);
     notifier.stopping();
-    (*server)->stop();
-    bus.close_all();
+    (*server)->stop();  // also ends every /v1/watch stream
     io.stop();
   });
   asio::signal_set hup(io, SIGHUP);
