@@ -270,7 +270,7 @@ struct Args {
   int clients = 16;
   int requests = 5000;
   int rounds = 3;
-  int threads = 2;  ///< session threads, as wardend's default on 2 cores
+  int threads = 4;  ///< session threads, as wardend's default on 2 cores (two per CPU, at most 4)
   bool rss = false;
   int workloads = 100;
 };

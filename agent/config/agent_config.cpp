@@ -301,7 +301,7 @@ Status read_config(const toml::table& root, AgentConfig& c) {
   WARDEN_TRY_STATUS(read_int(root, key("api", "threads"), threads));
   if (threads < 0 || threads > 64) {
     return bad(key("api", "threads"),
-               "expected 0 (one per CPU, at most 4) to 64, found " + std::to_string(threads));
+               "expected 0 (two per CPU, at most 4) to 64, found " + std::to_string(threads));
   }
   c.api_threads = static_cast<unsigned>(threads);
 

@@ -288,7 +288,7 @@ int run(int argc, char** argv) {
   server_options.admin_gid = group_id(config->admin_group);
   server_options.session_threads = config->api_threads;
   if (server_options.session_threads == 0) {
-    server_options.session_threads = std::clamp(std::thread::hardware_concurrency(), 1U, 4U);
+    server_options.session_threads = std::clamp(2 * std::thread::hardware_concurrency(), 2U, 4U);
   }
   auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
   if (!server) {
