@@ -72,7 +72,12 @@ Result<ossl::PKey> parse_ec_point(const std::string& crv, ByteSpan x, ByteSpan y
 struct EcKey {
   std::shared_ptr<EVP_PKEY> key;
   std::shared_ptr<EVP_MD_CTX> verify_init;  // null when it could not be made: init per verify
+  std::string thumbprint;                   // RFC 7638, asked for on every DPoP proof
 };
+
+std::string thumbprint_of(const boost::json::object& required_members) {
+  return base64url_encode(ossl::sha256(to_bytes(json::serialize(required_members))));
+}
 
 // Proof keys repeat (one per agent session key, every token request), and decoding and checking
 // a point through OpenSSL 3's provider layer costs half a signature verify. Keys and contexts are
@@ -92,7 +97,12 @@ class EcKeyCache {
     }
     auto parsed = parse_ec_point(crv, x, y);
     if (!parsed) return fail(std::move(parsed).error());
-    EcKey key{share(std::move(*parsed)), nullptr};
+    boost::json::object members;
+    members["crv"] = crv;
+    members["kty"] = "EC";
+    members["x"] = base64url_encode(x);
+    members["y"] = base64url_encode(y);
+    EcKey key{share(std::move(*parsed)), nullptr, thumbprint_of(members)};
     std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     const EVP_MD* md = ossl::evp_md(crv == "P-384" ? ossl::Hash::kSha384 : ossl::Hash::kSha256);
     if (init && EVP_DigestVerifyInit(init.get(), nullptr, md, nullptr, key.key.get()) == 1) {
@@ -257,6 +267,7 @@ Result<Jwk> Jwk::from_json(const boost::json::object& obj) {
     if (!key) return fail(key.error());
     jwk.key_ = std::move(key->key);
     jwk.verify_init_ = std::move(key->verify_init);
+    jwk.thumbprint_ = std::move(key->thumbprint);
     jwk.x_ = std::move(*x);
     jwk.y_ = std::move(*y);
   } else if (*kty == "OKP") {
@@ -327,6 +338,7 @@ Result<Jwk> Jwk::from_pkey(EVP_PKEY* key, std::string kid) {
       if (!pub) return fail(pub.error());
       jwk.key_ = std::move(pub->key);
       jwk.verify_init_ = std::move(pub->verify_init);
+      jwk.thumbprint_ = std::move(pub->thumbprint);
       return jwk;
     }
     case EVP_PKEY_ED25519: {
@@ -453,7 +465,7 @@ boost::json::object Jwk::to_json() const {
 }
 
 std::string Jwk::thumbprint() const {
-  return base64url_encode(ossl::sha256(to_bytes(json::serialize(required_members()))));
+  return thumbprint_.empty() ? thumbprint_of(required_members()) : thumbprint_;
 }
 
 bool Jwk::fits(Alg alg) const {

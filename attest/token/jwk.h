@@ -70,9 +70,10 @@ class Jwk {
   std::shared_ptr<EVP_PKEY> key_;
   /// EC keys: a context initialised for verification once, copied per use (else null).
   std::shared_ptr<EVP_MD_CTX> verify_init_;
-  std::string kty_;  // "EC", "OKP", "RSA"
-  std::string crv_;  // "P-256", "P-384", "Ed25519"
-  Bytes x_, y_;      // EC x,y / OKP x / RSA n,e
+  std::string thumbprint_;  // EC keys: computed once per distinct key (else empty: on demand)
+  std::string kty_;         // "EC", "OKP", "RSA"
+  std::string crv_;         // "P-256", "P-384", "Ed25519"
+  Bytes x_, y_;             // EC x,y / OKP x / RSA n,e
   std::string kid_;
   std::optional<Alg> alg_;
 };

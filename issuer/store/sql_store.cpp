@@ -745,8 +745,9 @@ class SqlStore final : public Store {
 
   static Status insert_issue_on(sql::Connection& c, const TokenRecord& t, const AuditRecord& a) {
     WARDEN_TRY_STATUS(insert_token_on(c, t));
-    auto audit = append_audit_on(c, a);
-    if (!audit) return fail(std::move(audit).error());
+    // The id is not needed here, and RETURNING costs SQLite a result table per insert.
+    auto rows = c.exec(kInsertAudit, audit_values(a));
+    if (!rows) return fail(std::move(rows).error());
     return ok();
   }
 
@@ -771,13 +772,20 @@ class SqlStore final : public Store {
     return ok();
   }
 
+  static constexpr std::string_view kInsertAudit =
+      "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
+      "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+  static std::vector<Value> audit_values(const AuditRecord& a) {
+    return {a.time,          a.device_id,      a.action,      a.decision,
+            a.evidence_hash, a.policy_version, a.reasons_json};
+  }
+
   static Result<std::int64_t> append_audit_on(sql::Connection& c, const AuditRecord& a) {
-    std::vector<Value> p{a.time,          a.device_id,      a.action,      a.decision,
-                         a.evidence_hash, a.policy_version, a.reasons_json};
     auto rows = c.exec(
         "INSERT INTO audit (time, device_id, action, decision, evidence_hash, policy_version, "
         "reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        p);
+        audit_values(a));
     if (!rows) return fail(std::move(rows).error());
     return sql::as_int(rows->at(0).at(0));
   }

@@ -192,7 +192,42 @@ Result<std::string> certificate_to_pem(X509* cert) {
   return bio_string(bio.get());
 }
 
+namespace {
+
+// A minimal DER INTEGER's content: no leading zero octets, one 0x00 added before a set high bit.
+ByteSpan der_integer_digits(ByteSpan v) {
+  while (!v.empty() && v.front() == 0) v = v.subspan(1);
+  return v;
+}
+
+std::size_t der_integer_size(ByteSpan digits) {
+  return digits.empty() || (digits.front() & 0x80) != 0 ? digits.size() + 1 : digits.size();
+}
+
+void put_der_integer(Bytes& out, ByteSpan digits) {
+  out.push_back(0x02);
+  out.push_back(static_cast<std::uint8_t>(der_integer_size(digits)));
+  if (digits.empty() || (digits.front() & 0x80) != 0) out.push_back(0x00);
+  out.insert(out.end(), digits.begin(), digits.end());
+}
+
+}  // namespace
+
 Result<Bytes> ecdsa_raw_to_der(ByteSpan r, ByteSpan s) {
+  // Encoded by hand when every length fits DER's short form (P-256 and P-384 always do): the
+  // BIGNUM and ECDSA_SIG round trip through OpenSSL costs more than the encoding itself.
+  ByteSpan rd = der_integer_digits(r);
+  ByteSpan sd = der_integer_digits(s);
+  std::size_t body = 2 + der_integer_size(rd) + 2 + der_integer_size(sd);
+  if (body < 0x80) {
+    Bytes out;
+    out.reserve(2 + body);
+    out.push_back(0x30);
+    out.push_back(static_cast<std::uint8_t>(body));
+    put_der_integer(out, rd);
+    put_der_integer(out, sd);
+    return out;
+  }
   EcdsaSig sig(ECDSA_SIG_new());
   Bn br(BN_bin2bn(r.data(), static_cast<int>(r.size()), nullptr));
   Bn bs(BN_bin2bn(s.data(), static_cast<int>(s.size()), nullptr));

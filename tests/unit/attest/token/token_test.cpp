@@ -252,6 +252,22 @@ TEST_F(Fixture, JwtRejections) {
   EXPECT_FALSE(verify_jwt(jwt, keys, typ));
 }
 
+// EC thumbprints are computed once per distinct key (kept with the parsed key) and must equal
+// RFC 7638's hash of the required members, however the key was made.
+TEST(JwkTest, EcThumbprintIsTheRfc7638HashOfTheRequiredMembers) {
+  CounterRandom random;
+  auto signer = EcSigner::generate(random, "ec").value();
+  auto expected = base64url_encode(
+      ossl::sha256(to_bytes(json::serialize(signer.public_jwk().required_members()))));
+  EXPECT_EQ(signer.public_jwk().thumbprint(), expected);
+  auto parsed = Jwk::from_json(signer.public_jwk().to_json()).value();
+  EXPECT_EQ(parsed.thumbprint(), expected);
+  auto again = Jwk::from_json(signer.public_jwk().required_members()).value();  // from the cache
+  EXPECT_EQ(again.thumbprint(), expected);
+  auto other = EcSigner::generate(random, "other").value();
+  EXPECT_NE(Jwk::from_json(other.public_jwk().to_json()).value().thumbprint(), expected);
+}
+
 TEST(JwkTest, Rfc7638ThumbprintAndJwksRoundTrip) {
   boost::json::object rsa{
       {"kty", "RSA"},
