@@ -315,7 +315,7 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   auto selection = PcrSelection::parse(req.pcr_selection);
   if (!selection) return fail(std::move(selection).error().context("attest: pcr_selection"));
   WARDEN_ASSIGN(ak, q::parse_public2b(device.ak_public));
-  // The bytes as received: re-encoding a 160 KB request only to hash it cost a tenth of an
+  // The bytes as received: re-encoding a 160 KB request only to hash it cost ~8% of an
   // attestation, and the received bytes are what an archived copy of the evidence would match.
   const std::string evidence_hash = hex_encode(ossl::sha256(received));
   Findings f;
