@@ -384,9 +384,10 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
     auto verdict = attest::policy::appraise(
         policy->reference,
         {&claimed.pcrs, boot ? &*boot : nullptr, claimed.ima_entries, claimed.containers});
-    for (auto& r : verdict.reasons)
+    for (auto& r : verdict.reasons) {
       f.refusals.push_back(
           {std::move(r.code), std::move(r.subject), std::move(r.expected), std::move(r.found)});
+    }
   }
 
   std::optional<token::Jwk> cnf_key = bound_key(req, ak, f);

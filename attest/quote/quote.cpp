@@ -2,9 +2,7 @@
 
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -12,6 +10,7 @@
 #include <openssl/rsa.h>
 
 #include "platform/base/encoding.h"
+#include "platform/base/memo.h"
 
 namespace warden::attest::quote {
 namespace {
@@ -276,44 +275,22 @@ Result<ossl::PKey> public_key(const PublicArea& pub) {
 
 namespace {
 
-/// Verification keys by the fields public_key() builds them from. The AK verifies the quote and
-/// both certifications of every attestation, and building a key through OpenSSL 3's provider
-/// layer costs about as much as the ECDSA verify itself. Only valid keys are cached.
-class VerifyKeyCache {
- public:
-  Result<std::shared_ptr<EVP_PKEY>> get(const PublicArea& pub) {
-    ByteWriter w;
-    w.u16be(pub.type).u16be(pub.curve).u32be(pub.rsa_exponent);
-    for (const Bytes* part : {&pub.ecc_x, &pub.ecc_y, &pub.rsa_modulus}) {
-      w.u32be(static_cast<std::uint32_t>(part->size())).bytes(*part);
-    }
-    const Bytes packed = std::move(w).take();
-    std::string id(reinterpret_cast<const char*>(packed.data()), packed.size());
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = keys_.find(id); it != keys_.end()) return it->second;
-    }
-    WARDEN_ASSIGN(key, parse(pub));
-    std::lock_guard lock(mutex_);
-    if (keys_.size() >= kCapacity) keys_.clear();
-    keys_.try_emplace(std::move(id), key);
-    return key;
+/// public_key(), kept by the fields it builds the key from. The AK verifies the quote and both
+/// certifications of every attestation, and building a key through OpenSSL 3's provider layer
+/// costs about as much as the ECDSA verify itself.
+Result<std::shared_ptr<EVP_PKEY>> verification_key(const PublicArea& pub) {
+  static BoundedMemo<std::shared_ptr<EVP_PKEY>> keys(4096);
+  ByteWriter w;
+  w.u16be(pub.type).u16be(pub.curve).u32be(pub.rsa_exponent);
+  for (const Bytes* part : {&pub.ecc_x, &pub.ecc_y, &pub.rsa_modulus}) {
+    w.u32be(static_cast<std::uint32_t>(part->size())).bytes(*part);
   }
-
- private:
-  static Result<std::shared_ptr<EVP_PKEY>> parse(const PublicArea& pub) {
-    WARDEN_ASSIGN(key, public_key(pub));
-    return std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free);
-  }
-
-  static constexpr std::size_t kCapacity = 4096;
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<EVP_PKEY>> keys_;
-};
-
-VerifyKeyCache& verify_keys() {
-  static VerifyKeyCache cache;
-  return cache;
+  const Bytes packed = std::move(w).take();
+  return keys.get(std::string(packed.begin(), packed.end()),
+                  [&]() -> Result<std::shared_ptr<EVP_PKEY>> {
+                    WARDEN_ASSIGN(key, public_key(pub));
+                    return std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free);
+                  });
 }
 
 }  // namespace
@@ -331,7 +308,7 @@ Status verify_signature(const PublicArea& key, ByteSpan message, const Signature
   if (!hash)
     return fail(ErrorCode::kAlgorithmNotAllowed,
                 "verify signature: hash " + hex4(sig.hash_alg) + " unsupported");
-  WARDEN_ASSIGN(pkey, verify_keys().get(key));
+  WARDEN_ASSIGN(pkey, verification_key(key));
   Bytes der;
   ByteSpan sig_bytes;
   if (ecc_sig) {

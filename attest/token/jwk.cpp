@@ -1,14 +1,13 @@
 #include "attest/token/jwk.h"
 
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
 #include "platform/base/encoding.h"
+#include "platform/base/memo.h"
 #include "platform/base/openssl.h"
 
 namespace warden::token {
@@ -79,51 +78,35 @@ std::string thumbprint_of(const boost::json::object& required_members) {
   return base64url_encode(ossl::sha256(to_bytes(json::serialize(required_members))));
 }
 
+Result<EcKey> build_ec_key(const std::string& crv, ByteSpan x, ByteSpan y) {
+  auto parsed = parse_ec_point(crv, x, y);
+  if (!parsed) return fail(std::move(parsed).error());
+  boost::json::object members;
+  members["crv"] = crv;
+  members["kty"] = "EC";
+  members["x"] = base64url_encode(x);
+  members["y"] = base64url_encode(y);
+  EcKey key{share(std::move(*parsed)), nullptr, thumbprint_of(members)};
+  std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  const EVP_MD* md = ossl::evp_md(crv == "P-384" ? ossl::Hash::kSha384 : ossl::Hash::kSha256);
+  if (init && EVP_DigestVerifyInit(init.get(), nullptr, md, nullptr, key.key.get()) == 1) {
+    key.verify_init = std::move(init);
+  }
+  ERR_clear_error();
+  return key;
+}
+
 // Proof keys repeat (one per agent session key, every token request), and decoding and checking
 // a point through OpenSSL 3's provider layer costs half a signature verify. Keys and contexts are
-// immutable once built (only ever copied from), so they may be shared by threads. Only valid
-// points are cached; the cache is emptied when full rather than tracking use.
-class EcKeyCache {
- public:
-  Result<EcKey> get(const std::string& crv, ByteSpan x, ByteSpan y) {
-    std::string id;
-    id.reserve(crv.size() + 1 + x.size() + y.size());
-    id.append(crv).push_back(':');
-    id.append(reinterpret_cast<const char*>(x.data()), x.size());
-    id.append(reinterpret_cast<const char*>(y.data()), y.size());
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = keys_.find(id); it != keys_.end()) return it->second;
-    }
-    auto parsed = parse_ec_point(crv, x, y);
-    if (!parsed) return fail(std::move(parsed).error());
-    boost::json::object members;
-    members["crv"] = crv;
-    members["kty"] = "EC";
-    members["x"] = base64url_encode(x);
-    members["y"] = base64url_encode(y);
-    EcKey key{share(std::move(*parsed)), nullptr, thumbprint_of(members)};
-    std::shared_ptr<EVP_MD_CTX> init(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    const EVP_MD* md = ossl::evp_md(crv == "P-384" ? ossl::Hash::kSha384 : ossl::Hash::kSha256);
-    if (init && EVP_DigestVerifyInit(init.get(), nullptr, md, nullptr, key.key.get()) == 1) {
-      key.verify_init = std::move(init);
-    }
-    ERR_clear_error();
-    std::lock_guard lock(mutex_);
-    if (keys_.size() >= kCapacity) keys_.clear();
-    keys_.try_emplace(std::move(id), key);
-    return key;
-  }
-
- private:
-  static constexpr std::size_t kCapacity = 4096;
-  std::mutex mutex_;
-  std::unordered_map<std::string, EcKey> keys_;
-};
-
+// immutable once built (only ever copied from), so they may be shared by threads.
 Result<EcKey> ec_from_xy(const std::string& crv, ByteSpan x, ByteSpan y) {
-  static EcKeyCache cache;
-  return cache.get(crv, x, y);
+  static BoundedMemo<EcKey> keys(4096);
+  std::string id;
+  id.reserve(crv.size() + 1 + x.size() + y.size());
+  id.append(crv).push_back(':');
+  id.append(x.begin(), x.end());
+  id.append(y.begin(), y.end());
+  return keys.get(std::move(id), [&] { return build_ec_key(crv, x, y); });
 }
 
 Result<ossl::PKey> rsa_from_ne(ByteSpan n, ByteSpan e) {
