@@ -2,12 +2,11 @@
 // cached token over the Unix socket; the same clients drive a raw Unix-socket echo server
 // (thread per connection) in the same run. Rounds alternate API and echo so that a machine whose
 // load changes during the run penalises both alike; the medians are reported. Besides wall-clock
-// throughput and latency it reports the server's CPU time per request (API: the io_context
-// threads; echo: its connection threads), which is what the server code controls.
+// throughput and latency it reports the server's CPU time per request (the process's CPU time
+// less the clients' own threads), which is what the server code controls.
 // Target: API >= half of echo throughput, p99 < 1 ms.
 //
-//   bench_local_api [--clients N] [--requests N] [--rounds N] [--threads N] [--proofs]
-//     --threads: session threads (0: connections served on the accepting thread)
+//   bench_local_api [--clients N] [--requests N] [--rounds N] [--proofs]
 //     --proofs: POST /v1/proof, each answered with a fresh ES256 proof by a software session key
 //               (the daemon's default proof mode); target >= 5,000 proofs/s
 //   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
@@ -155,7 +154,6 @@ struct Figures {
 };
 
 /// Server CPU seconds consumed so far (sampled before and after a phase).
-using CpuProbe = double (*)(void*);
 
 std::string proof_request() {
   const std::string body = R"({"jti":"jti-0","htm":"GET","htu":"https://rp0.example/resource"})";
@@ -164,14 +162,14 @@ std::string proof_request() {
          std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
-Figures drive(const std::string& path, std::size_t echo_size, int clients, int per_client,
-              CpuProbe probe, void* probe_arg) {
+Figures drive(const std::string& path, std::size_t echo_size, int clients, int per_client) {
   const std::string request =
       g_proofs && echo_size == 0 ? proof_request() : token_request(CachedTokenService::audience(0));
   std::vector<std::vector<double>> lat(static_cast<std::size_t>(clients));
   std::atomic<std::size_t> failures{0};
+  std::atomic<double> client_cpu{0};
   std::vector<std::thread> threads;
-  const double cpu0 = probe(probe_arg);
+  const double cpu0 = thread_cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
   const auto start = Clock::now();
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
@@ -193,13 +191,17 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
         mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
       ::close(fd);
+      const double used = thread_cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+      double old = client_cpu.load();
+      while (!client_cpu.compare_exchange_weak(old, old + used)) {
+      }
     });
   }
   for (auto& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  // Echo connection threads add their CPU time when they see the close; give them a moment.
-  if (echo_size != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  const double cpu = probe(probe_arg) - cpu0;
+  // Server threads finish with the clients' close; give them a moment to be counted.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double cpu = thread_cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0 - client_cpu.load();
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
@@ -210,7 +212,6 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
 }
 
 /// Raw echo server: one thread per connection, echoes whatever arrives.
-std::atomic<double> g_echo_cpu{0};
 void echo_server(int listen_fd) {
   for (;;) {
     const int fd = ::accept(listen_fd, nullptr, nullptr);
@@ -221,19 +222,8 @@ void echo_server(int listen_fd) {
         if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
       }
       ::close(fd);
-      double used = thread_cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
-      double old = g_echo_cpu.load();
-      while (!g_echo_cpu.compare_exchange_weak(old, old + used)) {
-      }
     }).detach();
   }
-}
-
-double echo_cpu(void*) { return g_echo_cpu.load(); }
-double io_cpu(void* arg) {
-  double total = 0;
-  for (clockid_t c : *static_cast<std::vector<clockid_t>*>(arg)) total += thread_cpu_seconds(c);
-  return total;
 }
 
 double median(std::vector<double> v) {
@@ -250,27 +240,10 @@ long status_kb(const char* key) {
   return -1;
 }
 
-/// User and system CPU seconds of thread `tid` of this process (/proc, clock ticks).
-std::pair<double, double> thread_times(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return {0, 0};
-  std::istringstream fields(stat.substr(close + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0;
-  double stime = 0;
-  fields >> utime >> stime;
-  const auto hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return {utime / hz, stime / hz};
-}
-
 struct Args {
   int clients = 16;
   int requests = 5000;
   int rounds = 3;
-  int threads = 4;  ///< session threads, as wardend's default on 2 cores (two per CPU, at most 4)
   bool rss = false;
   int workloads = 100;
 };
@@ -329,7 +302,6 @@ int run_rss(const Args& args, const std::filesystem::path& dir) {
   agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = path;
-  options.session_threads = static_cast<unsigned>(std::max(0, args.threads));
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
@@ -368,8 +340,6 @@ int main(int argc, char** argv) {
       args.requests = next();
     else if (a == "--rounds")
       args.rounds = next();
-    else if (a == "--threads")
-      args.threads = next();
     else if (a == "--workloads")
       args.workloads = next();
     else if (a == "--rss")
@@ -397,7 +367,6 @@ int main(int argc, char** argv) {
   agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = dir / "workload.sock";
-  options.session_threads = static_cast<unsigned>(std::max(0, args.threads));
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
@@ -405,24 +374,6 @@ int main(int argc, char** argv) {
   }
   std::thread accept_thread([&] { io.run(); });
   pthread_setname_np(accept_thread.native_handle(), "api-accept");
-  // The server's threads (accept and sessions) by name; their CPU clocks from their tids.
-  std::vector<pid_t> server_tids;
-  std::vector<clockid_t> io_clocks;
-  for (int attempt = 0; attempt < 100 && server_tids.size() < std::size_t(args.threads) + 1;
-       ++attempt) {
-    server_tids.clear();
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-      std::ifstream comm(task.path() / "comm");
-      std::string name;
-      std::getline(comm, name);
-      if (name.rfind("api-", 0) == 0) server_tids.push_back(std::stoi(task.path().filename()));
-    }
-    if (server_tids.size() < std::size_t(args.threads) + 1) ::usleep(1000);
-  }
-  for (const pid_t tid : server_tids) {
-    // The kernel's per-thread CPU clock id for a tid (what pthread_getcpuclockid computes).
-    io_clocks.push_back(static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3U) | 6U));
-  }
 
   const std::string echo_path = (dir / "echo.sock").string();
   const int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -437,13 +388,13 @@ int main(int argc, char** argv) {
   std::thread(echo_server, lfd).detach();
 
   const std::string api_path = options.workload_socket.string();
-  drive(api_path, 0, args.clients, 200, io_cpu, &io_clocks);  // warm-up (digest cache, pools)
+  drive(api_path, 0, args.clients, 200);  // warm-up (digest cache, pools)
   std::vector<double> api_rate, api_p50, api_p99, api_cpu, echo_rate, echo_p50, echo_p99,
       echo_cpu_us, ratio;
   std::size_t failures = 0;
   for (int r = 0; r < args.rounds; ++r) {
-    const Figures api = drive(api_path, 0, args.clients, args.requests, io_cpu, &io_clocks);
-    const Figures echo = drive(echo_path, 1, args.clients, args.requests, echo_cpu, nullptr);
+    const Figures api = drive(api_path, 0, args.clients, args.requests);
+    const Figures echo = drive(echo_path, 1, args.clients, args.requests);
     failures += api.failures + echo.failures;
     api_rate.push_back(api.per_second);
     api_p50.push_back(api.p50_us);
@@ -459,8 +410,8 @@ int main(int argc, char** argv) {
         "ratio %.2f\n",
         r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
   }
-  std::printf("clients=%d requests/client=%d rounds=%d threads=%d (medians)\n", args.clients,
-              args.requests, args.rounds, args.threads);
+  std::printf("clients=%d requests/client=%d rounds=%d (medians)\n", args.clients,
+              args.requests, args.rounds);
   std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
               g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate),
               median(api_p50), median(api_p99), median(api_cpu));
@@ -470,10 +421,6 @@ int main(int argc, char** argv) {
       median(echo_rate), median(echo_p50), median(echo_p99), median(echo_cpu_us));
   std::printf("api/echo throughput ratio: %.2f (target >= 0.50); api p99 target < 1000 us\n",
               median(ratio));
-  for (const pid_t tid : server_tids) {
-    const auto [user, sys] = thread_times(tid);
-    std::printf("api thread %d: user %.2f s, system %.2f s over the whole run\n", tid, user, sys);
-  }
   if (failures != 0) std::printf("FAILED requests: %zu\n", failures);
   boost::asio::post(io, [&] {
     (*server)->stop();

@@ -2,29 +2,37 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
 #include <memory_resource>
-#include <pthread.h>
+#include <mutex>
+#include <span>
 #include <string>
-#include <thread>
-#include <unistd.h>
+#include <unordered_set>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 
 #include "agent/api/handlers.h"
 
@@ -53,11 +61,11 @@ struct LocalServer::Impl {
   EventBus& bus;
   std::optional<Acceptor> workload;
   std::optional<Acceptor> admin;
-  /// Where connections are served, round robin; empty: on `io`. Owned by LocalServer, used
-  /// only by the accept loops, which end at stop().
-  std::vector<asio::io_context*> shards;
-  std::atomic<std::size_t> next_shard = 0;
-  std::atomic<std::size_t> connections = 0;
+  std::mutex mu;
+  /// Connections being served by their threads (not watch streams); notified as one ends.
+  std::unordered_set<int> open;
+  std::condition_variable idle;
+  std::atomic<std::size_t> watching = 0;  ///< watch streams on `io`
   std::atomic<bool> stopped = false;
 };
 
@@ -126,23 +134,89 @@ void serialize_reply(std::string& out, const HttpReply& reply, unsigned version,
   if (!secret) out += reply.body;
 }
 
-/// Writes `reply`; a secret body is wiped once written (or once the write failed).
-asio::awaitable<boost::system::error_code> write_reply(UnixSocket& sock, std::string& out,
-                                                       HttpReply& reply, unsigned version,
-                                                       bool keep_alive) {
-  serialize_reply(out, reply, version, keep_alive);
-  boost::system::error_code result;
-  if (reply.secret_body.empty()) {
-    auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kNoThrow);
-    result = ec;
-  } else {
-    const std::array<asio::const_buffer, 2> parts{
-        asio::buffer(out), asio::buffer(reply.secret_body.view().data(), reply.secret_body.size())};
-    auto [ec, n] = co_await asio::async_write(sock, parts, kNoThrow);
-    result = ec;
-    reply.secret_body.wipe();
+/// A connected socket read and written with blocking calls by its connection's thread. Receives
+/// time out (SO_RCVTIMEO) so an idle connection ends; `read_some` is Beast's SyncReadStream.
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+  [[nodiscard]] int fd() const { return fd_; }
+
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers, boost::system::error_code& ec) {
+    asio::mutable_buffer into;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      into = *it;
+      if (into.size() != 0) break;
+    }
+    for (;;) {
+      const ssize_t n = ::recv(fd_, into.data(), into.size(), 0);
+      if (n > 0) {
+        ec = {};
+        return static_cast<std::size_t>(n);
+      }
+      if (n == 0) {
+        ec = asio::error::eof;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      ec = errno == EAGAIN || errno == EWOULDBLOCK
+               ? boost::system::error_code(asio::error::timed_out)
+               : boost::system::error_code(errno, boost::system::system_category());
+      return 0;
+    }
   }
-  co_return result;
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers) {
+    boost::system::error_code ec;
+    const auto n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+  /// Writes every byte of `parts` (or fails: peer gone, or the send timeout passed).
+  bool write_all(std::span<iovec> parts) {
+    while (!parts.empty()) {
+      msghdr msg{};
+      msg.msg_iov = parts.data();
+      msg.msg_iovlen = parts.size();
+      const ssize_t sent = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      auto left = static_cast<std::size_t>(sent);
+      while (!parts.empty() && left >= parts.front().iov_len) {
+        left -= parts.front().iov_len;
+        parts = parts.subspan(1);
+      }
+      if (left != 0) {
+        parts.front().iov_base = static_cast<char*>(parts.front().iov_base) + left;
+        parts.front().iov_len -= left;
+      }
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+iovec iov(const void* data, std::size_t size) { return {const_cast<void*>(data), size}; }
+
+/// Writes `reply`; a secret body is wiped once written (or once the write failed).
+bool write_reply(Connection& conn, std::string& out, HttpReply& reply, unsigned version,
+                 bool keep_alive) {
+  serialize_reply(out, reply, version, keep_alive);
+  if (reply.secret_body.empty()) {
+    std::array<iovec, 1> parts{iov(out.data(), out.size())};
+    return conn.write_all(parts);
+  }
+  std::array<iovec, 2> parts{iov(out.data(), out.size()),
+                             iov(reply.secret_body.view().data(), reply.secret_body.size())};
+  const bool written = conn.write_all(parts);
+  reply.secret_body.wipe();
+  return written;
 }
 
 /// After a request that carried a secret (PUT /v1/secrets, base64 in the body): wipes the parsed
@@ -156,28 +230,48 @@ void wipe_request(Request& req, beast::flat_buffer& buffer) {
   OPENSSL_cleanse(space.data(), space.size());
 }
 
-/// Reads and discards what the client is still sending (bounded in bytes and time), so that
-/// closing after an early error reply does not reset the connection before the reply is read.
-asio::awaitable<void> drain_and_close(UnixSocket& sock) {
-  sock.shutdown(asio::socket_base::shutdown_send);
-  asio::steady_timer deadline(sock.get_executor());
-  deadline.expires_after(std::chrono::seconds(1));
-  deadline.async_wait([&sock](boost::system::error_code ec) {
-    if (!ec) sock.close();
-  });
-  std::array<char, 16384> scratch{};
-  std::size_t total = 0;
-  while (sock.is_open() && total < (1u << 20)) {
-    auto [ec, n] = co_await sock.async_read_some(asio::buffer(scratch), kNoThrow);
-    if (ec) break;
-    total += n;
-  }
-  deadline.cancel();
-  boost::system::error_code ignored;
-  sock.close(ignored);
+void set_timeout(int fd, int option, std::chrono::milliseconds timeout) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
 }
 
-asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned version) {
+/// Reads and discards what the client is still sending (at most 1 MiB, for at most a second), so
+/// that closing after an early error reply does not reset the connection before it is read.
+void drain(Connection& conn) {
+  ::shutdown(conn.fd(), SHUT_WR);
+  set_timeout(conn.fd(), SO_RCVTIMEO, std::chrono::milliseconds(100));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  std::array<char, 16384> scratch{};
+  std::size_t total = 0;
+  while (total < (1U << 20U) && std::chrono::steady_clock::now() < deadline) {
+    boost::system::error_code ec;
+    const auto n = conn.read_some(asio::buffer(scratch), ec);
+    if (ec && ec != asio::error::timed_out) break;
+    total += n;
+  }
+}
+
+/// Counts a watch stream against max_connections for as long as it lives.
+class WatchSlot {
+ public:
+  explicit WatchSlot(std::shared_ptr<Impl> owner) : owner_(std::move(owner)) { ++owner_->watching; }
+  WatchSlot(WatchSlot&& o) noexcept = default;
+  WatchSlot(const WatchSlot&) = delete;
+  WatchSlot& operator=(const WatchSlot&) = delete;
+  WatchSlot& operator=(WatchSlot&&) = delete;
+  ~WatchSlot() {
+    if (owner_) --owner_->watching;
+  }
+  [[nodiscard]] Impl& impl() const { return *owner_; }
+
+ private:
+  std::shared_ptr<Impl> owner_;
+};
+
+asio::awaitable<void> stream_watch(WatchSlot slot, UnixSocket sock, unsigned version) {
+  Impl& self = slot.impl();
   http::response<http::empty_body> res{http::status::ok, version};
   res.set(http::field::content_type, "application/x-ndjson");
   res.chunked(true);
@@ -214,17 +308,38 @@ asio::awaitable<void> stream_watch(Impl& self, UnixSocket& sock, unsigned versio
   }
 }
 
-// The session owns a reference to Impl: at shutdown the io_context destroys suspended sessions
-// after the server itself may have gone.
-asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Socket kind,
-                              Result<os::Selectors> identity) {
-  Impl& self = *owner;
-  ++self.connections;
-  struct Count {
-    Impl& s;
-    ~Count() { --s.connections; }
-  } count{self};
+/// A watch stream waits for events, not requests: it moves from its connection thread to the
+/// accepting io_context, where every stream is one coroutine and none holds a thread.
+void hand_to_watch(const std::shared_ptr<Impl>& owner, int fd, unsigned version) {
+  struct Fd {
+    int fd;
+    explicit Fd(int f) : fd(f) {}
+    Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    Fd& operator=(Fd&&) = delete;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  asio::io_context& io = owner->io;
+  asio::post(io, [slot = WatchSlot(owner), fd = Fd(fd), version]() mutable {
+    asio::io_context& io_ = slot.impl().io;
+    UnixSocket sock(io_);
+    boost::system::error_code ec;
+    sock.assign(asio::local::stream_protocol(), fd.fd, ec);
+    if (ec) return;
+    fd.fd = -1;
+    asio::co_spawn(io_, stream_watch(std::move(slot), std::move(sock), version), asio::detached);
+  });
+}
 
+/// One connection, served by its own thread with blocking calls: a request is read the moment
+/// it arrives and answered by the thread that read it (docs/PERFORMANCE.md, "Thread per
+/// connection"). Returns the HTTP version of a GET /v1/watch, which the caller hands on.
+std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int fd, Socket kind,
+                      const Result<os::Selectors>& identity) {
+  Impl& self = *owner;
   std::optional<HttpReply> refusal;
   if (!identity) {
     refusal = error_reply(403, "unidentified_peer", identity.error().message);
@@ -233,7 +348,9 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
                           "admin socket: uid " + std::to_string(identity->uid) +
                               " is neither root nor in the admin group");
   }
-
+  set_timeout(fd, SO_RCVTIMEO, self.options.idle_timeout);
+  set_timeout(fd, SO_SNDTIMEO, self.options.idle_timeout);
+  Connection conn(fd);
   beast::flat_buffer buffer;
   std::string out;
   out.reserve(2048);
@@ -245,10 +362,12 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
     RequestParser parser(std::piecewise_construct, std::make_tuple(alloc), std::make_tuple(alloc));
     parser.header_limit(16 * 1024);
     parser.body_limit(self.options.max_body);
-    auto [ec, n] = co_await http::async_read(sock, buffer, parser, kNoThrow);
+    boost::system::error_code ec;
+    http::read(conn, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
-      break;
+        ec == asio::error::connection_reset || ec == asio::error::timed_out ||
+        self.stopped) {
+      return std::nullopt;
     }
     if (ec) {
       const bool too_big = ec == http::error::body_limit;
@@ -256,9 +375,8 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
                                          "request body exceeds " +
                                              std::to_string(self.options.max_body) + " bytes")
                            : error_reply(400, "bad_request", "HTTP: " + ec.message());
-      co_await write_reply(sock, out, reply, 11, false);
-      co_await drain_and_close(sock);
-      co_return;
+      if (write_reply(conn, out, reply, 11, false)) drain(conn);
+      return std::nullopt;
     }
     auto& req = parser.get();
     const bool keep_alive = req.keep_alive() && !refusal;
@@ -269,68 +387,100 @@ asio::awaitable<void> session(std::shared_ptr<Impl> owner, UnixSocket sock, Sock
       reply = error_reply(400, "missing_spiffe_header",
                           "every request must carry the header \"workload.spiffe.io: true\"");
     } else if (req.target().substr(0, req.target().find('?')) == "/v1/watch") {
-      if (req.method() == http::verb::get) {
-        co_await stream_watch(self, sock, req.version());
-        break;
-      }
+      if (req.method() == http::verb::get) return req.version();
       reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
     } else {
       const std::string_view body(req.body().data(), req.body().size());
       reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
       if (req.method() == http::verb::put) wipe_request(req, buffer);
     }
-    const auto wec = co_await write_reply(sock, out, reply, req.version(), keep_alive);
-    if (wec || !keep_alive) break;
+    if (!write_reply(conn, out, reply, req.version(), keep_alive) || !keep_alive) {
+      return std::nullopt;
+    }
   }
-  boost::system::error_code ignored;
-  sock.shutdown(asio::socket_base::shutdown_send, ignored);
-  sock.close(ignored);
+}
+
+/// Starts the thread of an accepted connection, or closes it when the server is stopping or at
+/// its connection limit. A small stack: the deepest call is a token mint or an unseal.
+void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind,
+                      Result<os::Selectors> identity) {
+  {
+    std::lock_guard lock(self->mu);
+    if (self->stopped || self->open.size() + self->watching >= self->options.max_connections) {
+      ::close(fd);
+      return;
+    }
+    self->open.insert(fd);
+  }
+  auto finish = [self, fd](bool handed_off) {
+    std::lock_guard lock(self->mu);
+    self->open.erase(fd);
+    // Closed under the lock: stop() never shuts down a number the kernel has given to another.
+    if (!handed_off) {
+      ::shutdown(fd, SHUT_WR);
+      ::close(fd);
+    }
+    self->idle.notify_all();
+  };
+  struct Start {
+    std::shared_ptr<Impl> self;
+    int fd;
+    Socket kind;
+    Result<os::Selectors> identity;
+    decltype(finish) done;
+  };
+  auto* start = new Start{self, fd, kind, std::move(identity), finish};
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 512 * 1024);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t thread{};
+  const int rc = pthread_create(
+      &thread, &attr,
+      [](void* arg) -> void* {
+        std::unique_ptr<Start> s(static_cast<Start*>(arg));
+        pthread_setname_np(pthread_self(), s->kind == Socket::kAdmin ? "api-admin" : "api-conn");
+        std::optional<unsigned> watch;
+        try {
+          watch = serve_connection(s->self, s->fd, s->kind, s->identity);
+        } catch (const std::exception& e) {
+          spdlog::error("local api: connection ended by an error: {}", e.what());
+        }
+        // Out of the open set before the watch may close it and the number be reused.
+        s->done(watch.has_value());
+        if (watch) hand_to_watch(s->self, s->fd, *watch);
+        return nullptr;
+      },
+      start);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    spdlog::warn("local api: no thread for a new connection ({}); closed", std::strerror(rc));
+    delete start;
+    finish(false);
+  }
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor, Socket kind) {
   for (;;) {
-    // Accepted on the acceptor's own io_context, then handed to a connection thread's: a pending
-    // accept made for another io_context would hold a socket of it, destroyed only with this
-    // io_context, after the connection threads' are gone.
     auto [ec, accepted] = co_await acceptor.async_accept(kNoThrow);
     if (self->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
-    if (self->connections >= self->options.max_connections) {
-      boost::system::error_code ignored;
-      accepted.close(ignored);
-      continue;
-    }
     // Identity from the kernel, once per connection, before any byte of the request is read.
     auto identity = self->resolver.resolve_socket(accepted.native_handle());
-    if (self->shards.empty()) {
-      auto ex = accepted.get_executor();
-      asio::co_spawn(ex, session(self, std::move(accepted), kind, std::move(identity)),
-                     asio::detached);
-      continue;
-    }
-    asio::io_context& serve_on = *self->shards[self->next_shard.fetch_add(1) % self->shards.size()];
-    boost::system::error_code moved;
-    const auto fd = accepted.release(moved);
-    if (moved) continue;
-    UnixSocket sock(serve_on);
-    sock.assign(asio::local::stream_protocol(), fd, moved);
-    if (moved) {
+    boost::system::error_code released;
+    const int fd = accepted.release(released);
+    if (released) continue;
+    // The connection thread blocks on the socket: asio made it non-blocking.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
       ::close(fd);
       continue;
     }
-    asio::co_spawn(serve_on, session(self, std::move(sock), kind, std::move(identity)),
-                   asio::detached);
+    start_connection(self, fd, kind, std::move(identity));
   }
 }
 
 }  // namespace
-
-/// One io_context run by one thread: its connections need no locks, and shards use every core.
-struct LocalServer::Shard {
-  asio::io_context io{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
-  std::thread thread;
-};
 
 Result<std::unique_ptr<LocalServer>> LocalServer::bind(asio::io_context& io,
                                                        LocalServerOptions options,
@@ -352,14 +502,8 @@ Result<std::unique_ptr<LocalServer>> LocalServer::bind(asio::io_context& io,
 }
 
 void LocalServer::serve() {
-  if (!shards_.empty() || impl_->stopped) return;
-  for (unsigned i = 0; i < impl_->options.session_threads; ++i) {
-    auto& shard = *shards_.emplace_back(std::make_unique<Shard>());
-    shard.thread = std::thread([&shard] { shard.io.run(); });
-    const std::string name = "api-" + std::to_string(i);
-    pthread_setname_np(shard.thread.native_handle(), name.c_str());
-    impl_->shards.push_back(&shard.io);
-  }
+  if (serving_ || impl_->stopped) return;
+  serving_ = true;
   if (impl_->admin) {
     asio::co_spawn(impl_->io, accept_loop(impl_, *impl_->admin, Socket::kAdmin), asio::detached);
   }
@@ -381,17 +525,17 @@ LocalServer::LocalServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 LocalServer::~LocalServer() {
   if (!impl_->stopped) stop();
-  // Connections still open end here; destroying each io_context destroys its sessions.
-  for (auto& shard : shards_) {
-    shard->work.reset();
-    shard->io.stop();
-  }
-  for (auto& shard : shards_) shard->thread.join();
-  shards_.clear();
+  // Connections still open end here: their blocked reads and writes return, their threads exit.
+  std::unique_lock lock(impl_->mu);
+  for (const int fd : impl_->open) ::shutdown(fd, SHUT_RDWR);
+  impl_->idle.wait(lock, [this] { return impl_->open.empty(); });
 }
 
 void LocalServer::stop() {
-  impl_->stopped = true;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopped = true;
+  }
   boost::system::error_code ignored;
   if (impl_->workload) impl_->workload->close(ignored);
   if (impl_->admin) impl_->admin->close(ignored);

@@ -1,20 +1,20 @@
 #pragma once
-// The local HTTP/1.1 + JSON API over two Unix sockets (workload and admin), on one io_context.
+// The local HTTP/1.1 + JSON API over two Unix sockets (workload and admin).
 // Each connection's identity is resolved once, from the kernel, at accept; every request must
 // carry `workload.spiffe.io: true`; bodies are capped; GET /v1/watch streams JSON lines.
 // Connections are accepted on the io_context given to start(), which must run on one thread, and
-// served there or, with session_threads, spread round robin over that many threads, each with an
-// io_context of its own (no locks between connections; all cores used: docs/PERFORMANCE.md).
-// WorkloadService is then called from several threads at once.
+// each is served by a thread of its own with blocking reads and writes, the fastest answer to a
+// workload waiting on its request (docs/PERFORMANCE.md); WorkloadService is called from these
+// threads at once. Watch streams, which wait on events, run on the io_context.
 // Routes and shapes: docs/local-api.md.
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -34,9 +34,10 @@ struct LocalServerOptions {
   /// the creating process's group and only root (and the agent's own uid) may use it.
   std::optional<gid_t> admin_gid;
   std::size_t max_body = 64 * 1024;
+  /// Connections served at once (each has a thread); more are closed at accept.
   std::size_t max_connections = 1024;
-  /// Threads that serve connections (0: the io_context given to start() serves them).
-  unsigned session_threads = 0;
+  /// A connection that sends nothing (or reads nothing of a reply) for this long is closed.
+  std::chrono::milliseconds idle_timeout{60'000};
 };
 
 class LocalServer {
@@ -54,24 +55,23 @@ class LocalServer {
                                                     WorkloadService& service,
                                                     os::WorkloadIdentityResolver& resolver,
                                                     EventBus& bus);
-  /// Starts the session threads and accepting on `io`. Separate from bind() so that a daemon
-  /// can bind as root and drop privileges before any thread exists.
+  /// Starts accepting on `io`. Separate from bind() so that a daemon can bind as root and drop
+  /// privileges before any connection thread exists.
   void serve();
   ~LocalServer();
   LocalServer(const LocalServer&) = delete;
   LocalServer& operator=(const LocalServer&) = delete;
 
   /// Stops accepting and closes the listening sockets (call on the io_context's thread).
-  /// Open connections on session threads are closed by the destructor.
+  /// Open connections are closed by the destructor, which waits for their threads.
   void stop();
 
   struct Impl;
 
  private:
-  struct Shard;
   explicit LocalServer(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
-  std::vector<std::unique_ptr<Shard>> shards_;
+  bool serving_ = false;
 };
 
 }  // namespace warden::agent::api

@@ -39,7 +39,7 @@ constexpr std::array<Key, 28> kKeys{{
     {"api", "admin_socket", Kind::kString},
     {"api", "admin_socket_mode", Kind::kMode},
     {"api", "admin_group", Kind::kString},
-    {"api", "threads", Kind::kInt},
+    {"api", "max_connections", Kind::kInt},
     {"posture", "pcr_poll_interval_ms", Kind::kInt},
     {"posture", "ima_poll_interval_ms", Kind::kInt},
     {"posture", "status_list_poll_interval_ms", Kind::kInt},
@@ -297,13 +297,13 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     return bad(key("api", "admin_socket_mode"), "must not grant access to other users");
   }
   WARDEN_TRY_STATUS(read_string(root, key("api", "admin_group"), c.admin_group));
-  std::int64_t threads = c.api_threads;
-  WARDEN_TRY_STATUS(read_int(root, key("api", "threads"), threads));
-  if (threads < 0 || threads > 64) {
-    return bad(key("api", "threads"),
-               "expected 0 (two per CPU, at most 4) to 64, found " + std::to_string(threads));
+  std::int64_t max_connections = c.api_max_connections;
+  WARDEN_TRY_STATUS(read_int(root, key("api", "max_connections"), max_connections));
+  if (max_connections < 1 || max_connections > 65536) {
+    return bad(key("api", "max_connections"),
+               "expected 1 to 65536, found " + std::to_string(max_connections));
   }
-  c.api_threads = static_cast<unsigned>(threads);
+  c.api_max_connections = static_cast<unsigned>(max_connections);
 
   WARDEN_TRY_STATUS(read_interval(root, "pcr_poll_interval_ms", c.pcr_poll_interval));
   WARDEN_TRY_STATUS(read_interval(root, "ima_poll_interval_ms", c.ima_poll_interval));

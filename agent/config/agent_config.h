@@ -46,7 +46,8 @@ struct AgentConfig {
   std::filesystem::path admin_socket = "/run/warden/admin.sock";
   mode_t admin_socket_mode = 0660;
   std::string admin_group = "warden";
-  unsigned api_threads = 0;  ///< threads serving API connections; 0: two per CPU, at most 4
+  /// API connections served at once (a thread each); more are closed at accept.
+  unsigned api_max_connections = 1024;
   // [posture]
   std::chrono::milliseconds pcr_poll_interval{1000};
   std::chrono::milliseconds ima_poll_interval{1000};

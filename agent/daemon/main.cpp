@@ -286,18 +286,15 @@ int run(int argc, char** argv) {
   server_options.admin_socket = config->admin_socket;
   server_options.admin_socket_mode = config->admin_socket_mode;
   server_options.admin_gid = group_id(config->admin_group);
-  server_options.session_threads = config->api_threads;
-  if (server_options.session_threads == 0) {
-    server_options.session_threads = std::clamp(2 * std::thread::hardware_concurrency(), 2U, 4U);
-  }
+  server_options.max_connections = config->api_max_connections;
   auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
   if (!server) {
     spdlog::error("local API: {}", server.error().message);
     return 1;
   }
-  spdlog::info("local API on {} (admin {}), {} connection threads",
+  spdlog::info("local API on {} (admin {}), at most {} connections",
                config->workload_socket.string(), config->admin_socket.string(),
-               server_options.session_threads);
+               server_options.max_connections);
 
   // Root was needed for the sockets (and, before, the secure heap's mlock and the issuer's CA):
   // from here on, the service account with its two capabilities. No thread exists yet.

@@ -710,17 +710,18 @@ class SqlStore final : public Store {
   };
 
   void commit_loop() {
+    std::vector<PendingIssue> batch;  // swapped with the queue: both keep their capacity
     std::unique_lock lock(issue_mu_);
     for (;;) {
       issue_cv_.wait(lock, [&] { return !issue_queue_.empty() || issue_stopping_; });
       if (issue_queue_.empty()) return;  // stopping, nothing left to commit
-      std::vector<PendingIssue> batch;
       batch.swap(issue_queue_);
       lock.unlock();
       std::vector<Status> outcome = commit_issues(batch);
       issue_commits_.fetch_add(1, std::memory_order_relaxed);
       issue_records_.fetch_add(batch.size(), std::memory_order_relaxed);
       for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcome[i]));
+      batch.clear();
       lock.lock();
     }
   }

@@ -1,6 +1,8 @@
 #include <sqlite3.h>
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "issuer/store/sql.h"
@@ -24,8 +26,7 @@ class SqliteConnection final : public Connection {
     // Statements are prepared once per connection and reused (the store's SQL texts are a
     // small fixed set): preparing costs more than running most of them.
     sqlite3_stmt* raw = nullptr;
-    std::string key(sql);
-    auto cached = cache_.find(key);
+    auto cached = cache_.find(sql);
     if (cached != cache_.end()) {
       raw = cached->second;
     } else {
@@ -37,7 +38,7 @@ class SqliteConnection final : public Connection {
         for (auto& [text, stmt] : cache_) sqlite3_finalize(stmt);
         cache_.clear();
       }
-      cache_.emplace(std::move(key), raw);
+      cache_.emplace(std::string(sql), raw);
     }
     struct Reset {
       sqlite3_stmt* s;
@@ -46,6 +47,7 @@ class SqliteConnection final : public Connection {
         sqlite3_clear_bindings(s);
       }
     } reset{raw};
+    // SQLITE_STATIC: `params` outlives every step, and the bindings are cleared before return.
     for (std::size_t i = 0; i < params.size(); ++i) {
       int idx = static_cast<int>(i + 1);
       int rc = SQLITE_OK;
@@ -53,9 +55,9 @@ class SqliteConnection final : public Connection {
       if (const auto* n = std::get_if<std::int64_t>(&v)) {
         rc = sqlite3_bind_int64(raw, idx, *n);
       } else if (const auto* s = std::get_if<std::string>(&v)) {
-        rc = sqlite3_bind_text64(raw, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+        rc = sqlite3_bind_text64(raw, idx, s->data(), s->size(), SQLITE_STATIC, SQLITE_UTF8);
       } else if (const auto* b = std::get_if<Bytes>(&v)) {
-        rc = sqlite3_bind_blob64(raw, idx, b->data(), b->size(), SQLITE_TRANSIENT);
+        rc = sqlite3_bind_blob64(raw, idx, b->data(), b->size(), SQLITE_STATIC);
       } else {
         rc = sqlite3_bind_null(raw, idx);
       }
@@ -125,9 +127,17 @@ class SqliteConnection final : public Connection {
     return fail(ErrorCode::kIo, msg);
   }
 
+  // Looked up by the statement's text without copying it into a key.
+  struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
+
   static constexpr std::size_t kMaxCached = 128;
   sqlite3* db_;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  std::unordered_map<std::string, sqlite3_stmt*, TextHash, std::equal_to<>> cache_;
 };
 
 }  // namespace

@@ -177,7 +177,6 @@ class AgentCoreTest : public test::SwtpmTest {
     api::LocalServerOptions o;
     o.workload_socket = config_.workload_socket;
     o.admin_socket = config_.admin_socket;
-    o.session_threads = 2;  // as wardend: the agent is called from several threads
     auto s = api::LocalServer::start(io_, o, *agent_, resolver_, *bus_);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(*s);

@@ -30,7 +30,7 @@ TEST(AgentConfig, DefaultsFromMinimalFile) {
   EXPECT_EQ(c->admin_socket, "/run/warden/admin.sock");
   EXPECT_EQ(c->admin_socket_mode, 0660u);
   EXPECT_EQ(c->admin_group, "warden");
-  EXPECT_EQ(c->api_threads, 0u);
+  EXPECT_EQ(c->api_max_connections, 1024u);
   EXPECT_EQ(c->pcr_poll_interval.count(), 1000);
   EXPECT_EQ(c->token_ttl.count(), 300);
   EXPECT_EQ(c->token_format, TokenFormat::kJwt);
@@ -65,8 +65,8 @@ TEST(AgentConfig, ErrorsNameTheKey) {
       {with("[api]\nworkload_socket_mode = \"0999\"\n"), "api.workload_socket_mode"},
       {with("[api]\nadmin_socket_mode = \"0666\"\n"), "api.admin_socket_mode"},
       {with("[api]\nworkload_socket = \"relative.sock\"\n"), "api.workload_socket"},
-      {with("[api]\nthreads = -1\n"), "api.threads"},
-      {with("[api]\nthreads = 65\n"), "api.threads"},
+      {with("[api]\nmax_connections = 0\n"), "api.max_connections"},
+      {with("[api]\nmax_connections = 65537\n"), "api.max_connections"},
       {with("[posture]\npcr_poll_interval_ms = 99\n"), "posture.pcr_poll_interval_ms"},
       {with("[posture]\nima_poll_interval_ms = \"fast\"\n"), "posture.ima_poll_interval_ms"},
       {with("[token]\nformat = \"paseto\"\n"), "token.format"},
@@ -102,14 +102,14 @@ TEST(AgentConfig, EnvironmentOverridesFile) {
   Environment env{
       {"WARDEN_API_WORKLOAD_SOCKET", "/tmp/w.sock"}, {"WARDEN_POSTURE_PCR_POLL_INTERVAL_MS", "250"},
       {"WARDEN_TPM_ALLOW_RESETTABLE_PCR", "true"},   {"WARDEN_TPM_CONTAINER_PCR", "23"},
-      {"WARDEN_API_ADMIN_SOCKET_MODE", "0600"},      {"WARDEN_API_THREADS", "3"}};
+      {"WARDEN_API_ADMIN_SOCKET_MODE", "0600"},      {"WARDEN_API_MAX_CONNECTIONS", "3"}};
   auto c = parse_agent_config(with("[api]\nworkload_socket = \"/run/x.sock\"\n"), env);
   ASSERT_TRUE(c.has_value()) << c.error().message;
   EXPECT_EQ(c->workload_socket, "/tmp/w.sock");
   EXPECT_EQ(c->pcr_poll_interval.count(), 250);
   EXPECT_EQ(c->container_pcr, 23u);
   EXPECT_EQ(c->admin_socket_mode, 0600u);
-  EXPECT_EQ(c->api_threads, 3u);
+  EXPECT_EQ(c->api_max_connections, 3u);
   auto bad = parse_agent_config(kMinimal, Environment{{"WARDEN_TOKEN_TTL_SECONDS", "soon"}});
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().message.find("WARDEN_TOKEN_TTL_SECONDS"), std::string::npos);

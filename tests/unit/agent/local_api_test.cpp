@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <grp.h>
+#include <functional>
 #include <thread>
 #include <tuple>
 #include <unistd.h>
@@ -73,16 +74,15 @@ boost::json::value body_of(const std::string& response) {
   return boost::json::parse(response.substr(pos + 4));
 }
 
-/// Parameter: LocalServerOptions::session_threads (0: served on the test's io thread).
-class LocalApiTest : public ::testing::TestWithParam<unsigned> {
+class LocalApiTest : public ::testing::Test {
  protected:
   void SetUp() override { start(0666); }
-  void start(mode_t admin_mode) {
+  void start(mode_t admin_mode, const std::function<void(LocalServerOptions&)>& tweak = {}) {
     LocalServerOptions o;
     o.workload_socket = dir_.path() / "workload.sock";
     o.admin_socket = dir_.path() / "admin.sock";
     o.admin_socket_mode = admin_mode;
-    o.session_threads = GetParam();
+    if (tweak) tweak(o);
     auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
     ASSERT_TRUE(s.has_value()) << s.error().message;
     server_ = std::move(*s);
@@ -107,20 +107,20 @@ class LocalApiTest : public ::testing::TestWithParam<unsigned> {
   std::thread thread_;
 };
 
-TEST_P(LocalApiTest, MissingSpiffeHeaderIs400) {
+TEST_F(LocalApiTest, MissingSpiffeHeaderIs400) {
   const auto r = exchange(workload(), request("GET", "/v1/identity", "", false));
   EXPECT_EQ(status_of(r), 400u) << r;
   EXPECT_EQ(body_of(r).at("error").as_string(), "missing_spiffe_header");
 }
 
-TEST_P(LocalApiTest, BodyOverLimitIs413) {
+TEST_F(LocalApiTest, BodyOverLimitIs413) {
   const std::string body(64 * 1024 + 1, 'x');
   const auto r = exchange(workload(), request("POST", "/v1/token", body));
   EXPECT_EQ(status_of(r), 413u) << r.substr(0, 200);
   EXPECT_EQ(body_of(r).at("error").as_string(), "payload_too_large");
 }
 
-TEST_P(LocalApiTest, MalformedJsonIs400WithReason) {
+TEST_F(LocalApiTest, MalformedJsonIs400WithReason) {
   const auto r = exchange(workload(), request("POST", "/v1/token", "{\"audience\": "));
   EXPECT_EQ(status_of(r), 400u) << r;
   const auto b = body_of(r);
@@ -134,7 +134,7 @@ TEST_P(LocalApiTest, MalformedJsonIs400WithReason) {
   EXPECT_EQ(status_of(fmt), 400u);
 }
 
-TEST_P(LocalApiTest, IdentityIsTheKernelsView) {
+TEST_F(LocalApiTest, IdentityIsTheKernelsView) {
   const auto r = exchange(workload(), request("GET", "/v1/identity"));
   ASSERT_EQ(status_of(r), 200u) << r;
   const auto b = body_of(r).as_object();
@@ -148,7 +148,7 @@ TEST_P(LocalApiTest, IdentityIsTheKernelsView) {
   }
 }
 
-TEST_P(LocalApiTest, TokenAndProofShapes) {
+TEST_F(LocalApiTest, TokenAndProofShapes) {
   auto r =
       exchange(workload(),
                request("POST", "/v1/token",
@@ -180,7 +180,7 @@ TEST_P(LocalApiTest, TokenAndProofShapes) {
   EXPECT_EQ(body_of(r).at("error").as_string(), "not_found");
 }
 
-TEST_P(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
+TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   auto r = exchange(workload(), request("GET", "/v1/status"));
   EXPECT_EQ(status_of(r), 404u);
   r = exchange(workload(),
@@ -206,7 +206,7 @@ TEST_P(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   EXPECT_EQ(status_of(r), 202u) << r;
 }
 
-TEST_P(LocalApiTest, KeepAliveServesSeveralRequests) {
+TEST_F(LocalApiTest, KeepAliveServesSeveralRequests) {
   const int fd = connect_unix(workload());
   ASSERT_GE(fd, 0);
   std::string one = "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
@@ -225,7 +225,7 @@ TEST_P(LocalApiTest, KeepAliveServesSeveralRequests) {
   ::close(fd);
 }
 
-TEST_P(LocalApiTest, WatchStreamReceivesBroadcastLines) {
+TEST_F(LocalApiTest, WatchStreamReceivesBroadcastLines) {
   const int fd = connect_unix(workload());
   ASSERT_GE(fd, 0);
   const std::string req = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
@@ -249,7 +249,7 @@ TEST_P(LocalApiTest, WatchStreamReceivesBroadcastLines) {
   ::close(fd);
 }
 
-TEST_P(LocalApiTest, AdminSocketRefusesOtherUids) {
+TEST_F(LocalApiTest, AdminSocketRefusesOtherUids) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
   std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
   // The test server made the admin socket 0666, so the filesystem lets nobody connect: the
@@ -283,7 +283,7 @@ TEST_P(LocalApiTest, AdminSocketRefusesOtherUids) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
-TEST_P(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
+TEST_F(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
   for (const auto& [r, status, code] :
        {std::tuple{exchange(workload(), request("GET", "/v1/nope")), 404u, "not_found"},
         std::tuple{exchange(workload(), request("GET", "/v1/token")), 405u, "method_not_allowed"},
@@ -300,7 +300,7 @@ TEST_P(LocalApiTest, ErrorsAreErrorAndReasonOnly) {
   }
 }
 
-TEST_P(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
+TEST_F(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
   for (auto target : {"/v1/identity", "/v1/watch", "/v1/secrets/db"}) {
     const auto r = exchange(workload(), request("GET", target, "", false));
     EXPECT_EQ(status_of(r), 400u) << target;
@@ -312,7 +312,7 @@ TEST_P(LocalApiTest, HeaderMustBeExactlyTrueOnEveryRoute) {
   EXPECT_EQ(status_of(exchange(admin(), request("GET", "/v1/status", "", false))), 400u);
 }
 
-TEST_P(LocalApiTest, BodyOfExactlyTheCapIsRead) {
+TEST_F(LocalApiTest, BodyOfExactlyTheCapIsRead) {
   // 64 KiB is allowed (then rejected as JSON), one byte more is 413.
   const std::string body(64 * 1024, ' ');
   const auto r = exchange(workload(), request("POST", "/v1/token", body));
@@ -320,7 +320,7 @@ TEST_P(LocalApiTest, BodyOfExactlyTheCapIsRead) {
   EXPECT_EQ(body_of(r).at("error").as_string(), "bad_request");
 }
 
-TEST_P(LocalApiTest, AdminGroupMemberIsAdmitted) {
+TEST_F(LocalApiTest, AdminGroupMemberIsAdmitted) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to change uid and groups";
   boost::asio::post(io_, [this] {
     server_->stop();
@@ -334,7 +334,6 @@ TEST_P(LocalApiTest, AdminGroupMemberIsAdmitted) {
   o.admin_socket = admin();
   o.admin_socket_mode = 0660;
   o.admin_gid = 4242;  // stands for the "warden" group
-  o.session_threads = GetParam();
   auto s = LocalServer::start(io_, o, service_, resolver_, bus_);
   ASSERT_TRUE(s.has_value()) << s.error().message;
   server_ = std::move(*s);
@@ -379,12 +378,6 @@ TEST(LocalApiJson, EveryByteIsEscapedAtEveryOffsetOfALongString) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(SessionThreads, LocalApiTest, ::testing::Values(0U, 2U),
-                         [](const ::testing::TestParamInfo<unsigned>& param) {
-                           return param.param == 0 ? std::string("OnAcceptThread")
-                                                   : std::to_string(param.param) + "Threads";
-                         });
-
 TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
   const std::string reason = std::string("a\"b\\c\n\x01\x1f d") + std::string(1, '\0') + "\xc3\xa9";
   const auto reply = error_reply(400, "bad_request", reason);
@@ -394,40 +387,106 @@ TEST(LocalApiJson, ErrorReplyEscapesQuotesBackslashesAndControlBytes) {
   EXPECT_EQ(reply.body.find('\n'), std::string::npos) << reply.body;
 }
 
-TEST_P(LocalApiTest, SocketModesApplied) {
+TEST_F(LocalApiTest, SocketModesApplied) {
   struct stat st {};
   ASSERT_EQ(::stat(workload().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0666u);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
 }
 
-TEST_P(LocalApiTest, ConnectionsAreSpreadOverTheSessionThreads) {
-  // Four connections open at once, one token request each: round robin over N threads.
+/// Sends a keep-alive request and reads its reply (a JSON object: up to the closing brace).
+std::string keep_alive_exchange(int fd, const std::string& target) {
+  const std::string req =
+      "GET " + target + " HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    return "send failed";
+  }
+  std::string out;
+  char buf[1024];
+  while (out.empty() || out.back() != '}') {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+TEST_F(LocalApiTest, EachConnectionHasAThreadOfItsOwn) {
+  // Four connections held open at once, one token request each, none on the accepting thread.
   std::vector<int> fds;
+  const std::string req =
+      "POST /v1/token HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n"
+      "Content-Length: 16\r\n\r\n{\"audience\":\"a\"}";
   for (int i = 0; i < 4; ++i) {
     fds.push_back(connect_unix(workload()));
     ASSERT_GE(fds.back(), 0);
-  }
-  const std::string req = request("POST", "/v1/token", R"({"audience":"a"})");
-  for (const int fd : fds) {
-    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    ASSERT_EQ(::send(fds.back(), req.data(), req.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(req.size()));
   }
   for (const int fd : fds) {
     std::string out;
     char buf[4096];
-    ssize_t n = 0;
-    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    while (out.empty() || out.back() != '}') {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      ASSERT_GT(n, 0) << out;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     EXPECT_EQ(status_of(out), 200u) << out;
-    ::close(fd);
   }
   const auto threads = service_.synced().token_threads;
-  EXPECT_EQ(threads.size(), std::max(1U, GetParam()));
-  EXPECT_EQ(threads.count(thread_.get_id()), GetParam() == 0 ? 1U : 0U);
+  EXPECT_EQ(threads.size(), 4U);
+  EXPECT_EQ(threads.count(thread_.get_id()), 0U);
+  for (const int fd : fds) ::close(fd);
 }
 
-TEST_P(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
-  // Idle keep-alive connections and watch streams, on every session thread, when the server goes.
-  if (GetParam() == 0) GTEST_SKIP() << "connections on the caller's io_context end with it";
+TEST_F(LocalApiTest, IdleConnectionIsClosedAfterTheTimeout) {
+  TearDown();
+  server_.reset();
+  io_.restart();
+  start(0666, [](LocalServerOptions& o) { o.idle_timeout = std::chrono::milliseconds(300); });
+  const int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(status_of(keep_alive_exchange(fd, "/v1/identity")), 200u);
+  // Nothing more is sent: the server ends the connection (a read sees the end, not a timeout).
+  timeval tv{5, 0};
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  char c = 0;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0) << std::strerror(errno);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200));
+  ::close(fd);
+}
+
+TEST_F(LocalApiTest, ConnectionsOverTheLimitAreClosedAtAccept) {
+  TearDown();
+  server_.reset();
+  io_.restart();
+  start(0666, [](LocalServerOptions& o) { o.max_connections = 2; });
+  std::vector<int> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(connect_unix(workload()));
+    ASSERT_GE(held.back(), 0);
+    ASSERT_EQ(status_of(keep_alive_exchange(held.back(), "/v1/identity")), 200u);
+  }
+  const int third = connect_unix(workload());
+  ASSERT_GE(third, 0);
+  EXPECT_EQ(keep_alive_exchange(third, "/v1/identity"), "");
+  ::close(third);
+  // A slot frees when a connection ends: a new one is then served.
+  ::close(held[0]);
+  bool served = false;
+  for (int attempt = 0; attempt < 200 && !served; ++attempt) {
+    const int fd = connect_unix(workload());
+    served = fd >= 0 && status_of(keep_alive_exchange(fd, "/v1/identity")) == 200u;
+    if (fd >= 0) ::close(fd);
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(served);
+  ::close(held[1]);
+}
+
+TEST_F(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
+  // Idle keep-alive connections (each on its thread) and watch streams when the server goes.
   std::vector<int> fds;
   const std::string watch = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
   const std::string identity =
@@ -449,7 +508,10 @@ TEST_P(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
     }
   }
   TearDown();
-  server_.reset();
+  server_.reset();  // returns once every connection thread has ended
+  // Watch streams end on the io_context: their last chunk is written as it runs on.
+  io_.restart();
+  io_.run_for(std::chrono::seconds(5));
   // Every connection is closed by the server: a read sees the end (after the stream's last chunk).
   for (std::size_t i = 0; i < fds.size(); ++i) {
     const int fd = fds[i];
