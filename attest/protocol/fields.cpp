@@ -81,6 +81,18 @@ Result<MapReader> MapReader::open_field(const MapReader& parent, std::int64_t ke
   return open(value, parent.what_, parent.field_name(key) + ".", fields);
 }
 
+Result<MapReader> MapReader::open(cbor::Value& value, std::string_view what, std::string prefix,
+                                  std::span<const Field> fields) {
+  auto reader = open(static_cast<const cbor::Value&>(value), what, std::move(prefix), fields);
+  if (reader) reader->owned_ = &value;
+  return reader;
+}
+
+Result<MapReader> MapReader::open_field(const MapReader& parent, std::int64_t key,
+                                        cbor::Value& value, std::span<const Field> fields) {
+  return open(value, parent.what_, parent.field_name(key) + ".", fields);
+}
+
 std::string MapReader::field_name(std::int64_t key) const {
   for (const Field& f : fields_) {
     if (f.key == key) return prefix_ + std::string(f.name);
@@ -106,8 +118,8 @@ Result<const cbor::Value*> MapReader::required(std::int64_t key) const {
   return v;
 }
 
-Result<Bytes> MapReader::bytes_value(const cbor::Value& v, const std::string& label,
-                                     std::size_t max_size) const {
+Status MapReader::check_bytes(const cbor::Value& v, const std::string& label,
+                              std::size_t max_size) const {
   const Bytes* b = v.as_bytes();
   if (b == nullptr) return fail(type_error(label, "bytes", v));
   if (b->size() > max_size) {
@@ -115,7 +127,13 @@ Result<Bytes> MapReader::bytes_value(const cbor::Value& v, const std::string& la
         ErrorCode::kLimitExceeded, label,
         std::to_string(b->size()) + " bytes exceeds the limit of " + std::to_string(max_size)));
   }
-  return *b;
+  return ok();
+}
+
+Result<Bytes> MapReader::bytes_value(const cbor::Value& v, const std::string& label,
+                                     std::size_t max_size) const {
+  WARDEN_TRY_STATUS(check_bytes(v, label, max_size));
+  return *v.as_bytes();
 }
 
 Result<std::string> MapReader::text_value(const cbor::Value& v, const std::string& label,
@@ -134,6 +152,13 @@ Result<Bytes> MapReader::bytes(std::int64_t key, std::size_t max_size) const {
   auto v = required(key);
   if (!v) return fail(v.error());
   return bytes_value(**v, field_name(key), max_size);
+}
+
+Result<Bytes> MapReader::take_bytes(std::int64_t key, std::size_t max_size) const {
+  cbor::Value* v = get_owned(key);
+  if (v == nullptr) return bytes(key, max_size);
+  WARDEN_TRY_STATUS(check_bytes(*v, field_name(key), max_size));
+  return std::move(*v->as_bytes());
 }
 
 Result<std::optional<Bytes>> MapReader::opt_bytes(std::int64_t key, std::size_t max_size) const {

@@ -34,12 +34,24 @@ class MapReader {
                                 std::span<const Field> fields);
   static Result<MapReader> open_field(const MapReader& parent, std::int64_t key,
                                       const cbor::Value& value, std::span<const Field> fields);
+  /// The same over a value the caller owns and discards after decoding: take_bytes() then moves
+  /// byte strings out of it instead of copying them.
+  static Result<MapReader> open(cbor::Value& value, std::string_view what, std::string prefix,
+                                std::span<const Field> fields);
+  static Result<MapReader> open_field(const MapReader& parent, std::int64_t key,
+                                      cbor::Value& value, std::span<const Field> fields);
 
   /// nullptr when absent.
   [[nodiscard]] const cbor::Value* get(std::int64_t key) const { return map_->find(key); }
+  /// nullptr when absent or when the reader was opened over a const value.
+  [[nodiscard]] cbor::Value* get_owned(std::int64_t key) const {
+    return owned_ == nullptr ? nullptr : owned_->find(key);
+  }
   Result<const cbor::Value*> required(std::int64_t key) const;
 
   Result<Bytes> bytes(std::int64_t key, std::size_t max_size) const;
+  /// bytes(), moved out of the value when the reader owns it (the field reads empty afterwards).
+  Result<Bytes> take_bytes(std::int64_t key, std::size_t max_size) const;
   Result<std::optional<Bytes>> opt_bytes(std::int64_t key, std::size_t max_size) const;
   Result<std::string> text(std::int64_t key, std::size_t max_size) const;
   Result<std::optional<std::string>> opt_text(std::int64_t key, std::size_t max_size) const;
@@ -63,11 +75,13 @@ class MapReader {
                             std::string_view message) const;
 
  private:
+  Status check_bytes(const cbor::Value& v, const std::string& label, std::size_t max_size) const;
   MapReader(const cbor::Value* map, std::string what, std::string prefix,
             std::span<const Field> fields)
       : map_(map), what_(std::move(what)), prefix_(std::move(prefix)), fields_(fields) {}
 
   const cbor::Value* map_;
+  cbor::Value* owned_ = nullptr;  ///< map_, when opened over a value the caller discards
   std::string what_;
   std::string prefix_;
   std::span<const Field> fields_;

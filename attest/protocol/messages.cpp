@@ -344,9 +344,11 @@ Result<std::vector<PcrValue>> decode_pcr_values(const MapReader& r) {
 Result<std::optional<ImaLog>> decode_ima(const MapReader& r) {
   const Value* v = r.get(7);
   if (v == nullptr) return std::optional<ImaLog>();
-  PROTO_TRY(ir, MapReader::open_field(r, 7, *v, kImaFields));
+  Value* owned = r.get_owned(7);
+  PROTO_TRY(ir, owned != nullptr ? MapReader::open_field(r, 7, *owned, kImaFields)
+                                 : MapReader::open_field(r, 7, *v, kImaFields));
   PROTO_TRY(offset, ir.uint(1, lim::kImaOffsetMax));
-  PROTO_TRY(entries, ir.bytes(2, lim::kImaEntries));
+  PROTO_TRY(entries, ir.take_bytes(2, lim::kImaEntries));
   PROTO_TRY(format, ir.text(3, lim::kShortText));
   ImaLog ima{offset, std::move(entries), ImaFormat::kBinary};
   if (format == "ascii") {
@@ -373,7 +375,7 @@ Result<AttestRequest> decode_attest_request(ByteSpan data) {
     return fail(r.error(ErrorCode::kMalformed, "pcr_selection", parsed.error().message));
   }
   PROTO_TRY(pcr_values, decode_pcr_values(r));
-  PROTO_TRY(boot_log, r.bytes(6, lim::kBootLog));
+  PROTO_TRY(boot_log, r.take_bytes(6, lim::kBootLog));
   PROTO_TRY(ima, decode_ima(r));
   PROTO_TRY(cel, r.opt_bytes(8, lim::kCel));
   PROTO_TRY(bkv, r.required(9));

@@ -200,16 +200,52 @@ Result<Bytes> object_name(const PublicArea& pub) {
   return std::move(w).take();
 }
 
+namespace {
+
+// The parameters of a named curve only, built once. A TPM key's point is set on a key with copied
+// parameters: EVP_PKEY_fromdata by group name builds the EC group anew on every call, ~2.5x the
+// cost (measured with OpenSSL 3.0), and every attestation brings a new binding key.
+const EVP_PKEY* curve_parameters(std::uint16_t curve) {
+  auto make = [](const char* group) -> EVP_PKEY* {
+    ossl::ParamBld bld(OSSL_PARAM_BLD_new());
+    if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1)
+      return nullptr;
+    ossl::Params params(OSSL_PARAM_BLD_to_param(bld.get()));
+    ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    EVP_PKEY* key = nullptr;
+    if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+        EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_KEY_PARAMETERS, params.get()) != 1)
+      return nullptr;
+    return key;
+  };
+  switch (curve) {
+    case kEccNistP256: {
+      static const ossl::PKey p256(make("P-256"));
+      return p256.get();
+    }
+    case kEccNistP384: {
+      static const ossl::PKey p384(make("P-384"));
+      return p384.get();
+    }
+    case kEccNistP521: {
+      static const ossl::PKey p521(make("P-521"));
+      return p521.get();
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
 Result<ossl::PKey> public_key(const PublicArea& pub) {
   ossl::ParamBld bld(OSSL_PARAM_BLD_new());
   if (!bld) return fail(ossl::error("OSSL_PARAM_BLD_new"));
-  const char* key_type = nullptr;
   ossl::Bn n, e;
   Bytes point;
   if (pub.type == kAlgRsa) {
     if (pub.rsa_modulus.empty())
       return fail(ErrorCode::kMalformed, "TPMT_PUBLIC: empty RSA modulus");
-    key_type = "RSA";
     n.reset(BN_bin2bn(pub.rsa_modulus.data(), static_cast<int>(pub.rsa_modulus.size()), nullptr));
     e.reset(BN_new());
     if (!n || !e || BN_set_word(e.get(), pub.rsa_exponent == 0 ? 65537 : pub.rsa_exponent) != 1 ||
@@ -217,20 +253,15 @@ Result<ossl::PKey> public_key(const PublicArea& pub) {
         OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1)
       return fail(ossl::error("RSA public key params"));
   } else {
-    key_type = "EC";
-    const char* group = nullptr;
     std::size_t field = 0;
     switch (pub.curve) {
       case kEccNistP256:
-        group = "P-256";
         field = 32;
         break;
       case kEccNistP384:
-        group = "P-384";
         field = 48;
         break;
       case kEccNistP521:
-        group = "P-521";
         field = 66;
         break;
       default:
@@ -249,48 +280,66 @@ Result<ossl::PKey> public_key(const PublicArea& pub) {
     point.insert(point.end(), pub.ecc_x.begin(), pub.ecc_x.end());
     point.insert(point.end(), field - pub.ecc_y.size(), 0);
     point.insert(point.end(), pub.ecc_y.begin(), pub.ecc_y.end());
-    if (OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-        OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
-                                         point.size()) != 1)
-      return fail(ossl::error("EC public key params"));
+    ossl::PKey key(EVP_PKEY_new());
+    const EVP_PKEY* parameters = curve_parameters(pub.curve);
+    if (!key || parameters == nullptr || EVP_PKEY_copy_parameters(key.get(), parameters) != 1)
+      return fail(ossl::error("EC public key parameters"));
+    if (EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) != 1)
+      return fail(ErrorCode::kMalformed,
+                  "TPMT_PUBLIC: key is not a valid public key (" +
+                      ossl::error("EVP_PKEY_set1_encoded_public_key").message + ")");
+    ossl::PKeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+    // The quick check (on the curve, not infinity) is complete for the prime-order curves TPMs
+    // use; the full check adds a scalar multiplication by the order, as costly as a verify.
+    if (!check || EVP_PKEY_public_check_quick(check.get()) != 1)
+      return fail(ErrorCode::kMalformed, "TPMT_PUBLIC: ECC point is not on the curve");
+    return key;
   }
   ossl::Params params(OSSL_PARAM_BLD_to_param(bld.get()));
-  ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, key_type, nullptr));
+  ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1)
     return fail(ossl::error("EVP_PKEY_fromdata_init"));
   EVP_PKEY* raw = nullptr;
   if (EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1 || raw == nullptr)
     return fail(ErrorCode::kMalformed, "TPMT_PUBLIC: key is not a valid public key (" +
                                            ossl::error("EVP_PKEY_fromdata").message + ")");
-  ossl::PKey key(raw);
-  if (pub.type == kAlgEcc) {
-    ossl::PKeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
-    // The quick check (on the curve, not infinity) is complete for the prime-order curves TPMs
-    // use; the full check adds a scalar multiplication by the order, as costly as a verify.
-    if (!check || EVP_PKEY_public_check_quick(check.get()) != 1)
-      return fail(ErrorCode::kMalformed, "TPMT_PUBLIC: ECC point is not on the curve");
-  }
-  return key;
+  return ossl::PKey(raw);
 }
 
 namespace {
 
-/// public_key(), kept by the fields it builds the key from. The AK verifies the quote and both
-/// certifications of every attestation, and building a key through OpenSSL 3's provider layer
-/// costs about as much as the ECDSA verify itself.
-Result<std::shared_ptr<EVP_PKEY>> verification_key(const PublicArea& pub) {
-  static BoundedMemo<std::shared_ptr<EVP_PKEY>> keys(4096);
+/// A verify context initialised with public_key() for one signature scheme, kept by the fields
+/// the key is built from and the scheme. The AK verifies the quote and both certifications of
+/// every attestation; building a key through OpenSSL 3's provider layer costs about as much as the
+/// ECDSA verify itself, and EVP_DigestVerifyInit fetches the implementation again on every call
+/// (copying an initialised context does not).
+Result<std::shared_ptr<const EVP_MD_CTX>> verification_context(const PublicArea& pub,
+                                                               const Signature& sig, TpmAlg hash) {
+  static BoundedMemo<std::shared_ptr<const EVP_MD_CTX>> contexts(4096);
   ByteWriter w;
+  w.u16be(sig.sig_alg).u16be(sig.hash_alg);
   w.u16be(pub.type).u16be(pub.curve).u32be(pub.rsa_exponent);
   for (const Bytes* part : {&pub.ecc_x, &pub.ecc_y, &pub.rsa_modulus}) {
     w.u32be(static_cast<std::uint32_t>(part->size())).bytes(*part);
   }
   const Bytes packed = std::move(w).take();
-  return keys.get(std::string(packed.begin(), packed.end()),
-                  [&]() -> Result<std::shared_ptr<EVP_PKEY>> {
-                    WARDEN_ASSIGN(key, public_key(pub));
-                    return std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free);
-                  });
+  return contexts.get(
+      std::string(packed.begin(), packed.end()),
+      [&]() -> Result<std::shared_ptr<const EVP_MD_CTX>> {
+        WARDEN_ASSIGN(pkey, public_key(pub));
+        ossl::MdCtx md(EVP_MD_CTX_new());
+        EVP_PKEY_CTX* pctx = nullptr;
+        if (!md || EVP_DigestVerifyInit(md.get(), &pctx, ossl::evp_md(to_ossl(hash)), nullptr,
+                                        pkey.get()) != 1)
+          return fail(ossl::error("EVP_DigestVerifyInit"));
+        if (sig.sig_alg == kAlgRsassa && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
+          return fail(ossl::error("RSA padding"));
+        if (sig.sig_alg == kAlgRsapss &&
+            (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) != 1))
+          return fail(ossl::error("RSA-PSS padding"));
+        return std::shared_ptr<const EVP_MD_CTX>(md.release(), EVP_MD_CTX_free);
+      });
 }
 
 }  // namespace
@@ -308,7 +357,7 @@ Status verify_signature(const PublicArea& key, ByteSpan message, const Signature
   if (!hash)
     return fail(ErrorCode::kAlgorithmNotAllowed,
                 "verify signature: hash " + hex4(sig.hash_alg) + " unsupported");
-  WARDEN_ASSIGN(pkey, verification_key(key));
+  WARDEN_ASSIGN(prepared, verification_context(key, sig, *hash));
   Bytes der;
   ByteSpan sig_bytes;
   if (ecc_sig) {
@@ -319,16 +368,8 @@ Status verify_signature(const PublicArea& key, ByteSpan message, const Signature
     sig_bytes = sig.rsa;
   }
   ossl::MdCtx md(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  if (!md ||
-      EVP_DigestVerifyInit(md.get(), &pctx, ossl::evp_md(to_ossl(*hash)), nullptr, pkey.get()) != 1)
-    return fail(ossl::error("EVP_DigestVerifyInit"));
-  if (sig.sig_alg == kAlgRsassa && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
-    return fail(ossl::error("RSA padding"));
-  if (sig.sig_alg == kAlgRsapss &&
-      (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-       EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) != 1))
-    return fail(ossl::error("RSA-PSS padding"));
+  if (!md || EVP_MD_CTX_copy_ex(md.get(), prepared.get()) != 1)
+    return fail(ossl::error("EVP_MD_CTX_copy_ex"));
   const int rc = EVP_DigestVerify(md.get(), sig_bytes.data(), sig_bytes.size(), message.data(),
                                   message.size());
   if (rc != 1) {

@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "issuer/http/router.h"
+#include "platform/base/bytes.h"
 #include "platform/base/openssl.h"
 
 namespace warden::issuer::http {
@@ -37,6 +38,50 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kLinger{1000};
 constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
 constexpr std::size_t kReadBufferBytes = 16 * 1024;
+
+// Beast's vector_body, except that a received chunk is appended instead of resized into (which
+// zero-filled every byte before copying it: ~2% of the CPU of a 150 KB attest upload).
+struct ByteBody {
+  using value_type = Bytes;
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    explicit reader(bhttp::header<isRequest, Fields>& /*header*/, value_type& body)
+        : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
+      if (length) {
+        if (*length > body_.max_size()) {
+          ec = bhttp::error::buffer_overflow;
+          return;
+        }
+        body_.reserve(static_cast<std::size_t>(*length));  // <= max_size()
+      }
+      ec = {};
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, error_code& ec) {
+      const std::size_t n = beast::buffer_bytes(buffers);
+      if (n > body_.max_size() - body_.size()) {
+        ec = bhttp::error::buffer_overflow;
+        return 0;
+      }
+      for (const auto b : beast::buffers_range_ref(buffers)) {
+        const auto* p = static_cast<const std::uint8_t*>(b.data());
+        body_.insert(body_.end(), p, p + b.size());
+      }
+      ec = {};
+      return n;
+    }
+
+    void finish(error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
 
 // One connection. Every member is used only from the connection's strand.
 struct Connection : std::enable_shared_from_this<Connection> {
@@ -256,7 +301,7 @@ class BeastServer final : public HttpsServer {
     buffer.reserve(kReadBufferBytes);
     for (;;) {
       if (stopping_) break;
-      bhttp::request_parser<bhttp::vector_body<std::uint8_t>> parser;
+      bhttp::request_parser<ByteBody> parser;
       parser.header_limit(
           static_cast<std::uint32_t>(std::min<std::size_t>(limits_.max_header_bytes, UINT32_MAX)));
       parser.body_limit(limits_.max_body_bytes);

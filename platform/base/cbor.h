@@ -62,6 +62,8 @@ class Value {
   /// The raw CBOR argument: the unsigned value, or n of a negative integer -1 - n.
   [[nodiscard]] std::uint64_t raw_argument() const { return scalar_; }
   [[nodiscard]] const Bytes* as_bytes() const { return type_ == Type::kBytes ? &bytes_ : nullptr; }
+  /// For moving a decoded byte string out instead of copying it.
+  [[nodiscard]] Bytes* as_bytes() { return type_ == Type::kBytes ? &bytes_ : nullptr; }
   [[nodiscard]] const std::string* as_text() const {
     return type_ == Type::kText ? &text_ : nullptr;
   }
@@ -76,6 +78,9 @@ class Value {
   [[nodiscard]] const Value& map_value(std::size_t i) const { return items_[2 * i + 1]; }
   /// Map lookups; nullptr when absent or when this is not a map.
   [[nodiscard]] const Value* find(std::int64_t key) const;
+  [[nodiscard]] Value* find(std::int64_t key) {
+    return const_cast<Value*>(static_cast<const Value&>(*this).find(key));
+  }
   [[nodiscard]] const Value* find(std::string_view key) const;
   /// Tag number and content (kTag only).
   [[nodiscard]] std::uint64_t tag_number() const { return type_ == Type::kTag ? scalar_ : 0; }
