@@ -66,6 +66,10 @@ struct LocalServer::Impl {
   std::unordered_set<int> open;
   std::condition_variable idle;
   std::atomic<std::size_t> watching = 0;  ///< watch streams on `io`
+  /// Set (under bus_mu) by the server's destructor: the bus may be gone. Watch streams outlive
+  /// the server on `io`, and touch the bus only under bus_mu while this is false.
+  bool server_gone = false;
+  std::mutex bus_mu;
   std::atomic<bool> stopped = false;
 };
 
@@ -272,18 +276,30 @@ class WatchSlot {
 
 asio::awaitable<void> stream_watch(WatchSlot slot, UnixSocket sock, unsigned version) {
   Impl& self = slot.impl();
+  const auto executor = co_await asio::this_coro::executor;
+  std::shared_ptr<Subscription> sub;
+  {
+    std::lock_guard lock(self.bus_mu);
+    if (self.server_gone) co_return;
+    sub = self.bus.subscribe(executor);
+  }
+  struct Leave {
+    Impl& self;
+    std::shared_ptr<Subscription>& sub;
+    Leave(Impl& i, std::shared_ptr<Subscription>& s) : self(i), sub(s) {}
+    Leave(const Leave&) = delete;
+    Leave& operator=(const Leave&) = delete;
+    ~Leave() {
+      std::lock_guard lock(self.bus_mu);
+      if (!self.server_gone) self.bus.unsubscribe(sub);
+    }
+  } leave{self, sub};
   http::response<http::empty_body> res{http::status::ok, version};
   res.set(http::field::content_type, "application/x-ndjson");
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
   auto [ec_header, n_header] = co_await http::async_write_header(sock, sr, kNoThrow);
   if (ec_header) co_return;
-  auto sub = self.bus.subscribe(co_await asio::this_coro::executor);
-  struct Leave {
-    EventBus& bus;
-    std::shared_ptr<Subscription>& sub;
-    ~Leave() { bus.unsubscribe(sub); }
-  } leave{self.bus, sub};
   sub->queue.emplace_front(R"({"type":"watching"})");
   for (;;) {
     while (!sub->queue.empty()) {
@@ -529,6 +545,8 @@ LocalServer::~LocalServer() {
   std::unique_lock lock(impl_->mu);
   for (const int fd : impl_->open) ::shutdown(fd, SHUT_RDWR);
   impl_->idle.wait(lock, [this] { return impl_->open.empty(); });
+  std::lock_guard bus_lock(impl_->bus_mu);
+  impl_->server_gone = true;
 }
 
 void LocalServer::stop() {

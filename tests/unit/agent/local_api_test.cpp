@@ -526,5 +526,42 @@ TEST_F(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
   start(0666);
 }
 
+TEST(LocalApiLifetime, WatchStreamOutlivingServerAndBusLeavesBothAlone) {
+  // wardend destroys the server, then the bus, then the io_context a watch stream still waits on.
+  ::warden::test::TempDir dir;
+  auto io = std::make_unique<boost::asio::io_context>();
+  test::FakeWorkloadService service;
+  os::WorkloadIdentityResolver resolver;
+  auto bus = std::make_unique<EventBus>();
+  LocalServerOptions o;
+  o.workload_socket = dir.path() / "workload.sock";
+  auto server = LocalServer::start(*io, o, service, resolver, *bus);
+  ASSERT_TRUE(server.has_value()) << server.error().message;
+  std::thread runner([&] { io->run(); });
+  const int fd = connect_unix(o.workload_socket);
+  ASSERT_GE(fd, 0);
+  const std::string watch = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  ASSERT_EQ(::send(fd, watch.data(), watch.size(), MSG_NOSIGNAL), static_cast<ssize_t>(watch.size()));
+  std::string out;
+  char buf[1024];
+  while (out.find("watching") == std::string::npos) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << out;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  boost::asio::post(*io, [&] { io->stop(); });  // as a signal would, before stop() runs
+  runner.join();
+  server->reset();
+  bus.reset();
+  io->restart();
+  io->run_for(std::chrono::milliseconds(200));  // the stream runs on without its bus
+  io.reset();  // destroys the waiting stream: under ASan, touching the bus here would be caught
+  while (::recv(fd, buf, sizeof(buf), 0) > 0) {
+  }
+  char c = 0;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);
+  ::close(fd);
+}
+
 }  // namespace
 }  // namespace warden::agent::api
