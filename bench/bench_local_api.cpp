@@ -410,8 +410,8 @@ int main(int argc, char** argv) {
         "ratio %.2f\n",
         r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
   }
-  std::printf("clients=%d requests/client=%d rounds=%d (medians)\n", args.clients,
-              args.requests, args.rounds);
+  std::printf("clients=%d requests/client=%d rounds=%d (medians)\n", args.clients, args.requests,
+              args.rounds);
   std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
               g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate),
               median(api_p50), median(api_p99), median(api_cpu));

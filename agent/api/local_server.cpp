@@ -1,12 +1,8 @@
 #include "agent/api/local_server.h"
 
-#include <sys/stat.h>
-
-#include <fcntl.h>
-#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -15,17 +11,19 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
+#include <fcntl.h>
 #include <memory_resource>
 #include <mutex>
+#include <pthread.h>
 #include <span>
 #include <string>
+#include <unistd.h>
 #include <unordered_set>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -327,34 +325,24 @@ asio::awaitable<void> stream_watch(WatchSlot slot, UnixSocket sock, unsigned ver
 /// A watch stream waits for events, not requests: it moves from its connection thread to the
 /// accepting io_context, where every stream is one coroutine and none holds a thread.
 void hand_to_watch(const std::shared_ptr<Impl>& owner, int fd, unsigned version) {
-  struct Fd {
-    int fd;
-    explicit Fd(int f) : fd(f) {}
-    Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    Fd& operator=(Fd&&) = delete;
-    ~Fd() {
-      if (fd >= 0) ::close(fd);
-    }
-  };
-  asio::io_context& io = owner->io;
-  asio::post(io, [slot = WatchSlot(owner), fd = Fd(fd), version]() mutable {
-    asio::io_context& io_ = slot.impl().io;
-    UnixSocket sock(io_);
-    boost::system::error_code ec;
-    sock.assign(asio::local::stream_protocol(), fd.fd, ec);
-    if (ec) return;
-    fd.fd = -1;
-    asio::co_spawn(io_, stream_watch(std::move(slot), std::move(sock), version), asio::detached);
-  });
+  UnixSocket sock(owner->io);
+  boost::system::error_code ec;
+  sock.assign(asio::local::stream_protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return;
+  }
+  // co_spawn starts the stream on the io_context's thread; if that never runs again, destroying
+  // the io_context destroys the stream and closes its socket.
+  asio::co_spawn(owner->io, stream_watch(WatchSlot(owner), std::move(sock), version),
+                 asio::detached);
 }
 
 /// One connection, served by its own thread with blocking calls: a request is read the moment
 /// it arrives and answered by the thread that read it (docs/PERFORMANCE.md, "Thread per
 /// connection"). Returns the HTTP version of a GET /v1/watch, which the caller hands on.
 std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int fd, Socket kind,
-                      const Result<os::Selectors>& identity) {
+                                         const Result<os::Selectors>& identity) {
   Impl& self = *owner;
   std::optional<HttpReply> refusal;
   if (!identity) {
@@ -381,8 +369,7 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
     boost::system::error_code ec;
     http::read(conn, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::timed_out ||
-        self.stopped) {
+        ec == asio::error::connection_reset || ec == asio::error::timed_out || self.stopped) {
       return std::nullopt;
     }
     if (ec) {

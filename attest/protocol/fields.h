@@ -38,8 +38,8 @@ class MapReader {
   /// byte strings out of it instead of copying them.
   static Result<MapReader> open(cbor::Value& value, std::string_view what, std::string prefix,
                                 std::span<const Field> fields);
-  static Result<MapReader> open_field(const MapReader& parent, std::int64_t key,
-                                      cbor::Value& value, std::span<const Field> fields);
+  static Result<MapReader> open_field(const MapReader& parent, std::int64_t key, cbor::Value& value,
+                                      std::span<const Field> fields);
 
   /// nullptr when absent.
   [[nodiscard]] const cbor::Value* get(std::int64_t key) const { return map_->find(key); }

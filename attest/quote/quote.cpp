@@ -208,7 +208,8 @@ namespace {
 const EVP_PKEY* curve_parameters(std::uint16_t curve) {
   auto make = [](const char* group) -> EVP_PKEY* {
     ossl::ParamBld bld(OSSL_PARAM_BLD_new());
-    if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1)
+    if (!bld ||
+        OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1)
       return nullptr;
     ossl::Params params(OSSL_PARAM_BLD_to_param(bld.get()));
     ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));

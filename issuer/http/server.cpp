@@ -47,8 +47,7 @@ struct ByteBody {
   class reader {
    public:
     template <bool isRequest, class Fields>
-    explicit reader(bhttp::header<isRequest, Fields>& /*header*/, value_type& body)
-        : body_(body) {}
+    explicit reader(bhttp::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
 
     void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
       if (length) {

@@ -1,9 +1,9 @@
-#include <sqlite3.h>
-
 #include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include <sqlite3.h>
 
 #include "issuer/store/sql.h"
 

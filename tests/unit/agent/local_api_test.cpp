@@ -3,8 +3,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include <grp.h>
 #include <functional>
+#include <grp.h>
 #include <thread>
 #include <tuple>
 #include <unistd.h>
@@ -541,7 +541,8 @@ TEST(LocalApiLifetime, WatchStreamOutlivingServerAndBusLeavesBothAlone) {
   const int fd = connect_unix(o.workload_socket);
   ASSERT_GE(fd, 0);
   const std::string watch = "GET /v1/watch HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
-  ASSERT_EQ(::send(fd, watch.data(), watch.size(), MSG_NOSIGNAL), static_cast<ssize_t>(watch.size()));
+  ASSERT_EQ(::send(fd, watch.data(), watch.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(watch.size()));
   std::string out;
   char buf[1024];
   while (out.find("watching") == std::string::npos) {
