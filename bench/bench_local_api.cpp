@@ -6,9 +6,11 @@
 // less the clients' own threads), which is what the server code controls.
 // Target: API >= half of echo throughput, p99 < 1 ms.
 //
-//   bench_local_api [--clients N] [--requests N] [--rounds N] [--proofs]
+//   bench_local_api [--clients N] [--requests N] [--rounds N] [--proofs] [--connect-per-request]
 //     --proofs: POST /v1/proof, each answered with a fresh ES256 proof by a software session key
 //               (the daemon's default proof mode); target >= 5,000 proofs/s
+//     --connect-per-request: every request on a new connection (a workload using curl or a
+//               one-shot client), closed after its reply; the echo server likewise
 //   bench_local_api --rss [--workloads N]   RSS of the server with N workloads connected and
 //                                           their tokens cached (clients in a child process)
 #include <sys/socket.h>
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -97,7 +100,8 @@ class CachedTokenService : public agent::WorkloadService {
   std::optional<token::EcSigner> session_key_;
 };
 
-bool g_proofs = false;  ///< --proofs: drive POST /v1/proof instead of POST /v1/token
+bool g_proofs = false;               ///< --proofs: drive POST /v1/proof instead of POST /v1/token
+bool g_connect_per_request = false;  ///< --connect-per-request
 
 int connect_unix(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -173,8 +177,8 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
   const auto start = Clock::now();
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      const int fd = connect_unix(path);
-      if (fd < 0) {
+      int fd = g_connect_per_request ? -1 : connect_unix(path);
+      if (!g_connect_per_request && fd < 0) {
         ++failures;
         return;
       }
@@ -183,14 +187,22 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
       mine.reserve(static_cast<std::size_t>(per_client));
       for (int i = 0; i < per_client; ++i) {
         const auto t0 = Clock::now();
+        if (g_connect_per_request && (fd = connect_unix(path)) < 0) {
+          ++failures;
+          break;
+        }
         if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0 ||
             !read_reply(fd, buf, echo_size == 0 ? 0 : request.size())) {
           ++failures;
           break;
         }
+        if (g_connect_per_request) {
+          ::close(fd);
+          fd = -1;
+        }
         mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
-      ::close(fd);
+      if (fd >= 0) ::close(fd);
       const double used = thread_cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
       double old = client_cpu.load();
       while (!client_cpu.compare_exchange_weak(old, old + used)) {
@@ -211,19 +223,32 @@ Figures drive(const std::string& path, std::size_t echo_size, int clients, int p
           cpu * 1e6 / n, failures.load()};
 }
 
-/// Raw echo server: one thread per connection, echoes whatever arrives.
+/// Raw echo server: one thread per connection, echoes whatever arrives. Threads are created
+/// detached, as the API's are (with std::thread::detach, glibc 2.36 crashed now and then in
+/// pthread_detach with thousands of short connections per second).
 void echo_server(int listen_fd) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   for (;;) {
     const int fd = ::accept(listen_fd, nullptr, nullptr);
-    if (fd < 0) return;
-    std::thread([fd] {
-      char buf[8192];
-      for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) {
-        if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
-      }
-      ::close(fd);
-    }).detach();
+    if (fd < 0) break;
+    pthread_t thread{};
+    const int rc = pthread_create(
+        &thread, &attr,
+        [](void* arg) -> void* {
+          const int conn = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
+          char buf[8192];
+          for (ssize_t n; (n = ::recv(conn, buf, sizeof(buf), 0)) > 0;) {
+            if (::send(conn, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
+          }
+          ::close(conn);
+          return nullptr;
+        },
+        reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)));  // NOLINT
+    if (rc != 0) ::close(fd);
   }
+  pthread_attr_destroy(&attr);
 }
 
 double median(std::vector<double> v) {
@@ -346,6 +371,8 @@ int main(int argc, char** argv) {
       args.rss = true;
     else if (a == "--proofs")
       g_proofs = true;
+    else if (a == "--connect-per-request")
+      g_connect_per_request = true;
     else {
       std::fprintf(stderr, "bench_local_api: unknown argument %s\n", a.c_str());
       return 2;
@@ -410,8 +437,8 @@ int main(int argc, char** argv) {
         "ratio %.2f\n",
         r + 1, api.per_second, api.p99_us, echo.per_second, echo.p99_us, ratio.back());
   }
-  std::printf("clients=%d requests/client=%d rounds=%d (medians)\n", args.clients, args.requests,
-              args.rounds);
+  std::printf("clients=%d requests/client=%d rounds=%d%s (medians)\n", args.clients, args.requests,
+              args.rounds, g_connect_per_request ? " connection per request" : "");
   std::printf("%s: %8.0f req/s  p50 %7.1f us  p99 %7.1f us  server CPU %5.1f us/req\n",
               g_proofs ? "api  (signed proof)" : "api  (cached token)", median(api_rate),
               median(api_p50), median(api_p99), median(api_cpu));

@@ -405,8 +405,7 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
 
 /// Starts the thread of an accepted connection, or closes it when the server is stopping or at
 /// its connection limit. A small stack: the deepest call is a token mint or an unseal.
-void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind,
-                      Result<os::Selectors> identity) {
+void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind) {
   {
     std::lock_guard lock(self->mu);
     if (self->stopped || self->open.size() + self->watching >= self->options.max_connections) {
@@ -429,10 +428,9 @@ void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind,
     std::shared_ptr<Impl> self;
     int fd;
     Socket kind;
-    Result<os::Selectors> identity;
     decltype(finish) done;
   };
-  auto* start = new Start{self, fd, kind, std::move(identity), finish};
+  auto* start = new Start{self, fd, kind, finish};
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 512 * 1024);
@@ -445,7 +443,10 @@ void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind,
         pthread_setname_np(pthread_self(), s->kind == Socket::kAdmin ? "api-admin" : "api-conn");
         std::optional<unsigned> watch;
         try {
-          watch = serve_connection(s->self, s->fd, s->kind, s->identity);
+          // Identity from the kernel, once per connection, before any byte of the request is
+          // read; here rather than on the accepting thread, which it would serialise.
+          const auto identity = s->self->resolver.resolve_socket(s->fd);
+          watch = serve_connection(s->self, s->fd, s->kind, identity);
         } catch (const std::exception& e) {
           spdlog::error("local api: connection ended by an error: {}", e.what());
         }
@@ -468,8 +469,6 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor
     auto [ec, accepted] = co_await acceptor.async_accept(kNoThrow);
     if (self->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
-    // Identity from the kernel, once per connection, before any byte of the request is read.
-    auto identity = self->resolver.resolve_socket(accepted.native_handle());
     boost::system::error_code released;
     const int fd = accepted.release(released);
     if (released) continue;
@@ -479,7 +478,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor
       ::close(fd);
       continue;
     }
-    start_connection(self, fd, kind, std::move(identity));
+    start_connection(self, fd, kind);
   }
 }
 

@@ -3,6 +3,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
 #include <functional>
 #include <grp.h>
 #include <thread>
@@ -483,6 +486,90 @@ TEST_F(LocalApiTest, ConnectionsOverTheLimitAreClosedAtAccept) {
   }
   EXPECT_TRUE(served);
   ::close(held[1]);
+}
+
+TEST(LocalApiIdentity, APeerSlowToIdentifyHoldsUpNoOtherConnection) {
+  // A first-seen executable is hashed while its connection is identified: for a large binary that
+  // takes a while, and it must not stall the accept loop for every other workload. Here this
+  // process's "executable" (under a fake /proc) is a FIFO, so identifying it blocks until the test
+  // opens the FIFO's other end; meanwhile a child process must be served.
+  ::warden::test::TempDir proc;
+  const auto fifo = proc.path() / "exe-fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto fake_pid = [&](pid_t pid, const std::filesystem::path& exe) {
+    const auto dir = proc.path() / std::to_string(pid);
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "cgroup") << "0::/user.slice/user-0.slice/session-1.scope\n";
+    std::ofstream(dir / "status") << "Name:\ttest\nGroups:\t\n";
+    std::filesystem::create_symlink(exe, dir / "exe");
+  };
+  fake_pid(::getpid(), fifo);
+  std::ofstream(proc.path() / "exe-file") << "a small executable";
+
+  ::warden::test::TempDir dir;
+  boost::asio::io_context io;
+  test::FakeWorkloadService service;
+  os::WorkloadIdentityResolver resolver(proc.path());
+  EventBus bus;
+  LocalServerOptions o;
+  o.workload_socket = dir.path() / "workload.sock";
+  auto server = LocalServer::start(io, o, service, resolver, bus);
+  ASSERT_TRUE(server.has_value()) << server.error().message;
+  std::thread io_thread([&] { io.run(); });
+
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c = 0;
+    ::close(go[1]);
+    if (::read(go[0], &c, 1) != 1) ::_exit(3);
+    const int fd = connect_unix(o.workload_socket);
+    if (fd < 0) ::_exit(4);
+    const timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ::_exit(status_of(keep_alive_exchange(fd, "/v1/identity")) == 200u ? 0 : 1);
+  }
+  ::close(go[0]);
+  fake_pid(child, proc.path() / "exe-file");
+
+  const int blocked = connect_unix(o.workload_socket);
+  ASSERT_GE(blocked, 0);
+  const std::string req =
+      "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  ASSERT_EQ(::send(blocked, req.data(), req.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(req.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its identification has begun
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  int status = -1;
+  ASSERT_TRUE(::warden::test::wait_for([&] { return ::waitpid(child, &status, WNOHANG) == child; },
+                                       std::chrono::seconds(15)));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the other workload was not served while this one was being identified (status " << status
+      << ")";
+  char c = 0;
+  EXPECT_EQ(::recv(blocked, &c, 1, MSG_DONTWAIT), -1) << "answered before it was identified";
+
+  // The "executable" ends (empty): identification completes and the request is answered.
+  const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(writer, 0) << std::strerror(errno);
+  ::close(writer);
+  std::string reply;
+  char buf[1024];
+  while (reply.empty() || reply.back() != '}') {
+    const ssize_t n = ::recv(blocked, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(status_of(reply), 200u) << reply;
+  ::close(blocked);
+  ::close(go[1]);
+  boost::asio::post(io, [&] {
+    (*server)->stop();
+    io.stop();
+  });
+  io_thread.join();
 }
 
 TEST_F(LocalApiTest, ShutdownWithOpenConnectionsAndWatchStreams) {
