@@ -539,6 +539,8 @@ TEST(LocalApiIdentity, APeerSlowToIdentifyHoldsUpNoOtherConnection) {
 
   const int blocked = connect_unix(o.workload_socket);
   ASSERT_GE(blocked, 0);
+  const timeval bound{15, 0};  // a failure below ends the test instead of hanging it
+  ::setsockopt(blocked, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
   const std::string req =
       "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
   EXPECT_EQ(::send(blocked, req.data(), req.size(), MSG_NOSIGNAL),
