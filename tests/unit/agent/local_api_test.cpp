@@ -398,13 +398,12 @@ TEST_F(LocalApiTest, SocketModesApplied) {
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
 }
 
-/// Sends a keep-alive request and reads its reply (a JSON object: up to the closing brace).
-std::string keep_alive_exchange(int fd, const std::string& target) {
-  const std::string req =
-      "GET " + target + " HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    return "send failed";
-  }
+std::string keep_alive_get(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+}
+
+/// Reads one reply whose body is a JSON object: up to the closing brace.
+std::string read_json_reply(int fd) {
   std::string out;
   char buf[1024];
   while (out.empty() || out.back() != '}') {
@@ -413,6 +412,15 @@ std::string keep_alive_exchange(int fd, const std::string& target) {
     out.append(buf, static_cast<std::size_t>(n));
   }
   return out;
+}
+
+/// Sends a keep-alive request and reads its reply.
+std::string keep_alive_exchange(int fd, const std::string& target) {
+  const std::string req = keep_alive_get(target);
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    return "send failed";
+  }
+  return read_json_reply(fd);
 }
 
 TEST_F(LocalApiTest, EachConnectionHasAThreadOfItsOwn) {
@@ -541,8 +549,7 @@ TEST(LocalApiIdentity, APeerSlowToIdentifyHoldsUpNoOtherConnection) {
   ASSERT_GE(blocked, 0);
   const timeval bound{15, 0};  // a failure below ends the test instead of hanging it
   ::setsockopt(blocked, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
-  const std::string req =
-      "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
+  const std::string req = keep_alive_get("/v1/identity");
   EXPECT_EQ(::send(blocked, req.data(), req.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(req.size()));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its identification has begun
@@ -564,13 +571,7 @@ TEST(LocalApiIdentity, APeerSlowToIdentifyHoldsUpNoOtherConnection) {
   const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   EXPECT_GE(writer, 0) << std::strerror(errno);
   if (writer >= 0) ::close(writer);
-  std::string reply;
-  char buf[1024];
-  while (reply.empty() || reply.back() != '}') {
-    const ssize_t n = ::recv(blocked, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
+  const std::string reply = read_json_reply(blocked);
   EXPECT_EQ(status_of(reply), 200u) << reply;
   ::close(blocked);
   ::close(go[1]);
