@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the Debian packages (scripts/package, which also runs lintian), installs them into a
-# throwaway root with dpkg --root, and checks files, modes, users and that nothing got enabled.
+# Builds the Debian packages (scripts/package, which also runs lintian) from the programs of the
+# build under test, installs them into a throwaway root with dpkg --root, and checks files, modes,
+# users and that nothing got enabled.
+#   package_test.sh <source dir> <cmake build dir>
 set -euo pipefail
 src=$1
-"$src/scripts/package"
-pkgs=("$src"/build/packages/wardend_*.deb "$src"/build/packages/warden-issuer_*.deb)
+bin=$2
+"$src/scripts/package" --prebuilt "$bin"
+pkgs=("$bin"/packages/wardend_*.deb "$bin"/packages/warden-issuer_*.deb)
 R=$(mktemp -d)
 trap 'rm -rf "$R"' EXIT
 mkdir -p "$R"/var/lib/dpkg/{info,updates,triggers} "$R"/etc "$R"/var/log
