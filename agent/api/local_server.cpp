@@ -465,7 +465,11 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
     parser.header_limit(16 * 1024);
     parser.body_limit(self.options.max_body);
     boost::system::error_code ec;
-    http::read(conn, buffer, parser, ec);
+    // The framing is checked before the body is read: a coding we would misread is never parsed.
+    std::optional<HttpReply> unframed;
+    http::read_header(conn, buffer, parser, ec);
+    if (!ec) unframed = framing_refusal(parser.get());
+    if (!ec && !unframed) http::read(conn, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::timed_out || self.stopped) {
       return std::nullopt;
@@ -493,9 +497,9 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
                           "one that connected (pid " +
                               std::to_string(identity->pid) + ")");
       keep_alive = false;
-    } else if (auto bad = framing_refusal(req)) {
+    } else if (unframed) {
       // Closed after the answer: what follows an unframed body is never read as a request.
-      reply = std::move(*bad);
+      reply = std::move(*unframed);
       keep_alive = false;
     } else if (req.count(kSpiffeHeader) != 1 || req[kSpiffeHeader] != "true") {
       reply = error_reply(400, "missing_spiffe_header",
@@ -519,9 +523,9 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
       }
     }
     if (req.method() == http::verb::put) wipe_request(req, buffer);
-    if (!write_reply(conn, out, reply, req.version(), keep_alive) || !keep_alive) {
-      return std::nullopt;
-    }
+    const bool written = write_reply(conn, out, reply, req.version(), keep_alive);
+    if (written && unframed) drain(conn);  // the unread body must not reset the answer
+    if (!written || !keep_alive) return std::nullopt;
   }
 }
 
