@@ -576,12 +576,14 @@ Result<HolderCheck> WorkloadIdentityResolver::check_socket_holders(ino_t socket_
   std::size_t holders = 0;
   while (const dirent* e = ::readdir(proc)) {
     if (!all_digits(e->d_name)) continue;
+    // /proc/PID itself is owned by the effective uid even when the process is not dumpable.
+    // fstatat first, as the cheapest filter: most processes are another uid's.
+    struct stat st {};
+    if (::fstatat(::dirfd(proc), e->d_name, &st, 0) != 0 || st.st_uid != expected.uid) continue;
     // The directory stays bound to this process: if it exits, reads through it fail rather than
-    // reach a process that reused the pid.
+    // reach a process that reused the pid (whose uid is checked again through it).
     const UniqueFd dir(::openat(::dirfd(proc), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0) continue;  // exited
-    struct stat st {};
-    // /proc/PID itself is owned by the effective uid even when the process is not dumpable.
     if (::fstat(dir.get(), &st) != 0 || st.st_uid != expected.uid) continue;
     const auto pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
     if (!process_holds(dir.get(), pid, target)) continue;
