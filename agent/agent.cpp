@@ -647,7 +647,8 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
       std::min(request.ttl.value_or(options_.config.token_ttl), options_.config.token_max_ttl);
   if (ttl.count() <= 0) return fail(ErrorCode::kInvalidArgument, "token: ttl must be positive");
   const std::string owner = workload_identity(caller);
-  const std::string key = TokenCache::key(owner, request.audience, request.scopes, format);
+  const std::string key =
+      TokenCache::key(owner, request.audience, request.scopes, format, ttl.count());
   const std::int64_t t = now();
   const CachedToken* cached = cache_.find(key, t);
   auto respond = [](const CachedToken& c) {

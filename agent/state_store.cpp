@@ -162,12 +162,13 @@ Status StateStore::save_binding_key(const tpm::BindingKey& key) const {
 
 Status StateStore::check_secret_name(const std::string& name) {
   const bool ok_chars = std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
-  if (name.empty() || name.size() > 64 || name.front() == '.' || !ok_chars) {
+  if (name.empty() || name.size() > kMaxSecretName || name.front() == '.' || !ok_chars) {
     return fail(ErrorCode::kInvalidArgument,
-                "secret name: expected 1..64 of [A-Za-z0-9._-] not starting with '.', found \"" +
-                    name.substr(0, 80) + "\"");
+                "secret name: expected 1..128 of [A-Za-z0-9._-] not starting with '.', found \"" +
+                    name.substr(0, 140) + "\"");
   }
   return ok();
 }

@@ -41,7 +41,10 @@ class StateStore {
   Result<std::optional<tpm::BindingKey>> load_binding_key() const;
   Status save_binding_key(const tpm::BindingKey& key) const;
 
-  /// Secret names: 1..64 of [A-Za-z0-9._-], not starting with '.'.
+  /// Longest secret name (docs/local-api.md); the file is the name + ".sealed".
+  static constexpr std::size_t kMaxSecretName = 128;
+  /// Secret names: 1..128 of [A-Za-z0-9._-], not starting with '.'. The local API uses the same
+  /// rule (api::valid_secret_name).
   static Status check_secret_name(const std::string& name);
   Result<std::optional<SealedSecret>> load_secret(const std::string& name) const;
   Status save_secret(const std::string& name, const SealedSecret& secret) const;

@@ -27,7 +27,8 @@ std::string workload_identity(const os::Selectors& s) {
 }
 
 std::string TokenCache::key(const std::string& identity, const std::string& audience,
-                            std::vector<std::string> scopes, TokenFormat format) {
+                            std::vector<std::string> scopes, TokenFormat format,
+                            std::int64_t ttl_seconds) {
   std::sort(scopes.begin(), scopes.end());
   scopes.erase(std::unique(scopes.begin(), scopes.end()), scopes.end());
   std::string out;
@@ -35,6 +36,7 @@ std::string TokenCache::key(const std::string& identity, const std::string& audi
   field(out, audience);
   for (const auto& s : scopes) field(out, s);
   field(out, to_string(format));
+  field(out, std::to_string(ttl_seconds));
   return out;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Workload tokens the agent obtained, keyed by (workload identity, audience, scopes, format).
+// Workload tokens the agent obtained, keyed by (workload identity, audience, scopes, format, ttl):
+// a token is reused only for a request with the same ttl, so none outlives the ttl asked for.
 // A token is handed only to the identity it was issued for, and proofs are signed only for a
 // jti issued to that same identity. Not thread-safe: the Agent's mutex guards it.
 
@@ -22,7 +23,7 @@ struct CachedToken {
   std::string owner;         ///< workload_identity() of the caller it was issued to
   std::string container_id;  ///< for revocation when the container goes away
   std::uint64_t status_index = 0;
-  std::string status_list;   ///< list id in the issuer's status list URI ("" when unknown)
+  std::string status_list;  ///< list id in the issuer's status list URI ("" when unknown)
 };
 
 /// The stable identity of a workload, from kernel-derived selectors only (the pid is left out:
@@ -31,8 +32,11 @@ std::string workload_identity(const os::Selectors& s);
 
 class TokenCache {
  public:
+  /// `ttl_seconds`: the lifetime the request asked for (after the agent's cap). Part of the key:
+  /// a token issued for a longer ttl would otherwise answer a request for a shorter one.
   static std::string key(const std::string& identity, const std::string& audience,
-                         std::vector<std::string> scopes, TokenFormat format);
+                         std::vector<std::string> scopes, TokenFormat format,
+                         std::int64_t ttl_seconds);
 
   /// The entry for `key` that is valid at `now` (never an expired one).
   [[nodiscard]] const CachedToken* find(const std::string& key, std::int64_t now) const;

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "agent/state_store.h"
 #include "platform/base/encoding.h"
 
 namespace warden::agent::api {
@@ -16,6 +17,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_DATA)
+/// A requested ttl is capped by token.max_ttl_seconds anyway; this only bounds the arithmetic.
+constexpr std::int64_t kMaxTtlSeconds = 0xFFFFFFFFLL;
 
 /// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
 /// a DOM (one allocation per member) would cost more than the request's syscalls.
@@ -192,6 +195,24 @@ Result<std::string> get_string(const json::object& o, std::string_view key, bool
   return std::string(v->as_string());
 }
 
+/// A JSON integer in [min, max]. Checked before any conversion: Boost.JSON's to_number throws
+/// for a uint64 above INT64_MAX, and an exception here would end the connection unanswered.
+Result<std::int64_t> get_integer(const json::value& v, std::string_view name, std::int64_t min,
+                                 std::int64_t max) {
+  const auto range = [&] {
+    return fail(ErrorCode::kMalformed, "request body: \"" + std::string(name) +
+                                           "\" must be an integer in " + std::to_string(min) +
+                                           ".." + std::to_string(max));
+  };
+  if (v.is_uint64()) {
+    if (v.get_uint64() > static_cast<std::uint64_t>(max)) return range();
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  if (!v.is_int64()) return range();
+  if (v.get_int64() < min || v.get_int64() > max) return range();
+  return v.get_int64();
+}
+
 Result<TokenRequest> parse_token_request(std::string_view body) {
   // The common request fits in this buffer: no heap allocation for the DOM.
   std::array<unsigned char, 1024> scratch{};
@@ -214,13 +235,9 @@ Result<TokenRequest> parse_token_request(std::string_view body) {
     }
   }
   if (const auto* ttl = o->if_contains("ttl")) {
-    if (!ttl->is_int64() && !ttl->is_uint64()) {
-      return fail(ErrorCode::kMalformed,
-                  "request body: \"ttl\" must be an integer number of seconds");
-    }
-    const auto seconds = ttl->to_number<std::int64_t>();
-    if (seconds <= 0) return fail(ErrorCode::kMalformed, "request body: \"ttl\" must be positive");
-    r.ttl = std::chrono::seconds(seconds);
+    auto seconds = get_integer(*ttl, "ttl", 1, kMaxTtlSeconds);
+    if (!seconds) return fail(std::move(seconds).error());
+    r.ttl = std::chrono::seconds(*seconds);
   }
   if (o->contains("format")) {
     auto format = get_string(*o, "format", true);
@@ -273,14 +290,9 @@ Result<SelectorMatch> parse_selector_match(const json::value& v) {
   for (const auto& kv : o) {
     const std::string_view k = kv.key();
     if (k == "uid" || k == "gid") {
-      if (!kv.value().is_int64() && !kv.value().is_uint64())
-        return fail(ErrorCode::kMalformed,
-                    "request body: allow." + std::string(k) + " must be an integer");
-      const auto n = kv.value().to_number<std::int64_t>();
-      if (n < 0 || n > 0xFFFFFFFFLL)
-        return fail(ErrorCode::kMalformed,
-                    "request body: allow." + std::string(k) + " out of range");
-      (k == "uid" ? m.uid : m.gid) = static_cast<std::uint32_t>(n);
+      auto n = get_integer(kv.value(), "allow." + std::string(k), 0, 0xFFFFFFFFLL);
+      if (!n) return fail(std::move(n).error());
+      (k == "uid" ? m.uid : m.gid) = static_cast<std::uint32_t>(*n);
     } else {
       std::optional<std::string>* field = nullptr;
       if (k == "systemd_unit") field = &m.systemd_unit;
@@ -367,13 +379,8 @@ std::string identity_json(const os::Selectors& s) {
 }
 
 bool valid_secret_name(std::string_view name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  // One rule for the API and the store (secret files are named after secrets).
+  return static_cast<bool>(StateStore::check_secret_name(std::string(name)));
 }
 
 HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& caller,
@@ -408,10 +415,17 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
   if (path.substr(0, kSecrets.size()) == kSecrets) {
     const std::string name(path.substr(kSecrets.size()));
     if (!valid_secret_name(name))
-      return bad_request("secret name must match [A-Za-z0-9._-]{1,128}");
+      return bad_request("secret name must match [A-Za-z0-9._-]{1,128} and not start with '.'");
     if (method == "GET") {
       try {
         auto r = service.secret(caller, name);
+        // One answer for "no such secret" and "not yours": a caller learns nothing about which
+        // names exist.
+        if (!r && (r.error().code == ErrorCode::kNotFound ||
+                   r.error().code == ErrorCode::kPermissionDenied)) {
+          return error_reply(404, "not_found",
+                             "secret \"" + name + "\": none that this caller may read");
+        }
         if (!r) return error_reply(r.error());
         return secret_reply(name, *r);
       } catch (const std::bad_alloc&) {

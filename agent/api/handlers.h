@@ -34,7 +34,8 @@ enum class Socket { kWorkload, kAdmin };
 HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& caller,
                 std::string_view method, std::string_view target, std::string_view body);
 
-/// True for a secret name the API accepts: [A-Za-z0-9._-]{1,128}, not "." or "..".
+/// True for a secret name the API and the store accept: [A-Za-z0-9._-]{1,128}, not starting with
+/// '.' (StateStore::check_secret_name).
 bool valid_secret_name(std::string_view name);
 
 }  // namespace warden::agent::api

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -76,7 +78,7 @@ namespace {
 using Impl = LocalServer::Impl;
 
 Result<Acceptor> bind_socket(asio::io_context& io, const std::filesystem::path& path, mode_t mode,
-                             std::optional<gid_t> gid) {
+                             uid_t owner, std::optional<gid_t> gid) {
   std::error_code fs_ec;
   const auto st = std::filesystem::symlink_status(path, fs_ec);
   if (!fs_ec && std::filesystem::exists(st)) {
@@ -92,11 +94,16 @@ Result<Acceptor> bind_socket(asio::io_context& io, const std::filesystem::path& 
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (ec) return fail(ErrorCode::kIo, "local api: bind " + path.string() + ": " + ec.message());
+  // Every chunk a client writes then names its writer: Connection::read_some refuses bytes from
+  // a process other than the one identified (a socket shared after fork).
+  WARDEN_TRY_STATUS(os::enable_sender_credentials(acceptor.native_handle()));
   // Ownership and mode before listen(): nobody can connect before the permissions are final.
-  if (gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
-    return fail(ErrorCode::kPermissionDenied, "local api: chown " + path.string() + " to gid " +
-                                                  std::to_string(*gid) + ": " +
-                                                  std::strerror(errno));
+  // Owned by the uid the agent runs as, so that it can use its own sockets after dropping root.
+  if (::chown(path.c_str(), owner, gid ? *gid : static_cast<gid_t>(-1)) != 0) {
+    return fail(ErrorCode::kPermissionDenied,
+                "local api: chown " + path.string() + " to uid " + std::to_string(owner) +
+                    (gid ? " gid " + std::to_string(*gid) : std::string()) + ": " +
+                    std::strerror(errno));
   }
   if (::chmod(path.c_str(), mode) != 0) {
     return fail(ErrorCode::kIo, "local api: chmod " + path.string() + ": " + std::strerror(errno));
@@ -107,7 +114,8 @@ Result<Acceptor> bind_socket(asio::io_context& io, const std::filesystem::path& 
 }
 
 bool admin_allowed(const Impl& self, const os::Selectors& s) {
-  if (s.uid == 0 || s.uid == ::geteuid()) return true;
+  // The agent's uid is the one it runs as after a privilege drop, not root's at bind.
+  if (s.uid == 0 || s.uid == self.options.agent_uid.value_or(::geteuid())) return true;
   if (!self.options.admin_gid) return false;
   const gid_t g = *self.options.admin_gid;
   return s.gid == g || std::find(s.groups.begin(), s.groups.end(), g) != s.groups.end();
@@ -138,10 +146,15 @@ void serialize_reply(std::string& out, const HttpReply& reply, unsigned version,
 
 /// A connected socket read and written with blocking calls by its connection's thread. Receives
 /// time out (SO_RCVTIMEO) so an idle connection ends; `read_some` is Beast's SyncReadStream.
+/// Every chunk read carries its writer's pid (SO_PASSCRED on the listener): a chunk written by
+/// any process but `peer` (the one identified at connect, 0 when none was) marks the connection
+/// foreign, and no request on it is answered.
 class Connection {
  public:
-  explicit Connection(int fd) : fd_(fd) {}
+  Connection(int fd, pid_t peer) : fd_(fd), peer_(peer) {}
   [[nodiscard]] int fd() const { return fd_; }
+  /// True once any byte came from a process other than the identified peer.
+  [[nodiscard]] bool foreign() const { return foreign_; }
 
   template <class MutableBufferSequence>
   std::size_t read_some(const MutableBufferSequence& buffers, boost::system::error_code& ec) {
@@ -152,8 +165,10 @@ class Connection {
       if (into.size() != 0) break;
     }
     for (;;) {
-      const ssize_t n = ::recv(fd_, into.data(), into.size(), 0);
+      const auto chunk = os::receive_with_sender(fd_, into.data(), into.size());
+      const ssize_t n = chunk.size;
       if (n > 0) {
+        if (chunk.sender != peer_ || peer_ == 0) foreign_ = true;
         ec = {};
         return static_cast<std::size_t>(n);
       }
@@ -202,6 +217,8 @@ class Connection {
 
  private:
   int fd_;
+  pid_t peer_;
+  bool foreign_ = false;
 };
 
 iovec iov(const void* data, std::size_t size) { return {const_cast<void*>(data), size}; }
@@ -338,6 +355,86 @@ void hand_to_watch(const std::shared_ptr<Impl>& owner, int fd, unsigned version)
                  asio::detached);
 }
 
+/// RFC 9112 section 6.1: a request's only transfer coding we accept is a single "chunked".
+/// Anything else is refused before the body is used, since a body this server would not frame
+/// as the client meant would be read as the next request (request smuggling).
+template <class Request>
+std::optional<HttpReply> framing_refusal(const Request& req) {
+  std::vector<std::string> codings;
+  for (const auto& field : req) {
+    if (field.name() != http::field::transfer_encoding) continue;
+    const std::string_view value(field.value().data(), field.value().size());
+    std::size_t start = 0;
+    while (start <= value.size()) {
+      std::size_t end = value.find(',', start);
+      if (end == std::string_view::npos) end = value.size();
+      std::string_view coding = value.substr(start, end - start);
+      coding = coding.substr(0, coding.find(';'));
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) {
+        coding.remove_prefix(1);
+      }
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) {
+        coding.remove_suffix(1);
+      }
+      std::string lower(coding);
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!lower.empty()) codings.push_back(std::move(lower));
+      start = end + 1;
+    }
+  }
+  if (codings.empty()) {
+    if (req.count(http::field::transfer_encoding) == 0) return std::nullopt;
+    return error_reply(400, "bad_request", "Transfer-Encoding: empty");
+  }
+  for (const auto& c : codings) {
+    if (c != "chunked" && c != "identity") {
+      return error_reply(501, "not_implemented",
+                         "Transfer-Encoding: coding \"" + c.substr(0, 40) +
+                             "\" is not supported (only \"chunked\")");
+    }
+  }
+  if (codings.size() == 1 && codings.front() == "chunked" &&
+      req.count(http::field::content_length) == 0) {
+    return std::nullopt;
+  }
+  return error_reply(400, "bad_request",
+                     "Transfer-Encoding: expected exactly \"chunked\" and no Content-Length");
+}
+
+/// Whether a route hands out a credential (token, proof, unsealed secret) or writes one.
+bool gives_credential(std::string_view method, std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  return (method == "POST" && (path == "/v1/token" || path == "/v1/proof")) ||
+         path.substr(0, 12) == "/v1/secrets/";
+}
+
+/// Before a credential leaves (or a secret is written): every process that now holds the client
+/// end of the socket must still be the workload identified at connect. A process that connected
+/// and then exec'd another program, or one that shares the socket with another program (fork,
+/// SCM_RIGHTS), is refused (docs/threat-model.md). Root callers are not searched: root can be any
+/// workload anyway, and searching every root process would cost the most.
+std::optional<HttpReply> holder_refusal(Impl& self, int fd, std::string_view method,
+                                        std::string_view target, const os::Selectors& identity,
+                                        std::optional<ino_t>& peer_inode) {
+  if (identity.uid == 0 || !gives_credential(method, target)) return std::nullopt;
+  if (!peer_inode) {
+    auto ino = os::unix_peer_inode(fd);
+    if (!ino) return error_reply(403, "unidentified_peer", ino.error().message);
+    peer_inode = *ino;
+  }
+  auto check = self.resolver.check_socket_holders(*peer_inode, identity);
+  if (!check) return error_reply(403, "unidentified_peer", check.error().message);
+  switch (check->verdict) {
+    case os::HolderVerdict::kSame:
+      return std::nullopt;
+    case os::HolderVerdict::kIdentityChanged:
+      return error_reply(403, "identity_changed", check->detail);
+    case os::HolderVerdict::kShared:
+      break;
+  }
+  return error_reply(403, "shared_socket", check->detail);
+}
+
 /// One connection, served by its own thread with blocking calls: a request is read the moment
 /// it arrives and answered by the thread that read it (docs/PERFORMANCE.md, "Thread per
 /// connection"). Returns the HTTP version of a GET /v1/watch, which the caller hands on.
@@ -354,7 +451,8 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
   }
   set_timeout(fd, SO_RCVTIMEO, self.options.idle_timeout);
   set_timeout(fd, SO_SNDTIMEO, self.options.idle_timeout);
-  Connection conn(fd);
+  Connection conn(fd, identity ? identity->pid : 0);
+  std::optional<ino_t> peer_inode;  // the client's end of the socket, found when first needed
   beast::flat_buffer buffer;
   std::string out;
   out.reserve(2048);
@@ -367,7 +465,11 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
     parser.header_limit(16 * 1024);
     parser.body_limit(self.options.max_body);
     boost::system::error_code ec;
-    http::read(conn, buffer, parser, ec);
+    // The framing is checked before the body is read: a coding we would misread is never parsed.
+    std::optional<HttpReply> unframed;
+    http::read_header(conn, buffer, parser, ec);
+    if (!ec) unframed = framing_refusal(parser.get());
+    if (!ec && !unframed) http::read(conn, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::timed_out || self.stopped) {
       return std::nullopt;
@@ -378,28 +480,52 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
                                          "request body exceeds " +
                                              std::to_string(self.options.max_body) + " bytes")
                            : error_reply(400, "bad_request", "HTTP: " + ec.message());
+      if (parser.is_header_done() && parser.get().method() == http::verb::put) {
+        wipe_request(parser.get(), buffer);
+      }
       if (write_reply(conn, out, reply, 11, false)) drain(conn);
       return std::nullopt;
     }
     auto& req = parser.get();
-    const bool keep_alive = req.keep_alive() && !refusal;
+    bool keep_alive = req.keep_alive() && !refusal;
     HttpReply reply;
     if (refusal) {
       reply = std::move(*refusal);
-    } else if (req[kSpiffeHeader] != "true") {
+    } else if (conn.foreign()) {
+      reply = error_reply(403, "shared_socket",
+                          "bytes on this connection were written by a process other than the "
+                          "one that connected (pid " +
+                              std::to_string(identity->pid) + ")");
+      keep_alive = false;
+    } else if (unframed) {
+      // Closed after the answer: what follows an unframed body is never read as a request.
+      reply = std::move(*unframed);
+      keep_alive = false;
+    } else if (req.count(kSpiffeHeader) != 1 || req[kSpiffeHeader] != "true") {
       reply = error_reply(400, "missing_spiffe_header",
-                          "every request must carry the header \"workload.spiffe.io: true\"");
+                          "every request must carry the header \"workload.spiffe.io: true\", "
+                          "exactly once");
     } else if (req.target().substr(0, req.target().find('?')) == "/v1/watch") {
       if (req.method() == http::verb::get) return req.version();
       reply = error_reply(405, "method_not_allowed", "GET /v1/watch");
+    } else if (auto held = holder_refusal(self, fd, req.method_string(), req.target(), *identity,
+                                          peer_inode)) {
+      reply = std::move(*held);
+      keep_alive = false;
     } else {
       const std::string_view body(req.body().data(), req.body().size());
-      reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
-      if (req.method() == http::verb::put) wipe_request(req, buffer);
+      try {
+        reply = route(self.service, kind, *identity, req.method_string(), req.target(), body);
+      } catch (const std::exception& e) {
+        // Still answered, and the body below still wiped.
+        reply = error_reply(500, "internal", std::string("request failed: ") + e.what());
+        keep_alive = false;
+      }
     }
-    if (!write_reply(conn, out, reply, req.version(), keep_alive) || !keep_alive) {
-      return std::nullopt;
-    }
+    if (req.method() == http::verb::put) wipe_request(req, buffer);
+    const bool written = write_reply(conn, out, reply, req.version(), keep_alive);
+    if (written && unframed) drain(conn);  // the unread body must not reset the answer
+    if (!written || !keep_alive) return std::nullopt;
   }
 }
 
@@ -490,12 +616,14 @@ Result<std::unique_ptr<LocalServer>> LocalServer::bind(asio::io_context& io,
                                                        os::WorkloadIdentityResolver& resolver,
                                                        EventBus& bus) {
   auto impl = std::make_shared<Impl>(io, std::move(options), service, resolver, bus);
+  if (!impl->options.agent_uid) impl->options.agent_uid = ::geteuid();
+  const uid_t owner = *impl->options.agent_uid;
   auto workload = bind_socket(io, impl->options.workload_socket, impl->options.workload_socket_mode,
-                              std::nullopt);
+                              owner, std::nullopt);
   if (!workload) return fail(std::move(workload).error());
   impl->workload.emplace(std::move(*workload));
   if (!impl->options.admin_socket.empty()) {
-    auto admin = bind_socket(io, impl->options.admin_socket, impl->options.admin_socket_mode,
+    auto admin = bind_socket(io, impl->options.admin_socket, impl->options.admin_socket_mode, owner,
                              impl->options.admin_gid);
     if (!admin) return fail(std::move(admin).error());
     impl->admin.emplace(std::move(*admin));

@@ -33,6 +33,10 @@ struct LocalServerOptions {
   /// Group that owns the admin socket and may use it (besides root). nullopt: the socket keeps
   /// the creating process's group and only root (and the agent's own uid) may use it.
   std::optional<gid_t> admin_gid;
+  /// The uid the agent serves as: it owns both socket files and may use the admin socket. Set it
+  /// when the agent binds as root and then drops privileges (the uid at bind is not the one it
+  /// runs as). nullopt: the effective uid at bind.
+  std::optional<uid_t> agent_uid;
   std::size_t max_body = 64 * 1024;
   /// Connections served at once (each has a thread); more are closed at accept.
   std::size_t max_connections = 1024;

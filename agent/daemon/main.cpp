@@ -286,6 +286,8 @@ int run(int argc, char** argv) {
   server_options.admin_socket = config->admin_socket;
   server_options.admin_socket_mode = config->admin_socket_mode;
   server_options.admin_gid = group_id(config->admin_group);
+  // The sockets are bound as root but used by the service account once privileges are dropped.
+  if (account) server_options.agent_uid = account->uid;
   server_options.max_connections = config->api_max_connections;
   auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
   if (!server) {

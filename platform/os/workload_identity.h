@@ -53,6 +53,38 @@ struct PeerCredentials {
 /// SO_PEERCRED of a connected Unix socket.
 Result<PeerCredentials> peer_credentials(int socket_fd);
 
+/// Sets SO_PASSCRED on a listening Unix stream socket, so that the kernel attaches the sending
+/// process's pid, uid and gid to every chunk written to the sockets it accepts. Set on the
+/// listener, not after accept: accepted sockets inherit it, and bytes a client sends before
+/// accept carry credentials too (the kernel attaches them while the socket is not yet accepted).
+Status enable_sender_credentials(int listening_fd);
+
+/// One recvmsg() on a socket with SO_PASSCRED: the bytes and the process that wrote them. A
+/// stream socket never returns the bytes of two different senders in one call.
+struct ReceivedChunk {
+  ssize_t size = 0;  ///< as recv(): < 0 with errno set, 0 at end of stream
+  pid_t sender = 0;  ///< the writer's pid (thread group id); 0 when the kernel attached none
+};
+ReceivedChunk receive_with_sender(int socket_fd, void* data, std::size_t size);
+
+/// The inode of the socket at the other end of the connected Unix socket `socket_fd`
+/// (NETLINK_SOCK_DIAG, UDIAG_SHOW_PEER): the client's end of an accepted connection.
+Result<ino_t> unix_peer_inode(int socket_fd);
+
+/// Whether the processes that hold a socket are the workload it was identified as.
+enum class HolderVerdict {
+  kSame,             ///< every holder has the expected selectors
+  kIdentityChanged,  ///< the identified process itself no longer has them (it exec'd)
+  kShared,           ///< another process holds it, or no process does (handed on)
+};
+struct HolderCheck {
+  HolderVerdict verdict = HolderVerdict::kSame;
+  std::string detail;  ///< for a refusal: which process, and what differs
+};
+
+/// True when two selector sets name the same workload (the pid aside).
+bool same_workload(const Selectors& a, const Selectors& b);
+
 /// An owned pidfd (pidfd_open); closes on destruction.
 class Pidfd {
  public:
@@ -88,8 +120,20 @@ class WorkloadIdentityResolver {
   /// the credentials named; an exited (or reused) pid is an error, never a wrong identity.
   Result<Selectors> resolve(const PeerCredentials& creds, const Pidfd& pidfd);
 
+  /// At the moment of the call, finds every process whose file table holds the socket
+  /// `socket_inode` (the client end of a connection; unix_peer_inode) and checks that each has
+  /// the selectors `expected` (uid and gid are the effective ones, as SO_PEERCRED reports) and
+  /// that at least one holds it. Only processes whose effective uid is `expected.uid` are
+  /// searched (stat of /proc/PID): another uid could only hold the socket if a holder handed it
+  /// over. Every thread with a file table of its own is searched. Cost: one fstatat per process,
+  /// then one readlink per descriptor of that uid's processes (docs/PERFORMANCE.md).
+  /// Not seen: a descriptor in flight in an SCM_RIGHTS message (docs/threat-model.md).
+  Result<HolderCheck> check_socket_holders(ino_t socket_inode, const Selectors& expected);
+
  private:
-  Result<std::string> exe_digest(const std::filesystem::path& exe);
+  Result<std::string> exe_digest(int exe_fd, const std::string& exe);
+  /// Reads the selectors of the process whose /proc directory is open as `pid_dir`.
+  Result<Selectors> read_selectors(int pid_dir, const std::string& where);
 
   std::filesystem::path proc_root_;
   using FileKey = std::tuple<dev_t, ino_t, std::int64_t, std::int64_t, std::int64_t>;

@@ -3,6 +3,7 @@
 // server's threads: tests read a copy of the records through synced().
 
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -26,8 +27,16 @@ class FakeWorkloadService : public WorkloadService {
     std::set<std::thread::id> token_threads;  ///< threads token() was called on
   };
 
+  /// From now on, tokens, proofs and secrets go only to a caller `match` matches (as the agent
+  /// gives them only to the selectors a policy or a secret names); others get kPermissionDenied.
+  void allow_only(SelectorMatch match) {
+    std::lock_guard lock(mu_);
+    allowed_ = std::move(match);
+  }
+
   Result<TokenResponse> token(const os::Selectors& caller, const TokenRequest& request) override {
     std::lock_guard lock(mu_);
+    if (!allowed(caller)) return fail(ErrorCode::kPermissionDenied, "token: no rule matches");
     r_.last_caller = caller;
     r_.last_token = request;
     r_.token_threads.insert(std::this_thread::get_id());
@@ -35,6 +44,7 @@ class FakeWorkloadService : public WorkloadService {
   }
   Result<ProofResponse> proof(const os::Selectors& caller, const ProofRequest& request) override {
     std::lock_guard lock(mu_);
+    if (!allowed(caller)) return fail(ErrorCode::kPermissionDenied, "proof: not this caller's");
     r_.last_caller = caller;
     r_.last_proof = request;
     return ProofResponse{"eyJ.fake.proof"};
@@ -43,6 +53,7 @@ class FakeWorkloadService : public WorkloadService {
     std::lock_guard lock(mu_);
     r_.last_caller = caller;
     if (name != "db") return fail(ErrorCode::kNotFound, "secret " + name + ": not sealed");
+    if (!allowed(caller)) return fail(ErrorCode::kPermissionDenied, "secret db: not allowed");
     const std::string v = "hunter2";
     return SecretBytes(
         ByteSpan(reinterpret_cast<const std::uint8_t*>(v.data()), v.size()));  // NOLINT
@@ -74,8 +85,11 @@ class FakeWorkloadService : public WorkloadService {
   }
 
  private:
+  bool allowed(const os::Selectors& caller) const { return !allowed_ || allowed_->matches(caller); }
+
   std::mutex mu_;
   Records r_;
+  std::optional<SelectorMatch> allowed_;
 };
 
 }  // namespace warden::agent::test

@@ -2,6 +2,7 @@
 // the backoff schedule.
 #include <gtest/gtest.h>
 
+#include "agent/api/handlers.h"
 #include "agent/issuer_client.h"
 #include "agent/session_key.h"
 #include "agent/state_store.h"
@@ -21,15 +22,27 @@ os::Selectors workload(uid_t uid, std::string container = {}) {
 
 TEST(TokenCache, KeyIgnoresScopeOrderButNotIdentityOrFormat) {
   const auto id = workload_identity(workload(1000));
-  EXPECT_EQ(TokenCache::key(id, "aud", {"b", "a"}, TokenFormat::kJwt),
-            TokenCache::key(id, "aud", {"a", "b", "a"}, TokenFormat::kJwt));
-  EXPECT_NE(TokenCache::key(id, "aud", {"a"}, TokenFormat::kJwt),
-            TokenCache::key(id, "aud", {"a"}, TokenFormat::kCwt));
-  EXPECT_NE(TokenCache::key(id, "aud", {}, TokenFormat::kJwt),
-            TokenCache::key(workload_identity(workload(1001)), "aud", {}, TokenFormat::kJwt));
+  EXPECT_EQ(TokenCache::key(id, "aud", {"b", "a"}, TokenFormat::kJwt, 300),
+            TokenCache::key(id, "aud", {"a", "b", "a"}, TokenFormat::kJwt, 300));
+  EXPECT_NE(TokenCache::key(id, "aud", {"a"}, TokenFormat::kJwt, 300),
+            TokenCache::key(id, "aud", {"a"}, TokenFormat::kCwt, 300));
+  EXPECT_NE(TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 300),
+            TokenCache::key(workload_identity(workload(1001)), "aud", {}, TokenFormat::kJwt, 300));
   // A separator inside a field cannot make two tuples collide.
-  EXPECT_NE(TokenCache::key(id, std::string("a\0b", 3), {}, TokenFormat::kJwt),
-            TokenCache::key(id, "a", {"b"}, TokenFormat::kJwt));
+  EXPECT_NE(TokenCache::key(id, std::string("a\0b", 3), {}, TokenFormat::kJwt, 300),
+            TokenCache::key(id, "a", {"b"}, TokenFormat::kJwt, 300));
+}
+
+TEST(TokenCache, KeyHonoursTheRequestedTtl) {
+  // A token issued for ttl 300 must not answer a request for ttl 1 (it would outlive it).
+  const auto id = workload_identity(workload(1000));
+  EXPECT_NE(TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 300),
+            TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 1));
+  TokenCache cache;
+  cache.put(TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 300),
+            {"tok", "jti-1", 100, 400, "owner", "", 0, ""});
+  EXPECT_EQ(cache.find(TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 1), 251), nullptr);
+  EXPECT_NE(cache.find(TokenCache::key(id, "aud", {}, TokenFormat::kJwt, 300), 251), nullptr);
 }
 
 TEST(TokenCache, NeverReturnsAnExpiredToken) {
@@ -101,7 +114,32 @@ TEST(StateFiles, SecretNamesCannotEscapeTheDirectory) {
   for (const char* bad : {"", "../x", ".hidden", "a/b", "a b"}) {
     EXPECT_FALSE(StateStore::check_secret_name(bad)) << bad;
   }
-  EXPECT_FALSE(StateStore::check_secret_name(std::string(65, 'a')));
+  // The store and the local API agree at 128 (docs/local-api.md).
+  EXPECT_TRUE(StateStore::check_secret_name(std::string(128, 'a')));
+  EXPECT_FALSE(StateStore::check_secret_name(std::string(129, 'a')));
+  EXPECT_TRUE(api::valid_secret_name(std::string(128, 'a')));
+  EXPECT_FALSE(api::valid_secret_name(std::string(129, 'a')));
+  EXPECT_FALSE(api::valid_secret_name(".hidden"));
+}
+
+TEST(StateStore, ASecretNameOf128CharactersIsStoredAnd129IsRefused) {
+  test::TempDir dir;
+  StateStore store(dir.path() / "state");
+  ASSERT_TRUE(store.prepare());
+  SealedSecret s;
+  SelectorMatch m;
+  m.uid = 1000;
+  s.allow = {m};
+  s.blob.selection = *PcrSelection::parse("sha256:0,7");
+  s.blob.public_area = Bytes{1, 2};
+  s.blob.private_area = Bytes{3};
+  const std::string longest(128, 'n');
+  auto saved = store.save_secret(longest, s);
+  ASSERT_TRUE(saved) << saved.error().message;
+  auto loaded = store.load_secret(longest);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->has_value());
+  EXPECT_FALSE(store.save_secret(longest + "n", s));
 }
 
 TEST(StateStore, MissingEnrollmentIsNotAnError) {

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <functional>
 #include <grp.h>
+#include <iterator>
+#include <sched.h>
 #include <thread>
 #include <tuple>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
 #include "platform/base/encoding.h"
+#include "platform/base/openssl.h"
 #include "tests/support/fake_workload_service.h"
 #include "tests/support/process.h"
 
@@ -76,6 +79,10 @@ unsigned status_of(const std::string& response) {
 boost::json::value body_of(const std::string& response) {
   const auto pos = response.find("\r\n\r\n");
   return boost::json::parse(response.substr(pos + 4));
+}
+
+std::string keep_alive_get_for_test(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n\r\n";
 }
 
 class LocalApiTest : public ::testing::Test {
@@ -659,6 +666,347 @@ TEST(LocalApiLifetime, WatchStreamOutlivingServerAndBusLeavesBothAlone) {
   char c = 0;
   EXPECT_EQ(::recv(fd, &c, 1, 0), 0);
   ::close(fd);
+}
+
+// ---- issue 28: API input bugs ----------------------------------------------------------------
+
+TEST_F(LocalApiTest, TtlOrUidOf2To63OrMoreIs400NotAClosedConnection) {
+  // Boost.JSON keeps these as uint64; converting them to int64 threw and ended the connection.
+  for (const char* ttl : {"9223372036854775808", "18446744073709551615"}) {
+    const auto r = exchange(
+        workload(),
+        request("POST", "/v1/token", std::string(R"({"audience":"a","ttl":)") + ttl + "}"));
+    EXPECT_EQ(status_of(r), 400u) << r;
+    EXPECT_EQ(body_of(r).at("error").as_string(), "bad_request") << r;
+  }
+  for (const char* field : {"uid", "gid"}) {
+    const auto r = exchange(admin(), request("PUT", "/v1/secrets/db",
+                                             std::string(R"({"value":"aGk=","allow":[{")") + field +
+                                                 R"(":9223372036854775808}]})"));
+    EXPECT_EQ(status_of(r), 400u) << r;
+  }
+  EXPECT_TRUE(service_.synced().sealed_name.empty());
+  // Still served: the largest ttl the API takes (capped by the agent's max later).
+  const auto r =
+      exchange(workload(), request("POST", "/v1/token", R"({"audience":"a","ttl":4294967295})"));
+  EXPECT_EQ(status_of(r), 200u) << r;
+}
+
+/// Sends `raw` and reads until the server closes: every reply it gave.
+std::string raw_exchange(const std::filesystem::path& path, const std::string& raw) {
+  return exchange(path, raw);
+}
+
+TEST_F(LocalApiTest, TransferEncodingOtherThanChunkedIsRefusedAndWhatFollowsIsNotARequest) {
+  const std::string hidden = keep_alive_get_for_test("/v1/secrets/db");
+  const std::string head =
+      "POST /v1/token HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\nTransfer-Encoding: ";
+  for (const auto& [coding, status] :
+       {std::pair{"identity", 400u}, std::pair{"gzip", 501u}, std::pair{"x-unknown", 501u},
+        std::pair{"gzip, chunked", 501u}, std::pair{"chunked, identity", 400u}}) {
+    const auto r = raw_exchange(workload(), head + coding + "\r\n\r\n" + hidden);
+    EXPECT_EQ(status_of(r), status) << coding << ": " << r;
+    // One answer, and the connection closed: the request hidden in the body was never read.
+    EXPECT_EQ(r.find("HTTP/1.1", 1), std::string::npos) << coding << ": " << r;
+    EXPECT_EQ(r.find("aHVudGVyMg=="), std::string::npos) << coding << ": " << r;
+  }
+  // Chunked alone is HTTP/1.1 and still works.
+  const std::string body = R"({"audience":"a"})";
+  char size[8];
+  std::snprintf(size, sizeof(size), "%zx", body.size());
+  const auto ok = raw_exchange(workload(), head + "chunked\r\nConnection: close\r\n\r\n" + size +
+                                               "\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(status_of(ok), 200u) << ok;
+}
+
+TEST_F(LocalApiTest, TheSpiffeHeaderMustAppearExactlyOnce) {
+  const auto twice = exchange(workload(),
+                              "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n"
+                              "workload.spiffe.io: true\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(twice), 400u) << twice;
+  EXPECT_EQ(body_of(twice).at("error").as_string(), "missing_spiffe_header");
+  const auto mixed = exchange(workload(),
+                              "GET /v1/identity HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n"
+                              "workload.spiffe.io: false\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(mixed), 400u) << mixed;
+}
+
+TEST_F(LocalApiTest, ASecretTheCallerMayNotReadLooksLikeNoSuchSecret) {
+  SelectorMatch someone_else;
+  someone_else.uid = 4242;
+  service_.allow_only(someone_else);
+  const auto forbidden = exchange(workload(), request("GET", "/v1/secrets/db"));
+  const auto missing = exchange(workload(), request("GET", "/v1/secrets/nope"));
+  EXPECT_EQ(status_of(forbidden), 404u) << forbidden;
+  EXPECT_EQ(body_of(forbidden).at("error").as_string(), "not_found");
+  EXPECT_EQ(body_of(missing).at("error").as_string(), "not_found");
+  // The same sentence but for the name the caller gave.
+  std::string a(body_of(forbidden).at("reason").as_string());
+  std::string b(body_of(missing).at("reason").as_string());
+  a.replace(a.find("db"), 2, "nope");
+  EXPECT_EQ(a, b);
+}
+
+TEST_F(LocalApiTest, SecretNamesOf128CharactersPassAnd129AreRefused) {
+  // The fake knows only "db": 404 means the name got through the HTTP layer.
+  auto r = exchange(workload(), request("GET", "/v1/secrets/" + std::string(128, 'n')));
+  EXPECT_EQ(status_of(r), 404u) << r;
+  r = exchange(workload(), request("GET", "/v1/secrets/" + std::string(129, 'n')));
+  EXPECT_EQ(status_of(r), 400u) << r;
+  EXPECT_EQ(body_of(r).at("error").as_string(), "bad_request");
+  r = exchange(admin(), request("PUT", "/v1/secrets/" + std::string(128, 'n'),
+                                R"({"value":"aGk=","allow":[{"uid":0}]})"));
+  EXPECT_EQ(status_of(r), 201u) << r;
+  r = exchange(admin(), request("PUT", "/v1/secrets/" + std::string(129, 'n'),
+                                R"({"value":"aGk=","allow":[{"uid":0}]})"));
+  EXPECT_EQ(status_of(r), 400u) << r;
+}
+
+TEST_F(LocalApiTest, TheAgentsOwnUidUsesTheAdminSocketAfterDroppingRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to bind as root and connect as another uid";
+  // As wardend does: bound by root, served as the service account (here nobody), admin group
+  // root. The socket file must let the account in, and so must the uid check.
+  TearDown();
+  server_.reset();
+  io_.restart();
+  start(0660, [](LocalServerOptions& o) {
+    o.admin_gid = 0;
+    o.agent_uid = 65534;
+  });
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const auto r = exchange(admin(), request("GET", "/v1/status"));
+    _exit(status_of(r) == 200 ? 0 : r == "connect failed" ? 11 : 12);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "11: the socket file refused the agent's uid; 12: the "
+                                       "uid check did";
+}
+
+// ---- issue 28: the exec race on workload identity --------------------------------------------
+
+/// The attack: a process makes a socket and forks; the child connects (so SO_PEERCRED names it)
+/// and execs an allowed binary; the parent, another program of the same uid, holds the same
+/// socket. How the request gets written varies by round.
+enum class Attack {
+  kParentWritesAtOnce,     ///< the parent writes as soon as the child is connected
+  kParentWritesAfterExec,  ///< the parent writes once the child runs the allowed binary
+  kChildWritesBeforeExec,  ///< the child writes, execs; the parent only reads the answer
+};
+
+bool wait_until(const std::function<bool()>& cond) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    sched_yield();
+  }
+  return true;
+}
+
+/// One round; true when the parent read a 200 (the credential).
+bool attack_once(const std::filesystem::path& socket_path, const std::string& req, Attack how,
+                 const std::string& allowed_exe) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);  // inherited across exec on purpose
+  if (fd < 0) return false;
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ::close(fd);
+    return false;
+  }
+  if (child == 0) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket_path.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(1);  // NOLINT
+    if (how == Attack::kChildWritesBeforeExec &&
+        ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      _exit(2);
+    }
+    ::execl(allowed_exe.c_str(), "sleep", "30", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const std::string exe_link = "/proc/" + std::to_string(child) + "/exe";
+  const auto execd = [&] {
+    std::error_code ec;
+    return std::filesystem::read_symlink(exe_link, ec).string() == allowed_exe;
+  };
+  bool ready = false;
+  if (how == Attack::kParentWritesAtOnce) {
+    ready = wait_until([&] {
+      sockaddr_un peer{};
+      socklen_t len = sizeof(peer);
+      return ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0;  // NOLINT
+    });
+  } else {
+    ready = wait_until(execd);
+  }
+  bool won = false;
+  if (ready) {
+    const timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const bool sent =
+        how == Attack::kChildWritesBeforeExec ||
+        ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
+    if (sent) won = status_of(read_json_reply(fd)) == 200u;
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(fd);
+  return won;
+}
+
+struct RaceResult {
+  int rounds = 0;
+  int wins = 0;
+};
+
+/// Runs `rounds` attacks as uid/gid 65534 in a child process (the server runs as root here, and
+/// only the peer's uid is searched for holders).
+RaceResult race_as_nobody(const std::filesystem::path& socket_path, const std::string& req,
+                          int rounds, const std::string& allowed_exe) {
+  int out[2];
+  if (::pipe(out) != 0) return {};
+  const pid_t runner = ::fork();
+  if (runner == 0) {
+    ::close(out[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    RaceResult r;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    for (; r.rounds < rounds && std::chrono::steady_clock::now() < deadline; ++r.rounds) {
+      const auto how = static_cast<Attack>(r.rounds % 3);
+      if (attack_once(socket_path, req, how, allowed_exe)) ++r.wins;
+    }
+    const ssize_t w = ::write(out[1], &r, sizeof(r));
+    _exit(w == static_cast<ssize_t>(sizeof(r)) ? 0 : 1);
+  }
+  ::close(out[1]);
+  RaceResult r;
+  if (runner > 0 && ::read(out[0], &r, sizeof(r)) != static_cast<ssize_t>(sizeof(r))) r = {};
+  ::close(out[0]);
+  if (runner > 0) ::waitpid(runner, nullptr, 0);
+  return r;
+}
+
+std::string sha256_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto hasher = ossl::Hasher::create(ossl::Hash::kSha256);
+  hasher->update(ByteSpan(reinterpret_cast<const std::uint8_t*>(bytes.data()),  // NOLINT
+                          bytes.size()));
+  return hex_encode(hasher->finish());
+}
+
+class LocalApiExecRace : public LocalApiTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to run the attacker as another uid";
+    LocalApiTest::SetUp();
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+    sleep_ = std::filesystem::canonical("/usr/bin/sleep").string();
+    // As a secret sealed to {uid, exe_path, exe_sha256} or a policy rule with exe_digest.
+    SelectorMatch m;
+    m.uid = 65534;
+    m.exe_path = sleep_;
+    m.exe_sha256 = sha256_file(sleep_);
+    service_.allow_only(m);
+  }
+  void expect_no_wins(const std::string& req) {
+    const auto r = race_as_nobody(workload(), req, kRounds, sleep_);
+    EXPECT_EQ(r.rounds, kRounds) << "the attacker did not finish its rounds in time";
+    EXPECT_EQ(r.wins, 0) << "of " << r.rounds << " rounds";
+  }
+  static constexpr int kRounds = 1000;
+  std::string sleep_;
+};
+
+std::string close_request(std::string_view method, std::string_view target, std::string_view body) {
+  return request(method, target, body);
+}
+
+TEST_F(LocalApiExecRace, NeverWinsASecret) {
+  expect_no_wins(close_request("GET", "/v1/secrets/db", ""));
+}
+
+TEST_F(LocalApiExecRace, NeverWinsAToken) {
+  expect_no_wins(close_request("POST", "/v1/token", R"({"audience":"a"})"));
+}
+
+TEST_F(LocalApiExecRace, NeverWinsAProof) {
+  expect_no_wins(
+      close_request("POST", "/v1/proof", R"({"jti":"j","htm":"GET","htu":"https://r/"})"));
+}
+
+TEST_F(LocalApiExecRace, AMatchingCallerStillGetsItsCredentialAndSoDoesItsForkedTwin) {
+  // The holder check must not refuse the workload itself, alone or sharing the socket with a
+  // fork of the same program. Allowed here: nobody running this test binary.
+  SelectorMatch m;
+  m.uid = 65534;
+  m.exe_path = std::filesystem::read_symlink("/proc/self/exe").string();
+  service_.allow_only(m);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    if (status_of(exchange(workload(), request("GET", "/v1/secrets/db"))) != 200) _exit(11);
+    const int fd = connect_unix(workload());
+    if (fd < 0) _exit(12);
+    const pid_t twin = fork();  // holds the socket too, same program and uid
+    if (twin == 0) {
+      ::pause();
+      _exit(0);
+    }
+    const std::string req = request("POST", "/v1/token", R"({"audience":"a"})");
+    const bool sent =
+        ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
+    const unsigned got = sent ? status_of(read_json_reply(fd)) : 0;
+    ::kill(twin, SIGKILL);
+    ::waitpid(twin, nullptr, 0);
+    _exit(got == 200 ? 0 : 13);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(LocalApiExecRace, TheRefusalsSayWhy) {
+  // One round of each, read back: a foreign writer is shared_socket; a child that wrote and then
+  // exec'd, with its parent still holding the socket, is shared_socket or identity_changed.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    const pid_t c = fork();
+    if (c == 0) {
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", workload().c_str());
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(1);  // NOLINT
+      ::execl(sleep_.c_str(), "sleep", "30", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const std::string exe_link = "/proc/" + std::to_string(c) + "/exe";
+    wait_until([&] {
+      std::error_code ec;
+      return std::filesystem::read_symlink(exe_link, ec).string() == sleep_;
+    });
+    const std::string req = request("GET", "/v1/secrets/db");
+    ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    const std::string reply = read_json_reply(fd);
+    ::kill(c, SIGKILL);
+    ::waitpid(c, nullptr, 0);
+    _exit(status_of(reply) == 403 && reply.find("\"shared_socket\"") != std::string::npos ? 0 : 11);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

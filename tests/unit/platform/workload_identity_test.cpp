@@ -1,8 +1,10 @@
 #include "platform/os/workload_identity.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -150,6 +152,76 @@ TEST(WorkloadIdentity, ExitedPeerIsAnErrorNotAWrongIdentity) {
   auto reaped = resolver.resolve(PeerCredentials{child2, getuid(), getgid()}, *pidfd);
   ASSERT_FALSE(reaped.has_value());
   EXPECT_EQ(reaped.error().code, ErrorCode::kNotFound);
+}
+
+TEST(SenderCredentials, EveryChunkNamesItsWriterAndWritersAreNeverMerged) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ASSERT_TRUE(enable_sender_credentials(sv[0]));
+  ASSERT_EQ(write(sv[1], "a", 1), 1);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(write(sv[1], "b", 1) == 1 ? 0 : 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char buf[16];
+  auto first = receive_with_sender(sv[0], buf, sizeof(buf));
+  ASSERT_EQ(first.size, 1);  // not "ab": the kernel stops at a change of writer
+  EXPECT_EQ(buf[0], 'a');
+  EXPECT_EQ(first.sender, getpid());
+  auto second = receive_with_sender(sv[0], buf, sizeof(buf));
+  ASSERT_EQ(second.size, 1);
+  EXPECT_EQ(buf[0], 'b');
+  EXPECT_EQ(second.sender, child);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(SocketHolders, TheHolderItselfPassesAndAnExecdChildHoldingItToo) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);  // no CLOEXEC: the child keeps sv[1]
+  auto peer = unix_peer_inode(sv[0]);
+  ASSERT_TRUE(peer) << peer.error().message;
+  struct stat st {};
+  ASSERT_EQ(fstat(sv[1], &st), 0);
+  EXPECT_EQ(*peer, st.st_ino);
+  WorkloadIdentityResolver resolver;
+  auto pidfd = Pidfd::open(getpid());
+  ASSERT_TRUE(pidfd);
+  auto self = resolver.resolve(PeerCredentials{getpid(), geteuid(), getegid()}, *pidfd);
+  ASSERT_TRUE(self) << self.error().message;
+  auto alone = resolver.check_socket_holders(*peer, *self);
+  ASSERT_TRUE(alone) << alone.error().message;
+  EXPECT_EQ(alone->verdict, HolderVerdict::kSame) << alone->detail;
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(sv[0]);
+    execl("/usr/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto sleep_exe = std::filesystem::canonical("/usr/bin/sleep");
+  const auto link = "/proc/" + std::to_string(child) + "/exe";
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        std::error_code ec;
+        return std::filesystem::read_symlink(link, ec) == sleep_exe;
+      },
+      std::chrono::seconds(5)));
+  auto shared = resolver.check_socket_holders(*peer, *self);
+  ASSERT_TRUE(shared) << shared.error().message;
+  EXPECT_EQ(shared->verdict, HolderVerdict::kShared);
+  EXPECT_NE(shared->detail.find(std::to_string(child)), std::string::npos) << shared->detail;
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  // Nobody holds it any more once this process closes its end too.
+  close(sv[1]);
+  auto nobody = resolver.check_socket_holders(*peer, *self);
+  ASSERT_TRUE(nobody);
+  EXPECT_EQ(nobody->verdict, HolderVerdict::kShared);
+  close(sv[0]);
 }
 
 }  // namespace
