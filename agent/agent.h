@@ -95,7 +95,10 @@ class Agent final : public WorkloadService {
   std::int64_t now() const { return options_.clock->unix_now(); }
   void transition(AgentState to, const std::string& reason);
   void announce_write(const std::filesystem::path& path) const;
-  void publish(std::string kind, const std::string& detail);
+  /// An event for GET /v1/watch. Its `owners` (the uid/container/workload fields of an
+  /// api::Event) and admins see it whole; with no owner it is device-wide, and every other
+  /// watcher sees it without its detail (reasons may name other workloads or an admin's words).
+  void publish(std::string kind, const std::string& detail, api::Event owners = {});
   Status enroll_locked();
   /// One attestation round; on a pass the device token and the bound signer are replaced.
   Status attest_locked();

@@ -2,6 +2,7 @@
 // the loop: the local API (accepted on the io_context, served on its connection threads), periodic
 // work (device token renewal, retries, status list polling) on a maintenance thread, the watchdog
 // on a timer.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include "agent/agent.h"
 #include "agent/api/event_bus.h"
 #include "agent/api/local_server.h"
+#include "agent/api/refusal_budget.h"
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
 #include "agent/posture/container_log.h"
@@ -62,6 +64,43 @@ warden::Status become(const warden::os::ServiceAccount& account,
       "running as {} (uid {}, gid {}, {} supplementary groups) with CAP_DAC_READ_SEARCH "
       "CAP_SYS_PTRACE and no_new_privs",
       account.name, account.uid, account.gid, account.groups.size());
+  return warden::ok();
+}
+
+/// Every API connection holds a descriptor (a watch stream too), beside the daemon's own (TPM,
+/// issuer connections, inotify, state files, the journal). systemd starts a service with a soft
+/// limit of 1,024, which the default API limits alone exceed: raise the soft limit to the hard
+/// one, and refuse to start when the configured limits still do not fit, rather than failing
+/// accept() with EMFILE under load.
+warden::Status fit_descriptor_limit(const AgentConfig& c) {
+  constexpr rlim_t kOwnDescriptors = 256;
+  const rlim_t need =
+      rlim_t{c.api_max_connections} + rlim_t{c.api_admin_max_connections} + kOwnDescriptors;
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return warden::fail(warden::ErrorCode::kIo,
+                        std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < lim.rlim_max) {
+    const rlimit raised{lim.rlim_max, lim.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      lim = raised;
+    } else {
+      spdlog::warn("setrlimit(RLIMIT_NOFILE, {}): {}", lim.rlim_max, std::strerror(errno));
+    }
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+    return warden::fail(
+        warden::ErrorCode::kInvalidArgument,
+        "open file limit " + std::to_string(lim.rlim_cur) + " (hard " +
+            std::to_string(lim.rlim_max) + ") is below the " + std::to_string(need) +
+            " descriptors that api.max_connections (" + std::to_string(c.api_max_connections) +
+            ") + api.admin_max_connections (" + std::to_string(c.api_admin_max_connections) +
+            ") + " + std::to_string(kOwnDescriptors) +
+            " for the daemon need: raise LimitNOFILE= (ulimit -n) or lower those limits");
+  }
+  spdlog::debug("open file limit {} for {} API connections", lim.rlim_cur,
+                c.api_max_connections + c.api_admin_max_connections);
   return warden::ok();
 }
 
@@ -233,6 +272,11 @@ int run(int argc, char** argv) {
   spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(), config_path,
                config->tcti, config->issuer_url);
 
+  if (auto fits = fit_descriptor_limit(*config); !fits) {
+    spdlog::error("{}", fits.error().message);
+    return 2;
+  }
+
   // Refused before anything starts: a typo must not leave a root daemon running.
   std::optional<warden::os::ServiceAccount> account;
   if (!config->user.empty()) {
@@ -287,14 +331,26 @@ int run(int argc, char** argv) {
   server_options.admin_socket_mode = config->admin_socket_mode;
   server_options.admin_gid = group_id(config->admin_group);
   server_options.max_connections = config->api_max_connections;
-  auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
+  server_options.admin_max_connections = config->api_admin_max_connections;
+  server_options.max_connections_per_uid = config->api_max_connections_per_uid;
+  server_options.max_watch_per_uid = config->api_max_watch_per_uid;
+  server_options.idle_timeout = config->api_idle_timeout;
+  server_options.request_timeout = config->api_request_timeout;
+  // Between the API and the agent: a uid flooding requests it is refused is answered 429 here,
+  // without the issuer round trips that would hold the agent's lock for everyone else.
+  warden::agent::api::RefusalBudgetOptions budget_options;
+  budget_options.burst = config->api_refusal_burst;
+  budget_options.per_second = config->api_refusals_per_second;
+  warden::agent::api::RefusalBudget budget(**agent, budget_options);
+  auto server = warden::agent::api::LocalServer::bind(io, server_options, budget, resolver, bus);
   if (!server) {
     spdlog::error("local API: {}", server.error().message);
     return 1;
   }
-  spdlog::info("local API on {} (admin {}), at most {} connections",
+  spdlog::info("local API on {} (admin {}), at most {} + {} admin connections, {} per uid",
                config->workload_socket.string(), config->admin_socket.string(),
-               server_options.max_connections);
+               server_options.max_connections, server_options.admin_max_connections,
+               server_options.max_connections_per_uid);
 
   // Root was needed for the sockets (and, before, the secure heap's mlock and the issuer's CA):
   // from here on, the service account with its two capabilities. No thread exists yet.
