@@ -599,6 +599,29 @@ Status Agent::poll_status_list() {
   return ok();
 }
 
+Status Agent::poll_device_status() {
+  protocol::ChallengeRequest req;
+  {
+    std::lock_guard lock(mu_);
+    if (!enrollment_ || lifecycle_.state() != AgentState::kServing) return ok();
+    req.device_id = enrollment_->device_id;
+  }
+  // Unlocked: cached answers to workloads must not wait on the issuer (IssuerClient serialises
+  // its own connection). The nonce is thrown away; it expires on its own.
+  auto r = options_.issuer->challenge(req);
+  if (r) return ok();
+  if (r.error().code != ErrorCode::kRevoked) return fail(std::move(r).error());
+  std::lock_guard lock(mu_);
+  if (lifecycle_.state() != AgentState::kServing) return ok();
+  spdlog::warn("agent: the issuer revoked this device ({}); revoking everything",
+               r.error().message);
+  revoke_all_locked("issuer: " + r.error().message, false);
+  // Like a refused attestation: an admin may enable the device again.
+  auto_reattest_ = true;
+  next_retry_ = now() + backoff_.next().count() / 1000 + 1;
+  return ok();
+}
+
 void Agent::shutdown() {
   std::lock_guard lock(mu_);
   cache_.clear();

@@ -66,6 +66,10 @@ class Agent final : public WorkloadService {
   /// Fetches the issuer's status list and drops (and stops proving for) every cached token it
   /// marks revoked. Source kStatusList.
   Status poll_status_list();
+  /// While serving, asks the issuer whether it still knows this device as enabled (a challenge:
+  /// cheap, stateless on the issuer); revoked there -> revoked here at once, re-attesting with
+  /// backoff. The round trip runs outside the agent's lock.
+  Status poll_device_status();
   /// Stop serving and wipe key material (SIGTERM). Nothing is reported to the issuer.
   void shutdown();
   /// Replaces the configuration (SIGHUP): token TTLs, proof mode and posture intervals apply

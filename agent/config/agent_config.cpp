@@ -21,7 +21,7 @@ struct Key {
   Kind kind;
 };
 
-constexpr std::array<Key, 36> kKeys{{
+constexpr std::array<Key, 37> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
@@ -50,6 +50,7 @@ constexpr std::array<Key, 36> kKeys{{
     {"posture", "pcr_poll_interval_ms", Kind::kInt},
     {"posture", "ima_poll_interval_ms", Kind::kInt},
     {"posture", "status_list_poll_interval_ms", Kind::kInt},
+    {"posture", "device_status_poll_interval_ms", Kind::kInt},
     {"posture", "proc_root", Kind::kString},
     {"posture", "cgroupfs_root", Kind::kString},
     {"posture", "securityfs_root", Kind::kString},
@@ -331,6 +332,8 @@ Status read_config(const toml::table& root, AgentConfig& c) {
   WARDEN_TRY_STATUS(read_interval(root, "ima_poll_interval_ms", c.ima_poll_interval));
   WARDEN_TRY_STATUS(
       read_interval(root, "status_list_poll_interval_ms", c.status_list_poll_interval));
+  WARDEN_TRY_STATUS(
+      read_interval(root, "device_status_poll_interval_ms", c.device_status_poll_interval));
   for (auto [name, path] :
        {std::pair{"proc_root", &c.proc_root}, std::pair{"cgroupfs_root", &c.cgroupfs_root},
         std::pair{"securityfs_root", &c.securityfs_root}}) {

@@ -65,6 +65,8 @@ struct AgentConfig {
   std::chrono::milliseconds pcr_poll_interval{1000};
   std::chrono::milliseconds ima_poll_interval{1000};
   std::chrono::milliseconds status_list_poll_interval{30000};
+  /// How often a serving agent asks the issuer whether its device was revoked there.
+  std::chrono::milliseconds device_status_poll_interval{5000};
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path cgroupfs_root = "/sys/fs/cgroup";
   std::filesystem::path securityfs_root = "/sys/kernel/security";

@@ -114,6 +114,7 @@ class Maintenance {
         config_(config),
         config_path_(std::move(config_path)),
         status_poll_(config.status_list_poll_interval),
+        device_poll_(config.device_status_poll_interval),
         thread_([this] { run(); }) {}
   ~Maintenance() {
     {
@@ -123,9 +124,10 @@ class Maintenance {
     cv_.notify_all();
     thread_.join();
   }
-  void set_status_poll(std::chrono::milliseconds d) {
+  void set_status_poll(std::chrono::milliseconds d, std::chrono::milliseconds device) {
     std::lock_guard lock(mu_);
     status_poll_ = d;
+    device_poll_ = device;
   }
   void enqueue(const warden::agent::posture::Change& change) {
     {
@@ -197,11 +199,14 @@ class Maintenance {
       spdlog::error("start: {} (retrying with backoff)", started.error().message);
     }
     start_monitor();
-    auto next_poll = std::chrono::steady_clock::now() + status_poll_;
     std::unique_lock lock(mu_);
+    auto next_poll = std::chrono::steady_clock::now() + status_poll_;
+    auto next_device_poll = std::chrono::steady_clock::now() + device_poll_;
     while (!stop_) {
       std::deque<warden::agent::posture::Change> changes;
       changes.swap(changes_);
+      const auto status_poll = status_poll_;
+      const auto device_poll = device_poll_;
       lock.unlock();
       for (const auto& c : changes) agent_.apply(c);
       const auto wait = agent_.tick();
@@ -209,7 +214,15 @@ class Maintenance {
         if (auto polled = agent_.poll_status_list(); !polled) {
           spdlog::warn("status list: {}", polled.error().message);
         }
-        next_poll = std::chrono::steady_clock::now() + status_poll_;
+        next_poll = std::chrono::steady_clock::now() + status_poll;
+      }
+      // An admin's revocation at the issuer is learnt within one interval, not at the next
+      // token request that fails.
+      if (std::chrono::steady_clock::now() >= next_device_poll) {
+        if (auto polled = agent_.poll_device_status(); !polled) {
+          spdlog::debug("device status: {}", polled.error().message);
+        }
+        next_device_poll = std::chrono::steady_clock::now() + device_poll;
       }
       // Outside the agent's lock: rebaseline() reads the TPM through it.
       if (const auto n = agent_.attestations(); n != seen_attestations_ && owned_monitor_) {
@@ -233,10 +246,11 @@ class Maintenance {
   std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
   std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
   std::uint64_t seen_attestations_ = 0;
-  std::mutex mu_;  // guards stop_, status_poll_ and changes_
+  std::mutex mu_;  // guards stop_, status_poll_, device_poll_ and changes_
   std::condition_variable cv_;
   bool stop_ = false;
   std::chrono::milliseconds status_poll_;
+  std::chrono::milliseconds device_poll_;
   std::deque<warden::agent::posture::Change> changes_;
   std::thread thread_;
 };
@@ -385,7 +399,8 @@ int run(int argc, char** argv) {
         spdlog::error("reload: {} (keeping the running configuration)", reloaded.error().message);
       } else {
         (*agent)->reload(*reloaded);
-        maintenance->set_status_poll(reloaded->status_list_poll_interval);
+        maintenance->set_status_poll(reloaded->status_list_poll_interval,
+                                     reloaded->device_status_poll_interval);
       }
       auto st = (*agent)->status();
       notifier.ready(st ? st->state : "reloaded");
