@@ -340,8 +340,11 @@ class ConnectionSlot {
     Impl& self = *owner;
     auto& pool = self.pools.at(index(kind));
     const bool admin = kind == Socket::kAdmin;
-    if (pool.open >= (admin ? self.options.admin_max_connections : self.options.max_connections))
-      return std::nullopt;
+    std::size_t limit = admin ? self.options.admin_max_connections : self.options.max_connections;
+    // An eighth of the admin pool is root's alone: whoever else may connect there (the admin
+    // group, or anyone when api.admin_socket_mode allows) never locks root out.
+    if (admin && uid != 0 && limit > 1) limit -= std::max<std::size_t>(1, limit / 8);
+    if (pool.open >= limit) return std::nullopt;
     const bool exempt = admin && uid == 0;
     const auto it = pool.per_uid.find(uid);
     if (!exempt && it != pool.per_uid.end() && it->second >= self.options.max_connections_per_uid)

@@ -38,7 +38,8 @@ struct LocalServerOptions {
   /// connection has a thread); more are closed at accept.
   std::size_t max_connections = 1024;
   /// Admin-socket connections open at once: a pool of their own, so that workloads filling the
-  /// workload socket never lock the administrator out.
+  /// workload socket never lock the administrator out. An eighth of it (at least one) is kept
+  /// for root.
   std::size_t admin_max_connections = 64;
   /// Connections one uid may hold open on each socket, so that no uid takes a socket's whole
   /// pool. Root is held to it on the workload socket (rootful containers run as uid 0) but not on

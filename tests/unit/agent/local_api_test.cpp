@@ -748,14 +748,23 @@ TEST_F(LocalApiTest, AUidAtItsShareLocksOutNeitherOtherUidsNorTheAdminSocket) {
     if (over < 0) return 2;
     const auto refused = keep_alive_exchange(over, "/v1/identity");
     if (!refused.empty() && refused != "send failed") return 3;
-    if (::write(ready[1], "r", 1) != 1) return 4;
+    // On the admin socket (its mode lets nobody connect here) nobody may hold only what is not
+    // root's reserve: one of the two. Accepted in order, so the second is the one closed.
+    const int admin_idle = connect_unix(admin());
+    const int admin_over = connect_unix(admin());
+    if (admin_idle < 0 || admin_over < 0) return 6;
+    const timeval bound{15, 0};
+    ::setsockopt(admin_over, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
     char c = 0;
+    if (::recv(admin_over, &c, 1, 0) != 0) return 7;
+    if (::write(ready[1], "r", 1) != 1) return 4;
     if (::read(go[0], &c, 1) != 1) return 5;
     return 0;
   });
   ASSERT_GE(child, 0);
   ASSERT_TRUE(wait_byte(ready[0], std::chrono::seconds(15)));
   EXPECT_EQ(server_->connections().workload, 4u);
+  EXPECT_EQ(server_->connections().admin, 1u);
   // Root's workload request is served beside nobody's four.
   int fd = connect_unix(workload());
   ASSERT_GE(fd, 0);
@@ -765,6 +774,7 @@ TEST_F(LocalApiTest, AUidAtItsShareLocksOutNeitherOtherUidsNorTheAdminSocket) {
   ASSERT_GE(last, 0);
   EXPECT_EQ(status_of(keep_alive_exchange(last, "/v1/identity")), 200u);
   EXPECT_EQ(server_->connections().workload, 6u);
+  // And root's admin request takes the admin pool's last slot, its reserve.
   const auto r = exchange(admin(), request("GET", "/v1/status"));
   EXPECT_EQ(status_of(r), 200u) << r;
   ::close(fd);
@@ -773,8 +783,12 @@ TEST_F(LocalApiTest, AUidAtItsShareLocksOutNeitherOtherUidsNorTheAdminSocket) {
   EXPECT_EQ(wait_child(child, std::chrono::seconds(15)), 0);
   for (const int p : {ready[0], ready[1], go[0], go[1]}) ::close(p);
   // Every share is given back once its connections end.
-  EXPECT_TRUE(::warden::test::wait_for([&] { return server_->connections().workload == 0; },
-                                       std::chrono::seconds(5)));
+  EXPECT_TRUE(::warden::test::wait_for(
+      [&] {
+        const auto c = server_->connections();
+        return c.workload == 0 && c.admin == 0;
+      },
+      std::chrono::seconds(5)));
 }
 
 TEST_F(LocalApiTest, SlowSenderIsClosedAtTheRequestDeadline) {
