@@ -209,14 +209,19 @@ std::optional<std::string> Agent::device_id() const {
   return enrollment_->device_id;
 }
 
-void Agent::publish(std::string kind, const std::string& detail) {
+void Agent::publish(std::string kind, const std::string& detail, api::Event owners) {
   if (options_.bus == nullptr) return;
   boost::json::object o;
   o["event"] = std::move(kind);
   o["state"] = std::string(to_string(lifecycle_.state()));
   o["detail"] = detail;
   o["time"] = now();
-  options_.bus->publish(json::serialize(o));
+  owners.line = json::serialize(o);
+  if (!owners.uid && !owners.container_id && !owners.workload) {
+    o["detail"] = "";
+    owners.public_line = json::serialize(o);
+  }
+  options_.bus->publish(std::move(owners));
 }
 
 void Agent::transition(AgentState to, const std::string& reason) {
@@ -542,7 +547,9 @@ void Agent::apply(const posture::Change& change) {
       const std::string id = change.workload.value_or(change.subject);
       auto jtis = cache_.remove_container(id);
       spdlog::info("posture: {}; revoked {} token(s) of workload {}", what, jtis.size(), id);
-      publish("workload_revoked", id);
+      api::Event owners;
+      owners.container_id = id;
+      publish("workload_revoked", id, std::move(owners));
       if (!jtis.empty()) report_revocation_locked("workload gone: " + id, std::move(jtis));
       return;
     }
@@ -580,12 +587,38 @@ Status Agent::poll_status_list() {
     for (const auto& [jti, index] : entries) {
       auto v = list->get(index);
       if (v && *v != 0) {
+        api::Event owners;
+        if (const CachedToken* gone = cache_.by_jti(jti, now()); gone != nullptr)
+          owners.workload = gone->owner;
         cache_.remove_jti(jti);
         spdlog::info("status list: token at index {} revoked by the issuer; dropped", index);
-        publish("token_revoked", jti);
+        publish("token_revoked", jti, std::move(owners));
       }
     }
   }
+  return ok();
+}
+
+Status Agent::poll_device_status() {
+  protocol::ChallengeRequest req;
+  {
+    std::lock_guard lock(mu_);
+    if (!enrollment_ || lifecycle_.state() != AgentState::kServing) return ok();
+    req.device_id = enrollment_->device_id;
+  }
+  // Unlocked: cached answers to workloads must not wait on the issuer (IssuerClient serialises
+  // its own connection). The nonce is thrown away; it expires on its own.
+  auto r = options_.issuer->challenge(req);
+  if (r) return ok();
+  if (r.error().code != ErrorCode::kRevoked) return fail(std::move(r).error());
+  std::lock_guard lock(mu_);
+  if (lifecycle_.state() != AgentState::kServing) return ok();
+  spdlog::warn("agent: the issuer revoked this device ({}); revoking everything",
+               r.error().message);
+  revoke_all_locked("issuer: " + r.error().message, false);
+  // Like a refused attestation: an admin may enable the device again.
+  auto_reattest_ = true;
+  next_retry_ = now() + backoff_.next().count() / 1000 + 1;
   return ok();
 }
 

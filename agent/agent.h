@@ -66,6 +66,10 @@ class Agent final : public WorkloadService {
   /// Fetches the issuer's status list and drops (and stops proving for) every cached token it
   /// marks revoked. Source kStatusList.
   Status poll_status_list();
+  /// While serving, asks the issuer whether it still knows this device as enabled (a challenge:
+  /// cheap, stateless on the issuer); revoked there -> revoked here at once, re-attesting with
+  /// backoff. The round trip runs outside the agent's lock.
+  Status poll_device_status();
   /// Stop serving and wipe key material (SIGTERM). Nothing is reported to the issuer.
   void shutdown();
   /// Replaces the configuration (SIGHUP): token TTLs, proof mode and posture intervals apply
@@ -95,7 +99,10 @@ class Agent final : public WorkloadService {
   std::int64_t now() const { return options_.clock->unix_now(); }
   void transition(AgentState to, const std::string& reason);
   void announce_write(const std::filesystem::path& path) const;
-  void publish(std::string kind, const std::string& detail);
+  /// An event for GET /v1/watch. Its `owners` (the uid/container/workload fields of an
+  /// api::Event) and admins see it whole; with no owner it is device-wide, and every other
+  /// watcher sees it without its detail (reasons may name other workloads or an admin's words).
+  void publish(std::string kind, const std::string& detail, api::Event owners = {});
   Status enroll_locked();
   /// One attestation round; on a pass the device token and the bound signer are replaced.
   Status attest_locked();

@@ -327,6 +327,8 @@ int run_rss(const Args& args, const std::filesystem::path& dir) {
   agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = path;
+  // Every client here is this uid: the per-uid share must not cap what is measured.
+  options.max_connections_per_uid = options.max_connections;
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());
@@ -394,6 +396,7 @@ int main(int argc, char** argv) {
   agent::api::EventBus bus;
   agent::api::LocalServerOptions options;
   options.workload_socket = dir / "workload.sock";
+  options.max_connections_per_uid = options.max_connections;  // one uid plays every client
   auto server = agent::api::LocalServer::start(io, options, service, resolver, bus);
   if (!server) {
     std::fprintf(stderr, "bench: %s\n", server.error().message.c_str());

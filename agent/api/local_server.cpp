@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <unistd.h>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -26,6 +27,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -35,6 +37,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/api/handlers.h"
+#include "agent/token_cache.h"
 
 namespace warden::agent::api {
 namespace asio = boost::asio;
@@ -61,11 +64,23 @@ struct LocalServer::Impl {
   EventBus& bus;
   std::optional<Acceptor> workload;
   std::optional<Acceptor> admin;
-  std::mutex mu;
+  /// Guards `open`, `pools`, `watching`, `watching_per_uid` and the refusal log's counters.
+  mutable std::mutex mu;
   /// Connections being served by their threads (not watch streams); notified as one ends.
   std::unordered_set<int> open;
   std::condition_variable idle;
-  std::atomic<std::size_t> watching = 0;  ///< watch streams on `io`
+  /// One socket's connections (on threads and watch streams), in all and per peer uid.
+  struct Pool {
+    std::size_t open = 0;
+    std::unordered_map<uid_t, std::size_t> per_uid;
+  };
+  std::array<Pool, 2> pools;  ///< [Socket::kWorkload], [Socket::kAdmin]
+  std::size_t watching = 0;   ///< watch streams on `io`
+  std::unordered_map<uid_t, std::size_t> watching_per_uid;
+  /// Connections closed at accept since the last log line: one line per interval, not per
+  /// connection, whatever a flood of connects does.
+  std::size_t refused = 0;
+  std::chrono::steady_clock::time_point refused_logged{};
   /// Set (under bus_mu) by the server's destructor: the bus may be gone. Watch streams outlive
   /// the server on `io`, and touch the bus only under bus_mu while this is false.
   bool server_gone = false;
@@ -250,11 +265,70 @@ void wipe_request(Request& req, beast::flat_buffer& buffer) {
 }
 
 void set_timeout(int fd, int option, std::chrono::milliseconds timeout) {
+  // A zero timeval means "never time out": a deadline reached to the millisecond must not.
+  timeout = std::max(timeout, std::chrono::milliseconds(1));
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
   ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
 }
+
+/// Beast's SyncReadStream over a Connection that bounds a whole request, not each read: once a
+/// request's first byte is in, its header and body must follow within `limit`, however slowly
+/// they trickle (a per-read timeout alone lets one byte every minute hold a thread for ever).
+/// Before that byte the connection's idle timeout applies. A request read whole by its first
+/// recv, the usual case, costs no system call more; a longer one costs a setsockopt per read.
+class RequestReader {
+ public:
+  RequestReader(Connection& conn, std::chrono::milliseconds idle, std::chrono::milliseconds limit)
+      : conn_(conn), idle_(idle), limit_(limit) {}
+
+  /// Before each request; `pending`: some of it is already buffered (pipelined), so its clock
+  /// runs from now.
+  void begin(bool pending) {
+    if (narrowed_) {
+      set_timeout(conn_.fd(), SO_RCVTIMEO, idle_);
+      narrowed_ = false;
+    }
+    started_ = pending;
+    if (started_) deadline_ = std::chrono::steady_clock::now() + limit_;
+  }
+
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers, boost::system::error_code& ec) {
+    if (started_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline_ - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds::zero()) {
+        ec = asio::error::timed_out;
+        return 0;
+      }
+      set_timeout(conn_.fd(), SO_RCVTIMEO, std::min(left, idle_));
+      narrowed_ = true;
+    }
+    const std::size_t n = conn_.read_some(buffers, ec);
+    if (!started_ && n > 0) {
+      started_ = true;
+      deadline_ = std::chrono::steady_clock::now() + limit_;
+    }
+    return n;
+  }
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers) {
+    boost::system::error_code ec;
+    const auto n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+ private:
+  Connection& conn_;
+  std::chrono::milliseconds idle_;
+  std::chrono::milliseconds limit_;
+  bool started_ = false;
+  bool narrowed_ = false;  ///< SO_RCVTIMEO is below idle_ (restored by the next begin())
+  std::chrono::steady_clock::time_point deadline_{};
+};
 
 /// Reads and discards what the client is still sending (at most 1 MiB, for at most a second), so
 /// that closing after an early error reply does not reset the connection before it is read.
@@ -272,31 +346,102 @@ void drain(Connection& conn) {
   }
 }
 
-/// Counts a watch stream against max_connections for as long as it lives.
-class WatchSlot {
+/// A connection's share of its socket's limits (in all and for its peer's uid), held from
+/// accept until the connection ends, on its thread or as a watch stream: destroying the slot
+/// gives the share back, so whatever way a connection ends, it is counted no longer.
+class ConnectionSlot {
  public:
-  explicit WatchSlot(std::shared_ptr<Impl> owner) : owner_(std::move(owner)) { ++owner_->watching; }
-  WatchSlot(WatchSlot&& o) noexcept = default;
-  WatchSlot(const WatchSlot&) = delete;
-  WatchSlot& operator=(const WatchSlot&) = delete;
-  WatchSlot& operator=(WatchSlot&&) = delete;
-  ~WatchSlot() {
-    if (owner_) --owner_->watching;
+  /// The share for a new connection of `uid` on `kind`; nullopt at a limit. Call under mu.
+  static std::optional<ConnectionSlot> take_locked(const std::shared_ptr<Impl>& owner, Socket kind,
+                                                   uid_t uid) {
+    Impl& self = *owner;
+    auto& pool = self.pools.at(index(kind));
+    const bool admin = kind == Socket::kAdmin;
+    std::size_t limit = admin ? self.options.admin_max_connections : self.options.max_connections;
+    // An eighth of the admin pool is root's alone: whoever else may connect there (the admin
+    // group, or anyone when api.admin_socket_mode allows) never locks root out.
+    if (admin && uid != 0 && limit > 1) limit -= std::max<std::size_t>(1, limit / 8);
+    if (pool.open >= limit) return std::nullopt;
+    const bool exempt = admin && uid == 0;
+    const auto it = pool.per_uid.find(uid);
+    if (!exempt && it != pool.per_uid.end() && it->second >= self.options.max_connections_per_uid)
+      return std::nullopt;
+    ++pool.open;
+    ++pool.per_uid[uid];
+    return ConnectionSlot(owner, kind, uid);
+  }
+
+  /// Takes a watch-stream share as well; false when the uid is at its watch limit.
+  bool watch() {
+    std::lock_guard lock(owner_->mu);
+    auto& mine = owner_->watching_per_uid[uid_];
+    if (mine >= owner_->options.max_watch_per_uid) {
+      if (mine == 0) owner_->watching_per_uid.erase(uid_);
+      return false;
+    }
+    ++mine;
+    ++owner_->watching;
+    watch_ = true;
+    return true;
+  }
+
+  ConnectionSlot(ConnectionSlot&& o) noexcept
+      : owner_(std::move(o.owner_)), kind_(o.kind_), uid_(o.uid_), watch_(o.watch_) {}
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+  ~ConnectionSlot() {
+    if (!owner_) return;
+    std::lock_guard lock(owner_->mu);
+    auto& pool = owner_->pools.at(index(kind_));
+    --pool.open;
+    drop(pool.per_uid, uid_);
+    if (watch_) {
+      --owner_->watching;
+      drop(owner_->watching_per_uid, uid_);
+    }
   }
   [[nodiscard]] Impl& impl() const { return *owner_; }
 
  private:
+  ConnectionSlot(std::shared_ptr<Impl> owner, Socket kind, uid_t uid)
+      : owner_(std::move(owner)), kind_(kind), uid_(uid) {}
+  static std::size_t index(Socket kind) { return kind == Socket::kAdmin ? 1 : 0; }
+  /// Keeps the per-uid maps as small as the set of uids connected now.
+  static void drop(std::unordered_map<uid_t, std::size_t>& counts, uid_t uid) {
+    const auto it = counts.find(uid);
+    if (it != counts.end() && --it->second == 0) counts.erase(it);
+  }
+
   std::shared_ptr<Impl> owner_;
+  Socket kind_;
+  uid_t uid_;
+  bool watch_ = false;
 };
 
-asio::awaitable<void> stream_watch(WatchSlot slot, UnixSocket sock, unsigned version) {
+/// A watcher sends nothing after its request, so its socket turning readable means the peer
+/// closed (EOF or an error), or sent bytes it should not have, which are read and dropped.
+bool watcher_still_there(UnixSocket& sock) {
+  std::array<char, 4096> scratch{};
+  for (int i = 0; i < 16; ++i) {
+    const ssize_t n = ::recv(sock.native_handle(), scratch.data(), scratch.size(), MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return false;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
+  return true;
+}
+
+asio::awaitable<void> stream_watch(ConnectionSlot slot, UnixSocket sock, unsigned version,
+                                   Watcher watcher) {
+  using asio::experimental::awaitable_operators::operator||;
   Impl& self = slot.impl();
   const auto executor = co_await asio::this_coro::executor;
   std::shared_ptr<Subscription> sub;
   {
     std::lock_guard lock(self.bus_mu);
     if (self.server_gone) co_return;
-    sub = self.bus.subscribe(executor);
+    sub = self.bus.subscribe(executor, std::move(watcher));
   }
   struct Leave {
     Impl& self;
@@ -334,15 +479,20 @@ asio::awaitable<void> stream_watch(WatchSlot slot, UnixSocket sock, unsigned ver
       co_await asio::async_write(sock, http::make_chunk_last(), kNoThrow);
       co_return;
     }
+    // Waits for an event and, alongside, for the peer: a stream whose watcher went away ends
+    // (and gives back its slot) now, not at the next event, which may be hours away.
     sub->wake().expires_at(asio::steady_timer::time_point::max());
-    co_await sub->wake().async_wait(kNoThrow);
+    const auto woke = co_await (sub->wake().async_wait(kNoThrow) ||
+                                sock.async_wait(UnixSocket::wait_read, kNoThrow));
+    if (woke.index() == 1 && !watcher_still_there(sock)) co_return;
   }
 }
 
 /// A watch stream waits for events, not requests: it moves from its connection thread to the
 /// accepting io_context, where every stream is one coroutine and none holds a thread.
-void hand_to_watch(const std::shared_ptr<Impl>& owner, int fd, unsigned version) {
-  UnixSocket sock(owner->io);
+void hand_to_watch(ConnectionSlot slot, int fd, unsigned version, Watcher watcher) {
+  Impl& self = slot.impl();
+  UnixSocket sock(self.io);
   boost::system::error_code ec;
   sock.assign(asio::local::stream_protocol(), fd, ec);
   if (ec) {
@@ -351,7 +501,8 @@ void hand_to_watch(const std::shared_ptr<Impl>& owner, int fd, unsigned version)
   }
   // co_spawn starts the stream on the io_context's thread; if that never runs again, destroying
   // the io_context destroys the stream and closes its socket.
-  asio::co_spawn(owner->io, stream_watch(WatchSlot(owner), std::move(sock), version),
+  asio::co_spawn(self.io,
+                 stream_watch(std::move(slot), std::move(sock), version, std::move(watcher)),
                  asio::detached);
 }
 
@@ -435,6 +586,26 @@ std::optional<HttpReply> holder_refusal(Impl& self, int fd, std::string_view met
   return error_reply(403, "shared_socket", check->detail);
 }
 
+/// Who a watch stream's subscriber is, for the events it may see (EventBus).
+Watcher watcher_of(Socket kind, const os::Selectors& s) {
+  Watcher w;
+  w.admin = kind == Socket::kAdmin;
+  w.uid = s.uid;
+  w.container_id = s.container_id;
+  w.workload = workload_identity(s);
+  return w;
+}
+
+/// Answers a watch request over the uid's watch limit (the request has been read whole).
+void refuse_watch(int fd, unsigned version, std::size_t limit) {
+  Connection conn(fd, 0);  // only written to
+  std::string out;
+  auto reply = error_reply(429, "limit_exceeded",
+                           "watch: this uid already has " + std::to_string(limit) +
+                               " watch streams open (api.max_watch_per_uid)");
+  (void)write_reply(conn, out, reply, version, false);
+}
+
 /// One connection, served by its own thread with blocking calls: a request is read the moment
 /// it arrives and answered by the thread that read it (docs/PERFORMANCE.md, "Thread per
 /// connection"). Returns the HTTP version of a GET /v1/watch, which the caller hands on.
@@ -452,6 +623,7 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
   set_timeout(fd, SO_RCVTIMEO, self.options.idle_timeout);
   set_timeout(fd, SO_SNDTIMEO, self.options.idle_timeout);
   Connection conn(fd, identity ? identity->pid : 0);
+  RequestReader reader(conn, self.options.idle_timeout, self.options.request_timeout);
   std::optional<ino_t> peer_inode;  // the client's end of the socket, found when first needed
   beast::flat_buffer buffer;
   std::string out;
@@ -467,9 +639,10 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
     boost::system::error_code ec;
     // The framing is checked before the body is read: a coding we would misread is never parsed.
     std::optional<HttpReply> unframed;
-    http::read_header(conn, buffer, parser, ec);
+    reader.begin(buffer.size() != 0);
+    http::read_header(reader, buffer, parser, ec);
     if (!ec) unframed = framing_refusal(parser.get());
-    if (!ec && !unframed) http::read(conn, buffer, parser, ec);
+    if (!ec && !unframed) http::read(reader, buffer, parser, ec);
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::timed_out || self.stopped) {
       return std::nullopt;
@@ -529,17 +702,37 @@ std::optional<unsigned> serve_connection(const std::shared_ptr<Impl>& owner, int
   }
 }
 
-/// Starts the thread of an accepted connection, or closes it when the server is stopping or at
-/// its connection limit. A small stack: the deepest call is a token mint or an unseal.
+/// Counts a connection closed at accept and logs the count at most once per interval.
+void note_refused_locked(Impl& self) {
+  ++self.refused;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - self.refused_logged < std::chrono::seconds(10)) return;
+  spdlog::warn(
+      "local api: {} connection(s) closed at accept since the last report (a socket's "
+      "api.max_connections / api.admin_max_connections or a uid's api.max_connections_per_uid "
+      "reached)",
+      self.refused);
+  self.refused = 0;
+  self.refused_logged = now;
+}
+
+/// Starts the thread of an accepted connection, or closes it when the server is stopping, or
+/// its socket or its peer's uid is at a connection limit. A small stack: the deepest call is a
+/// token mint or an unseal.
 void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind) {
-  {
-    std::lock_guard lock(self->mu);
-    if (self->stopped || self->open.size() + self->watching >= self->options.max_connections) {
-      ::close(fd);
-      return;
-    }
-    self->open.insert(fd);
+  // Only the uid here (one getsockopt): the full identity is resolved on the connection's thread.
+  const auto peer = os::peer_credentials(fd);
+  std::unique_lock accepting(self->mu);
+  // A slot gives its share back under `mu`: it must only be destroyed once the lock is released.
+  auto slot =
+      !self->stopped && peer ? ConnectionSlot::take_locked(self, kind, peer->uid) : std::nullopt;
+  if (!slot) {
+    if (!self->stopped) note_refused_locked(*self);
+    ::close(fd);
+    return;
   }
+  self->open.insert(fd);
+  accepting.unlock();
   auto finish = [self, fd](bool handed_off) {
     std::lock_guard lock(self->mu);
     self->open.erase(fd);
@@ -554,9 +747,11 @@ void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind) {
     std::shared_ptr<Impl> self;
     int fd;
     Socket kind;
+    ConnectionSlot slot;
     decltype(finish) done;
   };
-  auto* start = new Start{self, fd, kind, finish};
+  auto* start = new Start{self, fd, kind, std::move(*slot), finish};
+  slot.reset();
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 512 * 1024);
@@ -568,17 +763,24 @@ void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind) {
         std::unique_ptr<Start> s(static_cast<Start*>(arg));
         pthread_setname_np(pthread_self(), s->kind == Socket::kAdmin ? "api-admin" : "api-conn");
         std::optional<unsigned> watch;
+        std::optional<Watcher> watcher;
         try {
           // Identity from the kernel, once per connection, before any byte of the request is
           // read; here rather than on the accepting thread, which it would serialise.
           const auto identity = s->self->resolver.resolve_socket(s->fd);
           watch = serve_connection(s->self, s->fd, s->kind, identity);
+          if (watch && !s->slot.watch()) {
+            refuse_watch(s->fd, *watch, s->self->options.max_watch_per_uid);
+            watch.reset();
+          }
+          if (watch) watcher = watcher_of(s->kind, *identity);
         } catch (const std::exception& e) {
           spdlog::error("local api: connection ended by an error: {}", e.what());
+          watch.reset();
         }
         // Out of the open set before the watch may close it and the number be reused.
         s->done(watch.has_value());
-        if (watch) hand_to_watch(s->self, s->fd, *watch);
+        if (watch) hand_to_watch(std::move(s->slot), s->fd, *watch, std::move(*watcher));
         return nullptr;
       },
       start);
@@ -661,6 +863,11 @@ LocalServer::~LocalServer() {
   impl_->idle.wait(lock, [this] { return impl_->open.empty(); });
   std::lock_guard bus_lock(impl_->bus_mu);
   impl_->server_gone = true;
+}
+
+ConnectionCounts LocalServer::connections() const {
+  std::lock_guard lock(impl_->mu);
+  return {impl_->pools[0].open, impl_->pools[1].open, impl_->watching};
 }
 
 void LocalServer::stop() {

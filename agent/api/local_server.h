@@ -38,10 +38,32 @@ struct LocalServerOptions {
   /// runs as). nullopt: the effective uid at bind.
   std::optional<uid_t> agent_uid;
   std::size_t max_body = 64 * 1024;
-  /// Connections served at once (each has a thread); more are closed at accept.
+  /// Workload-socket connections open at once, watch streams included (each request/response
+  /// connection has a thread); more are closed at accept.
   std::size_t max_connections = 1024;
-  /// A connection that sends nothing (or reads nothing of a reply) for this long is closed.
+  /// Admin-socket connections open at once: a pool of their own, so that workloads filling the
+  /// workload socket never lock the administrator out. An eighth of it (at least one) is kept
+  /// for root.
+  std::size_t admin_max_connections = 64;
+  /// Connections one uid may hold open on each socket, so that no uid takes a socket's whole
+  /// pool. Root is held to it on the workload socket (rootful containers run as uid 0) but not on
+  /// the admin socket (the administrator's way in stays open).
+  std::size_t max_connections_per_uid = 128;
+  /// Watch streams one uid may hold open (they also count as its connections).
+  std::size_t max_watch_per_uid = 16;
+  /// A connection that sends nothing between requests (or reads nothing of a reply) for this
+  /// long is closed.
   std::chrono::milliseconds idle_timeout{60'000};
+  /// From a request's first byte to its last (header and body): a sender that trickles its
+  /// request is closed at this deadline however often it sends a byte.
+  std::chrono::milliseconds request_timeout{10'000};
+};
+
+/// Connections open at a moment (watch streams counted in their socket's figure too).
+struct ConnectionCounts {
+  std::size_t workload = 0;
+  std::size_t admin = 0;
+  std::size_t watching = 0;
 };
 
 class LocalServer {
@@ -69,6 +91,9 @@ class LocalServer {
   /// Stops accepting and closes the listening sockets (call on the io_context's thread).
   /// Open connections are closed by the destructor, which waits for their threads.
   void stop();
+
+  /// What is open now (any thread): for tests and diagnostics.
+  [[nodiscard]] ConnectionCounts connections() const;
 
   struct Impl;
 

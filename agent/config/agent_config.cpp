@@ -21,7 +21,7 @@ struct Key {
   Kind kind;
 };
 
-constexpr std::array<Key, 28> kKeys{{
+constexpr std::array<Key, 37> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
@@ -40,9 +40,17 @@ constexpr std::array<Key, 28> kKeys{{
     {"api", "admin_socket_mode", Kind::kMode},
     {"api", "admin_group", Kind::kString},
     {"api", "max_connections", Kind::kInt},
+    {"api", "admin_max_connections", Kind::kInt},
+    {"api", "max_connections_per_uid", Kind::kInt},
+    {"api", "max_watch_per_uid", Kind::kInt},
+    {"api", "idle_timeout_ms", Kind::kInt},
+    {"api", "request_timeout_ms", Kind::kInt},
+    {"api", "refusal_burst", Kind::kInt},
+    {"api", "refusals_per_second", Kind::kInt},
     {"posture", "pcr_poll_interval_ms", Kind::kInt},
     {"posture", "ima_poll_interval_ms", Kind::kInt},
     {"posture", "status_list_poll_interval_ms", Kind::kInt},
+    {"posture", "device_status_poll_interval_ms", Kind::kInt},
     {"posture", "proc_root", Kind::kString},
     {"posture", "cgroupfs_root", Kind::kString},
     {"posture", "securityfs_root", Kind::kString},
@@ -297,18 +305,35 @@ Status read_config(const toml::table& root, AgentConfig& c) {
     return bad(key("api", "admin_socket_mode"), "must not grant access to other users");
   }
   WARDEN_TRY_STATUS(read_string(root, key("api", "admin_group"), c.admin_group));
-  std::int64_t max_connections = c.api_max_connections;
-  WARDEN_TRY_STATUS(read_int(root, key("api", "max_connections"), max_connections));
-  if (max_connections < 1 || max_connections > 65536) {
-    return bad(key("api", "max_connections"),
-               "expected 1 to 65536, found " + std::to_string(max_connections));
+  for (auto [name, field] : {std::pair{"max_connections", &c.api_max_connections},
+                             std::pair{"admin_max_connections", &c.api_admin_max_connections},
+                             std::pair{"max_connections_per_uid", &c.api_max_connections_per_uid},
+                             std::pair{"max_watch_per_uid", &c.api_max_watch_per_uid},
+                             std::pair{"refusal_burst", &c.api_refusal_burst},
+                             std::pair{"refusals_per_second", &c.api_refusals_per_second}}) {
+    std::int64_t v = *field;
+    WARDEN_TRY_STATUS(read_int(root, key("api", name), v));
+    if (v < 1 || v > 65536) {
+      return bad(key("api", name), "expected 1 to 65536, found " + std::to_string(v));
+    }
+    *field = static_cast<unsigned>(v);
   }
-  c.api_max_connections = static_cast<unsigned>(max_connections);
+  for (auto [name, field] : {std::pair{"idle_timeout_ms", &c.api_idle_timeout},
+                             std::pair{"request_timeout_ms", &c.api_request_timeout}}) {
+    std::int64_t ms = field->count();
+    WARDEN_TRY_STATUS(read_int(root, key("api", name), ms));
+    if (ms < 100 || ms > 3'600'000) {
+      return bad(key("api", name), "expected 100 to 3600000 ms, found " + std::to_string(ms));
+    }
+    *field = std::chrono::milliseconds(ms);
+  }
 
   WARDEN_TRY_STATUS(read_interval(root, "pcr_poll_interval_ms", c.pcr_poll_interval));
   WARDEN_TRY_STATUS(read_interval(root, "ima_poll_interval_ms", c.ima_poll_interval));
   WARDEN_TRY_STATUS(
       read_interval(root, "status_list_poll_interval_ms", c.status_list_poll_interval));
+  WARDEN_TRY_STATUS(
+      read_interval(root, "device_status_poll_interval_ms", c.device_status_poll_interval));
   for (auto [name, path] :
        {std::pair{"proc_root", &c.proc_root}, std::pair{"cgroupfs_root", &c.cgroupfs_root},
         std::pair{"securityfs_root", &c.securityfs_root}}) {

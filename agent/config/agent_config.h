@@ -46,12 +46,27 @@ struct AgentConfig {
   std::filesystem::path admin_socket = "/run/warden/admin.sock";
   mode_t admin_socket_mode = 0660;
   std::string admin_group = "warden";
-  /// API connections served at once (a thread each); more are closed at accept.
+  /// Workload-socket connections open at once (watch streams included); more are closed at
+  /// accept. The admin socket has a pool of its own.
   unsigned api_max_connections = 1024;
+  unsigned api_admin_max_connections = 64;
+  /// Connections one uid may hold open on each socket (root exempt on the admin socket only).
+  unsigned api_max_connections_per_uid = 128;
+  unsigned api_max_watch_per_uid = 16;
+  /// Between requests on a keep-alive connection.
+  std::chrono::milliseconds api_idle_timeout{60'000};
+  /// From a request's first byte to its last.
+  std::chrono::milliseconds api_request_timeout{10'000};
+  /// Refused requests (token, proof, secret) a uid may make in a burst, and the rate at which
+  /// its budget refills; over budget its requests get 429 without reaching the agent's core.
+  unsigned api_refusal_burst = 20;
+  unsigned api_refusals_per_second = 5;
   // [posture]
   std::chrono::milliseconds pcr_poll_interval{1000};
   std::chrono::milliseconds ima_poll_interval{1000};
   std::chrono::milliseconds status_list_poll_interval{30000};
+  /// How often a serving agent asks the issuer whether its device was revoked there.
+  std::chrono::milliseconds device_status_poll_interval{5000};
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path cgroupfs_root = "/sys/fs/cgroup";
   std::filesystem::path securityfs_root = "/sys/kernel/security";

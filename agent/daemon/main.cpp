@@ -2,6 +2,7 @@
 // the loop: the local API (accepted on the io_context, served on its connection threads), periodic
 // work (device token renewal, retries, status list polling) on a maintenance thread, the watchdog
 // on a timer.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include "agent/agent.h"
 #include "agent/api/event_bus.h"
 #include "agent/api/local_server.h"
+#include "agent/api/refusal_budget.h"
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
 #include "agent/posture/container_log.h"
@@ -65,6 +67,43 @@ warden::Status become(const warden::os::ServiceAccount& account,
   return warden::ok();
 }
 
+/// Every API connection holds a descriptor (a watch stream too), beside the daemon's own (TPM,
+/// issuer connections, inotify, state files, the journal). systemd starts a service with a soft
+/// limit of 1,024, which the default API limits alone exceed: raise the soft limit to the hard
+/// one, and refuse to start when the configured limits still do not fit, rather than failing
+/// accept() with EMFILE under load.
+warden::Status fit_descriptor_limit(const AgentConfig& c) {
+  constexpr rlim_t kOwnDescriptors = 256;
+  const rlim_t need =
+      rlim_t{c.api_max_connections} + rlim_t{c.api_admin_max_connections} + kOwnDescriptors;
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return warden::fail(warden::ErrorCode::kIo,
+                        std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < lim.rlim_max) {
+    const rlimit raised{lim.rlim_max, lim.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      lim = raised;
+    } else {
+      spdlog::warn("setrlimit(RLIMIT_NOFILE, {}): {}", lim.rlim_max, std::strerror(errno));
+    }
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+    return warden::fail(
+        warden::ErrorCode::kInvalidArgument,
+        "open file limit " + std::to_string(lim.rlim_cur) + " (hard " +
+            std::to_string(lim.rlim_max) + ") is below the " + std::to_string(need) +
+            " descriptors that api.max_connections (" + std::to_string(c.api_max_connections) +
+            ") + api.admin_max_connections (" + std::to_string(c.api_admin_max_connections) +
+            ") + " + std::to_string(kOwnDescriptors) +
+            " for the daemon need: raise LimitNOFILE= (ulimit -n) or lower those limits");
+  }
+  spdlog::debug("open file limit {} for {} API connections", lim.rlim_cur,
+                c.api_max_connections + c.api_admin_max_connections);
+  return warden::ok();
+}
+
 // Periodic work off the I/O threads: TPM commands and issuer round trips block. Posture changes
 // arrive from the monitor's thread through a queue and are applied here, in order.
 class Maintenance {
@@ -75,6 +114,7 @@ class Maintenance {
         config_(config),
         config_path_(std::move(config_path)),
         status_poll_(config.status_list_poll_interval),
+        device_poll_(config.device_status_poll_interval),
         thread_([this] { run(); }) {}
   ~Maintenance() {
     {
@@ -84,9 +124,10 @@ class Maintenance {
     cv_.notify_all();
     thread_.join();
   }
-  void set_status_poll(std::chrono::milliseconds d) {
+  void set_status_poll(std::chrono::milliseconds d, std::chrono::milliseconds device) {
     std::lock_guard lock(mu_);
     status_poll_ = d;
+    device_poll_ = device;
   }
   void enqueue(const warden::agent::posture::Change& change) {
     {
@@ -158,11 +199,14 @@ class Maintenance {
       spdlog::error("start: {} (retrying with backoff)", started.error().message);
     }
     start_monitor();
-    auto next_poll = std::chrono::steady_clock::now() + status_poll_;
     std::unique_lock lock(mu_);
+    auto next_poll = std::chrono::steady_clock::now() + status_poll_;
+    auto next_device_poll = std::chrono::steady_clock::now() + device_poll_;
     while (!stop_) {
       std::deque<warden::agent::posture::Change> changes;
       changes.swap(changes_);
+      const auto status_poll = status_poll_;
+      const auto device_poll = device_poll_;
       lock.unlock();
       for (const auto& c : changes) agent_.apply(c);
       const auto wait = agent_.tick();
@@ -170,7 +214,15 @@ class Maintenance {
         if (auto polled = agent_.poll_status_list(); !polled) {
           spdlog::warn("status list: {}", polled.error().message);
         }
-        next_poll = std::chrono::steady_clock::now() + status_poll_;
+        next_poll = std::chrono::steady_clock::now() + status_poll;
+      }
+      // An admin's revocation at the issuer is learnt within one interval, not at the next
+      // token request that fails.
+      if (std::chrono::steady_clock::now() >= next_device_poll) {
+        if (auto polled = agent_.poll_device_status(); !polled) {
+          spdlog::debug("device status: {}", polled.error().message);
+        }
+        next_device_poll = std::chrono::steady_clock::now() + device_poll;
       }
       // Outside the agent's lock: rebaseline() reads the TPM through it.
       if (const auto n = agent_.attestations(); n != seen_attestations_ && owned_monitor_) {
@@ -194,10 +246,11 @@ class Maintenance {
   std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
   std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
   std::uint64_t seen_attestations_ = 0;
-  std::mutex mu_;  // guards stop_, status_poll_ and changes_
+  std::mutex mu_;  // guards stop_, status_poll_, device_poll_ and changes_
   std::condition_variable cv_;
   bool stop_ = false;
   std::chrono::milliseconds status_poll_;
+  std::chrono::milliseconds device_poll_;
   std::deque<warden::agent::posture::Change> changes_;
   std::thread thread_;
 };
@@ -232,6 +285,11 @@ int run(int argc, char** argv) {
   warden::log::init("wardend", log_level.empty() ? config->log_level : log_level);
   spdlog::info("wardend {} starting (config {}, TPM {}, issuer {})", warden::version(), config_path,
                config->tcti, config->issuer_url);
+
+  if (auto fits = fit_descriptor_limit(*config); !fits) {
+    spdlog::error("{}", fits.error().message);
+    return 2;
+  }
 
   // Refused before anything starts: a typo must not leave a root daemon running.
   std::optional<warden::os::ServiceAccount> account;
@@ -289,14 +347,26 @@ int run(int argc, char** argv) {
   // The sockets are bound as root but used by the service account once privileges are dropped.
   if (account) server_options.agent_uid = account->uid;
   server_options.max_connections = config->api_max_connections;
-  auto server = warden::agent::api::LocalServer::bind(io, server_options, **agent, resolver, bus);
+  server_options.admin_max_connections = config->api_admin_max_connections;
+  server_options.max_connections_per_uid = config->api_max_connections_per_uid;
+  server_options.max_watch_per_uid = config->api_max_watch_per_uid;
+  server_options.idle_timeout = config->api_idle_timeout;
+  server_options.request_timeout = config->api_request_timeout;
+  // Between the API and the agent: a uid flooding requests it is refused is answered 429 here,
+  // without the issuer round trips that would hold the agent's lock for everyone else.
+  warden::agent::api::RefusalBudgetOptions budget_options;
+  budget_options.burst = config->api_refusal_burst;
+  budget_options.per_second = config->api_refusals_per_second;
+  warden::agent::api::RefusalBudget budget(**agent, budget_options);
+  auto server = warden::agent::api::LocalServer::bind(io, server_options, budget, resolver, bus);
   if (!server) {
     spdlog::error("local API: {}", server.error().message);
     return 1;
   }
-  spdlog::info("local API on {} (admin {}), at most {} connections",
+  spdlog::info("local API on {} (admin {}), at most {} + {} admin connections, {} per uid",
                config->workload_socket.string(), config->admin_socket.string(),
-               server_options.max_connections);
+               server_options.max_connections, server_options.admin_max_connections,
+               server_options.max_connections_per_uid);
 
   // Root was needed for the sockets (and, before, the secure heap's mlock and the issuer's CA):
   // from here on, the service account with its two capabilities. No thread exists yet.
@@ -331,7 +401,8 @@ int run(int argc, char** argv) {
         spdlog::error("reload: {} (keeping the running configuration)", reloaded.error().message);
       } else {
         (*agent)->reload(*reloaded);
-        maintenance->set_status_poll(reloaded->status_list_poll_interval);
+        maintenance->set_status_poll(reloaded->status_list_poll_interval,
+                                     reloaded->device_status_poll_interval);
       }
       auto st = (*agent)->status();
       notifier.ready(st ? st->state : "reloaded");

@@ -73,7 +73,7 @@ Result<std::unique_ptr<ContainerEventLog>> ContainerEventLog::open(ContainerLogO
   // A new boot (or a log that does not belong to this PCR): start over from the current value.
   log->set_expected(current);
   log->start_ = std::move(current);
-  WARDEN_TRY_STATUS(write_file_atomic(opts.path, cel::encode({}), 0644));
+  WARDEN_TRY_STATUS(write_file_atomic(opts.path, cel::encode({}), 0600));
   return log;
 }
 
@@ -97,7 +97,7 @@ Result<cel::Record> ContainerEventLog::append(const cel::ContainerContent& conte
   for (const auto& [alg, digest] : record->digests) {
     if (expected_.has_bank(alg)) (void)expected_.extend(alg, options_.pcr, digest);
   }
-  auto written = write_file_atomic(options_.path, cel::encode(records_), 0644);
+  auto written = write_file_atomic(options_.path, cel::encode(records_), 0600);
   if (!written) {
     return fail(written.error().context("container log: PCR " + std::to_string(options_.pcr) +
                                         " extended but record " + std::to_string(record->recnum) +

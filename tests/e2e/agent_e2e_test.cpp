@@ -13,6 +13,7 @@
 #include <pwd.h>
 #include <sstream>
 #include <unistd.h>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -135,14 +136,16 @@ class AgentE2ETest : public test::SwtpmTest {
   }
 
   // Starts wardend and waits for READY=1 (it is serving).
-  void start_agent(std::map<std::string, std::string> env = {}) {
+  // `prefix` runs before wardend and execs it (e.g. prlimit), so the child's pid stays wardend's.
+  void start_agent(std::map<std::string, std::string> env = {},
+                   std::vector<std::string> prefix = {}) {
     const auto notify_path = dir_.path() / ("notify" + std::to_string(++agent_runs_) + ".sock");
     notify_ = std::make_unique<NotifySocket>(notify_path);
     ::chmod(notify_path.c_str(), 0666);  // an agent that switched users still notifies
     env["NOTIFY_SOCKET"] = notify_path.string();
-    agent_ = test::ChildProcess::spawn(
-        {std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config", agent_config().string()},
-        env, dir_.path() / "agent.log");
+    prefix.insert(prefix.end(), {std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config",
+                                 agent_config().string()});
+    agent_ = test::ChildProcess::spawn(prefix, env, dir_.path() / "agent.log");
     notified_.clear();
     ASSERT_TRUE(wait_notified("READY=1")) << agent_log();
     ASSERT_TRUE(agent_.running()) << agent_log();
@@ -421,6 +424,67 @@ TEST_F(AgentE2ETest, StartedAsRootRunsAsTheConfiguredUserWithTwoCapabilities) {
   // The TPM, the issuer and the state dir still work for the service account.
   auto tok = curl_json("/v1/token", token_body(300));
   EXPECT_TRUE(tok.contains("token")) << json::serialize(tok) << agent_log();
+  EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
+}
+
+TEST_F(AgentE2ETest, RaisesItsOpenFileLimitAndRefusesApiLimitsThatDoNotFit) {
+  // 1024 + 64 API connections and the daemon's own descriptors do not fit in 512.
+  auto out = test::run_command({"prlimit", "--nofile=512:512",
+                                std::string(WARDEN_BINARY_DIR) + "/agent/wardend", "--config",
+                                agent_config().string()});
+  EXPECT_EQ(out.exit_code, 2) << out.out;
+  EXPECT_NE(out.out.find("api.max_connections (1024)"), std::string::npos) << out.out;
+  EXPECT_FALSE(std::filesystem::exists(workload_socket()));
+  // systemd's default soft limit (1024) is raised to the hard one.
+  start_agent({}, {"prlimit", "--nofile=1024:4096", "--"});
+  const std::string limits = slurp("/proc/" + std::to_string(agent_.pid()) + "/limits");
+  std::istringstream lines(limits);
+  std::string line;
+  while (std::getline(lines, line) && line.rfind("Max open files", 0) != 0) {
+  }
+  std::istringstream fields(line.substr(std::string("Max open files").size()));
+  std::string soft;
+  std::string hard;
+  fields >> soft >> hard;
+  EXPECT_EQ(soft, "4096") << limits;
+  EXPECT_EQ(hard, "4096") << limits;
+  EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
+}
+
+TEST_F(AgentE2ETest, AWorkloadWatchingSeesTheRevocationButNotTheAdminsReason) {
+  start_agent();
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+  const auto watch_log = dir_.path() / "watch-nobody.log";
+  auto watcher =
+      test::ChildProcess::spawn({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                 "curl", "-sSN", "--unix-socket", workload_socket().string(), "-H",
+                                 "workload.spiffe.io: true", "http://localhost/v1/watch"},
+                                {}, watch_log);
+  const auto admin_log = dir_.path() / "watch-admin.log";
+  auto admin_watcher = test::ChildProcess::spawn(
+      {"curl", "-sSN", "--unix-socket", (dir_.path() / "admin.sock").string(), "-H",
+       "workload.spiffe.io: true", "http://localhost/v1/watch"},
+      {}, admin_log);
+  for (const auto& log : {watch_log, admin_log}) {
+    ASSERT_TRUE(test::wait_for([&] { return slurp(log).find("watching") != std::string::npos; },
+                               std::chrono::milliseconds(15000)))
+        << slurp(log) << agent_log();
+  }
+  auto revoked = curl(dir_.path() / "admin.sock", "/v1/revoke", R"({"reason":"laptop lost"})");
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.out;
+  ASSERT_TRUE(test::wait_for(
+      [&] { return slurp(admin_log).find("\"event\":\"revoked\"") != std::string::npos; },
+      std::chrono::milliseconds(15000)))
+      << slurp(admin_log);
+  EXPECT_NE(slurp(admin_log).find("laptop lost"), std::string::npos) << slurp(admin_log);
+  // The admin's stream got it, so the workload's (posted together) has it too, or never will.
+  ASSERT_TRUE(test::wait_for(
+      [&] { return slurp(watch_log).find("\"event\":\"revoked\"") != std::string::npos; },
+      std::chrono::milliseconds(15000)))
+      << slurp(watch_log);
+  EXPECT_EQ(slurp(watch_log).find("laptop lost"), std::string::npos) << slurp(watch_log);
+  watcher.stop();
+  admin_watcher.stop();
   EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
 }
 

@@ -17,5 +17,15 @@ for forbidden in '^PrivateDevices=yes' '^PrivateUsers=yes' '^ProtectProc=invisib
   fi
 done
 grep -q '^Type=notify$' "$dir/wardend.service" || { echo "FAIL: wardend Type=notify"; status=1; }
+# The API's default limits (1024 + 64 connections + the daemon's own) exceed a soft limit of 1024.
+nofile=$(sed -n 's/^LimitNOFILE=\([0-9]*\)$/\1/p' "$dir/wardend.service")
+if [ -z "$nofile" ] || [ "$nofile" -lt $((1024 + 64 + 256)) ]; then
+  echo "FAIL: wardend.service needs LimitNOFILE= of at least 1344 (found '${nofile}')"; status=1
+fi
+# Loopback-only egress must say how to allow a remote issuer, where an operator looks first.
+if grep -q '^IPAddressDeny=any$' "$dir/wardend.service"; then
+  grep -q '^# .*IPAddressAllow=' "$dir/wardend.service" ||
+    { echo "FAIL: wardend.service denies egress without documenting the IPAddressAllow= drop-in"; status=1; }
+fi
 grep -q '^Type=notify$' "$dir/warden-issuer.service" || { echo "FAIL: warden-issuer Type=notify"; status=1; }
 exit $status

@@ -410,6 +410,32 @@ TEST_F(AgentCoreTest, RevokeStopsServingAndReportsToTheIssuer) {
   EXPECT_EQ(back->state, "serving");
 }
 
+TEST_F(AgentCoreTest, DeviceRevokedAtTheIssuerIsRevokedHereAtTheNextDevicePoll) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  ASSERT_TRUE(agent_->token(me, req));
+  ASSERT_TRUE(agent_->poll_device_status());  // enabled: nothing changes
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  const auto id = agent_->device_id();
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(service_->admin_set_device_state(*id, "revoked", "test admin"));
+  // Before any workload asks: the agent learns it from its own poll.
+  ASSERT_TRUE(agent_->poll_device_status());
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  auto t = agent_->token(me, req);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, ErrorCode::kRevoked);
+  EXPECT_EQ(issuer_->revokes.load(), 0);  // the issuer knows already
+  // Enabled again: the retry with backoff attests and serves.
+  ASSERT_TRUE(service_->admin_set_device_state(*id, "enabled", "test admin"));
+  clock_.advance(std::chrono::minutes(6));
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+}
+
 TEST_F(AgentCoreTest, SealedSecretOnlyForAllowedCallers) {
   make_agent();
   ASSERT_TRUE(agent_->start());

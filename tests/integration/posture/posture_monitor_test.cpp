@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -611,6 +613,28 @@ TEST_F(PostureMonitor, ContainerLogExpectedValueFollowsAppendsAndReopens) {
   ASSERT_TRUE(fresh) << fresh.error().message;
   EXPECT_EQ((*fresh)->records().size(), 0u);
   EXPECT_EQ((*fresh)->expected_value().at(TpmAlg::kSha256), pcr14());
+}
+
+TEST_F(PostureMonitor, ContainerLogIsOwnerOnlyWhateverTheUmask) {
+  // The log names every container started on the host: no other local user may read it.
+  TpmPcrExtender extender(tpm());
+  const mode_t old_umask = ::umask(0);
+  const ContainerLogOptions options{.path = state_ / "containers.cel", .pcr = 14};
+  auto log = ContainerEventLog::open(options, extender);
+  ASSERT_TRUE(log) << log.error().message;
+  auto mode = [&] {
+    return std::filesystem::status(options.path).permissions() & std::filesystem::perms::all;
+  };
+  EXPECT_EQ(mode(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  attest::cel::ContainerContent content{attest::cel::ContainerEvent::kStart,
+                                        std::string(64, 'a'),
+                                        "",
+                                        "",
+                                        "docker",
+                                        "/system.slice/x.scope"};
+  ASSERT_TRUE((*log)->append(content));
+  EXPECT_EQ(mode(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ::umask(old_umask);
 }
 
 TEST_F(PostureMonitor, UnreachableTpmAtStartIsAnError) {

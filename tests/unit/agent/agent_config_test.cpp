@@ -31,6 +31,13 @@ TEST(AgentConfig, DefaultsFromMinimalFile) {
   EXPECT_EQ(c->admin_socket_mode, 0660u);
   EXPECT_EQ(c->admin_group, "warden");
   EXPECT_EQ(c->api_max_connections, 1024u);
+  EXPECT_EQ(c->api_admin_max_connections, 64u);
+  EXPECT_EQ(c->api_max_connections_per_uid, 128u);
+  EXPECT_EQ(c->api_max_watch_per_uid, 16u);
+  EXPECT_EQ(c->api_idle_timeout.count(), 60'000);
+  EXPECT_EQ(c->api_request_timeout.count(), 10'000);
+  EXPECT_EQ(c->api_refusal_burst, 20u);
+  EXPECT_EQ(c->api_refusals_per_second, 5u);
   EXPECT_EQ(c->pcr_poll_interval.count(), 1000);
   EXPECT_EQ(c->token_ttl.count(), 300);
   EXPECT_EQ(c->token_format, TokenFormat::kJwt);
@@ -67,6 +74,13 @@ TEST(AgentConfig, ErrorsNameTheKey) {
       {with("[api]\nworkload_socket = \"relative.sock\"\n"), "api.workload_socket"},
       {with("[api]\nmax_connections = 0\n"), "api.max_connections"},
       {with("[api]\nmax_connections = 65537\n"), "api.max_connections"},
+      {with("[api]\nadmin_max_connections = 0\n"), "api.admin_max_connections"},
+      {with("[api]\nmax_connections_per_uid = 0\n"), "api.max_connections_per_uid"},
+      {with("[api]\nmax_watch_per_uid = 70000\n"), "api.max_watch_per_uid"},
+      {with("[api]\nrequest_timeout_ms = 99\n"), "api.request_timeout_ms"},
+      {with("[api]\nidle_timeout_ms = 3600001\n"), "api.idle_timeout_ms"},
+      {with("[api]\nrefusal_burst = 0\n"), "api.refusal_burst"},
+      {with("[api]\nrefusals_per_second = \"many\"\n"), "api.refusals_per_second"},
       {with("[posture]\npcr_poll_interval_ms = 99\n"), "posture.pcr_poll_interval_ms"},
       {with("[posture]\nima_poll_interval_ms = \"fast\"\n"), "posture.ima_poll_interval_ms"},
       {with("[token]\nformat = \"paseto\"\n"), "token.format"},
@@ -102,7 +116,8 @@ TEST(AgentConfig, EnvironmentOverridesFile) {
   Environment env{
       {"WARDEN_API_WORKLOAD_SOCKET", "/tmp/w.sock"}, {"WARDEN_POSTURE_PCR_POLL_INTERVAL_MS", "250"},
       {"WARDEN_TPM_ALLOW_RESETTABLE_PCR", "true"},   {"WARDEN_TPM_CONTAINER_PCR", "23"},
-      {"WARDEN_API_ADMIN_SOCKET_MODE", "0600"},      {"WARDEN_API_MAX_CONNECTIONS", "3"}};
+      {"WARDEN_API_ADMIN_SOCKET_MODE", "0600"},      {"WARDEN_API_MAX_CONNECTIONS", "3"},
+      {"WARDEN_API_REQUEST_TIMEOUT_MS", "2500"},     {"WARDEN_API_MAX_CONNECTIONS_PER_UID", "7"}};
   auto c = parse_agent_config(with("[api]\nworkload_socket = \"/run/x.sock\"\n"), env);
   ASSERT_TRUE(c.has_value()) << c.error().message;
   EXPECT_EQ(c->workload_socket, "/tmp/w.sock");
@@ -110,6 +125,8 @@ TEST(AgentConfig, EnvironmentOverridesFile) {
   EXPECT_EQ(c->container_pcr, 23u);
   EXPECT_EQ(c->admin_socket_mode, 0600u);
   EXPECT_EQ(c->api_max_connections, 3u);
+  EXPECT_EQ(c->api_request_timeout.count(), 2500);
+  EXPECT_EQ(c->api_max_connections_per_uid, 7u);
   auto bad = parse_agent_config(kMinimal, Environment{{"WARDEN_TOKEN_TTL_SECONDS", "soon"}});
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().message.find("WARDEN_TOKEN_TTL_SECONDS"), std::string::npos);

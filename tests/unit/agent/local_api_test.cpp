@@ -3,13 +3,16 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <functional>
 #include <grp.h>
 #include <iterator>
+#include <poll.h>
 #include <sched.h>
 #include <thread>
 #include <tuple>
@@ -22,6 +25,7 @@
 
 #include "agent/api/handlers.h"
 #include "agent/api/local_server.h"
+#include "agent/api/refusal_budget.h"
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 #include "tests/support/fake_workload_service.h"
@@ -1007,6 +1011,415 @@ TEST_F(LocalApiExecRace, TheRefusalsSayWhy) {
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// ---- Limits, deadlines and what a watcher sees (issue 28) ----
+
+/// A child process running `body` as uid and gid 65534 with no supplementary groups; its exit
+/// code is what `body` returns (100: the uid change failed).
+pid_t fork_as_nobody(const std::function<int()>& body) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+  ::_exit(body());
+}
+
+/// The child's exit code, or -1 (signalled, or killed when still running after `timeout`).
+int wait_child(pid_t pid, std::chrono::seconds timeout) {
+  int status = 0;
+  if (!::warden::test::wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// Waits for one byte on `fd` for at most `timeout`.
+bool wait_byte(int fd, std::chrono::seconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count() * 1000)) != 1) return false;
+  char c = 0;
+  return ::read(fd, &c, 1) == 1;
+}
+
+/// Reads from a watch stream until `needle` arrives (false when the stream ends first).
+bool read_until(int fd, std::string& out, std::string_view needle) {
+  char buf[4096];
+  while (out.find(needle) == std::string::npos) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+int open_watch(const std::filesystem::path& socket, std::string& out) {
+  const int fd = connect_unix(socket);
+  if (fd < 0) return -1;
+  const timeval bound{15, 0};  // a failure ends the test instead of hanging it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+  const std::string req = keep_alive_get("/v1/watch");
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()) ||
+      !read_until(fd, out, R"({"type":"watching"})")) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST_F(LocalApiTest, AUidAtItsShareLocksOutNeitherOtherUidsNorTheAdminSocket) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
+  TearDown();
+  server_.reset();
+  io_.restart();
+  start(0666, [](LocalServerOptions& o) {
+    o.max_connections = 6;
+    o.max_connections_per_uid = 4;
+    o.admin_max_connections = 2;
+  });
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+  int ready[2];
+  int go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  // nobody opens its share of idle connections (each served once, so each is accepted and
+  // counted), and one more, which is closed at accept.
+  const pid_t child = fork_as_nobody([&] {
+    std::vector<int> held;
+    for (int i = 0; i < 4; ++i) {
+      held.push_back(connect_unix(workload()));
+      if (held.back() < 0 || status_of(keep_alive_exchange(held.back(), "/v1/identity")) != 200)
+        return 1;
+    }
+    const int over = connect_unix(workload());
+    if (over < 0) return 2;
+    const auto refused = keep_alive_exchange(over, "/v1/identity");
+    if (!refused.empty() && refused != "send failed") return 3;
+    // On the admin socket (its mode lets nobody connect here) nobody may hold only what is not
+    // root's reserve: one of the two. Accepted in order, so the second is the one closed.
+    const int admin_idle = connect_unix(admin());
+    const int admin_over = connect_unix(admin());
+    if (admin_idle < 0 || admin_over < 0) return 6;
+    const timeval bound{15, 0};
+    ::setsockopt(admin_over, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+    char c = 0;
+    if (::recv(admin_over, &c, 1, 0) != 0) return 7;
+    if (::write(ready[1], "r", 1) != 1) return 4;
+    if (::read(go[0], &c, 1) != 1) return 5;
+    return 0;
+  });
+  ASSERT_GE(child, 0);
+  ASSERT_TRUE(wait_byte(ready[0], std::chrono::seconds(15)));
+  EXPECT_EQ(server_->connections().workload, 4u);
+  EXPECT_EQ(server_->connections().admin, 1u);
+  // Root's workload request is served beside nobody's four.
+  int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(status_of(keep_alive_exchange(fd, "/v1/identity")), 200u);
+  // Root takes the socket's last slot too: the workload socket is full, the admin socket not.
+  const int last = connect_unix(workload());
+  ASSERT_GE(last, 0);
+  EXPECT_EQ(status_of(keep_alive_exchange(last, "/v1/identity")), 200u);
+  EXPECT_EQ(server_->connections().workload, 6u);
+  // And root's admin request takes the admin pool's last slot, its reserve.
+  const auto r = exchange(admin(), request("GET", "/v1/status"));
+  EXPECT_EQ(status_of(r), 200u) << r;
+  ::close(fd);
+  ::close(last);
+  EXPECT_EQ(::write(go[1], "g", 1), 1);
+  EXPECT_EQ(wait_child(child, std::chrono::seconds(15)), 0);
+  for (const int p : {ready[0], ready[1], go[0], go[1]}) ::close(p);
+  // Every share is given back once its connections end.
+  EXPECT_TRUE(::warden::test::wait_for(
+      [&] {
+        const auto c = server_->connections();
+        return c.workload == 0 && c.admin == 0;
+      },
+      std::chrono::seconds(5)));
+}
+
+TEST_F(LocalApiTest, SlowSenderIsClosedAtTheRequestDeadline) {
+  TearDown();
+  server_.reset();
+  io_.restart();
+  // The idle timeout (per read) alone would never close this sender: it sends a byte far more
+  // often than that.
+  start(0666, [](LocalServerOptions& o) {
+    o.idle_timeout = std::chrono::milliseconds(60'000);
+    o.request_timeout = std::chrono::milliseconds(300);
+  });
+  const int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  const std::string head = "GET /v1/identity HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  // One header byte every 20 ms, for at most 10 s: the server must end the connection first.
+  bool closed = false;
+  for (int i = 0; i < 500 && !closed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the sender's pace
+    char c = 0;
+    const ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      closed = true;
+    } else if (n > 0) {
+      ADD_FAILURE() << "a reply to a request that never ended";
+      break;
+    } else {
+      closed = ::send(fd, "x", 1, MSG_NOSIGNAL) != 1;
+    }
+  }
+  EXPECT_TRUE(closed);
+  ::close(fd);
+  EXPECT_TRUE(::warden::test::wait_for([&] { return server_->connections().workload == 0; },
+                                       std::chrono::seconds(5)));
+}
+
+TEST_F(LocalApiTest, WatchStreamIsReleasedAsSoonAsItsPeerCloses) {
+  std::string out;
+  const int fd = open_watch(workload(), out);
+  ASSERT_GE(fd, 0) << out;
+  EXPECT_EQ(server_->connections().watching, 1u);
+  EXPECT_EQ(server_->connections().workload, 1u);
+  ::close(fd);
+  // No event is published: the stream sees its peer's end on the socket itself.
+  EXPECT_TRUE(::warden::test::wait_for(
+      [&] {
+        const auto c = server_->connections();
+        return c.watching == 0 && c.workload == 0;
+      },
+      std::chrono::seconds(5)));
+}
+
+TEST_F(LocalApiTest, WatchStreamsPerUidAreLimited) {
+  TearDown();
+  server_.reset();
+  io_.restart();
+  start(0666, [](LocalServerOptions& o) { o.max_watch_per_uid = 2; });
+  std::vector<int> watches;
+  for (int i = 0; i < 2; ++i) {
+    std::string out;
+    watches.push_back(open_watch(workload(), out));
+    ASSERT_GE(watches.back(), 0) << out;
+  }
+  const int fd = connect_unix(workload());
+  ASSERT_GE(fd, 0);
+  const auto r = keep_alive_exchange(fd, "/v1/watch");
+  EXPECT_EQ(status_of(r), 429u) << r;
+  EXPECT_EQ(body_of(r).at("error").as_string(), "limit_exceeded");
+  ::close(fd);
+  EXPECT_EQ(server_->connections().watching, 2u);
+  for (const int w : watches) ::close(w);
+  EXPECT_TRUE(::warden::test::wait_for([&] { return server_->connections().watching == 0; },
+                                       std::chrono::seconds(5)));
+}
+
+TEST(WatchEvents, EachWatcherSeesItsOwnEventsAndOnlyThePublicFormOfTheRest) {
+  const Watcher nobody{false, 65534, "", "w-nobody"};
+  const Watcher admin{true, 0, "", "w-root"};
+  Event mine;
+  mine.line = "mine";
+  mine.uid = 65534;
+  Event device;
+  device.line = "revoked: laptop lost";
+  device.public_line = "revoked";
+  Event container;
+  container.line = "container abc gone";
+  container.container_id = "abc";
+  EXPECT_EQ(*mine.visible_to(nobody), "mine");
+  EXPECT_EQ(*device.visible_to(nobody), "revoked");
+  EXPECT_EQ(container.visible_to(nobody), nullptr);
+  EXPECT_EQ(*container.visible_to(admin), "container abc gone");
+  EXPECT_EQ(*device.visible_to(admin), "revoked: laptop lost");
+  Watcher inside = nobody;
+  inside.container_id = "abc";
+  EXPECT_EQ(*container.visible_to(inside), "container abc gone");
+  Event token;  // every owner field must match
+  token.line = "token of w-root";
+  token.uid = 65534;
+  token.workload = "w-root";
+  EXPECT_EQ(token.visible_to(nobody), nullptr);
+}
+
+TEST_F(LocalApiTest, AWatcherSeesNeitherAnotherUidsEventsNorAdminReasons) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0755));
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  int result[2];
+  ASSERT_EQ(::pipe(result), 0);
+  const pid_t child = fork_as_nobody([&] {
+    std::string out;
+    const int fd = open_watch(workload(), out);
+    if (fd < 0) return 1;
+    if (::write(ready[1], "r", 1) != 1) return 2;
+    if (!read_until(fd, out, R"({"event":"end"})")) return 3;
+    // The parent checks what arrived.
+    const auto n = ::write(result[1], out.data(), out.size());
+    return n == static_cast<ssize_t>(out.size()) ? 0 : 4;
+  });
+  ASSERT_GE(child, 0);
+  ::close(result[1]);
+  std::string admin_out;
+  const int admin_fd = open_watch(admin(), admin_out);
+  ASSERT_GE(admin_fd, 0);
+  std::string root_out;
+  const int root_fd = open_watch(workload(), root_out);
+  ASSERT_GE(root_fd, 0);
+  ASSERT_TRUE(wait_byte(ready[0], std::chrono::seconds(15)));
+
+  Event nobodys;
+  nobodys.line = R"({"event":"token_revoked","detail":"jti-of-nobody"})";
+  nobodys.uid = 65534;
+  bus_.publish(nobodys);
+  Event roots;
+  roots.line = R"({"event":"workload_revoked","detail":"container-of-root"})";
+  roots.uid = 0;
+  roots.container_id = "container-of-root";
+  bus_.publish(roots);
+  Event revoked;
+  revoked.line = R"({"event":"revoked","detail":"admin: laptop lost"})";
+  revoked.public_line = R"({"event":"revoked","detail":""})";
+  bus_.publish(revoked);
+  bus_.publish(std::string(R"({"event":"end"})"));
+
+  std::string seen;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(result[0], buf, sizeof(buf))) > 0;)
+    seen.append(buf, static_cast<std::size_t>(n));
+  EXPECT_EQ(wait_child(child, std::chrono::seconds(15)), 0) << seen;
+  EXPECT_NE(seen.find("jti-of-nobody"), std::string::npos) << seen;
+  EXPECT_NE(seen.find(R"({"event":"revoked","detail":""})"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("container-of-root"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("laptop lost"), std::string::npos) << seen;
+
+  // Root on the workload socket is a workload like any other; the admin socket sees it all.
+  ASSERT_TRUE(read_until(root_fd, root_out, R"({"event":"end"})"));
+  EXPECT_EQ(root_out.find("jti-of-nobody"), std::string::npos) << root_out;
+  EXPECT_EQ(root_out.find("laptop lost"), std::string::npos) << root_out;
+  ASSERT_TRUE(read_until(admin_fd, admin_out, R"({"event":"end"})"));
+  for (auto needle : {"jti-of-nobody", "container-of-root", "admin: laptop lost"}) {
+    EXPECT_NE(admin_out.find(needle), std::string::npos) << needle << " in " << admin_out;
+  }
+  ::close(root_fd);
+  ::close(admin_fd);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ::close(result[0]);
+}
+
+/// Refuses every token request except root's.
+class RootOnlyService : public test::FakeWorkloadService {
+ public:
+  Result<TokenResponse> token(const os::Selectors& caller, const TokenRequest& request) override {
+    if (caller.uid == 0) return test::FakeWorkloadService::token(caller, request);
+    refused_.fetch_add(1);
+    return fail(ErrorCode::kPolicyViolation,
+                "token: no policy for uid " + std::to_string(caller.uid));
+  }
+  std::atomic<std::size_t> refused_{0};
+};
+
+TEST(RefusalBudget, AUidOverItsBudgetGets429WithoutReachingTheService) {
+  RootOnlyService inner;
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  RefusalBudget budget(inner, {.burst = 3, .per_second = 1, .max_uids = 2}, [&] { return now; });
+  os::Selectors nobody;
+  nobody.uid = 65534;
+  os::Selectors root;
+  const TokenRequest req{"a", {}, std::nullopt, std::nullopt};
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(budget.token(nobody, req).error().code, ErrorCode::kPolicyViolation);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(budget.token(nobody, req).error().code, ErrorCode::kLimitExceeded);
+    EXPECT_TRUE(budget.token(root, req).has_value());
+  }
+  EXPECT_EQ(inner.refused_.load(), 3u);
+  EXPECT_EQ(budget.stats().over_budget, 50u);
+  // One second refills one refusal.
+  now += std::chrono::seconds(1);
+  EXPECT_EQ(budget.token(nobody, req).error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(budget.token(nobody, req).error().code, ErrorCode::kLimitExceeded);
+  EXPECT_EQ(inner.refused_.load(), 4u);
+  // However many uids are refused, the buckets stay bounded (newcomers share one).
+  for (uid_t u = 1000; u < 1100; ++u) {
+    os::Selectors s;
+    s.uid = u;
+    (void)budget.token(s, req);
+  }
+  EXPECT_LE(budget.stats().buckets, 2u);
+}
+
+TEST(RefusalBudget, AFloodingUidGets429sWhileAnotherUidIsServed) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to setuid(65534)";
+  ::warden::test::TempDir dir;
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  boost::asio::io_context io;
+  RootOnlyService inner;
+  RefusalBudget budget(inner, {.burst = 5, .per_second = 1});
+  os::WorkloadIdentityResolver resolver;
+  EventBus bus;
+  LocalServerOptions o;
+  o.workload_socket = dir.path() / "workload.sock";
+  auto server = LocalServer::start(io, o, budget, resolver, bus);
+  ASSERT_TRUE(server.has_value()) << server.error().message;
+  std::thread io_thread([&] { io.run(); });
+  const std::string token =
+      "POST /v1/token HTTP/1.1\r\nHost: x\r\nworkload.spiffe.io: true\r\n"
+      "Content-Length: 16\r\n\r\n{\"audience\":\"a\"}";
+  auto ask = [&](int fd) {
+    if (::send(fd, token.data(), token.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(token.size()))
+      return 0u;
+    return status_of(read_json_reply(fd));
+  };
+  int started[2];
+  int stop[2];
+  int result[2];
+  for (int* p : {started, stop, result}) ASSERT_EQ(::pipe(p), 0);
+  // nobody: refused requests back to back on one connection until told to stop (at most 5,000),
+  // then writes how many it sent and how many got 429.
+  const pid_t child = fork_as_nobody([&] {
+    const int fd = connect_unix(o.workload_socket);
+    if (fd < 0) return 1;
+    int sent = 0;
+    int limited = 0;
+    for (pollfd p{stop[0], POLLIN, 0}; sent < 5000 && ::poll(&p, 1, 0) == 0; ++sent) {
+      const unsigned st = ask(fd);
+      if (st == 429) ++limited;
+      if (st != 429 && st != 403) return 2;
+      if (sent == 10 && ::write(started[1], "s", 1) != 1) return 3;
+    }
+    const std::string counts = std::to_string(sent) + " " + std::to_string(limited);
+    return ::write(result[1], counts.data(), counts.size()) > 0 ? 0 : 4;
+  });
+  ASSERT_GE(child, 0);
+  ::close(result[1]);
+  ASSERT_TRUE(wait_byte(started[0], std::chrono::seconds(15)));
+  // Root, meanwhile: every request served.
+  const int fd = connect_unix(o.workload_socket);
+  ASSERT_GE(fd, 0);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(ask(fd), 200u) << i;
+  ::close(fd);
+  EXPECT_EQ(::write(stop[1], "x", 1), 1);
+  EXPECT_EQ(wait_child(child, std::chrono::seconds(60)), 0);
+  char buf[64] = {};
+  ASSERT_GT(::read(result[0], buf, sizeof(buf) - 1), 0);
+  int sent = 0;
+  int limited = 0;
+  ASSERT_EQ(std::sscanf(buf, "%d %d", &sent, &limited), 2) << buf;
+  EXPECT_GT(limited, 0) << sent;
+  // The service saw only the refusals nobody's budget allowed, the rest were 429 at the door.
+  EXPECT_EQ(inner.refused_.load(), static_cast<std::size_t>(sent - limited));
+  EXPECT_EQ(budget.stats().over_budget, static_cast<std::uint64_t>(limited));
+  for (int* p : {started, stop}) {
+    ::close(p[0]);
+    ::close(p[1]);
+  }
+  ::close(result[0]);
+  boost::asio::post(io, [&] {
+    (*server)->stop();
+    io.stop();
+  });
+  io_thread.join();
 }
 
 }  // namespace
