@@ -4,8 +4,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
-#include <filesystem>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
