@@ -455,7 +455,7 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
     audit_refusal({0, t, device_id, "token", "reject", "", policy->reference.version,
                    reasons_to_json({{std::string(to_string(grant.error().code)),
                                      "audience " + quote_untrusted(request.audience), std::nullopt,
-                                     quote_untrusted(grant.error().message, 256)}})});
+                                     quote_untrusted(grant.error().message)}})});
     return fail(std::move(grant).error());
   }
   std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
