@@ -100,6 +100,10 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("tls", "key_file", c.tls.key_file));
   WARDEN_TRY_STATUS(r.get("tls", "min_version", c.tls.min_version));
   WARDEN_TRY_STATUS(r.get("tls", "admin_client_ca", c.tls.admin_client_ca));
+  WARDEN_TRY_STATUS(r.get("admin", "socket", c.admin.socket));
+  WARDEN_TRY_STATUS(r.get("admin", "socket_group", c.admin.socket_group));
+  WARDEN_TRY_STATUS(
+      r.get("admin", "allow_unauthenticated_loopback", c.admin.allow_unauthenticated_loopback));
   WARDEN_TRY_STATUS(r.get("store", "backend", c.store.backend));
   WARDEN_TRY_STATUS(r.get("store", "sqlite_path", c.store.sqlite_path));
   WARDEN_TRY_STATUS(r.get("store", "postgres_conninfo", c.store.postgres_conninfo));
@@ -108,6 +112,8 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("limits", "max_body_bytes", c.limits.max_body_bytes));
   WARDEN_TRY_STATUS(r.get("limits", "read_timeout_ms", c.limits.read_timeout_ms));
   WARDEN_TRY_STATUS(r.get("limits", "max_connections", c.limits.max_connections));
+  WARDEN_TRY_STATUS(r.get("limits", "refusal_burst", c.limits.refusal_burst));
+  WARDEN_TRY_STATUS(r.get("limits", "refusal_per_minute", c.limits.refusal_per_minute));
   WARDEN_TRY_STATUS(r.get("tokens", "nonce_ttl_s", c.tokens.nonce_ttl_s));
   WARDEN_TRY_STATUS(r.get("tokens", "device_token_ttl_s", c.tokens.device_token_ttl_s));
   WARDEN_TRY_STATUS(r.get("tokens", "workload_token_ttl_s", c.tokens.workload_token_ttl_s));
@@ -134,6 +140,9 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   if (c.store.backend == "postgres" && c.store.postgres_conninfo.empty()) {
     return fail(ErrorCode::kInvalidArgument,
                 "config: store.postgres_conninfo is required when store.backend = \"postgres\"");
+  }
+  if (c.limits.refusal_burst == 0) {
+    return fail(ErrorCode::kInvalidArgument, "config: limits.refusal_burst must be at least 1");
   }
   if (c.store.pool_size == 0 || c.limits.max_connections == 0) {
     return fail(ErrorCode::kInvalidArgument,

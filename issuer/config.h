@@ -5,12 +5,14 @@
 #include <string_view>
 #include <vector>
 
+#include "attest/protocol/limits.h"
 #include "platform/base/error.h"
 
 namespace warden::issuer {
 
 /// The issuer's configuration (TOML). Every key and its default is in docs/issuer-config.md.
 struct IssuerConfig {
+  static constexpr std::string_view kDefaultAdminSocket = "/run/warden-issuer/admin.sock";
   struct Listen {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8443;
@@ -22,6 +24,15 @@ struct IssuerConfig {
     std::string min_version = "1.3";  ///< "1.3" or "1.2"
     std::string admin_client_ca;      ///< PEM CA; when set, admin routes need a client cert
   } tls;
+  /// Who may use /admin/v1/ (docs/issuer-admin-api.md "Access").
+  struct Admin {
+    /// Unix socket serving the admin API (HTTP/1.1 + JSON, mode 0660); "" = none. The default
+    /// is skipped with a warning when /run/warden-issuer does not exist (no systemd unit).
+    std::string socket = std::string(kDefaultAdminSocket);
+    std::string socket_group;  ///< group of the socket ("" = the issuer's own group)
+    /// Loopback TCP clients without a client certificate are admins: any local process is.
+    bool allow_unauthenticated_loopback = false;
+  } admin;
   struct Store {
     std::string backend = "sqlite";  ///< "sqlite" or "postgres"
     std::string sqlite_path = "/var/lib/warden-issuer/issuer.db";
@@ -30,9 +41,16 @@ struct IssuerConfig {
   } store;
   struct Limits {
     std::size_t max_header_bytes = 8 * 1024;
-    std::size_t max_body_bytes = 1024 * 1024;
+    /// The largest attest request of docs/protocol.md (13 MiB + 64 KiB); other routes are
+    /// capped at their own protocol maximum below this (issuer/http/server.cpp).
+    std::size_t max_body_bytes = protocol::limits::kAttestRequestBody;
     std::uint32_t read_timeout_ms = 10'000;
     std::size_t max_connections = 1024;
+    /// Audited refusals per client address and per device: a bucket of refusal_burst refilled
+    /// at refusal_per_minute; beyond it refusals are answered 429 (per address) or counted into
+    /// one summary audit record (per device) instead of one record each.
+    std::uint32_t refusal_burst = 20;
+    std::uint32_t refusal_per_minute = 12;
   } limits;
   struct Tokens {
     std::int64_t nonce_ttl_s = 60;

@@ -44,6 +44,17 @@ boost::json::object reason_json(const protocol::Reason& r) {
   return o;
 }
 
+// What the store keeps of the expected activation proof: a one-way, domain-separated digest, so
+// that a copy of the database does not hand out the proof itself. The proof is an HMAC output of
+// a 32-byte random secret: a plain hash of it cannot be searched.
+Bytes proof_digest(ByteSpan proof) {
+  constexpr std::string_view kDomain = "warden issuer: stored activation proof v1";
+  Bytes input(kDomain.begin(), kDomain.end());
+  input.push_back(0);
+  input.insert(input.end(), proof.begin(), proof.end());
+  return ossl::sha256(input);
+}
+
 std::string strip_query(std::string url) {
   auto cut = url.find_first_of("?#");
   if (cut != std::string::npos) url.resize(cut);
@@ -83,7 +94,10 @@ Service::Service(Options options, EkTrust trust)
     : options_(std::move(options)),
       trust_(std::move(trust)),
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
-              options_.config->tokens.nonce_ttl_s) {}
+              options_.config->tokens.nonce_ttl_s),
+      refusals_({static_cast<double>(options_.config->limits.refusal_burst),
+                 static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
+                 kRefusalKeys}) {}
 
 Status Service::init() {
   // Lists are numbered from "1"; the current one is the last that exists.
@@ -122,6 +136,29 @@ void Service::audit(AuditRecord record) {
   if (record.time == 0) record.time = now();
   // An audit failure must not turn a decision into a different one; the store logs it.
   (void)options_.store->append_audit(record);
+}
+
+void Service::audit_refusal(AuditRecord record) {
+  auto charge = refusals_.charge(record.device_id, Steady::now());
+  if (!charge.record) return;  // counted; reported by the next summary
+  if (charge.suppressed > 0) {
+    audit_suppressed(charge.key, charge.suppressed, charge.suppressed_for, record.time);
+  }
+  audit(std::move(record));
+}
+
+void Service::audit_suppressed(const std::string& device_id, std::uint64_t count,
+                               std::chrono::seconds over, std::int64_t t) {
+  const std::string summary = std::to_string(count) + " refusals suppressed for device " +
+                              device_id + " in the last " + std::to_string(over.count()) + " s";
+  audit({0, t, device_id, "refusals_suppressed", "reject", "", "",
+         reasons_to_json({{"limit_exceeded", "device " + device_id, std::nullopt, summary}})});
+}
+
+void Service::housekeeping() {
+  for (const auto& s : refusals_.drain(Steady::now())) {
+    audit_suppressed(s.key, s.suppressed, s.over, now());
+  }
 }
 
 Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
@@ -282,14 +319,15 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
     return attest::credential::make_credential(ek.ek, name, secret.view(), *options_.random);
   }();
   if (!credential) return fail(std::move(credential).error().context("enroll: MakeCredential"));
-  // Only the proof the agent must present is kept: a one-way function of the secret.
+  // Neither the secret nor the proof is kept: only a digest of the proof the agent must present.
   WARDEN_ASSIGN(expected_proof, protocol::activation_proof(secret.view(), e.id, name));
   e.ek_public_hash = ek.public_hash;
   e.ek_cert_pem = ek.cert_pem;
   e.ak_public = request.ak_public;
   e.ak_name = name;
   e.group = request.metadata.owner_label.value_or("default");
-  e.secret_hash = std::move(expected_proof);
+  e.secret_hash = proof_digest(expected_proof);
+  OPENSSL_cleanse(expected_proof.data(), expected_proof.size());
   e.created_at = t;
   e.expires_at = t + kEnrollmentTtl;
   WARDEN_TRY_STATUS(options_.store->put_enrollment(e));
@@ -325,7 +363,7 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
                    "activate: enrollment " + e.id + " expired at " + std::to_string(e.expires_at),
                    0, 0});
   }
-  if (!ossl::equal_ct(e.secret_hash, request.proof)) {
+  if (!ossl::equal_ct(e.secret_hash, proof_digest(request.proof))) {
     return refuse({ErrorCode::kProofMismatch,
                    "activate: proof does not match the credential of enrollment " + e.id, 0, 0});
   }
@@ -413,10 +451,11 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
   auto grant = authorize_workload(
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
   if (!grant) {
-    audit(
-        {0, t, device_id, "token", "reject", "", policy->reference.version,
-         reasons_to_json({{std::string(to_string(grant.error().code)),
-                           "audience " + request.audience, std::nullopt, grant.error().message}})});
+    // The audience is the caller's (up to 1 KiB): the record holds a quoted prefix of it.
+    audit_refusal({0, t, device_id, "token", "reject", "", policy->reference.version,
+                   reasons_to_json({{std::string(to_string(grant.error().code)),
+                                     "audience " + quote_untrusted(request.audience), std::nullopt,
+                                     quote_untrusted(grant.error().message)}})});
     return fail(std::move(grant).error());
   }
   std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
@@ -539,18 +578,23 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                 "revoke: signature expected by the binding key of device " + device.id + ": " +
                     verified.error().message);
   }
+  const auto already_applied = [&] {
+    return fail(ErrorCode::kReplay, "revoke: already applied: a revoke request of device " +
+                                        device.id + " with timestamp " + std::to_string(ts) +
+                                        " was accepted before");
+  };
   {
     std::lock_guard lock(replay_mu_);
-    WARDEN_TRY_STATUS(revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t));
+    auto fresh = revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t);
+    if (!fresh && fresh.error().code == ErrorCode::kReplay) return already_applied();
+    if (!fresh) return fail(std::move(fresh).error().context("revoke"));
   }
   // Other replicas' revocations are in the shared audit log.
   WARDEN_ASSIGN(recent, options_.store->query_audit({device.id, t - 2 * kRevokeWindow, 1000}));
   const std::string marker = "\"timestamp\":" + std::to_string(ts) + ",";
   for (const AuditRecord& a : recent) {
     if (a.action == "revoke" && a.reasons_json.find(marker) != std::string::npos) {
-      return fail(ErrorCode::kReplay, "revoke: a request of device " + device.id +
-                                          " with timestamp " + std::to_string(ts) +
-                                          " was already accepted");
+      return already_applied();
     }
   }
   protocol::RevokeResponse out;

@@ -101,6 +101,19 @@ class IssuerService {
                                                std::string_view actor) = 0;
   virtual Result<std::string> admin_list_policies() = 0;
   virtual Result<std::string> admin_audit(const AuditFilter& filter) = 0;
+  /// Removes the device so that its EK can enroll again: revokes every live token it holds
+  /// (their status bits flip; its device tokens stop working at once), deletes its record and
+  /// writes an audit record (action "admin.device_delete"). kNotFound when there is no such
+  /// device. Its audit history stays.
+  virtual Status admin_delete_device(std::string_view id, std::string_view actor) {
+    (void)id;
+    (void)actor;
+    return fail(ErrorCode::kUnsupported, "admin: removing devices is not supported here");
+  }
+
+  /// Periodic work of the running service (warden-issuer calls it every minute): writes the
+  /// summary audit records of refusals suppressed since the last call.
+  virtual void housekeeping() {}
 };
 
 }  // namespace warden::issuer

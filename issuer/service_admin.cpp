@@ -100,6 +100,23 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
   return ok();
 }
 
+Status Service::admin_delete_device(std::string_view id, std::string_view actor) {
+  WARDEN_ASSIGN(device, options_.store->get_device(id));
+  // Tokens first: a failure leaves the device in place, and the call can be repeated. Its device
+  // tokens stop at once too: the token path finds no device record.
+  WARDEN_ASSIGN(revoked, revoke_all_tokens(id));
+  auto removed = options_.store->remove_device(id);
+  forget_device(id);
+  WARDEN_TRY_STATUS(removed);
+  bj::object why;
+  why["actor"] = std::string(actor);
+  why["ek_public_hash"] = device.ek_public_hash;
+  why["tokens_revoked"] = revoked;
+  audit({0, now(), std::string(id), "admin.device_delete", "ok", "", "",
+         json::serialize(bj::array{why})});
+  return ok();
+}
+
 Result<std::string> Service::admin_put_policy(std::string_view version, std::string_view toml,
                                               std::string_view actor) {
   auto reference = attest::policy::parse_policy(toml);

@@ -303,6 +303,33 @@ std::optional<token::Jwk> bound_key(const protocol::AttestRequest& req, const q:
   return std::move(*jwk);
 }
 
+// The reasons of evidence that changed nothing (not signed by the device's AK, not fresh, or
+// replayed): anyone who knows a device id can send it again and again, with fields of their
+// choosing, so its audit record holds a bounded number of reasons, each cut short.
+std::string unvouched_reasons_json(std::vector<Reason> reasons) {
+  constexpr std::size_t kMaxReasons = 16;
+  constexpr std::size_t kMaxText = 128;
+  if (reasons.size() > kMaxReasons) {
+    const std::size_t dropped = reasons.size() - (kMaxReasons - 1);
+    reasons.resize(kMaxReasons - 1);
+    reasons.push_back({"limit_exceeded", "reasons", std::nullopt,
+                       std::to_string(dropped) + " more not recorded"});
+  }
+  auto cut = [](std::string& text) {
+    if (text.size() <= kMaxText) return;
+    const std::size_t n = text.size();
+    text.resize(kMaxText);
+    text += "…(" + std::to_string(n) + " bytes)";
+  };
+  for (Reason& r : reasons) {
+    cut(r.code);
+    cut(r.subject);
+    if (r.expected) cut(*r.expected);
+    if (r.found) cut(*r.found);
+  }
+  return reasons_to_json(reasons);
+}
+
 }  // namespace
 
 Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& req,
@@ -466,7 +493,10 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
       record.reasons_json = reasons_to_json(all);
     }
   }
-  if (!recorded) audit(std::move(record));
+  if (!recorded) {
+    record.reasons_json = unvouched_reasons_json(all);
+    audit_refusal(std::move(record));
+  }
 
   protocol::AttestResponse out;
   out.verdict = pass ? protocol::Verdict::kPass : protocol::Verdict::kFail;

@@ -15,6 +15,7 @@
 #include "attest/token/signer.h"
 #include "issuer/ek_trust.h"
 #include "issuer/nonce.h"
+#include "issuer/refusal_budget.h"
 #include "issuer/service.h"
 #include "issuer/workload_policy.h"
 
@@ -69,6 +70,8 @@ class Service final : public IssuerService {
                                        std::string_view actor) override;
   Result<std::string> admin_list_policies() override;
   Result<std::string> admin_audit(const AuditFilter& filter) override;
+  Status admin_delete_device(std::string_view id, std::string_view actor) override;
+  void housekeeping() override;
 
  private:
   [[nodiscard]] std::int64_t now() const { return options_.clock->unix_now(); }
@@ -109,6 +112,13 @@ class Service final : public IssuerService {
   /// A free index in the current status list; a full list is followed by the next ("1", "2", …).
   Result<std::pair<std::string, std::uint64_t>> allocate_status();
   void audit(AuditRecord record);
+  /// audit() for a refusal an unauthenticated or misbehaving caller can repeat: within the
+  /// device's budget (limits.refusal_burst, refusal_per_minute), else counted into one summary
+  /// record ("N refusals suppressed for device X in the last S s") written with the device's
+  /// next recorded refusal or by housekeeping().
+  void audit_refusal(AuditRecord record);
+  void audit_suppressed(const std::string& device_id, std::uint64_t count,
+                        std::chrono::seconds over, std::int64_t t);
   /// The device result CWT and its expiry.
   Result<std::pair<Bytes, std::int64_t>> mint_device_token(const std::string& device_id,
                                                            ByteSpan nonce,
@@ -157,6 +167,9 @@ class Service final : public IssuerService {
   std::int64_t keys_loaded_at_ = 0;
 
   std::mutex random_mu_;  // Random is not required to be thread-safe
+
+  static constexpr std::size_t kRefusalKeys = 4096;
+  RefusalBudget refusals_;  // per device id; has its own lock
 
   /// Status indexes are taken from the store in blocks (disjoint across replicas) and handed
   /// out from memory; a restart leaves the rest of a block unused (never reused).

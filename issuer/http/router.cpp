@@ -237,7 +237,13 @@ Response Router::handle(const Request& request) {
     }
     r.route = "/v1/status-lists/{id}";
   } else if (path.starts_with("/v1/")) {
-    r = agent(request, path);
+    if (auto busy = over_budget(request)) {
+      r = std::move(*busy);
+    } else {
+      bool refused_verdict = false;
+      r = agent(request, path, refused_verdict);
+      charge_refusal(request.peer.address, r, refused_verdict);
+    }
   } else if (path.starts_with("/admin/v1/")) {
     r = admin(request, path, query);
   } else {
@@ -247,7 +253,38 @@ Response Router::handle(const Request& request) {
   return r;
 }
 
-Response Router::agent(const Request& request, std::string_view path) {
+std::optional<Response> Router::over_budget(const Request& request) {
+  const std::string& address = request.peer.address;
+  if (address.empty() || !address_refusals_.exhausted(address, RefusalBudget::Clock::now())) {
+    return std::nullopt;
+  }
+  const auto wait = static_cast<long>(1.0 / std::max(options_.refusal_per_second, 1e-3)) + 1;
+  Response r = error_response(request.target, 429, to_string(ErrorCode::kLimitExceeded),
+                              "too many refused requests from " + address + "; retry in " +
+                                  std::to_string(wait) +
+                                  " s (limits.refusal_burst, limits.refusal_per_minute)");
+  r.headers["retry-after"] = std::to_string(wait);
+  r.route = "refused_budget";
+  return r;
+}
+
+void Router::charge_refusal(std::string_view address, const Response& response,
+                            bool refused_verdict) {
+  bool refused = refused_verdict || (response.status >= 400 && response.status < 500);
+  // A 403 token refusal is a policy decision about a workload of an authenticated device (its
+  // device token and proof verified): charging the agent's address would let one workload cut
+  // off its whole device. Those refusals count against the device's audit budget instead.
+  if (response.route == "/v1/token" && response.status == 403) refused = false;
+  if (address.empty() || !refused) return;
+  const auto charge = address_refusals_.charge(address, RefusalBudget::Clock::now());
+  // Logged when a request finds the budget spent; later ones are answered 429 unlogged.
+  if (!charge.record) {
+    spdlog::warn("{} is over its budget of refused requests: agent routes answer it 429 for now",
+                 charge.key);
+  }
+}
+
+Response Router::agent(const Request& request, std::string_view path, bool& refused_verdict) {
   const std::string_view target = request.target;
   const auto parts = segments(path);
   std::string route;
@@ -310,6 +347,7 @@ Response Router::agent(const Request& request, std::string_view path) {
     if (!req) return decode_failed(req.error());
     auto res = service_.attest(*req, body);
     if (res) metrics_.attest_verdict(res->verdict == protocol::Verdict::kPass ? "pass" : "fail");
+    refused_verdict = res && res->verdict != protocol::Verdict::kPass;
     return reply(res);
   }
   if (route == "/v1/token") {
@@ -348,12 +386,37 @@ void Router::handle_async(const Request& request, std::function<void(Response)> 
     req = protocol::decode_token_request(request.body);
   // Anything handle() refuses before calling the service, it refuses here too.
   if (!req) return done(handle(request));
+  if (auto busy = over_budget(request)) return done(std::move(*busy));
   const RequestTarget proof_target{
       request.method, "https://" + request.host + std::string(strip_query(request.target))};
-  service_.token_async(
-      *req, proof_target,
-      [this, target = request.target, done = std::move(done)](
-          Result<protocol::TokenResponse> result) { done(token_reply(target, result)); });
+  service_.token_async(*req, proof_target,
+                       [this, target = request.target, address = request.peer.address,
+                        done = std::move(done)](Result<protocol::TokenResponse> result) {
+                         Response r = token_reply(target, result);
+                         charge_refusal(address, r, false);
+                         done(std::move(r));
+                       });
+}
+
+bool Router::is_admin(const Peer& peer) const {
+  if (peer.socket_uid || peer.client_cert_verified) return true;
+  return options_.allow_unauthenticated_loopback && peer.loopback;
+}
+
+std::string Router::admin_refusal() const {
+  std::string reason = "the admin API needs ";
+  if (options_.admin_requires_client_cert) {
+    reason += "a client certificate issued by tls.admin_client_ca, or ";
+  } else {
+    reason += "a client certificate (set tls.admin_client_ca), or ";
+  }
+  reason += options_.admin_socket.empty()
+                ? "the admin Unix socket (set admin.socket)"
+                : "the admin Unix socket admin.socket = " + options_.admin_socket;
+  reason +=
+      "; loopback clients without a certificate only with "
+      "admin.allow_unauthenticated_loopback = true";
+  return reason;
 }
 
 Response Router::admin(const Request& request, std::string_view path, std::string_view query) {
@@ -364,17 +427,15 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
     r.route = route;
     return r;
   };
-  if (options_.admin_requires_client_cert ? !request.peer.client_cert_verified
-                                          : !request.peer.loopback) {
-    return finish(error_response(
-        target, 403, to_string(ErrorCode::kPermissionDenied),
-        options_.admin_requires_client_cert
-            ? "the admin API requires a client certificate issued by tls.admin_client_ca"
-            : "the admin API is served to loopback clients only unless tls.admin_client_ca is "
-              "set"));
+  const Peer& peer = request.peer;
+  if (!is_admin(peer)) {
+    return finish(
+        error_response(target, 403, to_string(ErrorCode::kPermissionDenied), admin_refusal()));
   }
-  const std::string actor = request.peer.client_subject.empty() ? std::string("local-admin")
-                                                                : request.peer.client_subject;
+  // Who asked, for the audit log: what authenticated the caller, not what it says.
+  const std::string actor = peer.socket_uid             ? "uid " + std::to_string(*peer.socket_uid)
+                            : peer.client_cert_verified ? peer.client_subject
+                                                        : std::string("loopback (unauthenticated)");
   auto params = parse_query(query);
   if (!params) return finish(service_error(target, params.error()));
   auto param = [&](const char* name) -> std::optional<std::string> {
@@ -401,7 +462,14 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
   }
   if (parts.size() == 4 && parts[2] == "devices") {
     route = "/admin/v1/devices/{id}";
-    if (method != "GET") return finish(method_not_allowed(target, "GET"));
+    if (method == "DELETE") {
+      if (auto removed = service_.admin_delete_device(parts[3], actor); !removed) {
+        return finish(service_error(target, removed.error()));
+      }
+      spdlog::info("admin {}: device {} removed", actor, parts[3]);
+      return finish(make(204, "", ""));
+    }
+    if (method != "GET") return finish(method_not_allowed(target, "GET, DELETE"));
     return json_reply(service_.admin_get_device(parts[3]));
   }
   if (parts.size() == 5 && parts[2] == "devices" &&

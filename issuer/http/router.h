@@ -5,10 +5,12 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "issuer/http/metrics.h"
+#include "issuer/refusal_budget.h"
 #include "issuer/service.h"
 #include "platform/base/bytes.h"
 
@@ -19,6 +21,9 @@ struct Peer {
   bool loopback = false;
   bool client_cert_verified = false;  ///< a client certificate chained to tls.admin_client_ca
   std::string client_subject;         ///< its subject CN, the actor of admin audit records
+  std::string address;                ///< the client's IP address ("" on the admin socket)
+  /// The caller on the admin Unix socket (SO_PEERCRED): the socket's permissions admitted it.
+  std::optional<std::uint32_t> socket_uid;
 };
 
 struct Request {
@@ -48,15 +53,25 @@ Response error_response(std::string_view target, unsigned status, std::string_vi
 unsigned status_of(ErrorCode code);
 
 struct RouterOptions {
-  /// tls.admin_client_ca is set: admin routes need a verified client certificate. Otherwise
-  /// they are served to loopback peers only.
+  /// Who is an admin (docs/issuer-admin-api.md "Access"): a TCP client with a certificate that
+  /// verified against tls.admin_client_ca (when set), any caller on the admin socket, and, only
+  /// with admin.allow_unauthenticated_loopback, any loopback TCP client.
   bool admin_requires_client_cert = false;
+  bool allow_unauthenticated_loopback = false;
+  std::string admin_socket;  ///< its path, for the 403 reason ("" = none)
+  /// Refused agent requests per client address (limits.refusal_burst, refusal_per_minute);
+  /// over it, agent routes answer 429 without reaching the service.
+  double refusal_burst = 20;
+  double refusal_per_second = 0.2;
 };
 
 class Router {
  public:
   Router(IssuerService& service, Metrics& metrics, RouterOptions options)
-      : service_(service), metrics_(metrics), options_(options) {}
+      : service_(service),
+        metrics_(metrics),
+        options_(std::move(options)),
+        address_refusals_({options_.refusal_burst, options_.refusal_per_second, kAddressKeys}) {}
   Response handle(const Request& request);
   /// Requests that handle_async answers without holding the caller's thread while the service
   /// waits (POST /v1/token: the token's record commits in a later group commit).
@@ -66,13 +81,22 @@ class Router {
   void handle_async(const Request& request, std::function<void(Response)> done);
 
  private:
-  Response agent(const Request& request, std::string_view path);
+  /// `refused_verdict`: set when an attestation was answered with verdict fail.
+  Response agent(const Request& request, std::string_view path, bool& refused_verdict);
   Response admin(const Request& request, std::string_view path, std::string_view query);
   Response token_reply(std::string_view target, const Result<protocol::TokenResponse>& result);
+  /// The 429 for a client address over its refusal budget, or nullopt.
+  std::optional<Response> over_budget(const Request& request);
+  /// Charges a refused agent request to its client address.
+  void charge_refusal(std::string_view address, const Response& response, bool refused_verdict);
+  bool is_admin(const Peer& peer) const;
+  std::string admin_refusal() const;
 
+  static constexpr std::size_t kAddressKeys = 4096;
   IssuerService& service_;
   Metrics& metrics_;
   RouterOptions options_;
+  RefusalBudget address_refusals_;  // has its own lock
 };
 
 }  // namespace warden::issuer::http

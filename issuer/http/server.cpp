@@ -21,6 +21,8 @@
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include "attest/protocol/limits.h"
+#include "issuer/http/admin_socket.h"
 #include "issuer/http/router.h"
 #include "platform/base/bytes.h"
 #include "platform/base/openssl.h"
@@ -135,9 +137,37 @@ class BeastServer final : public HttpsServer {
       : limits_(config.limits),
         threads_wanted_(config.listen.threads),
         admin_ca_(!config.tls.admin_client_ca.empty()),
-        router_(service, metrics_, RouterOptions{!config.tls.admin_client_ca.empty()}),
+        router_(service, metrics_, router_options(config)),
         ssl_(std::move(ssl)) {}
   ~BeastServer() override { stop(std::chrono::milliseconds(0)); }
+
+  // The admin socket, when configured. Its default path is skipped (with a warning) where its
+  // directory does not exist: that directory is made by the systemd unit (RuntimeDirectory=).
+  Status open_admin_socket(const IssuerConfig& config) {
+    const std::string& path = config.admin.socket;
+    if (path.empty()) return ok();
+    auto socket =
+        AdminSocket::create(io_, path, config.admin.socket_group, limits_, router_, metrics_);
+    if (!socket && socket.error().code == ErrorCode::kNotFound &&
+        path == IssuerConfig::kDefaultAdminSocket) {
+      spdlog::warn("{}; no admin socket (set admin.socket, or admin.socket = \"\" to silence this)",
+                   socket.error().message);
+      return ok();
+    }
+    if (!socket) return fail(std::move(socket).error());
+    admin_socket_ = std::move(*socket);
+    return ok();
+  }
+
+  static RouterOptions router_options(const IssuerConfig& config) {
+    RouterOptions o;
+    o.admin_requires_client_cert = !config.tls.admin_client_ca.empty();
+    o.allow_unauthenticated_loopback = config.admin.allow_unauthenticated_loopback;
+    o.admin_socket = config.admin.socket;
+    o.refusal_burst = static_cast<double>(config.limits.refusal_burst);
+    o.refusal_per_second = static_cast<double>(config.limits.refusal_per_minute) / 60.0;
+    return o;
+  }
 
   Status bind(const std::string& address, std::uint16_t port) {
     error_code ec;
@@ -167,6 +197,7 @@ class BeastServer final : public HttpsServer {
     if (n == 0) n = 1;
     asio::co_spawn(acceptor_.get_executor(), accept_loop(),
                    [](std::exception_ptr e) { log_exception("accept", e); });
+    if (admin_socket_) admin_socket_->start();
     for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
     spdlog::info("https: listening on port {} with {} threads", port_, n);
   }
@@ -199,6 +230,7 @@ class BeastServer final : public HttpsServer {
     // A request waiting for its token's commit is answered through io_ by the store's thread:
     // io_ must outlive that callback, which always comes (the store completes every record).
     while (deferred_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (admin_socket_) admin_socket_->stop(std::chrono::milliseconds(2000));
     io_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -247,7 +279,9 @@ class BeastServer final : public HttpsServer {
   asio::awaitable<void> serve(tcp::socket socket) {
     error_code ec;
     const auto remote = socket.remote_endpoint(ec);
-    const bool loopback = !ec && remote.address().is_loopback();
+    Peer peer;
+    peer.loopback = !ec && remote.address().is_loopback();
+    if (!ec) peer.address = remote.address().to_string();
     auto c = std::make_shared<Connection>(std::move(socket), ssl_);
     {
       std::lock_guard lock(connections_mutex_);
@@ -261,7 +295,7 @@ class BeastServer final : public HttpsServer {
       over_capacity = true;
       metrics_.connection_refused();
     }
-    co_await session(*c, loopback, over_capacity);
+    co_await session(*c, std::move(peer), over_capacity);
     if (!over_capacity) active_.fetch_sub(1);
     c->disarm();
     {
@@ -272,7 +306,7 @@ class BeastServer final : public HttpsServer {
     --live_;
   }
 
-  asio::awaitable<void> session(Connection& c, bool loopback, bool over_capacity) {
+  asio::awaitable<void> session(Connection& c, Peer peer, bool over_capacity) {
     const std::chrono::milliseconds timeout(limits_.read_timeout_ms);
     c.arm(timeout);
     auto [hs_ec] = co_await c.stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
@@ -283,8 +317,6 @@ class BeastServer final : public HttpsServer {
       c.stream.next_layer().close(ignored);
       co_return;
     }
-    Peer peer;
-    peer.loopback = loopback;
     if (admin_ca_) {
       SSL* ssl = c.stream.native_handle();
       if (X509* cert = SSL_get0_peer_certificate(ssl);
@@ -316,6 +348,19 @@ class BeastServer final : public HttpsServer {
         co_return;
       }
       if (!ec && !parser.is_done()) {
+        // Only an attest request may be as large as limits.max_body_bytes allows; every other
+        // route has a protocol maximum far below it (a Content-Length over it is refused before
+        // the body is read; a chunked body stops at it).
+        const std::size_t cap = body_cap(parser.get().target());
+        if (const auto length = parser.content_length(); length && *length > cap) {
+          co_await refuse(c, parser.get().target(), 413, ErrorCode::kLimitExceeded,
+                          "body_too_large: the request body of " + std::to_string(*length) +
+                              " bytes exceeds the " + std::to_string(cap) +
+                              " bytes allowed on this route (limits.max_body_bytes = " +
+                              std::to_string(limits_.max_body_bytes) + ")");
+          co_return;
+        }
+        parser.body_limit(cap);
         if (parser.get()[bhttp::field::expect] == "100-continue") {
           bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
           co_await bhttp::async_write(c.stream, cont, kNoThrow);
@@ -378,6 +423,19 @@ class BeastServer final : public HttpsServer {
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
+  }
+
+  [[nodiscard]] std::size_t body_cap(std::string_view target) const {
+    const std::string_view path = target.substr(0, target.find('?'));
+    std::size_t cap = kOtherBodyBytes;
+    if (path == "/v1/attest") {
+      cap = limits_.max_body_bytes;
+    } else if (path == "/v1/revoke") {
+      cap = protocol::limits::kRevokeRequestBody;
+    } else if (path == "/v1/enroll" || path == "/v1/token") {
+      cap = std::max(protocol::limits::kEnrollRequestBody, protocol::limits::kTokenRequestBody);
+    }
+    return std::min(cap, limits_.max_body_bytes);
   }
 
   // The coroutine suspends until the router answers (a token: once its record has committed),
@@ -453,6 +511,8 @@ class BeastServer final : public HttpsServer {
     c.stream.next_layer().close(ignored);
   }
 
+  /// Admin bodies (a policy document: policy_file is read up to 1 MiB) and everything else.
+  static constexpr std::size_t kOtherBodyBytes = 1024 * 1024;
   IssuerConfig::Limits limits_;
   std::size_t threads_wanted_;
   bool admin_ca_;
@@ -469,6 +529,7 @@ class BeastServer final : public HttpsServer {
   std::atomic<std::size_t> deferred_{0};  // requests whose answer the service has yet to give
   std::mutex connections_mutex_;          // guards connections_
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
+  std::unique_ptr<AdminSocket> admin_socket_;  // after io_: destroyed before it
 };
 
 // Admin client certificates are checked per route, not at the handshake: agents have none.
@@ -533,6 +594,7 @@ Result<std::unique_ptr<HttpsServer>> HttpsServer::create(const IssuerConfig& con
   }
   auto server = std::make_unique<BeastServer>(config, service, std::move(*ssl));
   WARDEN_TRY_STATUS(server->bind(config.listen.address, config.listen.port));
+  WARDEN_TRY_STATUS(server->open_admin_socket(config));
   return std::unique_ptr<HttpsServer>(std::move(server));
 }
 

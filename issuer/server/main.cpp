@@ -1,6 +1,6 @@
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -83,12 +84,31 @@ void notify_systemd(std::string_view state) {
   ::close(fd);
 }
 
+// Who can reach the admin API, said once at start; the unauthenticated mode loudly.
+void log_admin_access(const IssuerConfig& config) {
+  if (config.admin.allow_unauthenticated_loopback) {
+    spdlog::warn(
+        "!!! admin.allow_unauthenticated_loopback = true: EVERY local process (any user) can "
+        "replace the policy, revoke or remove devices and read the audit log over loopback TCP. "
+        "Use admin.socket or tls.admin_client_ca instead. !!!");
+  }
+  if (config.admin.socket.empty() && config.tls.admin_client_ca.empty() &&
+      !config.admin.allow_unauthenticated_loopback) {
+    spdlog::warn(
+        "no admin access configured (admin.socket, tls.admin_client_ca): admin routes answer 403");
+  }
+}
+
 int run(const std::string& config_path) {
+  // Everything the issuer creates (database, WAL, keys, the admin socket before its chmod) is
+  // its own alone, whatever umask it was started with; files that need more say so.
+  ::umask(077);
   auto config = warden::issuer::load_config(config_path);
   if (!config) {
     spdlog::error("{}", config.error().message);
     return 2;
   }
+  log_admin_access(*config);
   auto store = open_store(*config);
   if (!store) {
     spdlog::error("store: {}", store.error().message);
@@ -154,6 +174,7 @@ int run(const std::string& config_path) {
     if (auto rotated = (*keys)->rotate_if_due(config->tokens.key_rotation_s, max_ttl); !rotated) {
       spdlog::warn("signing key rotation: {}", rotated.error().message);
     }
+    (*service)->housekeeping();
   }
   notify_systemd("STOPPING=1");
   (*server)->stop();

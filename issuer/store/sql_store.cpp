@@ -19,7 +19,7 @@ using sql::Value;
 
 /// Schema migrations, applied in order; never edit one that has shipped — append a new one.
 /// {blob} and {id_pk} are replaced per dialect.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     R"(
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -102,6 +102,12 @@ CREATE TABLE tokens (
   revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX tokens_device_expiry ON tokens (device_id, expires_at);
+)",
+    // 3: enrollments.secret_hash holds a digest of the expected activation proof; rows written
+    // before held the proof itself, which a reader of the database could present. Pending
+    // enrollments live 10 minutes: their agents enroll again.
+    R"(
+DELETE FROM enrollments;
 )"};
 
 constexpr std::string_view kSqliteAppendOnly = R"(
@@ -308,6 +314,11 @@ class SqlStore final : public Store {
   Status set_device_state(std::string_view id, DeviceState state) override {
     std::array<Value, 2> p{std::string(id), std::string(to_string(state))};
     return expect_one(query("UPDATE devices SET state = ?2 WHERE id = ?1 RETURNING id", p), id);
+  }
+
+  Status remove_device(std::string_view id) override {
+    std::array<Value, 1> p{std::string(id)};
+    return expect_one(query("DELETE FROM devices WHERE id = ?1 RETURNING id", p), id);
   }
 
   Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) override {

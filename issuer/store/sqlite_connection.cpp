@@ -1,6 +1,12 @@
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <unistd.h>
 #include <unordered_map>
 
 #include <sqlite3.h>
@@ -140,9 +146,35 @@ class SqliteConnection final : public Connection {
   std::unordered_map<std::string, sqlite3_stmt*, TextHash, std::equal_to<>> cache_;
 };
 
+// The database holds device records, pending enrollments and the audit log: owner only,
+// whatever the umask. SQLite creates -wal and -shm with the mode of the database file (and
+// fchmods them when the umask got in the way), so creating the database 0600 here decides all
+// three; files left by an older issuer are tightened.
+Status restrict_to_owner(const std::string& path) {
+  if (path.empty() || path == ":memory:") return ok();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = path + suffix;
+    const bool main = suffix[0] == '\0';
+    const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (main ? O_CREAT : 0),
+                          S_IRUSR | S_IWUSR);
+    if (fd < 0) {
+      if (!main && errno == ENOENT) continue;
+      return fail(ErrorCode::kIo, "sqlite: open " + file + ": " + std::strerror(errno));
+    }
+    const int rc = ::fchmod(fd, S_IRUSR | S_IWUSR);
+    const int saved = errno;
+    ::close(fd);
+    if (rc != 0) {
+      return fail(ErrorCode::kIo, "sqlite: chmod 0600 " + file + ": " + std::strerror(saved));
+    }
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Connection>> connect_sqlite(const std::string& path) {
+  WARDEN_TRY_STATUS(restrict_to_owner(path));
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);

@@ -64,7 +64,8 @@ struct TokenRecord {
   bool revoked = false;
 };
 
-/// An enrollment waiting for ActivateCredential: the hash of the secret sent in the credential.
+/// An enrollment waiting for ActivateCredential. `secret_hash` is a one-way digest of the proof
+/// the agent must present (issuer/service.cpp), never the proof or the secret itself.
 struct Enrollment {
   std::string id;
   std::string ek_public_hash;
@@ -142,6 +143,9 @@ class Store {
   virtual Result<std::vector<Device>> list_devices(std::size_t limit,
                                                    std::string_view after_id = {}) = 0;
   virtual Status set_device_state(std::string_view id, DeviceState state) = 0;
+  /// Deletes the device record (its EK may then enroll again). Its tokens and audit records
+  /// stay. kNotFound.
+  virtual Status remove_device(std::string_view id) = 0;
   /// Atomically consumes an attestation nonce: refused with kReplay when `nonce` equals the last
   /// accepted one or expires before it (older nonces cannot be replayed).
   virtual Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) = 0;
@@ -213,7 +217,8 @@ class Store {
   virtual Result<std::vector<SigningKeyInfo>> list_signing_keys() = 0;
 };
 
-/// Opens the SQLite store at `path` (created if absent; WAL mode; busy timeout).
+/// Opens the SQLite store at `path` (created if absent; WAL mode; busy timeout). The database
+/// and its -wal and -shm files are mode 0600 whatever the umask (existing ones are tightened).
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path);
 /// Opens the PostgreSQL store with a libpq connection string.
 Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo,

@@ -3,11 +3,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -22,15 +22,16 @@ using test::TempDir;
 class IssuerBinaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto pki = test::run_command(
-        {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", (dir_.path() / "pki").string()});
+    const auto pki = test::run_command({std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki",
+                                        (dir_.path() / "pki").string()});
     ASSERT_EQ(pki.exit_code, 0) << pki.out;
     port_ = test::free_tcp_port();
     std::ofstream(config_path()) << "issuer_url = \"https://localhost:" << port_ << "\"\n"
                                  << "[listen]\naddress = \"127.0.0.1\"\nport = " << port_
                                  << "\nthreads = 2\n"
-                                 << "[tls]\ncert_file = \"" << (dir_.path() / "pki/server.crt").string()
-                                 << "\"\nkey_file = \"" << (dir_.path() / "pki/server.key").string()
+                                 << "[tls]\ncert_file = \""
+                                 << (dir_.path() / "pki/server.crt").string() << "\"\nkey_file = \""
+                                 << (dir_.path() / "pki/server.key").string()
                                  << "\"\n[store]\nsqlite_path = \""
                                  << (dir_.path() / "issuer.db").string() << "\"\n"
                                  << "[tokens]\nkey_dir = \"" << (dir_.path() / "keys").string()
@@ -137,6 +138,123 @@ TEST_F(IssuerBinaryTest, ServesHealthReadinessJwksAndStopsOnSigterm) {
       },
       std::chrono::milliseconds(20000)));
   EXPECT_EQ(again.stop(SIGINT, std::chrono::milliseconds(15000)), 0);
+}
+
+// curl as another user (setpriv, util-linux): a real second uid against the real issuer.
+test::CommandOutput curl_as(const std::vector<std::string>& ids, std::vector<std::string> args) {
+  std::vector<std::string> argv{"setpriv"};
+  argv.insert(argv.end(), ids.begin(), ids.end());
+  argv.insert(argv.end(), {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return test::run_command(argv, {}, std::chrono::seconds(30));
+}
+
+// Issue 28: a local unprivileged process (uid 65534) replaced the workload policy over loopback.
+// Now loopback TCP without a certificate is refused, the admin socket admits only its owner and
+// group (the kernel checks the mode), and root and the socket's group are admins there.
+TEST_F(IssuerBinaryTest, NobodyCannotReachTheAdminApiRootAndTheAdminGroupCan) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to play uid 65534 (CI runs as root)";
+  // nobody may traverse the test directory: only the socket's own permissions keep it out.
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0711), 0);
+  const auto run = dir_.path() / "run";
+  std::filesystem::create_directory(run);
+  ASSERT_EQ(::chmod(run.c_str(), 0755), 0);
+  const auto socket = run / "admin.sock";
+  std::ofstream(config_path(), std::ios::app)
+      << "[admin]\nsocket = \"" << socket.string() << "\"\nsocket_group = \"adm\"\n";
+  const auto policy = dir_.path() / "policy.toml";
+  std::ofstream(policy) << "version = \"evil-1\"\n";
+  ASSERT_EQ(::chmod(policy.c_str(), 0644), 0);
+  auto child = test::ChildProcess::spawn(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "-c", config_path().string()}, {},
+      dir_.path() / "issuer.log");
+  auto log = [&] {
+    std::ifstream in(dir_.path() / "issuer.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_TRUE(test::wait_for([&] { return std::filesystem::exists(socket) || !child.running(); },
+                             std::chrono::milliseconds(20000)))
+      << log();
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/readyz", "", {});
+        return r && r->status == 200U;
+      },
+      std::chrono::milliseconds(20000)))
+      << log();
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660U);
+  const std::vector<std::string> nobody{"--reuid=65534", "--regid=65534", "--clear-groups"};
+  const std::string base = "https://127.0.0.1:" + std::to_string(port_) + "/admin/v1";
+  const std::string put = "@" + policy.string();
+
+  // nobody over loopback TCP: 403, whatever the route.
+  auto tcp = curl_as(nobody, {"-k", "-X", "PUT", "--data-binary", put, base + "/policy"});
+  EXPECT_EQ(tcp.out, "403") << tcp.out;
+  tcp = curl_as(nobody, {"-k", base + "/audit"});
+  EXPECT_EQ(tcp.out, "403") << tcp.out;
+  tcp = curl_as(nobody, {"-k", "-X", "DELETE", base + "/devices/x"});
+  EXPECT_EQ(tcp.out, "403") << tcp.out;
+  // nobody on the socket: the kernel refuses the connect (EACCES).
+  auto sock = curl_as(nobody, {"--unix-socket", socket.string(), "-X", "PUT", "--data-binary", put,
+                               "http://localhost/admin/v1/policy"});
+  EXPECT_EQ(sock.exit_code, 7) << sock.out;                        // curl: could not connect
+  EXPECT_NE(sock.out.find("000"), std::string::npos) << sock.out;  // no HTTP status
+  if (std::filesystem::exists("/usr/bin/python3")) {               // curl does not print the errno
+    std::vector<std::string> argv{"setpriv"};
+    argv.insert(argv.end(), nobody.begin(), nobody.end());
+    argv.insert(argv.end(), {"/usr/bin/python3", "-c",
+                             "import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+                             "s.connect(sys.argv[1])",
+                             socket.string()});
+    const auto connect = test::run_command(argv, {}, std::chrono::seconds(30));
+    EXPECT_NE(connect.exit_code, 0);
+    EXPECT_NE(connect.out.find("PermissionError"), std::string::npos) << connect.out;
+  }
+
+  // A member of the socket's group (still uid 65534) is admin, and the audit log says who.
+  const std::vector<std::string> admin_group{"--reuid=65534", "--regid=65534", "--groups=adm"};
+  auto member = curl_as(admin_group, {"--unix-socket", socket.string(), "-X", "PUT",
+                                      "--data-binary", put, "http://localhost/admin/v1/policy"});
+  EXPECT_EQ(member.out, "200") << member.out;
+  // root is admin on the socket.
+  const auto audit = test::run_command(
+      {"curl", "-sS", "--unix-socket", socket.string(), "http://localhost/admin/v1/audit"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.out;
+  EXPECT_NE(audit.out.find("\"actor\":\"uid 65534\""), std::string::npos) << audit.out;
+  EXPECT_NE(audit.out.find("evil-1"), std::string::npos) << audit.out;
+  EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << log();
+  EXPECT_FALSE(std::filesystem::exists(socket));
+  // The database and its companions are the issuer's alone.
+  for (const char* name : {"issuer.db", "issuer.db-wal", "issuer.db-shm", "keys/nonce.key"}) {
+    if (::stat((dir_.path() / name).c_str(), &st) != 0) continue;
+    EXPECT_EQ(st.st_mode & 0077, 0U) << name;
+  }
+}
+
+// With the loopback flag the unsafe mode works, and says so loudly at start.
+TEST_F(IssuerBinaryTest, UnauthenticatedLoopbackAdminOnlyWhenConfiguredAndLoudly) {
+  std::ofstream(config_path(), std::ios::app)
+      << "[admin]\nsocket = \"\"\nallow_unauthenticated_loopback = true\n";
+  auto child = test::ChildProcess::spawn(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "-c", config_path().string()}, {},
+      dir_.path() / "issuer.log");
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/readyz", "", {});
+        return r && r->status == 200U;
+      },
+      std::chrono::milliseconds(20000)));
+  auto r = client()->request("GET", "/admin/v1/devices", "", {});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200U);
+  EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0);
+  std::ifstream in(dir_.path() / "issuer.log");
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(text.find("admin.allow_unauthenticated_loopback = true: EVERY local process"),
+            std::string::npos)
+      << text;
 }
 
 TEST_F(IssuerBinaryTest, MissingCertificateIsAClearStartupError) {

@@ -1,13 +1,18 @@
 // The issuer's HTTPS server on loopback with a fake IssuerService: routing, error mapping, every
 // limit, TLS versions, admin client certificates, metrics. Certificates come from
 // scripts/make-test-pki.
+#include <sys/stat.h>
+
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -18,6 +23,7 @@
 #include "attest/protocol/messages.h"
 #include "attest/token/json.h"
 #include "issuer/http/server.h"
+#include "platform/base/file.h"
 #include "platform/net/https_client.h"
 #include "tests/support/process.h"
 
@@ -54,8 +60,18 @@ class FakeService final : public IssuerService {
                                               const protocol::ActivateRequest&) override {
     return answer(protocol::ActivateResponse{"dev-" + std::string(id)});
   }
+  std::atomic<int> challenges{0};
+  std::string last_deleted;
+  Status admin_delete_device(std::string_view id, std::string_view actor) override {
+    last_deleted = std::string(id);
+    last_actor = std::string(actor);
+    if (id != "dev-1") return fail(ErrorCode::kNotFound, "no device " + std::string(id));
+    return ok();
+  }
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& r) override {
+    ++challenges;
     std::this_thread::sleep_for(delay);
+    if (r.device_id == "junk") return fail(ErrorCode::kBadSignature, "junk");
     return answer(protocol::ChallengeResponse{Bytes(16, 7), r.device_id.size()});
   }
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r, ByteSpan) override {
@@ -188,12 +204,17 @@ class HttpsServerTest : public ::testing::Test {
     asio::ssl::context ssl{asio::ssl::context::tls_client};
     std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> stream;
   };
-  std::unique_ptr<Raw> raw_connect(bool tls12 = false) {
+  /// `from`: the client's source address (all of 127.0.0.0/8 is loopback).
+  std::unique_ptr<Raw> raw_connect(bool tls12 = false, const char* from = nullptr) {
     auto raw = std::make_unique<Raw>();
     if (tls12) SSL_CTX_set_max_proto_version(raw->ssl.native_handle(), TLS1_2_VERSION);
     raw->ssl.load_verify_file((dir_.path() / "ca.crt").string());
     raw->ssl.set_verify_mode(asio::ssl::verify_peer);
     raw->stream = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(raw->io, raw->ssl);
+    if (from != nullptr) {
+      raw->stream->next_layer().open(asio::ip::tcp::v4());
+      raw->stream->next_layer().bind({asio::ip::make_address(from), 0});
+    }
     raw->stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
     return raw;
   }
@@ -283,24 +304,21 @@ TEST_F(HttpsServerTest, AgentRoutesSpeakCbor) {
 }
 
 TEST_F(HttpsServerTest, ServiceErrorsMapToStatuses) {
+  config_.limits.refusal_burst = 1000;  // every case is a refusal from 127.0.0.1
   start();
-  const std::vector<std::pair<ErrorCode, unsigned>> cases{{ErrorCode::kMalformed, 400},
-                                                          {ErrorCode::kInvalidArgument, 400},
-                                                          {ErrorCode::kBadSignature, 401},
-                                                          {ErrorCode::kProofMismatch, 401},
-                                                          {ErrorCode::kUntrusted, 401},
-                                                          {ErrorCode::kPermissionDenied, 403},
-                                                          {ErrorCode::kPolicyViolation, 403},
-                                                          {ErrorCode::kRevoked, 403},
-                                                          {ErrorCode::kNotFound, 404},
-                                                          {ErrorCode::kConflict, 409},
-                                                          {ErrorCode::kAlreadyExists, 409},
-                                                          {ErrorCode::kReplay, 409},
-                                                          {ErrorCode::kExpired, 401},
-                                                          {ErrorCode::kLimitExceeded, 413},
-                                                          {ErrorCode::kUnavailable, 503},
-                                                          {ErrorCode::kInternal, 500},
-                                                          {ErrorCode::kIo, 500}};
+  const std::vector<std::pair<ErrorCode, unsigned>> cases{
+      {ErrorCode::kMalformed, 400},         {ErrorCode::kInvalidArgument, 400},
+      {ErrorCode::kBadSignature, 401},      {ErrorCode::kProofMismatch, 401},
+      {ErrorCode::kUntrusted, 401},         {ErrorCode::kPermissionDenied, 403},
+      {ErrorCode::kPolicyViolation, 403},   {ErrorCode::kRevoked, 403},
+      {ErrorCode::kNotFound, 404},          {ErrorCode::kConflict, 409},
+      {ErrorCode::kAlreadyExists, 409},     {ErrorCode::kReplay, 409},
+      {ErrorCode::kExpired, 401},           {ErrorCode::kNotYetValid, 401},
+      {ErrorCode::kUnknownKey, 401},        {ErrorCode::kNonceMismatch, 401},
+      {ErrorCode::kAudienceMismatch, 403},  {ErrorCode::kAlgorithmNotAllowed, 403},
+      {ErrorCode::kPcrDigestMismatch, 403}, {ErrorCode::kReplayMismatch, 403},
+      {ErrorCode::kLimitExceeded, 413},     {ErrorCode::kUnavailable, 503},
+      {ErrorCode::kInternal, 500},          {ErrorCode::kIo, 500}};
   auto c = client();
   for (const auto& [code, status] : cases) {
     service_.fail_with = Error{code, "detail of " + std::string(to_string(code)), 0, 0};
@@ -533,7 +551,8 @@ TEST_F(HttpsServerTest, AdminNeedsClientCertificateWhenCaConfigured) {
 }
 
 TEST_F(HttpsServerTest, AdminRoutes) {
-  start();  // no admin CA: loopback clients are admins
+  config_.admin.allow_unauthenticated_loopback = true;  // loopback clients are admins
+  start();
   auto c = client();
   auto list = c->request("GET", "/admin/v1/devices?limit=5&after=dev%2D3", "", {});
   ASSERT_TRUE(list);
@@ -581,6 +600,155 @@ TEST_F(HttpsServerTest, AdminRoutes) {
   auto bad = c->request("GET", "/admin/v1/audit?since=yesterday", "", {});
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400U);
+  EXPECT_EQ(service_.last_actor, "loopback (unauthenticated)");
+  auto removed = c->request("DELETE", "/admin/v1/devices/dev-1", "", {});
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->status, 204U);
+  EXPECT_EQ(service_.last_deleted, "dev-1");
+  auto unknown = c->request("DELETE", "/admin/v1/devices/dev-9", "", {});
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404U);
+}
+
+// Without a client CA, the admin socket or the explicit flag, nobody is an admin over TCP, not
+// even on loopback; the reason names the keys that would change that.
+TEST_F(HttpsServerTest, AdminIsRefusedOnLoopbackUnlessConfigured) {
+  start();
+  auto c = client();
+  for (const auto& [method, target] :
+       std::vector<std::pair<std::string, std::string>>{{"PUT", "/admin/v1/policy"},
+                                                        {"GET", "/admin/v1/audit"},
+                                                        {"POST", "/admin/v1/devices/dev-1/revoke"},
+                                                        {"DELETE", "/admin/v1/devices/dev-1"}}) {
+    auto r = c->request(method, target, "application/toml", to_bytes("version = \"x\"\n"));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 403U) << method << " " << target;
+    auto body = json::parse_object(to_string(r->body));
+    ASSERT_TRUE(body);
+    const auto reason = json::get_string(*body, "reason").value_or("");
+    for (const char* key :
+         {"tls.admin_client_ca", "admin.socket", "admin.allow_unauthenticated_loopback"}) {
+      EXPECT_NE(reason.find(key), std::string::npos) << key << " in " << reason;
+    }
+  }
+  EXPECT_TRUE(service_.last_toml.empty());
+  EXPECT_TRUE(service_.last_state.empty());
+  EXPECT_TRUE(service_.last_deleted.empty());
+}
+
+// One HTTP/1.1 exchange over a Unix socket; the status, or -errno when connect() failed.
+int unix_exchange(const std::filesystem::path& socket, const std::string& request,
+                  std::string* body = nullptr) {
+  asio::io_context io;
+  asio::local::stream_protocol::socket s(io);
+  boost::system::error_code ec;
+  s.connect(asio::local::stream_protocol::endpoint(socket.string()), ec);
+  if (ec) return -ec.value();
+  asio::write(s, asio::buffer(request), ec);
+  boost::beast::flat_buffer buffer;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(s, buffer, res, ec);
+  if (ec) return 0;
+  if (body != nullptr) *body = res.body();
+  return static_cast<int>(res.result_int());
+}
+
+TEST_F(HttpsServerTest, AdminSocketAdmitsByItsPermissionsAndNamesTheCallerByUid) {
+  const auto socket = dir_.path() / "admin.sock";
+  config_.admin.socket = socket.string();
+  start();
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660U);
+  EXPECT_EQ(st.st_gid, ::getegid());
+  std::string body;
+  EXPECT_EQ(
+      unix_exchange(socket, "GET /admin/v1/devices?limit=3 HTTP/1.1\r\nHost: x\r\n\r\n", &body),
+      200)
+      << body;
+  EXPECT_EQ(service_.last_limit, 3U);
+  EXPECT_EQ(unix_exchange(socket,
+                          "POST /admin/v1/devices/dev-1/revoke HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 0\r\n\r\n"),
+            200);
+  EXPECT_EQ(service_.last_actor, "uid " + std::to_string(::geteuid()));
+  EXPECT_EQ(unix_exchange(socket, "DELETE /admin/v1/devices/dev-1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            204);
+  EXPECT_EQ(service_.last_deleted, "dev-1");
+  // The socket is for admins: agent routes are not served there.
+  EXPECT_EQ(
+      unix_exchange(socket, "POST /v1/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+      404);
+  // TCP without a certificate still is not admin.
+  auto tcp = client()->request("GET", "/admin/v1/devices", "", {});
+  ASSERT_TRUE(tcp);
+  EXPECT_EQ(tcp->status, 403U);
+  server_->stop();
+  server_.reset();
+  EXPECT_FALSE(std::filesystem::exists(socket)) << "the socket file is removed at stop";
+}
+
+TEST_F(HttpsServerTest, AdminSocketIsNotStolenFromALiveIssuerNorReplacesAFile) {
+  const auto socket = dir_.path() / "admin.sock";
+  config_.admin.socket = socket.string();
+  start();
+  auto second = HttpsServer::create(config_, service_);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("another process serves"), std::string::npos)
+      << second.error().message;
+  EXPECT_EQ(unix_exchange(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+  config_.admin.socket = (dir_.path() / "issuer.toml").string();
+  ASSERT_TRUE(write_file_atomic(config_.admin.socket, to_bytes("x"), 0600));
+  auto file = HttpsServer::create(config_, service_);
+  ASSERT_FALSE(file);
+  EXPECT_NE(file.error().message.find("not a socket"), std::string::npos);
+  config_.admin.socket = (dir_.path() / "missing/admin.sock").string();
+  EXPECT_FALSE(HttpsServer::create(config_, service_));
+}
+
+// A flood of refused requests from one address: after its budget, 429 without reaching the
+// service, while another client address is served as usual.
+TEST_F(HttpsServerTest, RefusalFloodFromOneAddressIsCutOffAndOthersAreServed) {
+  config_.limits.refusal_burst = 20;
+  config_.limits.refusal_per_minute = 6;
+  start();
+  const std::string junk = to_string(protocol::encode(protocol::ChallengeRequest{"junk"}));
+  const std::string request =
+      "POST /v1/challenge HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/cbor\r\nContent-Length: " +
+      std::to_string(junk.size()) + "\r\n\r\n" + junk;
+  constexpr int kFlood = 2000;
+  std::map<unsigned, int> statuses;
+  auto raw = raw_connect(false, "127.0.0.2");
+  raw->stream->handshake(asio::ssl::stream_base::client);
+  boost::beast::flat_buffer buffer;
+  for (int i = 0; i < kFlood; ++i) {
+    raw_write(*raw, request);
+    bhttp::response<bhttp::string_body> res;
+    boost::system::error_code ec;
+    bhttp::read(*raw->stream, buffer, res, ec);
+    ASSERT_FALSE(ec) << i << ": " << ec.message();
+    ++statuses[res.result_int()];
+  }
+  EXPECT_EQ(statuses[401], 20) << "the burst reaches the service";
+  EXPECT_GE(statuses[429], kFlood - 25);
+  EXPECT_LE(service_.challenges.load(), 25) << "the rest never reached the service";
+  // Another address (the agents of other devices) is served.
+  auto other = post_cbor("/v1/challenge", protocol::encode(protocol::ChallengeRequest{"dev-1"}));
+  EXPECT_EQ(other.status, 200U);
+  EXPECT_EQ(protocol::decode_challenge_response(other.body)->nonce, Bytes(16, 7));
+}
+
+// limits.max_body_bytes defaults to the largest attest request the protocol allows; the other
+// routes keep caps of their own far below it.
+TEST_F(HttpsServerTest, AttestBodiesUpToTheProtocolMaximumAreReadOtherRoutesAreCapped) {
+  start();
+  auto big = post_cbor("/v1/attest", Bytes(5 * 1024 * 1024, 0xa0));
+  EXPECT_EQ(big.status, 400U) << "read and decoded (junk CBOR), not refused as too large";
+  auto challenge = post_cbor("/v1/challenge", Bytes(2 * 1024 * 1024, 0xa0));
+  EXPECT_EQ(challenge.status, 413U);
+  EXPECT_NE(cbor_error(challenge).reason.find("on this route"), std::string::npos);
 }
 
 // A token waits for its record's commit without holding a server thread: with one thread, four

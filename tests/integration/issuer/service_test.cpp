@@ -3,6 +3,7 @@
 // signatures made by the TPM, against a real SQLite store.
 #include "issuer/service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -336,6 +337,10 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   auto again = service_->revoke(revoke);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::kReplay);
+  // Says what was replayed: a revoke, not a DPoP proof's jti.
+  EXPECT_NE(again.error().message.find("revoke: already applied"), std::string::npos)
+      << again.error().message;
+  EXPECT_EQ(again.error().message.find("jti"), std::string::npos) << again.error().message;
   // Another replica (a fresh service on the same store) refuses it too.
   open_issuer();
   auto elsewhere = service_->revoke(revoke);
@@ -634,6 +639,145 @@ TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
   EXPECT_EQ(late.error().code, ErrorCode::kNotFound);
   auto mismatched = service_->activate("other-id", {enrolled->enrollment_id, *proof});
   EXPECT_EQ(mismatched.error().code, ErrorCode::kInvalidArgument);
+}
+
+// Bytes of the SQLite database and its WAL, where a local reader of the files would look.
+std::string database_bytes(const std::filesystem::path& db) {
+  std::string out;
+  for (const char* suffix : {"", "-wal"}) {
+    auto bytes = read_file(db.string() + suffix, 64 << 20);
+    if (bytes) out += warden::to_string(*bytes);
+  }
+  return out;
+}
+
+// A copy of the store must not let anyone activate a pending enrollment: it holds a digest of
+// the expected proof, never the proof (issue 28: a local user polled issuer.db and activated a
+// fresh agent's enrollment first).
+TEST_F(IssuerServiceTest, ActivationProofIsStoredOnlyAsADigest) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak);
+  auto enrolled = service_->enroll(enroll_request(*ak));
+  ASSERT_TRUE(enrolled) << enrolled.error().message;
+  auto secret =
+      tpm_api().activate_credential(*ak, enrolled->credential_blob, enrolled->encrypted_secret);
+  ASSERT_TRUE(secret) << secret.error().message;
+  auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak->name());
+  ASSERT_TRUE(proof);
+  const std::string stored = database_bytes(dir_.path() / "issuer.db");
+  ASSERT_NE(stored.find(enrolled->enrollment_id), std::string::npos) << "the pending row is there";
+  EXPECT_EQ(stored.find(warden::to_string(*proof)), std::string::npos) << "the raw proof is stored";
+  EXPECT_EQ(stored.find(warden::to_string(secret->view())), std::string::npos);
+  // The right proof still activates.
+  auto activated = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+  ASSERT_TRUE(activated) << activated.error().message;
+  EXPECT_FALSE(activated->device_id.empty());
+  // Presenting what the store holds is refused like any wrong proof.
+  ASSERT_TRUE(service_->admin_delete_device(activated->device_id, "test"));
+  auto again = service_->enroll(enroll_request(*ak));
+  ASSERT_TRUE(again) << again.error().message;
+  auto pending = store_->take_enrollment(again->enrollment_id);
+  ASSERT_TRUE(pending);
+  ASSERT_TRUE(store_->put_enrollment(*pending));
+  auto forged =
+      service_->activate(again->enrollment_id, {again->enrollment_id, pending->secret_hash});
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, ErrorCode::kProofMismatch);
+}
+
+// DELETE /admin/v1/devices/{id}: what docs/operations.md tells an admin to do when an EK must
+// enroll again. Its tokens fail status checks, its device token stops working, it is audited,
+// and the same EK then enrolls as a new device.
+TEST_F(IssuerServiceTest, DeletedDeviceLosesItsTokensAndItsEkEnrollsAgain) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto minted = token(token_request(device_token));
+  ASSERT_TRUE(minted) << minted.error().message;
+  const auto twice = service_->enroll(enroll_request(ak_));
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kAlreadyExists);
+
+  ASSERT_TRUE(service_->admin_delete_device(device, "uid 0"));
+  EXPECT_EQ(service_->admin_delete_device(device, "uid 0").error().code, ErrorCode::kNotFound);
+  auto list = store_->get_status_list("1");
+  ASSERT_TRUE(list);
+  const unsigned byte = list->bytes[minted->status_index / 8];
+  EXPECT_EQ((byte >> (minted->status_index % 8)) & 1U, 1U) << "the device's live token is revoked";
+  auto refused = token(token_request(device_token));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(service_->challenge({device}).error().code, ErrorCode::kNotFound);
+  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  ASSERT_TRUE(audit);
+  EXPECT_NE(audit->find("\"admin.device_delete\""), std::string::npos) << *audit;
+  EXPECT_NE(audit->find("\"actor\":\"uid 0\""), std::string::npos) << *audit;
+
+  const std::string again = enroll_device();
+  ASSERT_FALSE(again.empty());
+  EXPECT_NE(again, device);
+}
+
+// Junk evidence for a known device id, 2,000 times: a bounded number of audit rows, one summary
+// of the rest, short records, and the device itself still attests.
+TEST_F(IssuerServiceTest, RefusalFloodForADeviceIsAuditedBoundedly) {
+  const std::string device = enroll_device();
+  ASSERT_FALSE(device.empty());
+  protocol::AttestRequest junk;
+  junk.device_id = device;
+  junk.nonce = Bytes(32, 1);
+  junk.quote = {Bytes(64, 2), Bytes(64, 3)};
+  junk.pcr_selection = kFullSelection;
+  junk.boot_log = Bytes(2000, 'x');
+  constexpr int kFlood = 2000;
+  for (int i = 0; i < kFlood; ++i) {
+    auto r = service_->attest(junk, protocol::encode(junk));
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->verdict, Verdict::kFail);
+  }
+  auto rows = store_->query_audit({device, std::nullopt, 5000});
+  ASSERT_TRUE(rows);
+  std::size_t attest_rows = 0;
+  for (const auto& a : *rows) {
+    if (a.action == "attest") {
+      ++attest_rows;
+      EXPECT_LE(a.reasons_json.size(), 16U * 600U) << "capped reasons";
+    }
+  }
+  EXPECT_GE(attest_rows, 1U);
+  EXPECT_LE(attest_rows, static_cast<std::size_t>(config_.limits.refusal_burst) + 2);
+  service_->housekeeping();
+  rows = store_->query_audit({device, std::nullopt, 5000});
+  ASSERT_TRUE(rows);
+  const auto summary = std::find_if(rows->begin(), rows->end(), [](const AuditRecord& a) {
+    return a.action == "refusals_suppressed";
+  });
+  ASSERT_NE(summary, rows->end());
+  EXPECT_NE(summary->reasons_json.find("refusals suppressed for device " + device),
+            std::string::npos)
+      << summary->reasons_json;
+  EXPECT_LE(rows->size(), attest_rows + 4) << "enroll, activate, the summary";
+  // The real device is not locked out by the flood.
+  auto response = attest(attest_request(device, challenge(device)));
+  EXPECT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+}
+
+// A refused token request records a quoted prefix of the caller's audience, not 1 KiB of it.
+TEST_F(IssuerServiceTest, RefusedTokenRecordsAShortQuotedAudience) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  const std::string audience = "https://" + std::string(1000, 'a') + "\n";
+  auto refused = token(token_request(device_token, 1000, audience));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kAudienceMismatch);
+  auto rows = store_->query_audit({device, std::nullopt, 10});
+  ASSERT_TRUE(rows);
+  ASSERT_FALSE(rows->empty());
+  const AuditRecord& last = rows->front();
+  EXPECT_EQ(last.action, "token");
+  EXPECT_EQ(last.decision, "reject");
+  EXPECT_LT(last.reasons_json.size(), 900U) << last.reasons_json;
+  EXPECT_EQ(last.reasons_json.find(std::string(200, 'a')), std::string::npos);
+  EXPECT_NE(last.reasons_json.find("(1009 bytes)"), std::string::npos) << last.reasons_json;
 }
 
 TEST_F(IssuerServiceTest, ImaListIsReplayedIncrementallyAndAppraised) {

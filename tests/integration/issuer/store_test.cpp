@@ -1,8 +1,11 @@
 // One Store suite, run against SQLite and a private PostgreSQL server.
 #include "issuer/store/store.h"
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -82,9 +85,9 @@ TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
-  EXPECT_EQ(*v, 2);
+  EXPECT_EQ(*v, 3);
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 2);
+  EXPECT_EQ(*this->store_->schema_version(), 3);
   EXPECT_TRUE(this->store_->ping());
 }
 
@@ -193,6 +196,23 @@ TYPED_TEST(StoreTest, EnrollmentIsTakenOnce) {
   ASSERT_TRUE(this->store_->put_enrollment(Enrollment{"new", "ek3", "", {1}, {1}, "", {1}, 1, 50}));
   EXPECT_EQ(*this->store_->purge_enrollments(10), 1U);
   EXPECT_TRUE(this->store_->take_enrollment("new"));
+}
+
+// DELETE /admin/v1/devices/{id}: the record goes, so that the EK can enroll again; the tokens
+// and the audit history stay.
+TYPED_TEST(StoreTest, RemovedDeviceIsGoneAndItsEkCanEnrollAgain) {
+  auto d = this->make_device("dev-r");
+  ASSERT_TRUE(this->store_->add_device(d));
+  ASSERT_TRUE(this->store_->add_token({"jr", "dev-r", "L", 1, 100, 500, false}));
+  ASSERT_TRUE(this->store_->append_audit({0, 5, "dev-r", "attest", "accept", "", "", "[]"}));
+  ASSERT_TRUE(this->store_->remove_device("dev-r"));
+  EXPECT_EQ(this->store_->get_device("dev-r").error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(this->store_->find_device_by_ek(d.ek_public_hash)->has_value());
+  EXPECT_EQ(this->store_->remove_device("dev-r").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(this->store_->get_token("jr"));
+  EXPECT_EQ(this->store_->query_audit({std::string("dev-r"), std::nullopt, 10})->size(), 1U);
+  d.id = "dev-r2";
+  EXPECT_TRUE(this->store_->add_device(d)) << "the same EK enrolls again";
 }
 
 TYPED_TEST(StoreTest, PolicyVersionsKeepOneActive) {
@@ -538,6 +558,47 @@ TYPED_TEST(StoreTest, TokensAreRecordedListedAndRevokedOnce) {
   live = this->store_->live_tokens("d1", 200);
   ASSERT_EQ(live->size(), 1U);
   EXPECT_EQ((*live)[0].jti, "j3");
+}
+
+// The database, its WAL and its shared-memory index are the issuer's alone, whatever the umask
+// of the process that opened them: a local user must not read pending enrollments or poll the
+// WAL. Files an older issuer left readable are tightened.
+TEST(SqliteStoreFiles, AreOwnerOnlyWhateverTheUmask) {
+  test::TempDir dir("warden-store-mode");
+  const std::string path = (dir.path() / "issuer.db").string();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    EXPECT_FALSE(std::filesystem::exists(path + suffix));
+  }
+  const mode_t old = ::umask(022);
+  {
+    auto store = open_sqlite_store(path);
+    ASSERT_TRUE(store) << store.error().message;
+    ASSERT_TRUE((*store)->migrate());
+    Device d;
+    d.id = "d";
+    d.ek_public_hash = "ek";
+    d.ak_public = {1};
+    d.ak_name = {2};
+    ASSERT_TRUE((*store)->add_device(d));
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st {};
+      ASSERT_EQ(::stat((path + suffix).c_str(), &st), 0) << suffix;
+      EXPECT_EQ(st.st_mode & 0777, 0600U) << path << suffix;
+    }
+  }
+  // An existing, world-readable database (the demo's, before): opening it tightens it.
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  {
+    auto store = open_sqlite_store(path);
+    ASSERT_TRUE(store) << store.error().message;
+    ASSERT_TRUE((*store)->get_device("d"));
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st {};
+      if (::stat((path + suffix).c_str(), &st) != 0) continue;
+      EXPECT_EQ(st.st_mode & 0777, 0600U) << path << suffix;
+    }
+  }
+  ::umask(old);
 }
 
 }  // namespace

@@ -11,7 +11,13 @@ TEST(IssuerConfig, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(c->listen.port, 8443);
   EXPECT_EQ(c->tls.min_version, "1.3");
   EXPECT_EQ(c->store.backend, "sqlite");
-  EXPECT_EQ(c->limits.max_body_bytes, 1024U * 1024U);
+  // An attest request may be 13 MiB + 64 KiB (docs/protocol.md "Limits").
+  EXPECT_EQ(c->limits.max_body_bytes, protocol::limits::kAttestRequestBody);
+  EXPECT_EQ(c->limits.max_body_bytes, 13U * 1024U * 1024U + 64U * 1024U);
+  // Admin access is authenticated unless the file says otherwise.
+  EXPECT_EQ(c->admin.socket, "/run/warden-issuer/admin.sock");
+  EXPECT_FALSE(c->admin.allow_unauthenticated_loopback);
+  EXPECT_EQ(c->limits.refusal_burst, 20U);
   EXPECT_FALSE(c->enrollment.tofu);
   EXPECT_EQ(c->tokens.nonce_ttl_s, 60);
 }
@@ -29,6 +35,11 @@ TEST(IssuerConfig, ShippedExampleMatchesTheDefaults) {
   EXPECT_EQ(c->limits.max_body_bytes, d.limits.max_body_bytes);
   EXPECT_EQ(c->limits.read_timeout_ms, d.limits.read_timeout_ms);
   EXPECT_EQ(c->limits.max_connections, d.limits.max_connections);
+  EXPECT_EQ(c->limits.refusal_burst, d.limits.refusal_burst);
+  EXPECT_EQ(c->limits.refusal_per_minute, d.limits.refusal_per_minute);
+  EXPECT_EQ(c->admin.socket, d.admin.socket);
+  EXPECT_EQ(c->admin.socket_group, d.admin.socket_group);
+  EXPECT_EQ(c->admin.allow_unauthenticated_loopback, d.admin.allow_unauthenticated_loopback);
   EXPECT_EQ(c->tokens.key_dir, d.tokens.key_dir);
   EXPECT_EQ(c->tokens.key_rotation_s, d.tokens.key_rotation_s);
   EXPECT_EQ(c->tokens.device_token_ttl_s, d.tokens.device_token_ttl_s);
@@ -55,6 +66,12 @@ ek_allowlist = ["abcd"]
 tofu = true
 [limits]
 read_timeout_ms = 500
+refusal_burst = 3
+refusal_per_minute = 1
+[admin]
+socket = "/tmp/a.sock"
+socket_group = "wheel"
+allow_unauthenticated_loopback = true
 )");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->listen.address, "127.0.0.1");
@@ -65,6 +82,11 @@ read_timeout_ms = 500
   EXPECT_TRUE(c->enrollment.tofu);
   EXPECT_EQ(c->limits.read_timeout_ms, 500U);
   EXPECT_EQ(c->policy_file, "/etc/warden/policy.toml");
+  EXPECT_EQ(c->limits.refusal_burst, 3U);
+  EXPECT_EQ(c->limits.refusal_per_minute, 1U);
+  EXPECT_EQ(c->admin.socket, "/tmp/a.sock");
+  EXPECT_EQ(c->admin.socket_group, "wheel");
+  EXPECT_TRUE(c->admin.allow_unauthenticated_loopback);
 }
 
 TEST(IssuerConfig, RejectsUnknownKeysWrongTypesAndBadValues) {
@@ -77,6 +99,8 @@ TEST(IssuerConfig, RejectsUnknownKeysWrongTypesAndBadValues) {
   EXPECT_FALSE(parse_config("[listen]\nport = 70000\n"));
   EXPECT_FALSE(parse_config("[tls]\nmin_version = \"1.1\"\n"));
   EXPECT_FALSE(parse_config("[store]\nbackend = \"postgres\"\n"));
+  EXPECT_FALSE(parse_config("[limits]\nrefusal_burst = 0\n"));
+  EXPECT_FALSE(parse_config("[admin]\nallow_unauthenticated_loopback = \"yes\"\n"));
   auto syntax = parse_config("[listen\n");
   ASSERT_FALSE(syntax);
   EXPECT_NE(syntax.error().message.find("line 1"), std::string::npos);

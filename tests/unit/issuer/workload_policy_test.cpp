@@ -95,8 +95,7 @@ TEST(WorkloadPolicy, DigestsCompareExactlyAndGroupsGlob) {
   auto ok = ask(s, "https://registry.test", {}, "edge-eu");
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->rule, "pinned-image");
-  EXPECT_EQ(ask(s, "https://registry.test", {}, "core").error().code,
-            ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ask(s, "https://registry.test", {}, "core").error().code, ErrorCode::kPermissionDenied);
   s.image_digest = "sha256:aaa*";
   EXPECT_EQ(ask(s, "https://registry.test", {}, "edge-eu").error().code,
             ErrorCode::kPermissionDenied);
@@ -108,10 +107,11 @@ TEST(WorkloadPolicy, DigestsCompareExactlyAndGroupsGlob) {
 
 TEST(WorkloadPolicy, RejectsBadRules) {
   const char* bad[] = {
-      "[[workload]]\naudiences = [\"a\"]\n",                                    // no match
-      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\n",                  // empty match
-      "[[workload]]\n[workload.match]\nuid = 1\n",                              // no audience
-      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nhostname = \"x\"\n",  // unknown selector
+      "[[workload]]\naudiences = [\"a\"]\n",                                      // no match
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\n",                    // empty match
+      "[[workload]]\n[workload.match]\nuid = 1\n",                                // no audience
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nhostname = \"x\"\n",  // unknown
+                                                                                  // selector
       "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 0\n[workload.match]\nuid = 1\n",
       "[[workload]]\naudiences = [\"a\"]\nttl = 5\n[workload.match]\nuid = 1\n",  // unknown key
       "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = -1\n",
