@@ -113,14 +113,30 @@ class JsonOut {
   std::string out_;
 };
 
+// Every code is listed (no default): a new code must be given its status here.
 unsigned status_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kMalformed:
+    case ErrorCode::kUnsupported:
       return 400;
     case ErrorCode::kPermissionDenied:
     case ErrorCode::kPolicyViolation:
     case ErrorCode::kRevoked:
+    case ErrorCode::kAudienceMismatch:
+    case ErrorCode::kAlgorithmNotAllowed:
+    case ErrorCode::kUntrusted:
+    // The issuer refused this device's evidence or proof: the workload is refused, not failed.
+    case ErrorCode::kBadSignature:
+    case ErrorCode::kNonceMismatch:
+    case ErrorCode::kPcrDigestMismatch:
+    case ErrorCode::kPcrSelectionMismatch:
+    case ErrorCode::kReplayMismatch:
+    case ErrorCode::kExpired:
+    case ErrorCode::kNotYetValid:
+    case ErrorCode::kReplay:
+    case ErrorCode::kUnknownKey:
+    case ErrorCode::kProofMismatch:
       return 403;
     case ErrorCode::kNotFound:
       return 404;
@@ -132,9 +148,13 @@ unsigned status_for(ErrorCode code) {
     case ErrorCode::kUnavailable:
     case ErrorCode::kTimeout:
       return 503;
-    default:
+    case ErrorCode::kInternal:
+    case ErrorCode::kIo:
+    case ErrorCode::kCrypto:
+    case ErrorCode::kTpm:
       return 500;
   }
+  return 500;
 }
 
 HttpReply ok_reply(unsigned status, JsonOut&& v) { return {status, v.done()}; }

@@ -131,7 +131,8 @@ TEST_F(WardenctlAgentTest, SecretGetRawOrBase64) {
   EXPECT_EQ(out, "aHVudGVyMg==\n");
   const auto r = ctl({"secret", "get", "nope"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("not sealed (not_found, HTTP 404)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("none that this caller may read (not_found, HTTP 404)"), std::string::npos)
+      << r.out;
 }
 
 TEST_F(WardenctlAgentTest, SecretPutSealsFileForSelectorsWithoutEchoingIt) {

@@ -122,6 +122,18 @@ class LocalApiTest : public ::testing::Test {
   std::thread thread_;
 };
 
+TEST(LocalApiErrors, TheIssuersRefusalsAre403Not500) {
+  // audience_mismatch from the workload policy answered 500 (issue 28).
+  for (const auto code : {ErrorCode::kAudienceMismatch, ErrorCode::kAlgorithmNotAllowed,
+                          ErrorCode::kUntrusted, ErrorCode::kExpired, ErrorCode::kReplay,
+                          ErrorCode::kPolicyViolation, ErrorCode::kPermissionDenied}) {
+    const auto reply = error_reply(Error{code, "refused", 0, 0});
+    EXPECT_EQ(reply.status, 403u) << to_string(code);
+    EXPECT_NE(reply.body.find(std::string(to_string(code))), std::string::npos) << reply.body;
+  }
+  EXPECT_EQ(error_reply(Error{ErrorCode::kTpm, "tpm gone", 0, 0}).status, 500u);
+}
+
 TEST_F(LocalApiTest, MissingSpiffeHeaderIs400) {
   const auto r = exchange(workload(), request("GET", "/v1/identity", "", false));
   EXPECT_EQ(status_of(r), 400u) << r;
