@@ -219,6 +219,7 @@ Result<Service::DeviceGate> Service::device_gate(const std::string& device_id) {
   gate.state = device.state;
   gate.last_verdict = std::move(device.last_verdict);
   gate.group = std::move(device.group);
+  gate.revoked_at = device.revoked_at;
   std::lock_guard lock(device_mu_);
   // A write of this process evicted devices while the row was read: it may predate the write.
   if (epoch == device_epoch_) {
@@ -292,8 +293,9 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
   WARDEN_ASSIGN(ek, trust_.check(request.ek_public, request.ek_cert, request.ek_chain, t));
   WARDEN_ASSIGN(existing, options_.store->find_device_by_ek(ek.public_hash));
   if (existing) {
-    return fail(ErrorCode::kAlreadyExists, "enroll: this EK is already enrolled as device " +
-                                               existing->id + "; an admin must remove it first");
+    // Without the id: an EK certificate is public, the device id it maps to is not.
+    return fail(ErrorCode::kAlreadyExists,
+                "enroll: this EK is already enrolled; an admin must remove its device first");
   }
   auto ak = q::parse_public2b(request.ak_public);
   if (!ak) return fail(std::move(ak).error().context("enroll: AK public area"));
@@ -325,12 +327,13 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
   e.ek_cert_pem = ek.cert_pem;
   e.ak_public = request.ak_public;
   e.ak_name = name;
-  e.group = request.metadata.owner_label.value_or("default");
+  // The device's wish, shown to admins; only an admin's assignment puts it in a group.
+  e.requested_group = request.metadata.owner_label.value_or("");
   e.secret_hash = proof_digest(expected_proof);
   OPENSSL_cleanse(expected_proof.data(), expected_proof.size());
   e.created_at = t;
   e.expires_at = t + kEnrollmentTtl;
-  WARDEN_TRY_STATUS(options_.store->put_enrollment(e));
+  WARDEN_TRY_STATUS(options_.store->put_enrollment(e, kMaxPendingEnrollments));
 
   boost::json::object why;
   why["trust"] = std::string(to_string(ek.basis));
@@ -373,7 +376,7 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   d.ek_cert_pem = e.ek_cert_pem;
   d.ak_public = e.ak_public;
   d.ak_name = e.ak_name;
-  d.group = e.group;
+  d.requested_group = e.requested_group;  // d.group stays empty until an admin assigns one
   d.created_at = t;
   WARDEN_TRY_STATUS(options_.store->add_device(d));
   audit({0, t, d.id, "activate", "ok", e.ek_public_hash, "", "[]"});
@@ -430,6 +433,14 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
   WARDEN_ASSIGN(device, device_gate(device_id));
   if (device.state != DeviceState::kEnabled)
     return fail(ErrorCode::kRevoked, "token: device " + device_id + " is revoked");
+  // A device token from before the device's last revocation stays dead after it is enabled
+  // again: only a fresh attestation (a new device token) brings tokens back.
+  if (!dc.iat || *dc.iat <= device.revoked_at) {
+    return fail(ErrorCode::kRevoked,
+                "token: device token issued at " + std::to_string(dc.iat.value_or(0)) +
+                    ", at or before the revocation of device " + device_id + " at " +
+                    std::to_string(device.revoked_at) + "; attest again");
+  }
   if (device.last_verdict != "accept") {
     return fail(ErrorCode::kPolicyViolation, "token: device " + device_id +
                                                  " last attestation verdict expected accept, "

@@ -111,6 +111,17 @@ class IssuerService {
     return fail(ErrorCode::kUnsupported, "admin: removing devices is not supported here");
   }
 
+  /// Assigns the device's group, the only one `match.group` rules see (what the device asked for
+  /// at enrollment is `requested_group` and grants nothing). `group` empty clears it; otherwise
+  /// 1..64 of [A-Za-z0-9._-] (kInvalidArgument). Audited as "admin.device_group". kNotFound.
+  virtual Status admin_set_device_group(std::string_view id, std::string_view group,
+                                        std::string_view actor) {
+    (void)id;
+    (void)group;
+    (void)actor;
+    return fail(ErrorCode::kUnsupported, "admin: device groups are not supported here");
+  }
+
   /// Periodic work of the running service (warden-issuer calls it every minute): writes the
   /// summary audit records of refusals suppressed since the last call.
   virtual void housekeeping() {}

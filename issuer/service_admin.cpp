@@ -1,4 +1,6 @@
 // The admin API's JSON (docs/issuer-admin-api.md).
+#include <algorithm>
+
 #include "attest/token/json.h"
 #include "issuer/service_impl.h"
 
@@ -17,7 +19,10 @@ bj::object device_json(const Device& d) {
   bj::object o;
   o["id"] = d.id;
   o["state"] = std::string(to_string(d.state));
-  o["group"] = d.group;
+  // group: the admin's assignment (what policy sees); requested_group: the device's own ask.
+  o["group"] = d.group.empty() ? bj::value(nullptr) : bj::value(d.group);
+  o["requested_group"] =
+      d.requested_group.empty() ? bj::value(nullptr) : bj::value(d.requested_group);
   o["ek_public_hash"] = d.ek_public_hash;
   o["ek_certificate"] = d.ek_cert_pem.empty() ? bj::value(nullptr) : bj::value(d.ek_cert_pem);
   o["created_at"] = d.created_at;
@@ -28,7 +33,22 @@ bj::object device_json(const Device& d) {
   o["last_reasons"] = parsed_or_text(d.last_reasons_json);
   o["has_binding_key"] = !d.binding_key_public.empty();
   o["ima_next_offset"] = d.ima_entries;
+  o["revoked_at"] = d.revoked_at;
   return o;
+}
+
+// A group is a name the operator chooses, compared by `match.group` globs: keep glob characters
+// and anything a log or shell would treat specially out of it.
+Status check_group_name(std::string_view group) {
+  constexpr std::size_t kMaxGroup = 64;
+  const bool valid =
+      group.size() <= kMaxGroup && std::all_of(group.begin(), group.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               ch == '.' || ch == '_' || ch == '-';
+      });
+  if (valid) return ok();
+  return fail(ErrorCode::kInvalidArgument,
+              "admin: group expected up to 64 of [A-Za-z0-9._-], found " + quote_untrusted(group));
 }
 
 bj::object policy_json(const PolicyVersion& p, bool with_text) {
@@ -83,7 +103,9 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
         ErrorCode::kInvalidArgument,
         "admin: state expected \"revoked\" or \"enabled\", found \"" + std::string(state) + "\"");
   }
-  auto set = options_.store->set_device_state(id, next);
+  // Revoking records when: device tokens minted before it stay refused after an enable.
+  auto set = next == DeviceState::kRevoked ? options_.store->revoke_device(id, now())
+                                           : options_.store->set_device_state(id, next);
   forget_device(id);
   WARDEN_TRY_STATUS(set);
   std::uint64_t revoked = 0;
@@ -113,6 +135,23 @@ Status Service::admin_delete_device(std::string_view id, std::string_view actor)
   why["ek_public_hash"] = device.ek_public_hash;
   why["tokens_revoked"] = revoked;
   audit({0, now(), std::string(id), "admin.device_delete", "ok", "", "",
+         json::serialize(bj::array{why})});
+  return ok();
+}
+
+Status Service::admin_set_device_group(std::string_view id, std::string_view group,
+                                       std::string_view actor) {
+  WARDEN_TRY_STATUS(check_group_name(group));
+  WARDEN_ASSIGN(device, options_.store->get_device(id));
+  auto set = options_.store->set_device_group(id, group);
+  forget_device(id);
+  WARDEN_TRY_STATUS(set);
+  bj::object why;
+  why["actor"] = std::string(actor);
+  why["group"] = std::string(group);
+  why["previous_group"] = device.group;
+  why["requested_group"] = device.requested_group;
+  audit({0, now(), std::string(id), "admin.device_group", "ok", "", "",
          json::serialize(bj::array{why})});
   return ok();
 }

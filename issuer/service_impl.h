@@ -42,6 +42,9 @@ class Service final : public IssuerService {
  public:
   static constexpr std::int64_t kEnrollmentTtl = 600;
   static constexpr std::int64_t kRevokeWindow = 300;
+  /// Pending enrollments kept at most (one per EK); beyond it the oldest are evicted
+  /// (docs/operations.md).
+  static constexpr std::size_t kMaxPendingEnrollments = 10000;
 
   Service(Options options, EkTrust trust);
   Status init();
@@ -71,6 +74,8 @@ class Service final : public IssuerService {
   Result<std::string> admin_list_policies() override;
   Result<std::string> admin_audit(const AuditFilter& filter) override;
   Status admin_delete_device(std::string_view id, std::string_view actor) override;
+  Status admin_set_device_group(std::string_view id, std::string_view group,
+                                std::string_view actor) override;
   void housekeeping() override;
 
  private:
@@ -87,6 +92,7 @@ class Service final : public IssuerService {
     DeviceState state = DeviceState::kEnabled;
     std::string last_verdict;
     std::string group;
+    std::int64_t revoked_at = 0;
     std::chrono::steady_clock::time_point loaded;
   };
   Result<DeviceGate> device_gate(const std::string& device_id);

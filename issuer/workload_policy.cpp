@@ -44,8 +44,7 @@ Status opt_string(const toml::table& t, std::size_t index, std::string_view key,
 }
 
 Result<WorkloadRule> parse_rule(const toml::table& t, std::size_t index) {
-  static constexpr std::string_view kKeys[] = {"name",    "audiences", "scopes", "max_ttl",
-                                               "match"};
+  static constexpr std::string_view kKeys[] = {"name", "audiences", "scopes", "max_ttl", "match"};
   for (const auto& [k, v] : t) {
     if (std::find(std::begin(kKeys), std::end(kKeys), k.str()) == std::end(kKeys))
       return fail(bad(index, k.str(), "unknown key"));
@@ -99,7 +98,11 @@ bool selectors_match(const WorkloadRule& r, const WorkloadRequest& q) {
   if (r.image_ref && !glob(*r.image_ref, s.image_ref)) return false;
   if (r.image_digest && (!s.image_digest || *s.image_digest != *r.image_digest)) return false;
   if (r.exe_digest && (!s.exe_digest || *s.exe_digest != *r.exe_digest)) return false;
-  if (r.group && fnmatch(r.group->c_str(), std::string(q.group).c_str(), 0) != 0) return false;
+  // The group is the operator's assignment (admin_set_device_group); a device without one is in
+  // no group, so that even `group = "*"` grants nothing to a device nobody has placed.
+  if (r.group &&
+      (q.group.empty() || fnmatch(r.group->c_str(), std::string(q.group).c_str(), 0) != 0))
+    return false;
   return true;
 }
 
@@ -117,8 +120,9 @@ Result<WorkloadPolicy> parse_workload_policy(std::string_view text) {
     const toml::node* w = root.get("workload");
     if (w == nullptr) return policy;
     const toml::array* a = w->as_array();
-    if (a == nullptr) return fail(ErrorCode::kInvalidArgument,
-                                  "policy: workload: expected an array of tables ([[workload]])");
+    if (a == nullptr)
+      return fail(ErrorCode::kInvalidArgument,
+                  "policy: workload: expected an array of tables ([[workload]])");
     for (std::size_t i = 0; i < a->size(); ++i) {
       const toml::table* t = a->get(i)->as_table();
       if (t == nullptr) return fail(bad(i, "", "expected a table"));

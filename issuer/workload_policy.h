@@ -23,7 +23,7 @@ struct WorkloadRule {
   std::optional<std::string> image_ref;
   std::optional<std::string> image_digest;
   std::optional<std::string> exe_digest;
-  std::optional<std::string> group;  ///< the device's group
+  std::optional<std::string> group;    ///< the device's operator-assigned group
   std::vector<std::string> audiences;  ///< exact audiences this rule grants
   std::vector<std::string> scopes;     ///< every requested scope must be listed
   std::int64_t max_ttl = 300;          ///< seconds
@@ -40,6 +40,8 @@ Result<WorkloadPolicy> parse_workload_policy(std::string_view toml);
 
 struct WorkloadRequest {
   const protocol::WorkloadSelectors* selectors = nullptr;
+  /// The group an admin assigned to the device (never what the device asked for); empty when
+  /// none, which matches no `group` selector.
   std::string_view group;
   std::string_view audience;
   const std::vector<std::string>* scopes = nullptr;

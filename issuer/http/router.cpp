@@ -500,6 +500,25 @@ Response Router::admin(const Request& request, std::string_view path, std::strin
     spdlog::info("admin {}: device {} {}", actor, parts[3], *state);
     return finish(make(204, "", ""));
   }
+  if (parts.size() == 5 && parts[2] == "devices" && parts[4] == "group") {
+    // docs/issuer-admin-api.md: PUT {"group": "name" | null}, 204. The only way a device gets
+    // a group that `match.group` rules see.
+    route = "/admin/v1/devices/{id}/group";
+    if (method != "PUT") return finish(method_not_allowed(target, "PUT"));
+    auto body = json::parse_object(warden::to_string(request.body));
+    const boost::json::value* group = body ? body->if_contains("group") : nullptr;
+    if (group == nullptr || !(group->is_string() || group->is_null())) {
+      return finish(
+          error_response(target, 400, to_string(ErrorCode::kMalformed),
+                         "PUT group: expected a JSON object {\"group\": \"name\" | null}"));
+    }
+    const std::string name = group->is_string() ? std::string(group->as_string()) : "";
+    if (auto set = service_.admin_set_device_group(parts[3], name, actor); !set) {
+      return finish(service_error(target, set.error()));
+    }
+    spdlog::info("admin {}: device {} group \"{}\"", actor, parts[3], name);
+    return finish(make(204, "", ""));
+  }
   if (parts.size() == 3 && (parts[2] == "policy" || parts[2] == "policies") && method == "PUT") {
     // PUT /admin/v1/policies (docs/issuer-admin-api.md) or /admin/v1/policy; ?version= is
     // optional and, when given, must equal the TOML's version.

@@ -19,7 +19,7 @@ using sql::Value;
 
 /// Schema migrations, applied in order; never edit one that has shipped — append a new one.
 /// {blob} and {id_pk} are replaced per dialect.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     R"(
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -108,6 +108,18 @@ CREATE INDEX tokens_device_expiry ON tokens (device_id, expires_at);
     // enrollments live 10 minutes: their agents enroll again.
     R"(
 DELETE FROM enrollments;
+)",
+    // 4 (issue 31): grp was the device's own owner_label, which granted `match.group` rules. It
+    // becomes the request (requested_grp) and grp the operator's assignment, empty until an admin
+    // sets it. revoked_at: device tokens issued at or before it are refused. Enrollments: one
+    // pending per EK (the unique index; put_enrollment replaces the older one).
+    R"(
+ALTER TABLE devices ADD COLUMN requested_grp TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;
+UPDATE devices SET requested_grp = grp, grp = '';
+DELETE FROM enrollments;
+CREATE UNIQUE INDEX enrollments_ek ON enrollments (ek_public_hash);
+CREATE INDEX enrollments_created ON enrollments (created_at);
 )"};
 
 constexpr std::string_view kSqliteAppendOnly = R"(
@@ -142,7 +154,7 @@ std::string render_migration(std::string_view text, Dialect dialect) {
 constexpr std::string_view kDeviceColumns =
     "id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, state, created_at, reset_count, "
     "restart_count, last_nonce, last_nonce_expiry, last_attested_at, last_verdict, last_reasons, "
-    "binding_key_public, ima_entries, ima_state";
+    "binding_key_public, ima_entries, ima_state, requested_grp, revoked_at";
 
 Device device_from_row(const sql::Row& r) {
   Device d;
@@ -164,6 +176,8 @@ Device device_from_row(const sql::Row& r) {
   d.binding_key_public = sql::as_bytes(r[15]);
   d.ima_entries = static_cast<std::uint64_t>(sql::as_int(r[16]));
   d.ima_state = sql::as_bytes(r[17]);
+  d.requested_group = sql::as_text(r[18]);
+  d.revoked_at = sql::as_int(r[19]);
   return d;
 }
 
@@ -266,10 +280,12 @@ class SqlStore final : public Store {
                          d.last_reasons_json,
                          d.binding_key_public.empty() ? Value{} : Value{d.binding_key_public},
                          i64(d.ima_entries),
-                         d.ima_state.empty() ? Value{} : Value{d.ima_state}};
+                         d.ima_state.empty() ? Value{} : Value{d.ima_state},
+                         d.requested_group,
+                         d.revoked_at};
     auto rows = query("INSERT INTO devices (" + std::string(kDeviceColumns) +
                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                          "?15, ?16, ?17, ?18)",
+                          "?15, ?16, ?17, ?18, ?19, ?20)",
                       p);
     if (!rows) {
       if (rows.error().code == ErrorCode::kConflict) {
@@ -316,6 +332,20 @@ class SqlStore final : public Store {
     return expect_one(query("UPDATE devices SET state = ?2 WHERE id = ?1 RETURNING id", p), id);
   }
 
+  Status revoke_device(std::string_view id, std::int64_t at) override {
+    std::array<Value, 2> p{std::string(id), at};
+    return expect_one(query("UPDATE devices SET state = 'revoked', revoked_at = CASE WHEN "
+                            "revoked_at > ?2 THEN revoked_at ELSE ?2 END WHERE id = ?1 "
+                            "RETURNING id",
+                            p),
+                      id);
+  }
+
+  Status set_device_group(std::string_view id, std::string_view group) override {
+    std::array<Value, 2> p{std::string(id), std::string(group)};
+    return expect_one(query("UPDATE devices SET grp = ?2 WHERE id = ?1 RETURNING id", p), id);
+  }
+
   Status remove_device(std::string_view id) override {
     std::array<Value, 1> p{std::string(id)};
     return expect_one(query("DELETE FROM devices WHERE id = ?1 RETURNING id", p), id);
@@ -341,20 +371,40 @@ class SqlStore final : public Store {
     });
   }
 
-  Status put_enrollment(const Enrollment& e) override {
-    std::vector<Value> p{e.id,    e.ek_public_hash, e.ek_cert_pem, e.ak_public, e.ak_name,
-                         e.group, e.secret_hash,    e.created_at,  e.expires_at};
-    auto rows = query(
-        "INSERT INTO enrollments (id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, "
-        "secret_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        p);
-    if (!rows) {
-      if (rows.error().code == ErrorCode::kConflict) {
-        return fail(ErrorCode::kAlreadyExists, "enrollment " + e.id + " already exists");
+  Status put_enrollment(const Enrollment& e, std::size_t max_pending) override {
+    return transaction([&](sql::Connection& c) -> Status {
+      // One pending enrollment per EK: the newest replaces the older (whose activation then
+      // finds nothing), so that one EK cannot fill the table.
+      std::array<Value, 1> ek{e.ek_public_hash};
+      WARDEN_TRY_STATUS(c.exec("DELETE FROM enrollments WHERE ek_public_hash = ?1", ek));
+      std::vector<Value> p{e.id,          e.ek_public_hash, e.ek_cert_pem,
+                           e.ak_public,   e.ak_name,        e.requested_group,
+                           e.secret_hash, e.created_at,     e.expires_at};
+      auto rows = c.exec(
+          "INSERT INTO enrollments (id, ek_public_hash, ek_cert_pem, ak_public, ak_name, grp, "
+          "secret_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+          p);
+      if (!rows) {
+        if (rows.error().code == ErrorCode::kConflict) {
+          return fail(ErrorCode::kAlreadyExists,
+                      "enrollment " + e.id + ": an enrollment with this id or EK is pending");
+        }
+        return fail(std::move(rows).error());
       }
-      return fail(std::move(rows).error());
-    }
-    return ok();
+      // The bound: many EKs (each a genuine TPM) enrolling and never activating evict the oldest.
+      auto count = c.exec("SELECT COUNT(*) FROM enrollments", {});
+      if (!count) return fail(std::move(count).error());
+      const std::int64_t over =
+          sql::as_int(count->at(0).at(0)) - static_cast<std::int64_t>(max_pending);
+      if (over > 0) {
+        std::array<Value, 2> q{e.id, over};
+        WARDEN_TRY_STATUS(
+            c.exec("DELETE FROM enrollments WHERE id IN (SELECT id FROM enrollments WHERE id <> ?1 "
+                   "ORDER BY created_at, id LIMIT ?2)",
+                   q));
+      }
+      return ok();
+    });
   }
 
   Result<Enrollment> take_enrollment(std::string_view id) override {
@@ -374,7 +424,7 @@ class SqlStore final : public Store {
     e.ek_cert_pem = sql::as_text(r[2]);
     e.ak_public = sql::as_bytes(r[3]);
     e.ak_name = sql::as_bytes(r[4]);
-    e.group = sql::as_text(r[5]);
+    e.requested_group = sql::as_text(r[5]);
     e.secret_hash = sql::as_bytes(r[6]);
     e.created_at = sql::as_int(r[7]);
     e.expires_at = sql::as_int(r[8]);

@@ -23,6 +23,8 @@ struct Device {
   std::string ek_cert_pem;     ///< empty when enrolled by allowlist
   Bytes ak_public;             ///< TPM2B_PUBLIC of the AK
   Bytes ak_name;
+  /// The group an admin assigned (set_device_group); empty: none, which no `match.group` rule
+  /// matches. Never taken from the device's own requests (issue 31).
   std::string group;
   DeviceState state = DeviceState::kEnabled;
   std::int64_t created_at = 0;
@@ -38,6 +40,12 @@ struct Device {
   Bytes binding_key_public;       ///< TPM2B_PUBLIC of the last certified binding key (revoke())
   std::uint64_t ima_entries = 0;  ///< IMA entries replayed so far (next incremental offset)
   Bytes ima_state;                ///< the issuer's encoding of the running IMA PCR values
+  // Since schema 4.
+  /// What the device asked for at enrollment (its owner_label): shown to admins, grants nothing.
+  std::string requested_group;
+  /// Time of the last revocation (0: never): device tokens issued at or before it are refused,
+  /// so that enabling the device again needs a fresh attestation.
+  std::int64_t revoked_at = 0;
 };
 
 /// The outcome of one appraisal, written to the device record.
@@ -72,7 +80,7 @@ struct Enrollment {
   std::string ek_cert_pem;
   Bytes ak_public;
   Bytes ak_name;
-  std::string group;
+  std::string requested_group;  ///< the device's owner_label: a request, never a grant
   Bytes secret_hash;
   std::int64_t created_at = 0;
   std::int64_t expires_at = 0;
@@ -143,6 +151,10 @@ class Store {
   virtual Result<std::vector<Device>> list_devices(std::size_t limit,
                                                    std::string_view after_id = {}) = 0;
   virtual Status set_device_state(std::string_view id, DeviceState state) = 0;
+  /// Sets the state to revoked and revoked_at to `at` (never lowering it), in one write. kNotFound.
+  virtual Status revoke_device(std::string_view id, std::int64_t at) = 0;
+  /// Sets the operator-assigned group (empty: none). kNotFound.
+  virtual Status set_device_group(std::string_view id, std::string_view group) = 0;
   /// Deletes the device record (its EK may then enroll again). Its tokens and audit records
   /// stay. kNotFound.
   virtual Status remove_device(std::string_view id) = 0;
@@ -157,7 +169,9 @@ class Store {
                                             const AuditRecord& audit) = 0;
 
   // Enrollments in progress.
-  virtual Status put_enrollment(const Enrollment& enrollment) = 0;
+  /// Stores the enrollment in place of any pending one of the same EK (one per EK: the newest
+  /// wins), then, when more than `max_pending` are pending, deletes the oldest others.
+  virtual Status put_enrollment(const Enrollment& enrollment, std::size_t max_pending) = 0;
   /// Removes and returns the enrollment (one activation per enrollment). kNotFound.
   virtual Result<Enrollment> take_enrollment(std::string_view id) = 0;
   /// Deletes enrollments whose expires_at < now; returns how many.

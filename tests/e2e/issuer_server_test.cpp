@@ -10,10 +10,21 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <openssl/x509.h>
 
+#include "attest/eventlog/eventlog.h"
+#include "attest/protocol/messages.h"
+#include "attest/token/dpop.h"
 #include "attest/token/json.h"
+#include "attest/token/signer.h"
+#include "platform/base/clock.h"
+#include "platform/base/encoding.h"
+#include "platform/base/file.h"
+#include "platform/base/openssl.h"
 #include "platform/net/https_client.h"
+#include "platform/tpm/tpm.h"
 #include "tests/support/process.h"
+#include "tests/support/swtpm.h"
 
 namespace warden {
 namespace {
@@ -267,6 +278,212 @@ TEST_F(IssuerBinaryTest, MissingCertificateIsAClearStartupError) {
       std::chrono::seconds(30));
   EXPECT_EQ(out.exit_code, 1) << out.out;
   EXPECT_NE(out.out.find("tls.cert_file"), std::string::npos) << out.out;
+}
+
+// ---- issue 31: a second, genuine device choosing its own group --------------------------------
+
+// A crypto-agile (sha256) boot log: an S-CRTM version event in PCR 0 and a separator in each of
+// PCRs 0..7, and the (pcr, digest) pairs the firmware would have extended.
+std::pair<Bytes, std::vector<std::pair<unsigned, Bytes>>> boot_log() {
+  namespace ev = attest::eventlog;
+  std::vector<std::pair<unsigned, Bytes>> extends;
+  ByteWriter w;
+  ByteWriter spec;
+  spec.bytes(std::string_view("Spec ID Event03\0", 16)).u32le(0).u8(0).u8(2).u8(0).u8(2).u32le(1);
+  spec.u16le(0x0B).u16le(32).u8(0);
+  const Bytes spec_bytes = std::move(spec).take();
+  w.u32le(0).u32le(ev::kEvNoAction).bytes(Bytes(20, 0));
+  w.u32le(static_cast<std::uint32_t>(spec_bytes.size())).bytes(spec_bytes);
+  auto event = [&](unsigned pcr, std::uint32_t type, ByteSpan data) {
+    const Bytes digest = ossl::sha256(data);
+    w.u32le(pcr).u32le(type).u32le(1).u16le(0x0B).bytes(digest);
+    w.u32le(static_cast<std::uint32_t>(data.size())).bytes(data);
+    extends.emplace_back(pcr, digest);
+  };
+  event(0, ev::kEvSCrtmVersion, to_bytes(std::string_view("warden-e2e-crtm")));
+  const Bytes sep(4, 0);
+  for (unsigned pcr = 0; pcr < 8; ++pcr) event(pcr, ev::kEvSeparator, sep);
+  return {std::move(w).take(), std::move(extends)};
+}
+
+Bytes der_of_pem_file(const std::filesystem::path& path) {
+  auto pem = read_file(path);
+  EXPECT_TRUE(pem);
+  auto cert = ossl::certificate_from_pem(warden::to_string(*pem));
+  EXPECT_TRUE(cert) << cert.error().message;
+  unsigned char* out = nullptr;
+  const int len = i2d_X509(cert->get(), &out);
+  Bytes der(out, out + len);
+  OPENSSL_free(out);
+  return der;
+}
+
+// The attacker's device: its own swtpm, EK certificate from a manufacturer CA the issuer trusts,
+// and every request built here (not by wardend), the enroll request naming the group that a
+// `match.group` rule grants. It is refused until an admin assigns the group on the socket.
+TEST_F(IssuerBinaryTest, ADeviceGetsNoGroupGrantUntilAnAdminAssignsTheGroup) {
+  auto swtpm = test::Swtpm::start();
+  tpm::Tpm tpm(swtpm->tcti());
+  const auto [log, extends] = boot_log();
+  for (const auto& [pcr, digest] : extends)
+    ASSERT_TRUE(tpm.extend_pcr(pcr, TpmAlg::kSha256, digest));
+  const auto policy = dir_.path() / "policy.toml";
+  std::ofstream(policy) << "version = \"e2e-groups\"\n"
+                        << "[[workload]]\nname = \"payments\"\naudiences = [\"payments\"]\n"
+                        << "scopes = [\"pay\"]\n[workload.match]\ngroup = \"payments-*\"\n";
+  const auto socket = dir_.path() / "admin.sock";
+  {
+    // policy_file is a top-level key: before the tables SetUp wrote.
+    std::ifstream in(config_path());
+    const std::string text(std::istreambuf_iterator<char>(in), {});
+    std::ofstream(config_path()) << "policy_file = \"" << policy.string() << "\"\n"
+                                 << text << "[enrollment]\nmanufacturer_ca_files = [\""
+                                 << swtpm->ca_cert().string() << "\"]\n"
+                                 << "[admin]\nsocket = \"" << socket.string() << "\"\n";
+  }
+  auto child = test::ChildProcess::spawn(
+      {std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer", "-c", config_path().string()}, {},
+      dir_.path() / "issuer.log");
+  auto log_text = [&] {
+    std::ifstream in(dir_.path() / "issuer.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/readyz", "", {});
+        return (r && r->status == 200U) || !child.running();
+      },
+      std::chrono::milliseconds(20000)))
+      << log_text();
+  ASSERT_TRUE(child.running()) << log_text();
+  auto c = client();
+  auto post = [&](const std::string& target, const Bytes& body) -> net::Response {
+    auto r = c->request("POST", target, protocol::kContentType, body);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : net::Response{};
+  };
+
+  // Enroll, claiming the payments group, then activate with the TPM.
+  auto ak = tpm.create_ak();
+  ASSERT_TRUE(ak) << ak.error().message;
+  auto ek = tpm.endorsement_key();
+  ASSERT_TRUE(ek) << ek.error().message;
+  protocol::EnrollRequest enroll;
+  enroll.ek_public = ek->public_area;
+  enroll.ek_cert = ek->certificate;
+  enroll.ek_chain = {der_of_pem_file(swtpm->issuer_cert())};
+  enroll.ak_public = ak->public_area;
+  enroll.ak_name = ak->name();
+  enroll.metadata = {"attacker-host", "attacker-machine", std::string("payments-prod"), "e2e"};
+  auto r = post("/v1/enroll", protocol::encode(enroll));
+  ASSERT_EQ(r.status, 200U) << to_string(r.body) << log_text();
+  auto enrolled = protocol::decode_enroll_response(r.body);
+  ASSERT_TRUE(enrolled) << enrolled.error().message;
+  auto secret = tpm.activate_credential(*ak, enrolled->credential_blob, enrolled->encrypted_secret);
+  ASSERT_TRUE(secret) << secret.error().message;
+  auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak->name());
+  ASSERT_TRUE(proof);
+  r = post("/v1/enroll/" + enrolled->enrollment_id + "/activate",
+           protocol::encode(protocol::ActivateRequest{enrolled->enrollment_id, *proof}));
+  ASSERT_EQ(r.status, 200U) << to_string(r.body);
+  auto activated = protocol::decode_activate_response(r.body);
+  ASSERT_TRUE(activated);
+  const std::string device = activated->device_id;
+
+  // The same EK again: 409, and the answer does not name the device.
+  r = post("/v1/enroll", protocol::encode(enroll));
+  EXPECT_EQ(r.status, 409U);
+  EXPECT_EQ(to_string(r.body).find(device), std::string::npos) << to_string(r.body);
+
+  // Attest: quote, certified binding key, session key signed by it.
+  r = post("/v1/challenge", protocol::encode(protocol::ChallengeRequest{device}));
+  ASSERT_EQ(r.status, 200U) << to_string(r.body);
+  auto challenge = protocol::decode_challenge_response(r.body);
+  ASSERT_TRUE(challenge);
+  const Bytes& nonce = challenge->nonce;
+  const std::string selection_text = "sha256:0,1,2,3,4,5,6,7";
+  auto selection = PcrSelection::parse(selection_text);
+  ASSERT_TRUE(selection);
+  auto quote = tpm.quote(*ak, *selection, nonce);
+  ASSERT_TRUE(quote) << quote.error().message;
+  auto bk = tpm.create_binding_key(*ak, nonce);
+  ASSERT_TRUE(bk) << bk.error().message;
+  SystemRandom random;
+  SystemClock clock;
+  auto session = token::EcSigner::generate(random);
+  ASSERT_TRUE(session);
+  protocol::AttestRequest attest;
+  attest.device_id = device;
+  attest.nonce = nonce;
+  attest.quote = {quote->attest, quote->signature};
+  attest.pcr_selection = selection_text;
+  attest.boot_log = log;
+  attest.binding_key = {bk->public_area, {bk->certify_attest, bk->certify_signature}};
+  auto jkt = base64url_decode(session->public_jwk().thumbprint());
+  ASSERT_TRUE(jkt);
+  auto sig = tpm.sign(*bk, ossl::sha256(protocol::session_key_signed_bytes(nonce, *jkt)));
+  ASSERT_TRUE(sig) << sig.error().message;
+  ByteWriter tpmt;  // TPMT_SIGNATURE: ECDSA, SHA-256, r, s
+  tpmt.u16be(0x0018).u16be(0x000B);
+  tpmt.tpm2b(ByteSpan(sig->raw).first(32)).tpm2b(ByteSpan(sig->raw).subspan(32));
+  attest.session_key = protocol::SessionKey{json::serialize(session->public_jwk().to_json()),
+                                            std::move(tpmt).take()};
+  r = post("/v1/attest", protocol::encode(attest));
+  ASSERT_EQ(r.status, 200U) << to_string(r.body);
+  auto attested = protocol::decode_attest_response(r.body);
+  ASSERT_TRUE(attested) << attested.error().message;
+  ASSERT_EQ(attested->verdict, protocol::Verdict::kPass);
+  ASSERT_TRUE(attested->device_token);
+
+  auto ask_token = [&] {
+    protocol::TokenRequest t;
+    t.device_token = *attested->device_token;
+    auto p =
+        token::create_proof(*session, {"POST", c->url("/v1/token"), std::nullopt, std::nullopt},
+                            clock.unix_now(), random);
+    EXPECT_TRUE(p) << p.error().message;
+    t.proof = p ? *p : std::string();
+    t.selectors.uid = 1000;
+    t.audience = "payments";
+    t.scopes = {"pay"};
+    return post("/v1/token", protocol::encode(t));
+  };
+  r = ask_token();
+  EXPECT_EQ(r.status, 403U) << to_string(r.body);
+  auto refusal = protocol::decode_error_response(r.body);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->code, "permission_denied") << refusal->reason;
+
+  // The admin sees the request, assigns the group on the socket, and the same device token works.
+  auto admin = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"curl", "-sS", "--unix-socket", socket.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_command(argv, {}, std::chrono::seconds(30));
+  };
+  auto listed = admin({"http://localhost/admin/v1/devices"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.out;
+  EXPECT_NE(listed.out.find("\"requested_group\":\"payments-prod\""), std::string::npos)
+      << listed.out;
+  EXPECT_NE(listed.out.find("\"group\":null"), std::string::npos) << listed.out;
+  auto bad = admin({"-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data",
+                    R"({"group": 7})", "http://localhost/admin/v1/devices/" + device + "/group"});
+  EXPECT_EQ(bad.out, "400") << bad.out;
+  auto put = admin({"-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data",
+                    R"({"group": "payments-prod"})",
+                    "http://localhost/admin/v1/devices/" + device + "/group"});
+  EXPECT_EQ(put.out, "204") << put.out;
+  // Over loopback TCP without a certificate the route is refused like every admin route.
+  auto tcp = c->request("PUT", "/admin/v1/devices/" + device + "/group", "application/json",
+                        to_bytes(std::string_view(R"({"group": "payments-eu"})")));
+  ASSERT_TRUE(tcp);
+  EXPECT_EQ(tcp->status, 403U);
+
+  // Other replicas see it within 1 s; this is the replica that served it: at once.
+  r = ask_token();
+  EXPECT_EQ(r.status, 200U) << to_string(r.body);
+  auto audit = admin({"http://localhost/admin/v1/audit?device=" + device});
+  EXPECT_NE(audit.out.find("admin.device_group"), std::string::npos) << audit.out;
+  EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << log_text();
 }
 
 }  // namespace

@@ -393,7 +393,9 @@ TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
   auto parsed = json::parse_object(*one);
   ASSERT_TRUE(parsed);
   EXPECT_EQ(json::get_string(*parsed, "last_verdict"), "accept");
-  EXPECT_EQ(json::get_string(*parsed, "group"), "edge");
+  // The owner_label the device sent is a request; no admin has placed it in a group.
+  EXPECT_TRUE(parsed->at("group").is_null());
+  EXPECT_EQ(json::get_string(*parsed, "requested_group"), "edge");
   EXPECT_EQ(parsed->at("live_tokens").as_array().size(), 1U);
   auto all = service_->admin_list_devices(10, "");
   ASSERT_TRUE(all);
@@ -619,6 +621,8 @@ TEST_F(IssuerServiceTest, AkMustBeARestrictedSigningKeyNamedCorrectly) {
   auto twice = service_->enroll(enroll_request(*ak));
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.error().code, ErrorCode::kAlreadyExists);
+  // Anyone holding the (public) EK certificate can ask: the answer must not name the device.
+  EXPECT_EQ(twice.error().message.find(device), std::string::npos) << twice.error().message;
 }
 
 TEST_F(IssuerServiceTest, BadActivationProofIsRefusedAndEnrollmentConsumed) {
@@ -678,7 +682,7 @@ TEST_F(IssuerServiceTest, ActivationProofIsStoredOnlyAsADigest) {
   ASSERT_TRUE(again) << again.error().message;
   auto pending = store_->take_enrollment(again->enrollment_id);
   ASSERT_TRUE(pending);
-  ASSERT_TRUE(store_->put_enrollment(*pending));
+  ASSERT_TRUE(store_->put_enrollment(*pending, 100));
   auto forged =
       service_->activate(again->enrollment_id, {again->enrollment_id, pending->secret_hash});
   ASSERT_FALSE(forged);
@@ -898,14 +902,18 @@ TEST_F(IssuerServiceTest, CachesFollowThisProcessesWritesAtOnce) {
   ASSERT_TRUE(service_->admin_set_device_state(device, "revoked", "alice"));
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   ASSERT_TRUE(service_->admin_set_device_state(device, "enabled", "alice"));
-  ASSERT_TRUE(token(token_request(device_token)));
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
+  clock_.advance(std::chrono::seconds(1));
+  const Bytes after_enable =
+      attest(attest_request(device, challenge(device))).device_token.value_or(Bytes{});
+  ASSERT_TRUE(token(token_request(after_enable)));
 
   // A failed attestation: the device token it had before no longer buys workload tokens.
   const Bytes forged = make_boot_log("warden-test-crtm-2").bytes;
   AttestOptions o;
   o.boot_log = &forged;
   EXPECT_EQ(attest(attest_request(device, challenge(device), o)).verdict, Verdict::kFail);
-  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kPolicyViolation);
+  EXPECT_EQ(token(token_request(after_enable)).error().code, ErrorCode::kPolicyViolation);
 
   // A cached verification never outlives the device token.
   const Bytes fresh =
@@ -937,13 +945,140 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   ASSERT_TRUE((*other)->admin_set_device_state(device, "enabled", "bob"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-  ASSERT_TRUE(token(token_request(device_token)));
+  // Enabled again, but the device token from before the revocation stays dead (issue 31).
+  EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
+  clock_.advance(std::chrono::seconds(1));
+  const Bytes fresh =
+      attest(attest_request(device, challenge(device))).device_token.value_or(Bytes{});
+  ASSERT_TRUE(token(token_request(fresh)));
 
   ASSERT_TRUE((*other)->admin_put_policy(
       "p9", policy_toml("p9", expected_pcr0("warden-test-crtm-1")), "bob"));
   std::this_thread::sleep_for(std::chrono::milliseconds(2100));
   auto response = attest(attest_request(device, challenge(device)));
   EXPECT_EQ(response.policy_version, "p9") << reasons_text(response);
+}
+
+// Issue 31: a device chooses its own owner_label, so it must never choose its group. The
+// attacker owns a second genuine device (its own swtpm, EK certificate from a configured
+// manufacturer CA) and builds its requests itself, naming the group a `match.group` rule grants.
+TEST_F(IssuerServiceTest, ADeviceCannotChooseItsGroup) {
+  auto second = test::Swtpm::start();
+  clock_.set(SystemClock().unix_now());  // its CA was made just now
+  config_.enrollment.manufacturer_ca_files.push_back(second->ca_cert().string());
+  const std::string payments =
+      "[[workload]]\nname = \"payments\"\naudiences = [\"payments\"]\nscopes = [\"pay\"]\n"
+      "[workload.match]\ngroup = \"payments-*\"\n";
+  open_issuer();  // trusts the second CA
+  ASSERT_TRUE(service_->admin_put_policy(
+      "p-pay", policy_toml("p-pay", expected_pcr0("warden-test-crtm-1"), payments), "alice"));
+  std::swap(tpm_, second);  // the helpers below now drive the attacker's TPM
+  for (const auto& [pcr, digest] : boot_.extends)
+    ASSERT_TRUE(tpm_api().extend_pcr(pcr, TpmAlg::kSha256, digest));
+
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak) << ak.error().message;
+  ak_ = *ak;
+  auto request = enroll_request(ak_);
+  request.metadata.owner_label = "payments-prod";  // what the rewriting proxy sends
+  auto enrolled = service_->enroll(request);
+  ASSERT_TRUE(enrolled) << enrolled.error().message;
+  auto secret =
+      tpm_api().activate_credential(ak_, enrolled->credential_blob, enrolled->encrypted_secret);
+  ASSERT_TRUE(secret) << secret.error().message;
+  auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak_.name());
+  auto activated = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+  ASSERT_TRUE(activated) << activated.error().message;
+  const std::string device = activated->device_id;
+  auto attested = attest(attest_request(device, challenge(device)));
+  ASSERT_EQ(attested.verdict, Verdict::kPass) << reasons_text(attested);
+  ASSERT_TRUE(attested.device_token);
+
+  auto ask = token_request(*attested.device_token, 2000, "payments");
+  ask.scopes = {"pay"};
+  auto refused = token(ask);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied) << refused.error().message;
+
+  // The admin sees what it asked for, and that it is in no group.
+  auto listed = service_->admin_list_devices(10, "");
+  ASSERT_TRUE(listed) << listed.error().message;
+  auto page = json::parse_object(*listed);
+  ASSERT_TRUE(page);
+  const auto& entry = page->at("devices").as_array().at(0).as_object();
+  EXPECT_EQ(json::get_string(entry, "requested_group"), "payments-prod");
+  EXPECT_TRUE(entry.at("group").is_null());
+
+  EXPECT_EQ(service_->admin_set_device_group(device, "payments-*", "alice").error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(service_->admin_set_device_group("nope", "payments-prod", "alice").error().code,
+            ErrorCode::kNotFound);
+  ASSERT_TRUE(service_->admin_set_device_group(device, "payments-prod", "alice"));
+  ask = token_request(*attested.device_token, 2000, "payments");
+  ask.scopes = {"pay"};
+  auto granted = token(ask);
+  ASSERT_TRUE(granted) << granted.error().message;
+  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  ASSERT_TRUE(audit);
+  EXPECT_NE(audit->find("admin.device_group"), std::string::npos);
+  EXPECT_NE(audit->find("alice"), std::string::npos);
+
+  // Cleared again: nothing.
+  ASSERT_TRUE(service_->admin_set_device_group(device, "", "alice"));
+  ask = token_request(*attested.device_token, 2000, "payments");
+  ask.scopes = {"pay"};
+  EXPECT_EQ(token(ask).error().code, ErrorCode::kPermissionDenied);
+  std::swap(tpm_, second);
+}
+
+// Issue 31: enabling a revoked device does not revive the device token it held: tokens need a
+// fresh attestation.
+TEST_F(IssuerServiceTest, ReenabledDeviceNeedsAFreshAttestation) {
+  std::string device;
+  const Bytes before = attested_device(device);
+  ASSERT_TRUE(token(token_request(before)));
+  clock_.advance(std::chrono::seconds(5));
+  ASSERT_TRUE(service_->admin_set_device_state(device, "revoked", "alice"));
+  ASSERT_TRUE(service_->admin_set_device_state(device, "enabled", "alice"));
+  auto revived = token(token_request(before));
+  ASSERT_FALSE(revived);
+  EXPECT_EQ(revived.error().code, ErrorCode::kRevoked) << revived.error().message;
+  auto shown = service_->admin_get_device(device);
+  ASSERT_TRUE(shown);
+  auto parsed = json::parse_object(*shown);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->at("revoked_at").as_int64(), clock_.unix_now());
+
+  clock_.advance(std::chrono::seconds(1));
+  auto fresh = attest(attest_request(device, challenge(device)));
+  ASSERT_EQ(fresh.verdict, Verdict::kPass) << reasons_text(fresh);
+  ASSERT_TRUE(fresh.device_token);
+  auto granted = token(token_request(*fresh.device_token));
+  ASSERT_TRUE(granted) << granted.error().message;
+  EXPECT_EQ(token(token_request(before)).error().code, ErrorCode::kRevoked);
+}
+
+// Issue 31: one pending enrollment per EK; the newest replaces the older one.
+TEST_F(IssuerServiceTest, OnePendingEnrollmentPerEk) {
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak) << ak.error().message;
+  auto first = service_->enroll(enroll_request(*ak));
+  ASSERT_TRUE(first) << first.error().message;
+  auto second = service_->enroll(enroll_request(*ak));
+  ASSERT_TRUE(second) << second.error().message;
+  auto activate = [&](const protocol::EnrollResponse& e) {
+    auto secret = tpm_api().activate_credential(*ak, e.credential_blob, e.encrypted_secret);
+    EXPECT_TRUE(secret) << secret.error().message;
+    auto proof = protocol::activation_proof(secret->view(), e.enrollment_id, ak->name());
+    return service_->activate(e.enrollment_id, {e.enrollment_id, *proof});
+  };
+  auto stale = activate(*first);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kNotFound) << stale.error().message;
+  auto activated = activate(*second);
+  ASSERT_TRUE(activated) << activated.error().message;
+  // And the activation cannot be replayed.
+  EXPECT_EQ(activate(*second).error().code, ErrorCode::kNotFound);
 }
 
 }  // namespace

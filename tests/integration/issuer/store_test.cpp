@@ -85,9 +85,9 @@ TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
-  EXPECT_EQ(*v, 3);
+  EXPECT_EQ(*v, 4);
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 3);
+  EXPECT_EQ(*this->store_->schema_version(), 4);
   EXPECT_TRUE(this->store_->ping());
 }
 
@@ -157,6 +157,58 @@ TYPED_TEST(StoreTest, RevokesEnablesAndRecordsAttestation) {
   EXPECT_EQ(d->last_reasons_json, u.reasons_json);
 }
 
+// Issue 31: the group is the operator's, the request is kept apart; a revocation is dated.
+TYPED_TEST(StoreTest, GroupIsAssignedApartFromTheRequestAndRevocationIsDated) {
+  auto d = this->make_device("d1");
+  d.group.clear();
+  d.requested_group = "payments-prod";
+  ASSERT_TRUE(this->store_->add_device(d));
+  auto got = this->store_->get_device("d1");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->group, "");
+  EXPECT_EQ(got->requested_group, "payments-prod");
+  EXPECT_EQ(got->revoked_at, 0);
+  ASSERT_TRUE(this->store_->set_device_group("d1", "payments-eu"));
+  got = this->store_->get_device("d1");
+  EXPECT_EQ(got->group, "payments-eu");
+  EXPECT_EQ(got->requested_group, "payments-prod");
+  EXPECT_EQ(this->store_->set_device_group("zz", "x").error().code, ErrorCode::kNotFound);
+
+  ASSERT_TRUE(this->store_->revoke_device("d1", 5000));
+  got = this->store_->get_device("d1");
+  EXPECT_EQ(got->state, DeviceState::kRevoked);
+  EXPECT_EQ(got->revoked_at, 5000);
+  ASSERT_TRUE(this->store_->set_device_state("d1", DeviceState::kEnabled));
+  ASSERT_TRUE(this->store_->revoke_device("d1", 4000));  // a slower replica's older revocation
+  got = this->store_->get_device("d1");
+  EXPECT_EQ(got->state, DeviceState::kRevoked);
+  EXPECT_EQ(got->revoked_at, 5000);
+  EXPECT_EQ(this->store_->revoke_device("zz", 1).error().code, ErrorCode::kNotFound);
+}
+
+// Issue 31: one pending enrollment per EK (the newest wins) and a bound on all of them (the
+// oldest go first).
+TYPED_TEST(StoreTest, PendingEnrollmentsAreOnePerEkAndBounded) {
+  auto pending = [](std::string id, std::string ek, std::int64_t created) {
+    return Enrollment{std::move(id), std::move(ek), "", {1}, {1}, "req", {2}, created, 9999};
+  };
+  ASSERT_TRUE(this->store_->put_enrollment(pending("a1", "ek-a", 10), 3));
+  ASSERT_TRUE(this->store_->put_enrollment(pending("a2", "ek-a", 11), 3));
+  EXPECT_EQ(this->store_->take_enrollment("a1").error().code, ErrorCode::kNotFound);
+  auto a2 = this->store_->take_enrollment("a2");
+  ASSERT_TRUE(a2) << a2.error().message;
+  EXPECT_EQ(a2->requested_group, "req");
+
+  for (int i = 0; i < 5; ++i) {
+    const std::string n = std::to_string(i);
+    ASSERT_TRUE(this->store_->put_enrollment(pending("e" + n, "ek-" + n, 100 + i), 3));
+  }
+  // Bound 3: the two oldest were evicted, the three newest remain.
+  EXPECT_EQ(this->store_->take_enrollment("e0").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(this->store_->take_enrollment("e1").error().code, ErrorCode::kNotFound);
+  for (const char* id : {"e2", "e3", "e4"}) EXPECT_TRUE(this->store_->take_enrollment(id)) << id;
+}
+
 TYPED_TEST(StoreTest, NonceIsConsumedOnceAndOlderNoncesAreRefused) {
   ASSERT_TRUE(this->store_->add_device(this->make_device("d1")));
   Bytes n1(32, 1), n2(32, 2), n0(32, 9);
@@ -185,15 +237,19 @@ TYPED_TEST(StoreTest, ConcurrentNonceUseAcceptsExactlyOne) {
 
 TYPED_TEST(StoreTest, EnrollmentIsTakenOnce) {
   Enrollment e{"enr-1", "ek", "", {1, 2}, {3}, "g", {9, 9}, 10, 20};
-  ASSERT_TRUE(this->store_->put_enrollment(e));
-  EXPECT_EQ(this->store_->put_enrollment(e).error().code, ErrorCode::kAlreadyExists);
+  ASSERT_TRUE(this->store_->put_enrollment(e, 100));
+  Enrollment same_id = e;
+  same_id.ek_public_hash = "other-ek";
+  EXPECT_EQ(this->store_->put_enrollment(same_id, 100).error().code, ErrorCode::kAlreadyExists);
   auto taken = this->store_->take_enrollment("enr-1");
   ASSERT_TRUE(taken);
   EXPECT_EQ(taken->secret_hash, (Bytes{9, 9}));
   EXPECT_EQ(taken->ak_public, (Bytes{1, 2}));
   EXPECT_EQ(this->store_->take_enrollment("enr-1").error().code, ErrorCode::kNotFound);
-  ASSERT_TRUE(this->store_->put_enrollment(Enrollment{"old", "ek2", "", {1}, {1}, "", {1}, 1, 5}));
-  ASSERT_TRUE(this->store_->put_enrollment(Enrollment{"new", "ek3", "", {1}, {1}, "", {1}, 1, 50}));
+  ASSERT_TRUE(
+      this->store_->put_enrollment(Enrollment{"old", "ek2", "", {1}, {1}, "", {1}, 1, 5}, 100));
+  ASSERT_TRUE(
+      this->store_->put_enrollment(Enrollment{"new", "ek3", "", {1}, {1}, "", {1}, 1, 50}, 100));
   EXPECT_EQ(*this->store_->purge_enrollments(10), 1U);
   EXPECT_TRUE(this->store_->take_enrollment("new"));
 }

@@ -105,6 +105,29 @@ TEST(WorkloadPolicy, DigestsCompareExactlyAndGroupsGlob) {
             ErrorCode::kPolicyViolation);
 }
 
+TEST(WorkloadPolicy, ADeviceWithoutAnAssignedGroupMatchesNoGroupRule) {
+  // Issue 31: the group is the operator's assignment; a device nobody placed (empty group) is in
+  // none, even for a rule that matches every group.
+  auto p = parse_workload_policy(R"(
+version = "g"
+[[workload]]
+name = "any-group"
+audiences = ["payments"]
+scopes = ["pay"]
+[workload.match]
+group = "*"
+)");
+  ASSERT_TRUE(p) << p.error().message;
+  protocol::WorkloadSelectors s;
+  std::vector<std::string> scopes{"pay"};
+  auto none = authorize_workload(*p, {&s, "", "payments", &scopes});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kPermissionDenied);
+  auto placed = authorize_workload(*p, {&s, "payments-prod", "payments", &scopes});
+  ASSERT_TRUE(placed) << placed.error().message;
+  EXPECT_EQ(placed->rule, "any-group");
+}
+
 TEST(WorkloadPolicy, RejectsBadRules) {
   const char* bad[] = {
       "[[workload]]\naudiences = [\"a\"]\n",                                      // no match
