@@ -698,6 +698,17 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
   }
   auto fetched =
       fetch_token_locked(caller, request, format, static_cast<std::uint32_t>(ttl.count()));
+  if (!fetched && fetched.error().code == ErrorCode::kRevoked) {
+    // The issuer no longer takes this device token: the device was revoked (and perhaps enabled
+    // again between two status polls). Attest once now; a device still revoked is refused there
+    // and this agent revokes, one that was enabled again gets a fresh device token.
+    spdlog::info("agent: the issuer refused the device token ({}); attesting again",
+                 fetched.error().message);
+    if (reattest_locked("issuer refused the device token")) {
+      fetched =
+          fetch_token_locked(caller, request, format, static_cast<std::uint32_t>(ttl.count()));
+    }
+  }
   if (!fetched) {
     if (cached != nullptr && issuer_unreachable(fetched.error())) return respond(*cached);
     return fail(std::move(fetched).error());

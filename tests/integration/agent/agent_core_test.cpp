@@ -436,6 +436,31 @@ TEST_F(AgentCoreTest, DeviceRevokedAtTheIssuerIsRevokedHereAtTheNextDevicePoll) 
   EXPECT_EQ(agent_->state(), AgentState::kServing);
 }
 
+TEST_F(AgentCoreTest, RevokedAndEnabledBetweenTwoPollsAttestsAgainAtTheNextTokenRequest) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  ASSERT_TRUE(agent_->token(me, TokenRequest{kAudience, {"read"}, std::nullopt, std::nullopt}));
+  const auto id = agent_->device_id();
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(service_->admin_set_device_state(*id, "revoked", "test admin"));
+  ASSERT_TRUE(service_->admin_set_device_state(*id, "enabled", "test admin"));
+  clock_.advance(std::chrono::seconds(2));
+  // Not cached (another ttl): the issuer refuses the device token from before the revocation;
+  // the agent attests again and the request is answered.
+  auto t =
+      agent_->token(me, TokenRequest{kAudience, {"read"}, std::chrono::seconds(30), std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  // Revoked for good: the attempt to attest is refused and the agent revokes.
+  ASSERT_TRUE(service_->admin_set_device_state(*id, "revoked", "test admin"));
+  clock_.advance(std::chrono::seconds(2));
+  t = agent_->token(me, TokenRequest{kAudience, {"read"}, std::chrono::seconds(20), std::nullopt});
+  ASSERT_FALSE(t);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+}
+
 TEST_F(AgentCoreTest, SealedSecretOnlyForAllowedCallers) {
   make_agent();
   ASSERT_TRUE(agent_->start());
