@@ -134,25 +134,25 @@ std::string_view reason(ErrorCode code) {
   }
 }
 
-int report(const Error& error) {
+int report_invalid(const Error& error) {
   std::cerr << "wardenctl: token invalid: " << reason(error.code) << " (" << error.message << ")\n";
   return 1;
 }
 
 int inspect(const std::string& path) {
   auto raw = read_input(path);
-  if (!raw) return report(raw.error());
+  if (!raw) return report_invalid(raw.error());
   auto input = detect(*raw);
   boost::json::object out;
   if (input.jwt) {
     auto jws = decode_jws(*input.jwt);
-    if (!jws) return report(jws.error());
+    if (!jws) return report_invalid(jws.error());
     out = {{"format", "jwt"}, {"header", jws->header}, {"claims", jws->payload}};
   } else {
     auto msg = decode_cose_sign1(input.cwt);
-    if (!msg) return report(msg.error());
+    if (!msg) return report_invalid(msg.error());
     auto payload = cbor::decode(msg->payload, kCoseLimits);
-    if (!payload) return report(payload.error());
+    if (!payload) return report_invalid(payload.error());
     boost::json::value claims = cbor_to_json(*payload);
     if (auto parsed = claims_from_cbor(*payload)) claims = claims_to_json(*parsed);
     out = {{"format", "cwt"},
@@ -174,11 +174,11 @@ struct VerifyArgs {
 
 int verify(const VerifyArgs& args) {
   auto jwks_text = read_file(args.jwks, 1 << 20);
-  if (!jwks_text) return report(jwks_text.error());
+  if (!jwks_text) return report_invalid(jwks_text.error());
   auto keys = KeySet::from_json(to_string(*jwks_text));
-  if (!keys) return report(keys.error());
+  if (!keys) return report_invalid(keys.error());
   auto raw = read_input(args.file);
-  if (!raw) return report(raw.error());
+  if (!raw) return report_invalid(raw.error());
   auto input = detect(*raw);
   std::int64_t now = args.at ? *args.at : SystemClock().unix_now();
   ClaimChecks checks;
@@ -190,12 +190,12 @@ int verify(const VerifyArgs& args) {
     JwtVerifyOptions options;
     options.checks = checks;
     auto v = verify_jwt(*input.jwt, *keys, options);
-    if (!v) return report(v.error());
+    if (!v) return report_invalid(v.error());
     claims = std::move(v->claims);
     token_text = *input.jwt;
   } else {
     auto v = verify_cwt(input.cwt, *keys, checks);
-    if (!v) return report(v.error());
+    if (!v) return report_invalid(v.error());
     claims = std::move(v->claims);
     token_text = base64url_encode(input.cwt);
   }
@@ -205,9 +205,9 @@ int verify(const VerifyArgs& args) {
       return 2;
     }
     auto proof = read_input(*args.proof);
-    if (!proof) return report(proof.error());
+    if (!proof) return report_invalid(proof.error());
     if (!claims.cnf || !claims.cnf->jkt) {
-      return report(Error{ErrorCode::kProofMismatch, "token has no cnf key binding", 0, 0});
+      return report_invalid(Error{ErrorCode::kProofMismatch, "token has no cnf key binding", 0, 0});
     }
     ReplayCache cache(1, 300);
     ProofCheck check;
@@ -218,20 +218,20 @@ int verify(const VerifyArgs& args) {
     check.expected_jkt = claims.cnf->jkt;
     auto text = detect(*proof);
     auto v = verify_proof(text.jwt.value_or(to_string(*proof)), check, cache);
-    if (!v) return report(v.error());
+    if (!v) return report_invalid(v.error());
   }
   if (args.status_list) {
     if (!claims.status) {
-      return report(Error{ErrorCode::kMalformed, "token has no status claim", 0, 0});
+      return report_invalid(Error{ErrorCode::kMalformed, "token has no status claim", 0, 0});
     }
     auto list_raw = read_input(*args.status_list);
-    if (!list_raw) return report(list_raw.error());
+    if (!list_raw) return report_invalid(list_raw.error());
     auto list_input = detect(*list_raw);
     auto list = list_input.jwt
                     ? verify_status_list_jwt(*list_input.jwt, *keys, now, claims.status->uri)
                     : verify_status_list_cwt(list_input.cwt, *keys, now, claims.status->uri);
-    if (!list) return report(list.error().context("status list"));
-    if (auto st = check_status(claims, *list); !st) return report(st.error());
+    if (!list) return report_invalid(list.error().context("status list"));
+    if (auto st = check_status(claims, *list); !st) return report_invalid(st.error());
   }
   std::cout << json::serialize(
                    boost::json::object{{"valid", true}, {"claims", claims_to_json(claims)}})
