@@ -102,12 +102,12 @@ Service::Service(Options options, EkTrust trust)
       trust_(std::move(trust)),
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
               options_.config->tokens.nonce_ttl_s),
-      refusals_({static_cast<double>(options_.config->limits.refusal_burst),
-                 static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
-                 kRefusalKeys}),
       token_rate_({static_cast<double>(options_.config->limits.token_burst),
                    static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
-                   kDeviceCacheMax}) {
+                   kDeviceCacheMax}),
+      refusals_({static_cast<double>(options_.config->limits.refusal_burst),
+                 static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
+                 kRefusalKeys}) {
   auto add_base = [this](std::string base) {
     while (!base.empty() && base.back() == '/') base.pop_back();
     if (!base.empty()) proof_bases_.push_back(std::move(base));
@@ -179,7 +179,13 @@ void Service::housekeeping() {
   (void)token_rate_.drain(Steady::now());  // forgets idle devices; nothing to report
   const std::int64_t t = now();
   std::lock_guard lock(replay_mu_);
-  std::erase_if(proof_replay_, [t](auto& entry) { return entry.second.prune(t) == 0; });
+  prune_proofs(t);
+}
+
+void Service::prune_proofs(std::int64_t t) {
+  for (auto it = proof_replay_.begin(); it != proof_replay_.end();) {
+    it = it->second.prune(t) == 0 ? proof_replay_.erase(it) : std::next(it);
+  }
 }
 
 std::size_t Service::proof_cache_capacity() const {
@@ -194,9 +200,7 @@ Status Service::record_proof(const std::string& device_id, const std::string& jt
   std::lock_guard lock(replay_mu_);
   auto it = proof_replay_.find(device_id);
   if (it == proof_replay_.end()) {
-    if (proof_replay_.size() >= kDeviceCacheMax) {
-      std::erase_if(proof_replay_, [t](auto& entry) { return entry.second.prune(t) == 0; });
-    }
+    if (proof_replay_.size() >= kDeviceCacheMax) prune_proofs(t);
     if (proof_replay_.size() >= kDeviceCacheMax) {
       return fail(ErrorCode::kUnavailable, "token: proof replay state is at its limit of " +
                                                std::to_string(kDeviceCacheMax) + " devices");

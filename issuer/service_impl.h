@@ -164,7 +164,8 @@ class Service final : public IssuerService {
   static constexpr std::int64_t kProofLeeway = 5;
   [[nodiscard]] std::size_t proof_cache_capacity() const;
   Status record_proof(const std::string& device_id, const std::string& jti, std::int64_t t);
-  std::mutex replay_mu_;  // guards proof_replay_ and revoke_replay_
+  void prune_proofs(std::int64_t t);  ///< forgets devices with no live proof; holds replay_mu_
+  std::mutex replay_mu_;              // guards proof_replay_ and revoke_replay_
   std::unordered_map<std::string, token::ReplayCache> proof_replay_;  // by device id
   token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
   RefusalBudget token_rate_;  // token requests per device id; has its own lock

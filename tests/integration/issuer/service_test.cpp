@@ -954,6 +954,7 @@ TEST_F(IssuerServiceTest, ProofFloodFromOneDeviceRefusesOnlyThatDevice) {
   auto second = test::Swtpm::start({});
   ASSERT_TRUE(second);
   config_.enrollment.manufacturer_ca_files.push_back(second->ca_cert().string());
+  clock_.set(SystemClock().unix_now() + 1);  // the second EK certificate is newer
   open_issuer();
   std::string device_a;
   const Bytes token_a = attested_device(device_a);
