@@ -718,6 +718,11 @@ Result<std::unique_ptr<HttpsServer>> HttpsServer::create(const IssuerConfig& con
                 "limits: max_connections, max_connections_per_address, max_header_bytes, "
                 "read_timeout_ms and handshake_timeout_ms must be > 0");
   }
+  if (config.issuer_url.empty()) {
+    spdlog::warn(
+        "issuer_url is not set: /v1/token proofs are checked against the request's Host header, "
+        "which the client chooses; set issuer_url (and issuer_url_aliases) in production");
+  }
   auto server = std::make_unique<BeastServer>(config, service, std::move(*ssl));
   WARDEN_TRY_STATUS(server->bind(config.listen.address, config.listen.port));
   WARDEN_TRY_STATUS(server->open_admin_socket(config));
