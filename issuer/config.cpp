@@ -112,6 +112,12 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("limits", "max_body_bytes", c.limits.max_body_bytes));
   WARDEN_TRY_STATUS(r.get("limits", "read_timeout_ms", c.limits.read_timeout_ms));
   WARDEN_TRY_STATUS(r.get("limits", "max_connections", c.limits.max_connections));
+  WARDEN_TRY_STATUS(r.get("limits", "handshake_timeout_ms", c.limits.handshake_timeout_ms));
+  WARDEN_TRY_STATUS(
+      r.get("limits", "max_connections_per_address", c.limits.max_connections_per_address));
+  WARDEN_TRY_STATUS(r.get("limits", "token_burst", c.limits.token_burst));
+  WARDEN_TRY_STATUS(r.get("limits", "token_per_minute", c.limits.token_per_minute));
+  WARDEN_TRY_STATUS(r.get("metrics", "allow_remote", c.metrics.allow_remote));
   WARDEN_TRY_STATUS(r.get("limits", "refusal_burst", c.limits.refusal_burst));
   WARDEN_TRY_STATUS(r.get("limits", "refusal_per_minute", c.limits.refusal_per_minute));
   WARDEN_TRY_STATUS(r.get("tokens", "nonce_ttl_s", c.tokens.nonce_ttl_s));
@@ -125,6 +131,7 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("enrollment", "tofu", c.enrollment.tofu));
   WARDEN_TRY_STATUS(r.get("", "policy_file", c.policy_file));
   WARDEN_TRY_STATUS(r.get("", "issuer_url", c.issuer_url));
+  WARDEN_TRY_STATUS(r.get("", "issuer_url_aliases", c.issuer_url_aliases));
   WARDEN_TRY_STATUS(r.check_unknown());
 
   if (c.tls.min_version != "1.3" && c.tls.min_version != "1.2") {
@@ -140,6 +147,10 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   if (c.store.backend == "postgres" && c.store.postgres_conninfo.empty()) {
     return fail(ErrorCode::kInvalidArgument,
                 "config: store.postgres_conninfo is required when store.backend = \"postgres\"");
+  }
+  if (c.limits.token_burst == 0 || c.limits.token_per_minute == 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config: limits.token_burst and limits.token_per_minute must be at least 1");
   }
   if (c.limits.refusal_burst == 0) {
     return fail(ErrorCode::kInvalidArgument, "config: limits.refusal_burst must be at least 1");

@@ -44,8 +44,19 @@ struct IssuerConfig {
     /// The largest attest request of docs/protocol.md (13 MiB + 64 KiB); other routes are
     /// capped at their own protocol maximum below this (issuer/http/server.cpp).
     std::size_t max_body_bytes = protocol::limits::kAttestRequestBody;
+    /// The whole request (header and body) after its first byte is awaited, per request.
     std::uint32_t read_timeout_ms = 10'000;
+    /// From accept to the end of the TLS handshake: a connection that sends nothing, or too
+    /// slowly, is closed.
+    std::uint32_t handshake_timeout_ms = 5'000;
     std::size_t max_connections = 1024;
+    /// Connections one client address may hold at once (from accept); more are closed at once.
+    std::size_t max_connections_per_address = 256;
+    /// Token requests per device: a bucket of token_burst refilled at token_per_minute; beyond
+    /// it /v1/token answers 429 for that device alone. It also bounds the device's proof
+    /// replay cache (burst + rate x the proof's acceptance window).
+    std::uint32_t token_burst = 30;
+    std::uint32_t token_per_minute = 600;
     /// Audited refusals per client address and per device: a bucket of refusal_burst refilled
     /// at refusal_per_minute; beyond it refusals are answered 429 (per address) or counted into
     /// one summary audit record (per device) instead of one record each.
@@ -64,8 +75,15 @@ struct IssuerConfig {
     std::vector<std::string> ek_allowlist;  ///< hex SHA-256 of EK public areas
     bool tofu = false;
   } enrollment;
+  struct MetricsExposure {
+    /// GET /metrics answers loopback callers and verified admin client certificates only,
+    /// unless true (then anyone who can reach the HTTPS port).
+    bool allow_remote = false;
+  } metrics;
   std::string policy_file;  ///< loaded as the first policy version when the store has none
   std::string issuer_url;   ///< external base URL: token iss and status list URIs ("" = relative)
+  /// Other base URLs the issuer is reached by; a proof's htu must name issuer_url or one of these.
+  std::vector<std::string> issuer_url_aliases;
 };
 
 /// Parses TOML text; unknown keys and wrong types are errors (kInvalidArgument naming the key).

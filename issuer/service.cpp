@@ -55,6 +55,13 @@ Bytes proof_digest(ByteSpan proof) {
   return ossl::sha256(input);
 }
 
+// "/v1/token" of "https://host:8443/v1/token"; "" when the URL has no path.
+std::string url_path(const std::string& url) {
+  const auto scheme = url.find("://");
+  const auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  return slash == std::string::npos ? std::string() : url.substr(slash);
+}
+
 std::string strip_query(std::string url) {
   auto cut = url.find_first_of("?#");
   if (cut != std::string::npos) url.resize(cut);
@@ -95,9 +102,19 @@ Service::Service(Options options, EkTrust trust)
       trust_(std::move(trust)),
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
               options_.config->tokens.nonce_ttl_s),
+      token_rate_({static_cast<double>(options_.config->limits.token_burst),
+                   static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
+                   kDeviceCacheMax}),
       refusals_({static_cast<double>(options_.config->limits.refusal_burst),
                  static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
-                 kRefusalKeys}) {}
+                 kRefusalKeys}) {
+  auto add_base = [this](std::string base) {
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!base.empty()) proof_bases_.push_back(std::move(base));
+  };
+  add_base(options_.issuer_url);
+  for (const auto& alias : options_.config->issuer_url_aliases) add_base(alias);
+}
 
 Status Service::init() {
   // Lists are numbered from "1"; the current one is the last that exists.
@@ -159,6 +176,44 @@ void Service::housekeeping() {
   for (const auto& s : refusals_.drain(Steady::now())) {
     audit_suppressed(s.key, s.suppressed, s.over, now());
   }
+  (void)token_rate_.drain(Steady::now());  // forgets idle devices; nothing to report
+  const std::int64_t t = now();
+  std::lock_guard lock(replay_mu_);
+  prune_proofs(t);
+}
+
+void Service::prune_proofs(std::int64_t t) {
+  for (auto it = proof_replay_.begin(); it != proof_replay_.end();) {
+    it = it->second.prune(t) == 0 ? proof_replay_.erase(it) : std::next(it);
+  }
+}
+
+std::size_t Service::proof_cache_capacity() const {
+  const auto& limits = options_.config->limits;
+  return static_cast<std::size_t>(limits.token_burst) +
+         static_cast<std::size_t>(limits.token_per_minute) *
+             static_cast<std::size_t>(kProofMaxAge + kProofLeeway + 59) / 60 +
+         1;
+}
+
+Status Service::record_proof(const std::string& device_id, const std::string& jti, std::int64_t t) {
+  std::lock_guard lock(replay_mu_);
+  auto it = proof_replay_.find(device_id);
+  if (it == proof_replay_.end()) {
+    if (proof_replay_.size() >= kDeviceCacheMax) prune_proofs(t);
+    if (proof_replay_.size() >= kDeviceCacheMax) {
+      return fail(ErrorCode::kUnavailable, "token: proof replay state is at its limit of " +
+                                               std::to_string(kDeviceCacheMax) + " devices");
+    }
+    it = proof_replay_.try_emplace(device_id, proof_cache_capacity(), kProofMaxAge + kProofLeeway)
+             .first;
+  }
+  auto fresh = it->second.check_and_insert(jti, t);
+  if (!fresh && fresh.error().code == ErrorCode::kLimitExceeded) {
+    return fail(ErrorCode::kLimitExceeded,
+                "token: device " + device_id + " sent more proofs than its replay cache holds");
+  }
+  return fresh;
 }
 
 Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
@@ -450,13 +505,32 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
   token::ProofCheck check;
   check.htm = target.method;
   check.htu = strip_query(target.url);
+  if (!proof_bases_.empty()) {
+    // htu must name this issuer as configured, never what the client put in its Host header.
+    const std::string path = url_path(check.htu);
+    check.htu = proof_bases_.front() + path;
+    for (std::size_t i = 1; i < proof_bases_.size(); ++i) {
+      check.htu_aliases.push_back(proof_bases_[i] + path);
+    }
+  }
   check.now = t;
+  check.max_age = kProofMaxAge;
+  check.leeway = kProofLeeway;
   check.expected_jkt = dc.cnf->jkt;
-  Result<token::VerifiedProof> proof = [&] {
-    std::lock_guard lock(replay_mu_);
-    return token::verify_proof(request.proof, check, proof_replay_);
-  }();
+  auto proof = token::verify_proof_unrecorded(request.proof, check);
   if (!proof) return fail(std::move(proof).error().context("token: proof"));
+  // After the proof's signature (only the device's key can spend its rate), before its jti is
+  // recorded: a device over its rate is refused alone, and its excess never fills its cache.
+  if (!token_rate_.charge(device_id, Steady::now()).record) {
+    return fail(ErrorCode::kLimitExceeded,
+                "token: device " + device_id + " is over limits.token_burst = " +
+                    std::to_string(options_.config->limits.token_burst) +
+                    " / limits.token_per_minute = " +
+                    std::to_string(options_.config->limits.token_per_minute));
+  }
+  if (auto recorded = record_proof(device_id, proof->jti, t); !recorded) {
+    return fail(std::move(recorded).error().context("token: proof"));
+  }
 
   WARDEN_ASSIGN(policy, active_policy());
   auto grant = authorize_workload(

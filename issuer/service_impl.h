@@ -162,9 +162,21 @@ class Service final : public IssuerService {
   std::mutex token_mu_;  // guards verified_tokens_
   std::unordered_map<std::string, VerifiedToken> verified_tokens_;
 
-  std::mutex replay_mu_;  // guards proof_replay_ and revoke_replay_
-  token::ReplayCache proof_replay_{100000, 600};
+  /// Token proofs: a jti is remembered for the device whose token the proof goes with, only for
+  /// as long as the proof's iat would still be accepted, and each device's cache holds what its
+  /// rate (limits.token_burst, token_per_minute) lets it send in that time. A device that fills
+  /// its own cache is refused; no other device is.
+  static constexpr std::int64_t kProofMaxAge = 300;
+  static constexpr std::int64_t kProofLeeway = 5;
+  [[nodiscard]] std::size_t proof_cache_capacity() const;
+  Status record_proof(const std::string& device_id, const std::string& jti, std::int64_t t);
+  void prune_proofs(std::int64_t t);  ///< forgets devices with no live proof; holds replay_mu_
+  std::mutex replay_mu_;              // guards proof_replay_ and revoke_replay_
+  std::unordered_map<std::string, token::ReplayCache> proof_replay_;  // by device id
   token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
+  RefusalBudget token_rate_;  // token requests per device id; has its own lock
+  /// The proof URLs /v1/token accepts: issuer_url and issuer_url_aliases, without a final '/'.
+  std::vector<std::string> proof_bases_;
 
   static constexpr std::int64_t kKeysTtl = 5;
   std::mutex keys_mu_;  // guards the keys_ cache

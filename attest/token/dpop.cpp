@@ -1,5 +1,7 @@
 #include "attest/token/dpop.h"
 
+#include <algorithm>
+
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 
@@ -54,6 +56,13 @@ Status ReplayCache::check_and_insert(const std::string& jti, std::int64_t now) {
 
 Result<VerifiedProof> verify_proof(std::string_view proof, const ProofCheck& check,
                                    ReplayCache& replay) {
+  auto verified = verify_proof_unrecorded(proof, check);
+  if (!verified) return verified;
+  WARDEN_TRY_STATUS(replay.check_and_insert(verified->jti, check.now));
+  return verified;
+}
+
+Result<VerifiedProof> verify_proof_unrecorded(std::string_view proof, const ProofCheck& check) {
   auto jws = decode_jws(proof);
   if (!jws) return fail(jws.error().context("proof"));
   auto typ = json::get_string(jws->header, "typ");
@@ -71,7 +80,10 @@ Result<VerifiedProof> verify_proof(std::string_view proof, const ProofCheck& che
   auto jti = json::get_string(c, "jti");
   auto iat = json::get_int(c, "iat");
   if (!htm || *htm != check.htm) WARDEN_TRY_STATUS(mismatch("htm differs from " + check.htm));
-  if (!htu || *htu != check.htu || htu->find_first_of("?#") != std::string_view::npos) {
+  const bool htu_known =
+      htu && (*htu == check.htu || std::find(check.htu_aliases.begin(), check.htu_aliases.end(),
+                                             *htu) != check.htu_aliases.end());
+  if (!htu_known || htu->find_first_of("?#") != std::string_view::npos) {
     WARDEN_TRY_STATUS(mismatch("htu differs from " + check.htu));
   }
   if (!jti || jti->empty() || jti->size() > 256) WARDEN_TRY_STATUS(mismatch("missing jti"));
@@ -94,7 +106,6 @@ Result<VerifiedProof> verify_proof(std::string_view proof, const ProofCheck& che
   if (check.expected_jkt && jkt != *check.expected_jkt) {
     WARDEN_TRY_STATUS(mismatch("key thumbprint differs from the token's cnf.jkt"));
   }
-  WARDEN_TRY_STATUS(replay.check_and_insert(std::string(*jti), check.now));
   return VerifiedProof{std::move(*key), std::move(jkt), std::string(*jti), *iat};
 }
 

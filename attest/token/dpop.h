@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "attest/token/jwt.h"
 #include "platform/base/clock.h"
@@ -34,6 +35,11 @@ class ReplayCache {
   /// kReplay if `jti` was seen within the window; kLimitExceeded if full.
   Status check_and_insert(const std::string& jti, std::int64_t now);
   [[nodiscard]] std::size_t size() const { return seen_.size(); }
+  /// Forgets expired entries; returns how many are left.
+  std::size_t prune(std::int64_t now) {
+    expire(now);
+    return seen_.size();
+  }
 
  private:
   void expire(std::int64_t now);
@@ -46,6 +52,7 @@ class ReplayCache {
 struct ProofCheck {
   std::string htm;
   std::string htu;
+  std::vector<std::string> htu_aliases;  ///< other accepted htu values (the issuer's aliases)
   std::int64_t now = 0;
   std::int64_t max_age = 300;               ///< iat may be at most this old
   std::int64_t leeway = 5;                  ///< and at most this far in the future
@@ -65,6 +72,10 @@ struct VerifiedProof {
 /// ath, jkt) and records its jti. kProofMismatch for a mismatch, kReplay for a reused jti.
 Result<VerifiedProof> verify_proof(std::string_view proof, const ProofCheck& check,
                                    ReplayCache& replay);
+
+/// verify_proof without the replay check: the caller records the jti where it belongs (the
+/// issuer: per device, issuer/service.cpp).
+Result<VerifiedProof> verify_proof_unrecorded(std::string_view proof, const ProofCheck& check);
 
 /// base64url(SHA-256(ASCII token)), the ath claim.
 std::string access_token_hash(std::string_view token);

@@ -70,7 +70,9 @@ std::string Metrics::render() const {
   append("# HELP warden_issuer_open_connections Open client connections.\n");
   append("# TYPE warden_issuer_open_connections gauge\n");
   out += fmt::format("warden_issuer_open_connections {}\n", open_connections());
-  append("# HELP warden_issuer_refused_connections_total Connections refused at the cap.\n");
+  append(
+      "# HELP warden_issuer_refused_connections_total Connections refused at "
+      "limits.max_connections or max_connections_per_address.\n");
   append("# TYPE warden_issuer_refused_connections_total counter\n");
   out += fmt::format("warden_issuer_refused_connections_total {}\n",
                      refused_connections_.load(std::memory_order_relaxed));

@@ -209,8 +209,17 @@ Response Router::handle(const Request& request) {
     }
     r.route = "/readyz";
   } else if (path == "/metrics") {
-    r = get ? make(200, "text/plain; version=0.0.4", metrics_.render())
-            : method_not_allowed(target, "GET");
+    // Request counts, verdicts and connection figures tell an outsider how the fleet fares:
+    // for the host's own scraper (loopback) and admin clients unless metrics.allow_remote.
+    const Peer& p = request.peer;
+    if (!options_.metrics_allow_remote && !p.loopback && !p.client_cert_verified && !p.socket_uid) {
+      r = error_response(target, 403, to_string(ErrorCode::kPermissionDenied),
+                         "/metrics answers loopback and admin clients only (metrics.allow_remote "
+                         "= true opens it to every caller)");
+    } else {
+      r = get ? make(200, "text/plain; version=0.0.4", metrics_.render())
+              : method_not_allowed(target, "GET");
+    }
     r.route = "/metrics";
   } else if (path == "/.well-known/jwks.json") {
     if (!get) {
@@ -275,6 +284,8 @@ void Router::charge_refusal(std::string_view address, const Response& response,
   // device token and proof verified): charging the agent's address would let one workload cut
   // off its whole device. Those refusals count against the device's audit budget instead.
   if (response.route == "/v1/token" && response.status == 403) refused = false;
+  // Likewise a 429 token refusal: the device's own rate (limits.token_burst), not its address's.
+  if (response.route == "/v1/token" && response.status == 429) refused = false;
   if (address.empty() || !refused) return;
   const auto charge = address_refusals_.charge(address, RefusalBudget::Clock::now());
   // Logged when a request finds the budget spent; later ones are answered 429 unlogged.
@@ -370,6 +381,12 @@ Response Router::token_reply(std::string_view target,
                              const Result<protocol::TokenResponse>& result) {
   if (result) metrics_.token_issued();
   Response r = result ? cbor_ok(protocol::encode(*result)) : service_error(target, result.error());
+  // The body was within its cap (checked before the service): from the service, limit_exceeded
+  // is the device's token rate or its proof replay cache, which time empties.
+  if (!result && result.error().code == ErrorCode::kLimitExceeded) {
+    r.status = 429;
+    r.headers["retry-after"] = "1";
+  }
   r.route = "/v1/token";
   return r;
 }

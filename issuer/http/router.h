@@ -63,6 +63,8 @@ struct RouterOptions {
   /// over it, agent routes answer 429 without reaching the service.
   double refusal_burst = 20;
   double refusal_per_second = 0.2;
+  /// metrics.allow_remote: GET /metrics for any caller, not only loopback and admin clients.
+  bool metrics_allow_remote = false;
 };
 
 class Router {

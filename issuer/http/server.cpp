@@ -1,10 +1,16 @@
 #include "issuer/http/server.h"
 
 #include <atomic>
+#include <iterator>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -87,9 +93,15 @@ struct ByteBody {
 // One connection. Every member is used only from the connection's strand.
 struct Connection : std::enable_shared_from_this<Connection> {
   Connection(tcp::socket socket, asio::ssl::context& ssl)
-      : stream(std::move(socket), ssl), timer(stream.get_executor()) {}
-  Stream stream;
+      : raw(std::move(socket)), ssl_context(ssl), timer(raw.get_executor()) {}
+  // The TLS stream (an SSL object and Asio's two 17 KB record buffers) is built only once the
+  // client has sent its first byte: an idle TCP connection costs a socket and this struct.
+  tcp::socket raw;
+  asio::ssl::context& ssl_context;
+  std::optional<Stream> tls;
   asio::steady_timer timer;
+  tcp::socket& socket() { return tls ? tls->next_layer() : raw; }
+  void start_tls() { tls.emplace(std::move(raw), ssl_context); }
   Clock::time_point deadline = Clock::time_point::max();  ///< max: disarmed
   std::uint64_t timer_generation = 0;
   bool timer_waiting = false;
@@ -119,7 +131,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
       if (Clock::now() < c->deadline) return c->wait();
       c->timed_out = true;
       error_code ignored;
-      c->stream.next_layer().cancel(ignored);
+      c->socket().cancel(ignored);
     });
   }
 };
@@ -166,6 +178,7 @@ class BeastServer final : public HttpsServer {
     o.admin_socket = config.admin.socket;
     o.refusal_burst = static_cast<double>(config.limits.refusal_burst);
     o.refusal_per_second = static_cast<double>(config.limits.refusal_per_minute) / 60.0;
+    o.metrics_allow_remote = config.metrics.allow_remote;
     return o;
   }
 
@@ -212,7 +225,7 @@ class BeastServer final : public HttpsServer {
     for_each_connection([](Connection& c) {
       if (c.idle) {
         error_code ignored;
-        c.stream.next_layer().cancel(ignored);
+        c.socket().cancel(ignored);
       }
     });
     const auto deadline = Clock::now() + grace;
@@ -221,7 +234,7 @@ class BeastServer final : public HttpsServer {
     }
     for_each_connection([](Connection& c) {
       error_code ignored;
-      c.stream.next_layer().close(ignored);
+      c.socket().close(ignored);
     });
     const auto hard = Clock::now() + std::chrono::milliseconds(2000);
     while (live_.load() > 0 && Clock::now() < hard) {
@@ -251,7 +264,7 @@ class BeastServer final : public HttpsServer {
     std::lock_guard lock(connections_mutex_);
     for (auto& [ptr, weak] : connections_) {
       if (auto c = weak.lock()) {
-        asio::post(c->stream.get_executor(), [c, f] { f(*c); });
+        asio::post(c->timer.get_executor(), [c, f] { f(*c); });
       }
     }
   }
@@ -282,6 +295,16 @@ class BeastServer final : public HttpsServer {
     Peer peer;
     peer.loopback = !ec && remote.address().is_loopback();
     if (!ec) peer.address = remote.address().to_string();
+    // One source address may hold only its share of the connections, counted from accept and
+    // refused before any TLS work: otherwise idle sockets from one host take every slot.
+    if (!take_address_slot(peer.address)) {
+      metrics_.connection_refused();
+      spdlog::debug("https: {} is at limits.max_connections_per_address = {}", peer.address,
+                    limits_.max_connections_per_address);
+      error_code ignored;
+      socket.close(ignored);
+      co_return;
+    }
     auto c = std::make_shared<Connection>(std::move(socket), ssl_);
     {
       std::lock_guard lock(connections_mutex_);
@@ -295,30 +318,112 @@ class BeastServer final : public HttpsServer {
       over_capacity = true;
       metrics_.connection_refused();
     }
-    co_await session(*c, std::move(peer), over_capacity);
+    co_await session(*c, peer, over_capacity);
     if (!over_capacity) active_.fetch_sub(1);
     c->disarm();
     {
       std::lock_guard lock(connections_mutex_);
       connections_.erase(c.get());
     }
+    c.reset();
+    release_address_slot(peer.address);
     metrics_.connection_closed();
-    --live_;
+    const std::size_t left = --live_;
+    trim_after_flood(left);
+  }
+
+  bool take_address_slot(const std::string& address) {
+    std::lock_guard lock(addresses_mutex_);
+    std::size_t& n = per_address_[address];
+    if (n >= limits_.max_connections_per_address) {
+      if (n == 0) per_address_.erase(address);
+      return false;
+    }
+    ++n;
+    return true;
+  }
+  void release_address_slot(const std::string& address) {
+    std::lock_guard lock(addresses_mutex_);
+    const auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
+  }
+
+  // glibc keeps what a flood of connections freed in its arenas: give it back to the system
+  // once the connections are gone, at most once per flood (high water over kTrimAbove).
+  void trim_after_flood(std::size_t left) {
+    std::size_t high = high_water_.load();
+    while (left + 1 > high && !high_water_.compare_exchange_weak(high, left + 1)) {
+    }
+    if (left > kTrimBelow || high_water_.load() < kTrimAbove) return;
+    if (high_water_.exchange(left) < kTrimAbove) return;  // another thread trims
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
+
+  // A Transfer-Encoding the server would not read as the client meant: the codings other than
+  // chunked are not implemented (501), and anything but one final "chunked" without a
+  // Content-Length is ambiguous framing, the stuff of request smuggling (400). Beast accepts
+  // some of these (e.g. "gzip" next to a Content-Length, a folded value).
+  static std::optional<std::pair<unsigned, std::string>> transfer_encoding_refusal(
+      const bhttp::request_parser<ByteBody>::value_type& msg) {
+    const auto [first, last] = msg.equal_range(bhttp::field::transfer_encoding);
+    if (first == last) return std::nullopt;
+    if (std::next(first) != last) {
+      return std::pair{400U, std::string("more than one Transfer-Encoding header")};
+    }
+    if (msg.count(bhttp::field::content_length) != 0) {
+      return std::pair{400U, std::string("Transfer-Encoding next to Content-Length")};
+    }
+    const std::string_view value = first->value();
+    bool chunked_seen = false;
+    for (const auto coding : bhttp::token_list(value)) {
+      if (chunked_seen) return std::pair{400U, std::string("chunked is not the final coding")};
+      if (beast::iequals(coding, "chunked")) {
+        chunked_seen = true;
+        continue;
+      }
+      return std::pair{501U, "transfer coding '" + std::string(coding) + "' is not implemented"};
+    }
+    // What remains is one "chunked", unless the value held something token_list skips.
+    std::string_view trimmed = value;
+    while (!trimmed.empty() && (trimmed.front() == ' ' || trimmed.front() == '\t')) {
+      trimmed.remove_prefix(1);
+    }
+    while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) {
+      trimmed.remove_suffix(1);
+    }
+    if (!chunked_seen || !beast::iequals(trimmed, "chunked")) {
+      return std::pair{400U, "Transfer-Encoding expected \"chunked\", found \"" +
+                                 std::string(value.substr(0, 64)) + "\""};
+    }
+    return std::nullopt;
   }
 
   asio::awaitable<void> session(Connection& c, Peer peer, bool over_capacity) {
     const std::chrono::milliseconds timeout(limits_.read_timeout_ms);
-    c.arm(timeout);
-    auto [hs_ec] = co_await c.stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    // One deadline from accept to the end of the handshake, however slowly the bytes come.
+    c.arm(std::chrono::milliseconds(limits_.handshake_timeout_ms));
+    c.idle = true;  // stop() closes it
+    auto [wait_ec] = co_await c.raw.async_wait(tcp::socket::wait_read, kNoThrow);
+    c.idle = false;
+    if (wait_ec || stopping_) {
+      c.disarm();
+      error_code ignored;
+      c.socket().close(ignored);
+      co_return;
+    }
+    c.start_tls();
+    auto [hs_ec] = co_await c.tls->async_handshake(asio::ssl::stream_base::server, kNoThrow);
     c.disarm();
     if (hs_ec) {
       spdlog::debug("https: TLS handshake: {}", hs_ec.message());
       error_code ignored;
-      c.stream.next_layer().close(ignored);
+      c.socket().close(ignored);
       co_return;
     }
     if (admin_ca_) {
-      SSL* ssl = c.stream.native_handle();
+      SSL* ssl = c.tls->native_handle();
       if (X509* cert = SSL_get0_peer_certificate(ssl);
           cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK) {
         peer.client_cert_verified = true;
@@ -338,7 +443,7 @@ class BeastServer final : public HttpsServer {
       parser.body_limit(limits_.max_body_bytes);
       c.idle = buffer.size() == 0;
       c.arm(timeout);
-      auto [ec, n] = co_await bhttp::async_read_header(c.stream, buffer, parser, kNoThrow);
+      auto [ec, n] = co_await bhttp::async_read_header(*c.tls, buffer, parser, kNoThrow);
       c.idle = false;
       const auto started = Clock::now();
       if (!ec && over_capacity) {
@@ -346,6 +451,14 @@ class BeastServer final : public HttpsServer {
                         "too_many_connections: the server is at limits.max_connections = " +
                             std::to_string(limits_.max_connections) + "; retry later");
         co_return;
+      }
+      if (!ec) {
+        if (auto bad = transfer_encoding_refusal(parser.get())) {
+          co_await refuse(c, parser.get().target(), bad->first,
+                          bad->first == 501 ? ErrorCode::kUnsupported : ErrorCode::kMalformed,
+                          "transfer_encoding: " + bad->second);
+          co_return;
+        }
       }
       if (!ec && !parser.is_done()) {
         // Only an attest request may be as large as limits.max_body_bytes allows; every other
@@ -363,9 +476,9 @@ class BeastServer final : public HttpsServer {
         parser.body_limit(cap);
         if (parser.get()[bhttp::field::expect] == "100-continue") {
           bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
-          co_await bhttp::async_write(c.stream, cont, kNoThrow);
+          co_await bhttp::async_write(*c.tls, cont, kNoThrow);
         }
-        std::tie(ec, n) = co_await bhttp::async_read(c.stream, buffer, parser, kNoThrow);
+        std::tie(ec, n) = co_await bhttp::async_read(*c.tls, buffer, parser, kNoThrow);
       }
       const bool timed_out = c.timed_out;
       c.disarm();
@@ -472,7 +585,7 @@ class BeastServer final : public HttpsServer {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     c.arm(std::chrono::milliseconds(limits_.read_timeout_ms));
-    auto [ec, n] = co_await bhttp::async_write(c.stream, res, kNoThrow);
+    auto [ec, n] = co_await bhttp::async_write(*c.tls, res, kNoThrow);
     c.disarm();
     co_return !ec;
   }
@@ -489,26 +602,31 @@ class BeastServer final : public HttpsServer {
     metrics_.request("refused", status,
                      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
     error_code ignored;
-    c.stream.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
+    c.socket().shutdown(tcp::socket::shutdown_send, ignored);
     c.arm(kLinger);
     std::array<char, 16 * 1024> sink{};
     std::size_t drained = 0;
     while (drained < kLingerBytes) {
-      auto [ec, n] = co_await c.stream.next_layer().async_read_some(asio::buffer(sink), kNoThrow);
+      auto [ec, n] = co_await c.socket().async_read_some(asio::buffer(sink), kNoThrow);
       if (ec) break;
       drained += n;
     }
     c.disarm();
-    c.stream.next_layer().close(ignored);
+    c.socket().close(ignored);
   }
 
   asio::awaitable<void> close(Connection& c) {
-    if (!c.stream.next_layer().is_open()) co_return;
+    if (!c.socket().is_open()) co_return;
+    if (!c.tls) {
+      error_code ignored;
+      c.socket().close(ignored);
+      co_return;
+    }
     c.arm(kLinger);
-    co_await c.stream.async_shutdown(kNoThrow);
+    co_await c.tls->async_shutdown(kNoThrow);
     c.disarm();
     error_code ignored;
-    c.stream.next_layer().close(ignored);
+    c.socket().close(ignored);
   }
 
   /// Admin bodies (a policy document: policy_file is read up to 1 MiB) and everything else.
@@ -527,7 +645,13 @@ class BeastServer final : public HttpsServer {
   std::atomic<std::size_t> active_{0};    // connections counted against max_connections
   std::atomic<std::size_t> live_{0};      // every open connection, refused ones too
   std::atomic<std::size_t> deferred_{0};  // requests whose answer the service has yet to give
-  std::mutex connections_mutex_;          // guards connections_
+  /// Above this many open connections, a fall back to kTrimBelow returns freed memory.
+  static constexpr std::size_t kTrimAbove = 256;
+  static constexpr std::size_t kTrimBelow = 16;
+  std::atomic<std::size_t> high_water_{0};  // most open connections since the last trim
+  std::mutex addresses_mutex_;              // guards per_address_
+  std::unordered_map<std::string, std::size_t> per_address_;
+  std::mutex connections_mutex_;  // guards connections_
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
   std::unique_ptr<AdminSocket> admin_socket_;  // after io_: destroyed before it
 };
@@ -588,9 +712,16 @@ Result<std::unique_ptr<HttpsServer>> HttpsServer::create(const IssuerConfig& con
   auto ssl = make_tls_context(config.tls);
   if (!ssl) return fail(std::move(ssl).error());
   if (config.limits.max_connections == 0 || config.limits.max_header_bytes == 0 ||
-      config.limits.read_timeout_ms == 0) {
+      config.limits.read_timeout_ms == 0 || config.limits.handshake_timeout_ms == 0 ||
+      config.limits.max_connections_per_address == 0) {
     return fail(ErrorCode::kInvalidArgument,
-                "limits: max_connections, max_header_bytes and read_timeout_ms must be > 0");
+                "limits: max_connections, max_connections_per_address, max_header_bytes, "
+                "read_timeout_ms and handshake_timeout_ms must be > 0");
+  }
+  if (config.issuer_url.empty()) {
+    spdlog::warn(
+        "issuer_url is not set: /v1/token proofs are checked against the request's Host header, "
+        "which the client chooses; set issuer_url (and issuer_url_aliases) in production");
   }
   auto server = std::make_unique<BeastServer>(config, service, std::move(*ssl));
   WARDEN_TRY_STATUS(server->bind(config.listen.address, config.listen.port));

@@ -1,8 +1,10 @@
 #pragma once
 // The HTTPS server of warden-issuer: Boost.Beast over Asio and OpenSSL, a thread pool running one
 // io_context, one coroutine per connection on its own strand. Enforces the limits of
-// IssuerConfig::limits (431 header, 413 body, 408 read timeout, 503 connection cap) and serves
-// keep-alive connections until stop(), which lets in-flight requests finish.
+// IssuerConfig::limits (431 header, 413 body, 408 read timeout, 503 connection cap; a share of
+// connections per client address and a handshake deadline, both before any TLS work; 400/501
+// for Transfer-Encoding framing it will not guess at) and serves keep-alive connections until
+// stop(), which lets in-flight requests finish.
 
 #include <cstdint>
 #include <memory>

@@ -1,10 +1,13 @@
 // The real warden-issuer binary: a temp config (SQLite), real HTTPS on loopback, sd_notify
 // READY=1 on a private NOTIFY_SOCKET, and a clean exit on SIGTERM.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <unistd.h>
@@ -484,6 +487,82 @@ TEST_F(IssuerBinaryTest, ADeviceGetsNoGroupGrantUntilAnAdminAssignsTheGroup) {
   auto audit = admin({"http://localhost/admin/v1/audit?device=" + device});
   EXPECT_NE(audit.out.find("admin.device_group"), std::string::npos) << audit.out;
   EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << log_text();
+}
+
+std::size_t rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+// Issue 31: 1,100 idle TCP connections (no ClientHello) from 127.0.0.2 against the real issuer:
+// they get its per-address share, 127.0.0.1's /readyz and requests are served throughout, the
+// idle ones close at limits.handshake_timeout_ms, and the issuer's memory is reported.
+TEST_F(IssuerBinaryTest, IdleConnectionFloodFromOneAddressDoesNotStarveOthers) {
+  std::ofstream(config_path(), std::ios::app)
+      << "[limits]\nhandshake_timeout_ms = 3000\nmax_connections_per_address = 256\n";
+  auto child = test::ChildProcess::spawn({std::string(WARDEN_BINARY_DIR) + "/issuer/warden-issuer",
+                                          "--config", config_path().string()},
+                                         {}, dir_.path() / "issuer.log");
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/readyz", "", {});
+        return r && r->status == 200U;
+      },
+      std::chrono::milliseconds(20000)));
+  const std::size_t before = rss_kib(child.pid());
+  std::vector<int> flood;
+  for (int i = 0; i < 1100; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof(from)), 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port_));
+    to.sin_addr.s_addr = htonl(0x7f000001);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof(to)), 0)
+        << std::strerror(errno);
+    flood.push_back(fd);
+  }
+  const std::size_t during = rss_kib(child.pid());
+  auto c = client();
+  auto ready = c->request("GET", "/readyz", "", {});
+  ASSERT_TRUE(ready) << ready.error().message;
+  EXPECT_EQ(ready->status, 200U);
+  auto metrics = c->request("GET", "/metrics", "", {});
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200U) << "loopback may read /metrics";
+  EXPECT_NE(to_string(metrics->body).find("warden_issuer_refused_connections_total 844\n"),
+            std::string::npos)
+      << to_string(metrics->body);
+  // The issuer closes the idle ones at the handshake deadline: each socket reads end of file.
+  for (const int fd : flood) {
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char byte = 0;
+    EXPECT_LE(::recv(fd, &byte, 1, 0), 0);
+    ::close(fd);
+  }
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        auto r = client()->request("GET", "/metrics", "", {});
+        return r &&
+               to_string(r->body).find("warden_issuer_open_connections 1\n") != std::string::npos;
+      },
+      std::chrono::milliseconds(10000)));
+  const std::size_t after = rss_kib(child.pid());
+  std::printf("issuer RSS (KiB): before the flood %zu, during %zu, after %zu\n", before, during,
+              after);
+  RecordProperty("rss_kib_before", static_cast<int>(before));
+  RecordProperty("rss_kib_during", static_cast<int>(during));
+  RecordProperty("rss_kib_after", static_cast<int>(after));
+  EXPECT_EQ(child.stop(SIGTERM, std::chrono::milliseconds(15000)), 0);
 }
 
 }  // namespace

@@ -3,10 +3,14 @@
 // scripts/make-test-pki.
 #include <sys/stat.h>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -22,6 +26,7 @@
 
 #include "attest/protocol/messages.h"
 #include "attest/token/json.h"
+#include "issuer/http/router.h"
 #include "issuer/http/server.h"
 #include "platform/base/file.h"
 #include "platform/net/https_client.h"
@@ -842,6 +847,138 @@ TEST_F(HttpsServerTest, StopFinishesAndRefusesNewConnections) {
   ASSERT_TRUE(after);
   auto r = (*after)->request("GET", "/healthz", "", {});
   EXPECT_FALSE(r);
+}
+
+std::size_t rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+// Issue 31: idle TCP connections (no ClientHello) from one address take only that address's
+// share of the connections and are closed at limits.handshake_timeout_ms; another address's
+// /readyz and TLS requests are served throughout; memory is given back after the flood.
+TEST_F(HttpsServerTest, IdleTcpFloodFromOneAddressLeavesOtherAddressesServed) {
+  config_.limits.max_connections = 1024;
+  config_.limits.max_connections_per_address = 256;
+  config_.limits.handshake_timeout_ms = 60'000;  // the flood holds its sockets for the test
+  start();
+  ASSERT_EQ(client()->request("GET", "/readyz", "", {})->status, 200U);
+  const std::size_t before = rss_kib();
+  asio::io_context io;
+  constexpr int kFlood = 1100;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> flood;
+  for (int i = 0; i < kFlood; ++i) {
+    auto s = std::make_unique<asio::ip::tcp::socket>(io);
+    s->open(asio::ip::tcp::v4());
+    s->bind({asio::ip::make_address("127.0.0.2"), 0});
+    boost::system::error_code ec;
+    s->connect({asio::ip::make_address("127.0.0.1"), server_->port()}, ec);
+    ASSERT_FALSE(ec) << i << ": " << ec.message();
+    flood.push_back(std::move(s));
+  }
+  ASSERT_TRUE(test::wait_for([&] { return server_->metrics().open_connections() == 256; },
+                             std::chrono::milliseconds(10000)))
+      << server_->metrics().open_connections();
+  const std::size_t during = rss_kib();
+  auto ready = client()->request("GET", "/readyz", "", {});
+  ASSERT_TRUE(ready) << ready.error().message;
+  EXPECT_EQ(ready->status, 200U);
+  auto challenge =
+      post_cbor("/v1/challenge", protocol::encode(protocol::ChallengeRequest{"dev-1"}));
+  EXPECT_EQ(challenge.status, 200U);
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        return server_->metrics().render().find("warden_issuer_refused_connections_total 844\n") !=
+               std::string::npos;
+      },
+      std::chrono::milliseconds(5000)))
+      << "all but 256 of the flood refused: " << server_->metrics().render();
+  flood.clear();
+  ASSERT_TRUE(test::wait_for([&] { return server_->metrics().open_connections() == 0; },
+                             std::chrono::milliseconds(10000)));
+  const std::size_t after = rss_kib();
+  std::printf("RSS (KiB) before the flood %zu, during %zu, after %zu\n", before, during, after);
+  RecordProperty("rss_kib_before", static_cast<int>(before));
+  RecordProperty("rss_kib_during", static_cast<int>(during));
+  RecordProperty("rss_kib_after", static_cast<int>(after));
+}
+
+TEST_F(HttpsServerTest, ConnectionWithoutClientHelloIsClosedAtTheHandshakeDeadline) {
+  config_.limits.handshake_timeout_ms = 200;
+  config_.limits.read_timeout_ms = 60'000;
+  start();
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  std::array<char, 16> buf{};
+  boost::system::error_code ec;
+  const std::size_t n = s.read_some(asio::buffer(buf), ec);  // blocks until the server closes
+  EXPECT_EQ(n, 0U);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  EXPECT_TRUE(test::wait_for([&] { return server_->metrics().open_connections() == 0; },
+                             std::chrono::milliseconds(5000)));
+}
+
+// Issue 31: Transfer-Encoding other than one final "chunked", or next to Content-Length, is
+// refused before the body is used (Beast alone accepts some of these).
+TEST_F(HttpsServerTest, AmbiguousOrUnknownTransferEncodingIsRefused) {
+  start();
+  const std::string body = to_string(protocol::encode(protocol::ChallengeRequest{"dev-1"}));
+  const std::string head =
+      "POST /v1/challenge HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\n";
+  const std::string cl = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  const std::vector<std::pair<std::string, unsigned>> shapes = {
+      {head + "Transfer-Encoding: gzip\r\n" + cl + "\r\n" + body, 400},
+      {head + "Transfer-Encoding: x\r\n chunked\r\n" + cl + "\r\n" + body, 400},
+      {head + "Transfer-Encoding:\r\n chunked\r\n" + cl + "\r\n" + body, 400},
+      {head + cl + "Transfer-Encoding: chunked\r\n\r\n" + body, 400},
+      {head + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400},
+      {head + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {head + "Transfer-Encoding: gzip\r\n\r\n" + body, 501},
+      {head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+  };
+  for (const auto& [request, status] : shapes) {
+    auto raw = raw_connect();
+    raw->stream->handshake(asio::ssl::stream_base::client);
+    raw_write(*raw, request);
+    const auto r = raw_read(*raw);
+    EXPECT_EQ(r.status, status) << request << r.error;
+  }
+  EXPECT_EQ(service_.challenges.load(), 0);
+  // One final "chunked" is read as usual.
+  auto raw = raw_connect();
+  raw->stream->handshake(asio::ssl::stream_base::client);
+  std::ostringstream chunk;
+  chunk << std::hex << body.size();
+  raw_write(*raw, head + "Transfer-Encoding: chunked\r\n\r\n" + chunk.str() + "\r\n" + body +
+                      "\r\n0\r\n\r\n");
+  EXPECT_EQ(raw_read(*raw).status, 200U);
+}
+
+// Issue 31: /metrics is for the host's scraper and admin clients unless metrics.allow_remote.
+TEST_F(HttpsServerTest, MetricsAreRefusedToRemoteCallersUnlessAllowed) {
+  Metrics metrics;
+  Request request;
+  request.method = "GET";
+  request.target = "/metrics";
+  request.host = "issuer.test";
+  request.peer.address = "192.0.2.7";
+  Router closed(service_, metrics, RouterOptions{});
+  EXPECT_EQ(closed.handle(request).status, 403U);
+  request.peer.loopback = true;
+  EXPECT_EQ(closed.handle(request).status, 200U);
+  request.peer.loopback = false;
+  request.peer.client_cert_verified = true;
+  EXPECT_EQ(closed.handle(request).status, 200U);
+  RouterOptions open;
+  open.metrics_allow_remote = true;
+  Router opened(service_, metrics, open);
+  request.peer.client_cert_verified = false;
+  EXPECT_EQ(opened.handle(request).status, 200U);
 }
 
 }  // namespace

@@ -1081,5 +1081,85 @@ TEST_F(IssuerServiceTest, OnePendingEnrollmentPerEk) {
   EXPECT_EQ(activate(*second).error().code, ErrorCode::kNotFound);
 }
 
+// Issue 31: one device flooding /v1/token with fresh proofs of its own is refused alone (its
+// rate, its own replay cache), and another device, on another TPM, still gets tokens.
+TEST_F(IssuerServiceTest, ProofFloodFromOneDeviceRefusesOnlyThatDevice) {
+  config_.limits.token_burst = 20;
+  config_.limits.token_per_minute = 60;
+  auto second = test::Swtpm::start({});
+  ASSERT_TRUE(second);
+  config_.enrollment.manufacturer_ca_files.push_back(second->ca_cert().string());
+  clock_.set(SystemClock().unix_now() + 1);  // the second EK certificate is newer
+  open_issuer();
+  std::string device_a;
+  const Bytes token_a = attested_device(device_a);
+  ASSERT_FALSE(token_a.empty());
+  token::EcSigner key_a = std::move(session_);
+
+  std::swap(tpm_, second);  // device B runs on the second swtpm
+  for (const auto& [pcr, digest] : boot_.extends)
+    ASSERT_TRUE(tpm_api().extend_pcr(pcr, TpmAlg::kSha256, digest));
+  session_ = *token::EcSigner::generate(random_);
+  std::string device_b;
+  const Bytes token_b = attested_device(device_b);
+  ASSERT_FALSE(token_b.empty());
+  ASSERT_NE(device_a, device_b);
+  token::EcSigner key_b = std::move(session_);
+
+  session_ = std::move(key_a);
+  constexpr int kFlood = 300;
+  int minted = 0;
+  int limited = 0;
+  for (int i = 0; i < kFlood; ++i) {
+    auto r = token(token_request(token_a));
+    if (r) {
+      ++minted;
+    } else {
+      ASSERT_EQ(r.error().code, ErrorCode::kLimitExceeded) << r.error().message;
+      EXPECT_NE(r.error().message.find(device_a), std::string::npos) << r.error().message;
+      ++limited;
+    }
+  }
+  EXPECT_GE(minted, 20);
+  EXPECT_LE(minted, 40) << "the burst, and what the rate refilled meanwhile";
+  EXPECT_EQ(minted + limited, kFlood);
+
+  session_ = std::move(key_b);
+  for (int i = 0; i < 5; ++i) {
+    auto r = token(token_request(token_b));
+    ASSERT_TRUE(r) << "device B refused while A floods: " << r.error().message;
+  }
+  // A replayed proof of B is still a replay, and B's proof does not serve A's device token.
+  auto request = token_request(token_b);
+  ASSERT_TRUE(token(request));
+  EXPECT_EQ(token(request).error().code, ErrorCode::kReplay);
+  EXPECT_EQ(token(token_request(token_a)).error().code, ErrorCode::kProofMismatch);
+}
+
+// Issue 31: htu names the configured issuer_url (or an alias), never the request's Host.
+TEST_F(IssuerServiceTest, ProofHtuMustNameTheConfiguredIssuerUrl) {
+  config_.issuer_url_aliases = {"https://issuer.internal:8443/"};
+  open_issuer();
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto with_htu = [&](const std::string& htu) {
+    auto r = token_request(device_token);
+    auto proof = token::create_proof(session_, {"POST", htu, std::nullopt, std::nullopt},
+                                     clock_.unix_now(), random_);
+    EXPECT_TRUE(proof) << proof.error().message;
+    r.proof = *proof;
+    return r;
+  };
+  // What the router passed when the client sent "Host: rp.example".
+  const RequestTarget forged{"POST", "https://rp.example/v1/token"};
+  auto refused = service_->token(with_htu("https://rp.example/v1/token"), forged);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kProofMismatch) << refused.error().message;
+  auto configured = service_->token(with_htu(kTokenUrl), forged);
+  EXPECT_TRUE(configured) << configured.error().message;
+  auto alias = service_->token(with_htu("https://issuer.internal:8443/v1/token"), forged);
+  EXPECT_TRUE(alias) << alias.error().message;
+}
+
 }  // namespace
 }  // namespace warden::issuer

@@ -20,6 +20,25 @@ TEST(IssuerConfig, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(c->limits.refusal_burst, 20U);
   EXPECT_FALSE(c->enrollment.tofu);
   EXPECT_EQ(c->tokens.nonce_ttl_s, 60);
+  // Issue 31: the remote-attacker limits and /metrics closed to remote callers by default.
+  EXPECT_EQ(c->limits.handshake_timeout_ms, 5000U);
+  EXPECT_EQ(c->limits.max_connections_per_address, 256U);
+  EXPECT_EQ(c->limits.token_burst, 30U);
+  EXPECT_EQ(c->limits.token_per_minute, 600U);
+  EXPECT_FALSE(c->metrics.allow_remote);
+  EXPECT_TRUE(c->issuer_url_aliases.empty());
+  auto keys = parse_config(
+      "issuer_url_aliases = [\"https://a.test\"]\n[metrics]\nallow_remote = true\n"
+      "[limits]\nhandshake_timeout_ms = 7\nmax_connections_per_address = 3\n"
+      "token_burst = 4\ntoken_per_minute = 5\n");
+  ASSERT_TRUE(keys) << keys.error().message;
+  EXPECT_EQ(keys->issuer_url_aliases, std::vector<std::string>{"https://a.test"});
+  EXPECT_TRUE(keys->metrics.allow_remote);
+  EXPECT_EQ(keys->limits.handshake_timeout_ms, 7U);
+  EXPECT_EQ(keys->limits.max_connections_per_address, 3U);
+  EXPECT_EQ(keys->limits.token_burst, 4U);
+  EXPECT_EQ(keys->limits.token_per_minute, 5U);
+  EXPECT_FALSE(parse_config("[limits]\ntoken_burst = 0\n"));
 }
 
 // The shipped /etc/warden/issuer.toml spells out every default; it must stay in step with them.
@@ -37,6 +56,12 @@ TEST(IssuerConfig, ShippedExampleMatchesTheDefaults) {
   EXPECT_EQ(c->limits.max_connections, d.limits.max_connections);
   EXPECT_EQ(c->limits.refusal_burst, d.limits.refusal_burst);
   EXPECT_EQ(c->limits.refusal_per_minute, d.limits.refusal_per_minute);
+  EXPECT_EQ(c->limits.handshake_timeout_ms, d.limits.handshake_timeout_ms);
+  EXPECT_EQ(c->limits.max_connections_per_address, d.limits.max_connections_per_address);
+  EXPECT_EQ(c->limits.token_burst, d.limits.token_burst);
+  EXPECT_EQ(c->limits.token_per_minute, d.limits.token_per_minute);
+  EXPECT_EQ(c->metrics.allow_remote, d.metrics.allow_remote);
+  EXPECT_EQ(c->issuer_url_aliases, d.issuer_url_aliases);
   EXPECT_EQ(c->admin.socket, d.admin.socket);
   EXPECT_EQ(c->admin.socket_group, d.admin.socket_group);
   EXPECT_EQ(c->admin.allow_unauthenticated_loopback, d.admin.allow_unauthenticated_loopback);
