@@ -18,17 +18,22 @@ if(WARDEN_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
-  if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
-    # clang 14 cannot emit -fsanitize=function's prologue data for split coroutines
-    # ("Cannot represent a difference across sections" in the Beast servers).
-    add_compile_options(-fno-sanitize=function)
-  endif()
 endif()
 if(WARDEN_TSAN)
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
   add_link_options(-fsanitize=thread)
 endif()
 if(WARDEN_FUZZ)
-  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
-  add_link_options(-fsanitize=address,undefined)
+  # With WARDEN_SANITIZE the fuzz targets share that build: only the coverage instrumentation.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+  if(NOT WARDEN_SANITIZE)
+    add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
+    add_link_options(-fsanitize=address,undefined)
+  endif()
+endif()
+if((WARDEN_SANITIZE OR WARDEN_FUZZ) AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  # clang 14 cannot emit -fsanitize=function's prologue data for split coroutines
+  # ("Cannot represent a difference across sections" in the Beast servers). After every
+  # -fsanitize=undefined above, or that one turns it back on.
+  add_compile_options(-fno-sanitize=function)
 endif()
