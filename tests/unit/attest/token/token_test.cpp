@@ -347,8 +347,8 @@ TEST_F(Fixture, DpopProofCreateVerifyReplay) {
   ProofRequest req{"POST", "https://issuer.warden.test/token", token, std::nullopt};
   auto proof = create_proof(pop, req, kNow, random).value();
   ReplayCache cache(4, 300);
-  ProofCheck check{"POST", "https://issuer.warden.test/token", {}, kNow + 2, 300, 5, token,
-                   pop.public_jwk().thumbprint(), std::nullopt};
+  ProofCheck check{"POST", "https://issuer.warden.test/token", {},          kNow + 2, 300, 5,
+                   token,  pop.public_jwk().thumbprint(),      std::nullopt};
   auto v = verify_proof(proof, check, cache);
   ASSERT_TRUE(v) << v.error().message;
   EXPECT_EQ(v->jkt, pop.public_jwk().thumbprint());
