@@ -131,7 +131,6 @@ class Agent final : public WorkloadService {
   void revoke_all_locked(const std::string& reason, bool report);
   void queue_report_locked(const std::string& reason, std::vector<std::string> jtis);
   void send_reports(std::vector<Report> reports);
-  Result<protocol::ImaLog> read_ima(std::uint64_t offset) const;
   AgentStatus status_locked() const;
   [[nodiscard]] bool may_serve_cached() const;
 

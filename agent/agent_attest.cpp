@@ -57,6 +57,22 @@ std::string refusal_reasons(const protocol::AttestResponse& res) {
   return why;
 }
 
+Result<protocol::ImaLog> read_ima(const std::filesystem::path& path, std::uint64_t offset) {
+  auto list = read_if_present(path, 256u << 20);
+  if (!list) return fail(std::move(list).error());
+  protocol::ImaLog out;
+  if (!*list) return out;
+  auto at = attest::ima::entry_offset(**list, offset);
+  if (!at) {
+    // The kernel list restarted (reboot): send it whole; the issuer replays from zero.
+    offset = 0;
+    at = 0;
+  }
+  out.offset = offset;
+  out.entries.assign((*list)->begin() + static_cast<std::ptrdiff_t>(*at), (*list)->end());
+  return out;
+}
+
 }  // namespace
 
 struct Agent::Attested {
@@ -103,22 +119,6 @@ Status Agent::enroll(std::unique_lock<std::mutex>& lock) {
   return ok();
 }
 
-Result<protocol::ImaLog> Agent::read_ima(std::uint64_t offset) const {
-  auto list = read_if_present(options_.config.ima_log_path(), 256u << 20);
-  if (!list) return fail(std::move(list).error());
-  protocol::ImaLog out;
-  if (!*list) return out;
-  auto at = attest::ima::entry_offset(**list, offset);
-  if (!at) {
-    // The kernel list restarted (reboot): send it whole; the issuer replays from zero.
-    offset = 0;
-    at = 0;
-  }
-  out.offset = offset;
-  out.entries.assign((*list)->begin() + static_cast<std::ptrdiff_t>(*at), (*list)->end());
-  return out;
-}
-
 Result<Agent::Attested> Agent::attest(std::unique_lock<std::mutex>& lock) {
   if (!enrollment_) return fail(ErrorCode::kNotFound, "attest: not enrolled");
   const std::string device = enrollment_->device_id;
@@ -142,7 +142,7 @@ Result<Agent::Attested> Agent::attest(std::unique_lock<std::mutex>& lock) {
     if (!boot) return fail(std::move(boot).error().context("attest: boot event log"));
     if (*boot) req.boot_log = std::move(**boot);
     if (std::filesystem::exists(config.ima_log_path())) {
-      auto ima = read_ima(ima_offset);
+      auto ima = read_ima(config.ima_log_path(), ima_offset);
       if (!ima) return fail(std::move(ima).error().context("attest: IMA list"));
       req.ima = std::move(*ima);
     }
