@@ -102,6 +102,11 @@ Service::Service(Options options, EkTrust trust)
       trust_(std::move(trust)),
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
               options_.config->tokens.nonce_ttl_s),
+      policy_cache_(*options_.clock, {kPolicyTtl, 1}),
+      signers_(*options_.clock, {kSignerTtl, 4}),
+      devices_(*options_.clock, {kDeviceTtl, kDeviceCacheMax}),
+      verified_tokens_(*options_.clock, {kDeviceTtl, kTokenCacheMax}),
+      keys_(*options_.clock, {kKeysTtl, 4}),
       token_rate_({static_cast<double>(options_.config->limits.token_burst),
                    static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
                    kDeviceCacheMax}),
@@ -217,88 +222,67 @@ Status Service::record_proof(const std::string& device_id, const std::string& jt
 }
 
 Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
-  std::uint64_t epoch = 0;
-  {
-    std::lock_guard lock(policy_mu_);
-    if (policy_ && !policy_stale_ && Steady::now() - policy_loaded_ < kPolicyTtl) return policy_;
-    epoch = policy_epoch_;
-  }
-  const auto loaded = Steady::now();
+  const auto seen = policy_cache_.find(0);
+  if (seen.value) return *seen.value;
   WARDEN_ASSIGN(stored, options_.store->active_policy());
-  std::lock_guard lock(policy_mu_);
+  auto cached = policy_cache_.last(0);
   if (!stored) {
-    if (!policy_) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
-    return policy_;
+    if (!cached) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
+    return *cached;
   }
-  // Versions only move forward (each put is a new row): a slower read of an older one loses.
-  if (!policy_ || stored->id > policy_->id) {
+  std::shared_ptr<const ActivePolicy> policy;
+  if (cached && (*cached)->id >= stored->id) {
+    policy = *cached;
+  } else {
     WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
     WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
     auto p = std::make_shared<ActivePolicy>();
     p->id = stored->id;
     p->reference = std::move(reference);
     p->workload = std::move(workload);
-    policy_ = std::move(p);
+    policy = std::move(p);
   }
-  if (epoch == policy_epoch_) {  // else a put raced this read: read again next time
-    policy_loaded_ = loaded;
-    policy_stale_ = false;
-  }
-  return policy_;
+  // Versions only move forward (each put is a new row): a slower read of an older one loses.
+  const std::int64_t id = policy->id;
+  policy_cache_.put(0, policy, seen, [id](const auto& c) { return c->id > id; });
+  return policy;
 }
 
 Result<std::shared_ptr<token::EcSigner>> Service::signer() {
-  std::string kid = options_.keys->current_kid();
-  std::lock_guard lock(signer_mu_);
-  if (signer_ && signer_kid_ == kid) return signer_;
+  const std::string kid = options_.keys->current_kid();
+  const auto seen = signers_.find(kid);
+  if (seen.value) return *seen.value;
   std::shared_ptr<EVP_PKEY> key = options_.keys->current_key();
   if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
   // The key was read after the kid above: take the kid as of now, not the one read above.
   WARDEN_ASSIGN(fresh, token::EcSigner::from_key(std::move(key), options_.keys->current_kid()));
-  signer_kid_ = fresh.public_jwk().kid();
-  signer_ = std::make_shared<token::EcSigner>(std::move(fresh));
-  return signer_;
+  auto signer = std::make_shared<token::EcSigner>(std::move(fresh));
+  signers_.put(signer->public_jwk().kid(), signer, seen);
+  return signer;
 }
 
 Result<Service::DeviceGate> Service::device_gate(const std::string& device_id) {
-  std::uint64_t epoch = 0;
-  {
-    std::lock_guard lock(device_mu_);
-    auto it = devices_.find(device_id);
-    if (it != devices_.end() && Steady::now() - it->second.loaded < kDeviceTtl) return it->second;
-    epoch = device_epoch_;
-  }
-  DeviceGate gate;
-  gate.loaded = Steady::now();
+  const auto seen = devices_.find(device_id);
+  if (seen.value) return *seen.value;
   WARDEN_ASSIGN(device, options_.store->get_device(device_id));
+  DeviceGate gate;
   gate.state = device.state;
   gate.last_verdict = std::move(device.last_verdict);
   gate.group = std::move(device.group);
   gate.revoked_at = device.revoked_at;
-  std::lock_guard lock(device_mu_);
-  // A write of this process evicted devices while the row was read: it may predate the write.
-  if (epoch == device_epoch_) {
-    if (devices_.size() >= kDeviceCacheMax) devices_.clear();
-    devices_[device_id] = gate;
-  }
+  // Not stored when a write of this process evicted devices while the row was read.
+  devices_.put(device_id, gate, seen);
   return gate;
 }
 
-void Service::forget_device(std::string_view device_id) {
-  std::lock_guard lock(device_mu_);
-  devices_.erase(std::string(device_id));
-  ++device_epoch_;
-}
+void Service::forget_device(std::string_view device_id) { devices_.evict(std::string(device_id)); }
 
 Result<token::Claims> Service::verified_device_token(ByteSpan device_token, std::int64_t t) {
   const Bytes digest = ossl::sha256(device_token);
   const std::string key(digest.begin(), digest.end());
-  {
-    std::lock_guard lock(token_mu_);
-    auto it = verified_tokens_.find(key);
-    // Past exp the token is verified again, which applies the leeway and reports the expiry.
-    if (it != verified_tokens_.end() && t < it->second.exp) return it->second.claims;
-  }
+  // Past exp the token is verified again, which applies the leeway and reports the expiry.
+  const auto seen = verified_tokens_.find(key);
+  if (seen.value) return *seen.value;
   WARDEN_ASSIGN(keys, published_keys());
   const token::ClaimChecks verify_options{
       .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
@@ -310,22 +294,16 @@ Result<token::Claims> Service::verified_device_token(ByteSpan device_token, std:
   }
   if (!verified) return fail(std::move(verified).error());
   token::Claims claims = std::move(verified->claims);
-  std::lock_guard lock(token_mu_);
-  if (verified_tokens_.size() >= kTokenCacheMax) {
-    std::erase_if(verified_tokens_, [&](const auto& e) { return e.second.exp <= t; });
-    if (verified_tokens_.size() >= kTokenCacheMax) verified_tokens_.clear();
-  }
-  verified_tokens_[key] = {claims, claims.exp.value_or(t)};
+  const auto exp =
+      TtlCache<std::string, token::Claims>::TimePoint(std::chrono::seconds(claims.exp.value_or(t)));
+  verified_tokens_.put_until(key, claims, seen, exp);
   return claims;
 }
 
 Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload) {
-  const std::int64_t t = now();
-  std::string kid = options_.keys->current_kid();
-  std::lock_guard lock(keys_mu_);
-  if (!reload && keys_ && keys_kid_ == kid && t >= keys_loaded_at_ &&
-      t - keys_loaded_at_ < kKeysTtl)
-    return keys_;
+  const std::string kid = options_.keys->current_kid();
+  const auto seen = keys_.find(kid);
+  if (!reload && seen.value) return *seen.value;
   WARDEN_ASSIGN(infos, options_.keys->published());
   token::KeySet set;
   for (const SigningKeyInfo& info : infos) {
@@ -334,10 +312,9 @@ Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload
     jwk.set_alg(token::Alg::kEs256);
     set.add(std::move(jwk));
   }
-  keys_ = std::make_shared<const token::KeySet>(std::move(set));
-  keys_kid_ = std::move(kid);
-  keys_loaded_at_ = t;
-  return keys_;
+  auto keys = std::make_shared<const token::KeySet>(std::move(set));
+  keys_.put(kid, keys, seen);
+  return keys;
 }
 
 // ---- enrollment --------------------------------------------------------------------------------

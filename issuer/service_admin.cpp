@@ -168,11 +168,7 @@ Result<std::string> Service::admin_put_policy(std::string_view version, std::str
                     "\" (the request), found \"" + reference->version + "\" in the document");
   }
   auto added = options_.store->add_policy(reference->version, toml, now(), true);
-  {
-    std::lock_guard lock(policy_mu_);
-    policy_stale_ = true;
-    ++policy_epoch_;
-  }
+  policy_cache_.invalidate_all();
   WARDEN_ASSIGN(stored, std::move(added));
   bj::object why;
   why["actor"] = std::string(actor);

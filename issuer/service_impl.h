@@ -13,6 +13,7 @@
 #include "attest/token/dpop.h"
 #include "attest/token/jwk.h"
 #include "attest/token/signer.h"
+#include "issuer/cache/ttl_cache.h"
 #include "issuer/ek_trust.h"
 #include "issuer/nonce.h"
 #include "issuer/refusal_budget.h"
@@ -93,7 +94,6 @@ class Service final : public IssuerService {
     std::string last_verdict;
     std::string group;
     std::int64_t revoked_at = 0;
-    std::chrono::steady_clock::time_point loaded;
   };
   Result<DeviceGate> device_gate(const std::string& device_id);
   void forget_device(std::string_view device_id);
@@ -138,29 +138,18 @@ class Service final : public IssuerService {
 
   using Steady = std::chrono::steady_clock;
   static constexpr auto kPolicyTtl = std::chrono::seconds(2);
-  std::mutex policy_mu_;  // guards policy_ and its freshness
-  std::shared_ptr<const ActivePolicy> policy_;
-  Steady::time_point policy_loaded_;
-  bool policy_stale_ = true;
-  std::uint64_t policy_epoch_ = 0;  // bumped by this process's puts
-
-  std::mutex signer_mu_;  // guards signer_ and signer_kid_
-  std::shared_ptr<token::EcSigner> signer_;
-  std::string signer_kid_;
-
+  static constexpr auto kSignerTtl = std::chrono::hours(24);  // rebuilt when the kid changes
   static constexpr auto kDeviceTtl = std::chrono::seconds(1);
   static constexpr std::size_t kDeviceCacheMax = 100000;
-  std::mutex device_mu_;  // guards devices_ and device_epoch_
-  std::unordered_map<std::string, DeviceGate> devices_;
-  std::uint64_t device_epoch_ = 0;  // bumped by every eviction: a read that raced one is dropped
-
-  struct VerifiedToken {
-    token::Claims claims;
-    std::int64_t exp = 0;
-  };
   static constexpr std::size_t kTokenCacheMax = 100000;
-  std::mutex token_mu_;  // guards verified_tokens_
-  std::unordered_map<std::string, VerifiedToken> verified_tokens_;
+  static constexpr auto kKeysTtl = std::chrono::seconds(5);
+  /// One entry (key 0); this process's puts invalidate it.
+  TtlCache<int, std::shared_ptr<const ActivePolicy>> policy_cache_;
+  TtlCache<std::string, std::shared_ptr<token::EcSigner>> signers_;  // by kid
+  TtlCache<std::string, DeviceGate> devices_;                        // by device id
+  /// By the SHA-256 of the token's bytes, until the token's exp.
+  TtlCache<std::string, token::Claims> verified_tokens_;
+  TtlCache<std::string, std::shared_ptr<const token::KeySet>> keys_;  // by the current kid
 
   /// Token proofs: a jti is remembered for the device whose token the proof goes with, only for
   /// as long as the proof's iat would still be accepted, and each device's cache holds what its
@@ -177,12 +166,6 @@ class Service final : public IssuerService {
   RefusalBudget token_rate_;  // token requests per device id; has its own lock
   /// The proof URLs /v1/token accepts: issuer_url and issuer_url_aliases, without a final '/'.
   std::vector<std::string> proof_bases_;
-
-  static constexpr std::int64_t kKeysTtl = 5;
-  std::mutex keys_mu_;  // guards the keys_ cache
-  std::shared_ptr<const token::KeySet> keys_;
-  std::string keys_kid_;
-  std::int64_t keys_loaded_at_ = 0;
 
   std::mutex random_mu_;  // Random is not required to be thread-safe
 

@@ -941,10 +941,10 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
   ASSERT_TRUE(other) << other.error().message;
 
   ASSERT_TRUE((*other)->admin_set_device_state(device, "revoked", "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  clock_.advance(std::chrono::milliseconds(1100));
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   ASSERT_TRUE((*other)->admin_set_device_state(device, "enabled", "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  clock_.advance(std::chrono::milliseconds(1100));
   // Enabled again, but the device token from before the revocation stays dead (issue 31).
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   clock_.advance(std::chrono::seconds(1));
@@ -954,7 +954,7 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
 
   ASSERT_TRUE((*other)->admin_put_policy(
       "p9", policy_toml("p9", expected_pcr0("warden-test-crtm-1")), "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  clock_.advance(std::chrono::milliseconds(2100));
   auto response = attest(attest_request(device, challenge(device)));
   EXPECT_EQ(response.policy_version, "p9") << reasons_text(response);
 }
