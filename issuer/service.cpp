@@ -17,6 +17,14 @@ namespace warden::issuer {
 namespace {
 
 namespace q = attest::quote;
+using audit::Action;
+using audit::Decision;
+using audit::EnrollmentStarted;
+using audit::Event;
+using audit::Reasons;
+using audit::RevokeApplied;
+using audit::to_record;
+using audit::TokenGrant;
 
 // AKs Warden accepts: ECC P-256 with ECDSA-SHA256 (the agent's default), or RSA-2048 with
 // RSASSA-SHA256.
@@ -33,15 +41,6 @@ Status check_ak_algorithm(const q::PublicArea& ak) {
               "found type " +
                   std::to_string(ak.type) + " curve " + std::to_string(ak.curve) + " scheme " +
                   std::to_string(ak.scheme) + " hash " + std::to_string(ak.scheme_hash));
-}
-
-boost::json::object reason_json(const protocol::Reason& r) {
-  boost::json::object o;
-  o["code"] = r.code;
-  o["subject"] = r.subject;
-  if (r.expected) o["expected"] = *r.expected;
-  if (r.found) o["found"] = *r.found;
-  return o;
 }
 
 // What the store keeps of the expected activation proof: a one-way, domain-separated digest, so
@@ -69,12 +68,6 @@ std::string strip_query(std::string url) {
 }
 
 }  // namespace
-
-std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
-  boost::json::array a;
-  for (const auto& r : reasons) a.push_back(reason_json(r));
-  return json::serialize(a);
-}
 
 // ---- construction ------------------------------------------------------------------------------
 
@@ -110,9 +103,10 @@ Service::Service(Options options, EkTrust trust)
       token_rate_({static_cast<double>(options_.config->limits.token_burst),
                    static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
                    kDeviceCacheMax}),
-      refusals_({static_cast<double>(options_.config->limits.refusal_burst),
-                 static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
-                 kRefusalKeys}) {
+      audit_log_(
+          *options_.store, *options_.clock,
+          {static_cast<double>(options_.config->limits.refusal_burst),
+           static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0, kRefusalKeys}) {
   auto add_base = [this](std::string base) {
     while (!base.empty() && base.back() == '/') base.pop_back();
     if (!base.empty()) proof_bases_.push_back(std::move(base));
@@ -154,33 +148,8 @@ std::string Service::status_uri(std::string_view list_id) const {
   return options_.issuer_url + "/v1/status/" + std::string(list_id);
 }
 
-void Service::audit(AuditRecord record) {
-  if (record.time == 0) record.time = now();
-  // An audit failure must not turn a decision into a different one; the store logs it.
-  (void)options_.store->append_audit(record);
-}
-
-void Service::audit_refusal(AuditRecord record) {
-  auto charge = refusals_.charge(record.device_id, Steady::now());
-  if (!charge.record) return;  // counted; reported by the next summary
-  if (charge.suppressed > 0) {
-    audit_suppressed(charge.key, charge.suppressed, charge.suppressed_for, record.time);
-  }
-  audit(std::move(record));
-}
-
-void Service::audit_suppressed(const std::string& device_id, std::uint64_t count,
-                               std::chrono::seconds over, std::int64_t t) {
-  const std::string summary = std::to_string(count) + " refusals suppressed for device " +
-                              device_id + " in the last " + std::to_string(over.count()) + " s";
-  audit({0, t, device_id, "refusals_suppressed", "reject", "", "",
-         reasons_to_json({{"limit_exceeded", "device " + device_id, std::nullopt, summary}})});
-}
-
 void Service::housekeeping() {
-  for (const auto& s : refusals_.drain(Steady::now())) {
-    audit_suppressed(s.key, s.suppressed, s.over, now());
-  }
+  audit_log_.housekeeping();
   (void)token_rate_.drain(Steady::now());  // forgets idle devices; nothing to report
   const std::int64_t t = now();
   std::lock_guard lock(replay_mu_);
@@ -367,12 +336,10 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
   e.expires_at = t + kEnrollmentTtl;
   WARDEN_TRY_STATUS(options_.store->put_enrollment(e, kMaxPendingEnrollments));
 
-  boost::json::object why;
-  why["trust"] = std::string(to_string(ek.basis));
-  why["hostname"] = request.metadata.hostname;
-  why["machine_id"] = request.metadata.machine_id;
-  why["enrollment_id"] = e.id;
-  audit({0, t, "", "enroll", "ok", ek.public_hash, "", json::serialize(boost::json::array{why})});
+  audit_log_.write(
+      Event{t, "", Action::kEnroll, Decision::kOk, ek.public_hash, "",
+            EnrollmentStarted{std::string(to_string(ek.basis)), request.metadata.hostname,
+                              request.metadata.machine_id, e.id}});
   return protocol::EnrollResponse{e.id, credential->id_object, credential->encrypted_secret,
                                   static_cast<std::uint64_t>(e.expires_at)};
 }
@@ -388,9 +355,9 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   WARDEN_ASSIGN(e, options_.store->take_enrollment(enrollment_id));
   const std::int64_t t = now();
   auto refuse = [&](Error error) {
-    audit({0, t, "", "activate", "reject", e.ek_public_hash, "",
-           reasons_to_json({{std::string(to_string(error.code)), "enrollment " + e.id, std::nullopt,
-                             error.message}})});
+    audit_log_.write(Event{t, "", Action::kActivate, Decision::kReject, e.ek_public_hash, "",
+                           Reasons{{std::string(to_string(error.code)), "enrollment " + e.id,
+                                    std::nullopt, error.message}}});
     return fail(std::move(error));
   };
   if (t > e.expires_at) {
@@ -411,7 +378,8 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   d.requested_group = e.requested_group;  // d.group stays empty until an admin assigns one
   d.created_at = t;
   WARDEN_TRY_STATUS(options_.store->add_device(d));
-  audit({0, t, d.id, "activate", "ok", e.ek_public_hash, "", "[]"});
+  audit_log_.write(
+      Event{t, d.id, Action::kActivate, Decision::kOk, e.ek_public_hash, "", Reasons{}});
   return protocol::ActivateResponse{d.id};
 }
 
@@ -514,10 +482,11 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
   if (!grant) {
     // The audience is the caller's (up to 1 KiB): the record holds a quoted prefix of it.
-    audit_refusal({0, t, device_id, "token", "reject", "", policy->reference.version,
-                   reasons_to_json({{std::string(to_string(grant.error().code)),
-                                     "audience " + quote_untrusted(request.audience), std::nullopt,
-                                     quote_untrusted(grant.error().message)}})});
+    audit_log_.refusal(Event{t, device_id, Action::kToken, Decision::kReject, "",
+                             policy->reference.version,
+                             Reasons{{std::string(to_string(grant.error().code)),
+                                      "audience " + quote_untrusted(request.audience), std::nullopt,
+                                      quote_untrusted(grant.error().message)}}});
     return fail(std::move(grant).error());
   }
   std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
@@ -560,18 +529,14 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
     WARDEN_ASSIGN(jwt, token::mint_jwt(*signer, token::kTypWorkload, c));
     out.token = std::move(jwt);
   }
-  boost::json::object why;
-  why["rule"] = grant->rule;
-  why["jti"] = *c.jti;
-  why["audience"] = request.audience;
-  why["status_index"] = index;
   out.jti = *c.jti;
   out.expires_at = static_cast<std::uint64_t>(*c.exp);
   out.status_index = index;
   return TokenIssue{std::move(out),
                     {*c.jti, device_id, list_id, index, t, *c.exp, false},
-                    {0, t, device_id, "token", "accept", "", policy->reference.version,
-                     json::serialize(boost::json::array{why})}};
+                    to_record(Event{t, device_id, Action::kToken, Decision::kAccept, "",
+                                    policy->reference.version,
+                                    TokenGrant{grant->rule, *c.jti, request.audience, index}})};
 }
 
 Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
@@ -645,19 +610,11 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                                         device.id + " with timestamp " + std::to_string(ts) +
                                         " was accepted before");
   };
-  {
-    std::lock_guard lock(replay_mu_);
-    auto fresh = revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t);
-    if (!fresh && fresh.error().code == ErrorCode::kReplay) return already_applied();
-    if (!fresh) return fail(std::move(fresh).error().context("revoke"));
-  }
-  // Other replicas' revocations are in the shared audit log.
-  WARDEN_ASSIGN(recent, options_.store->query_audit({device.id, t - 2 * kRevokeWindow, 1000}));
-  const std::string marker = "\"timestamp\":" + std::to_string(ts) + ",";
-  for (const AuditRecord& a : recent) {
-    if (a.action == "revoke" && a.reasons_json.find(marker) != std::string::npos) {
-      return already_applied();
-    }
+  // Once across replicas: the store holds each applied request's key.
+  if (auto fresh = options_.store->record_revoke_request(device.id, ts, t - 2 * kRevokeWindow);
+      !fresh) {
+    if (fresh.error().code == ErrorCode::kReplay) return already_applied();
+    return fail(std::move(fresh).error().context("revoke"));
   }
   protocol::RevokeResponse out;
   if (request.jtis.empty()) {
@@ -684,14 +641,8 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
       if (flipped) ++out.revoked;
     }
   }
-  boost::json::object why;
-  why["timestamp"] = ts;  // first member: the replay check above looks for it
-  why["reason"] = request.reason;
-  why["revoked"] = out.revoked;
-  boost::json::array jtis;
-  for (const auto& j : request.jtis) jtis.push_back(boost::json::value(j));
-  why["jtis"] = std::move(jtis);
-  audit({0, t, device.id, "revoke", "ok", "", "", json::serialize(boost::json::array{why})});
+  audit_log_.write(Event{t, device.id, Action::kRevoke, Decision::kOk, "", "",
+                         RevokeApplied{ts, request.reason, out.revoked, request.jtis}});
   return out;
 }
 

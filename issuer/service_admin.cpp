@@ -8,6 +8,13 @@ namespace warden::issuer {
 namespace {
 
 namespace bj = boost::json;
+using audit::Action;
+using audit::Decision;
+using audit::DeviceDeleted;
+using audit::DeviceGroupSet;
+using audit::DeviceStateSet;
+using audit::Event;
+using audit::PolicyStored;
 
 bj::value parsed_or_text(const std::string& text) {
   auto v = json::parse(text, {.max_size = 1 << 20, .max_depth = 16});
@@ -113,12 +120,8 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
     WARDEN_ASSIGN(n, revoke_all_tokens(id));
     revoked = n;
   }
-  bj::object why;
-  why["actor"] = std::string(actor);
-  why["state"] = std::string(state);
-  why["tokens_revoked"] = revoked;
-  audit({0, now(), std::string(id), "admin.device_state", "ok", "", "",
-         json::serialize(bj::array{why})});
+  audit_log_.write(Event{now(), std::string(id), Action::kDeviceState, Decision::kOk, "", "",
+                         DeviceStateSet{std::string(actor), std::string(state), revoked}});
   return ok();
 }
 
@@ -130,12 +133,8 @@ Status Service::admin_delete_device(std::string_view id, std::string_view actor)
   auto removed = options_.store->remove_device(id);
   forget_device(id);
   WARDEN_TRY_STATUS(removed);
-  bj::object why;
-  why["actor"] = std::string(actor);
-  why["ek_public_hash"] = device.ek_public_hash;
-  why["tokens_revoked"] = revoked;
-  audit({0, now(), std::string(id), "admin.device_delete", "ok", "", "",
-         json::serialize(bj::array{why})});
+  audit_log_.write(Event{now(), std::string(id), Action::kDeviceDelete, Decision::kOk, "", "",
+                         DeviceDeleted{std::string(actor), device.ek_public_hash, revoked}});
   return ok();
 }
 
@@ -146,13 +145,9 @@ Status Service::admin_set_device_group(std::string_view id, std::string_view gro
   auto set = options_.store->set_device_group(id, group);
   forget_device(id);
   WARDEN_TRY_STATUS(set);
-  bj::object why;
-  why["actor"] = std::string(actor);
-  why["group"] = std::string(group);
-  why["previous_group"] = device.group;
-  why["requested_group"] = device.requested_group;
-  audit({0, now(), std::string(id), "admin.device_group", "ok", "", "",
-         json::serialize(bj::array{why})});
+  audit_log_.write(Event{now(), std::string(id), Action::kDeviceGroup, Decision::kOk, "", "",
+                         DeviceGroupSet{std::string(actor), std::string(group), device.group,
+                                        device.requested_group}});
   return ok();
 }
 
@@ -170,11 +165,8 @@ Result<std::string> Service::admin_put_policy(std::string_view version, std::str
   auto added = options_.store->add_policy(reference->version, toml, now(), true);
   policy_cache_.invalidate_all();
   WARDEN_ASSIGN(stored, std::move(added));
-  bj::object why;
-  why["actor"] = std::string(actor);
-  why["id"] = stored.id;
-  why["workload_rules"] = workload->rules.size();
-  audit({0, now(), "", "admin.policy", "ok", "", stored.version, json::serialize(bj::array{why})});
+  audit_log_.write(Event{now(), "", Action::kPolicy, Decision::kOk, "", stored.version,
+                         PolicyStored{std::string(actor), stored.id, workload->rules.size()}});
   return json::serialize(policy_json(stored, false));
 }
 

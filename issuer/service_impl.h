@@ -13,6 +13,7 @@
 #include "attest/token/dpop.h"
 #include "attest/token/jwk.h"
 #include "attest/token/signer.h"
+#include "issuer/audit/audit_log.h"
 #include "issuer/cache/ttl_cache.h"
 #include "issuer/ek_trust.h"
 #include "issuer/nonce.h"
@@ -36,8 +37,10 @@ struct ActivePolicy {
   WorkloadPolicy workload;
 };
 
-/// reasons -> JSON array text [{"code","subject","expected","found"}].
-std::string reasons_to_json(const std::vector<protocol::Reason>& reasons);
+/// reasons -> JSON array text [{"code","subject","expected","found"}] (audit::reasons_json).
+inline std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
+  return audit::reasons_json(reasons);
+}
 
 class Service final : public IssuerService {
  public:
@@ -117,14 +120,9 @@ class Service final : public IssuerService {
   Result<bool> revoke_token(const TokenRecord& token);
   /// A free index in the current status list; a full list is followed by the next ("1", "2", …).
   Result<std::pair<std::string, std::uint64_t>> allocate_status();
-  void audit(AuditRecord record);
-  /// audit() for a refusal an unauthenticated or misbehaving caller can repeat: within the
-  /// device's budget (limits.refusal_burst, refusal_per_minute), else counted into one summary
-  /// record ("N refusals suppressed for device X in the last S s") written with the device's
-  /// next recorded refusal or by housekeeping().
-  void audit_refusal(AuditRecord record);
-  void audit_suppressed(const std::string& device_id, std::uint64_t count,
-                        std::chrono::seconds over, std::int64_t t);
+  /// The audit log's write() and refusal() (issuer/audit/audit_log.h).
+  void audit(AuditRecord record) { audit_log_.write(std::move(record)); }
+  void audit_refusal(AuditRecord record) { audit_log_.refusal(std::move(record)); }
   /// The device result CWT and its expiry.
   Result<std::pair<Bytes, std::int64_t>> mint_device_token(const std::string& device_id,
                                                            ByteSpan nonce,
@@ -160,9 +158,8 @@ class Service final : public IssuerService {
   [[nodiscard]] std::size_t proof_cache_capacity() const;
   Status record_proof(const std::string& device_id, const std::string& jti, std::int64_t t);
   void prune_proofs(std::int64_t t);  ///< forgets devices with no live proof; holds replay_mu_
-  std::mutex replay_mu_;              // guards proof_replay_ and revoke_replay_
+  std::mutex replay_mu_;              // guards proof_replay_
   std::unordered_map<std::string, token::ReplayCache> proof_replay_;  // by device id
-  token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
   RefusalBudget token_rate_;  // token requests per device id; has its own lock
   /// The proof URLs /v1/token accepts: issuer_url and issuer_url_aliases, without a final '/'.
   std::vector<std::string> proof_bases_;
@@ -170,7 +167,7 @@ class Service final : public IssuerService {
   std::mutex random_mu_;  // Random is not required to be thread-safe
 
   static constexpr std::size_t kRefusalKeys = 4096;
-  RefusalBudget refusals_;  // per device id; has its own lock
+  issuer::audit::AuditLog audit_log_;  // refusal budgets per device id
 
   /// Status indexes are taken from the store in blocks (disjoint across replicas) and handed
   /// out from memory; a restart leaves the rest of a block unused (never reused).

@@ -3,9 +3,11 @@
 // are resolved in the migration text and in begin().
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "issuer/store/sql.h"
@@ -19,7 +21,7 @@ using sql::Value;
 
 /// Schema migrations, applied in order; never edit one that has shipped — append a new one.
 /// {blob} and {id_pk} are replaced per dialect.
-constexpr std::array<std::string_view, 4> kMigrations = {
+constexpr std::array<std::string_view, 5> kMigrations = {
     R"(
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -120,7 +122,29 @@ UPDATE devices SET requested_grp = grp, grp = '';
 DELETE FROM enrollments;
 CREATE UNIQUE INDEX enrollments_ek ON enrollments (ek_public_hash);
 CREATE INDEX enrollments_created ON enrollments (created_at);
+)",
+    // 5 (issue 32): a revoke request is applied once across replicas by its unique key, instead
+    // of a search of the audit log. backfill_revoke_requests fills it from the audit records.
+    R"(
+CREATE TABLE revoke_requests (
+  device_id TEXT NOT NULL,
+  signed_at BIGINT NOT NULL,
+  PRIMARY KEY (device_id, signed_at)
+);
+CREATE INDEX revoke_requests_signed ON revoke_requests (signed_at);
 )"};
+
+/// The signed timestamp of a revoke audit record written before schema 5: its reasons were
+/// [{"timestamp":N,...}] (the first member). nullopt for anything else.
+std::optional<std::int64_t> revoke_timestamp(std::string_view reasons) {
+  constexpr std::string_view kPrefix = R"([{"timestamp":)";
+  if (!reasons.starts_with(kPrefix)) return std::nullopt;
+  reasons.remove_prefix(kPrefix.size());
+  std::int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(reasons.data(), reasons.data() + reasons.size(), value);
+  if (ec != std::errc() || ptr == reasons.data()) return std::nullopt;
+  return value;
+}
 
 constexpr std::string_view kSqliteAppendOnly = R"(
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
@@ -243,6 +267,7 @@ class SqlStore final : public Store {
       }
       for (auto v = static_cast<std::size_t>(current); v < kMigrations.size(); ++v) {
         WARDEN_TRY_STATUS(c.exec_script(render_migration(kMigrations[v], c.dialect())));
+        if (v + 1 == 5) WARDEN_TRY_STATUS(backfill_revoke_requests(c));
         std::array<Value, 1> p{static_cast<std::int64_t>(v + 1)};
         WARDEN_TRY_STATUS(c.exec("INSERT INTO schema_version (version) VALUES (?1)", p));
       }
@@ -484,6 +509,26 @@ class SqlStore final : public Store {
     return on_connection([&](sql::Connection& c) { return append_audit_on(c, a); });
   }
 
+  Status record_revoke_request(std::string_view device_id, std::int64_t signed_at,
+                               std::int64_t forget_before) override {
+    return transaction([&](sql::Connection& c) -> Status {
+      std::array<Value, 1> old{forget_before};
+      WARDEN_TRY_STATUS(c.exec("DELETE FROM revoke_requests WHERE signed_at < ?1", old));
+      std::array<Value, 2> p{std::string(device_id), signed_at};
+      auto rows = c.exec(
+          "INSERT INTO revoke_requests (device_id, signed_at) VALUES (?1, ?2) "
+          "ON CONFLICT DO NOTHING RETURNING device_id",
+          p);
+      if (!rows) return fail(std::move(rows).error());
+      if (rows->empty()) {
+        return fail(ErrorCode::kReplay, "revoke request of device " + std::string(device_id) +
+                                            " signed at " + std::to_string(signed_at) +
+                                            " is already recorded");
+      }
+      return ok();
+    });
+  }
+
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override {
     std::string text =
         "SELECT id, time, device_id, action, decision, evidence_hash, policy_version, reasons "
@@ -703,6 +748,23 @@ class SqlStore final : public Store {
   }
 
  private:
+  // Revoke requests applied before schema 5 are known only by their audit records.
+  static Status backfill_revoke_requests(sql::Connection& c) {
+    auto rows = c.exec(
+        "SELECT device_id, reasons FROM audit WHERE action = 'revoke' AND decision = 'ok'", {});
+    if (!rows) return fail(std::move(rows).error());
+    for (const auto& r : *rows) {
+      const auto signed_at = revoke_timestamp(sql::as_text(r[1]));
+      if (!signed_at) continue;
+      std::array<Value, 2> p{sql::as_text(r[0]), *signed_at};
+      WARDEN_TRY_STATUS(
+          c.exec("INSERT INTO revoke_requests (device_id, signed_at) VALUES (?1, ?2) "
+                 "ON CONFLICT DO NOTHING",
+                 p));
+    }
+    return ok();
+  }
+
   static PolicyVersion policy_from_row(const sql::Row& r) {
     PolicyVersion v;
     v.id = sql::as_int(r[0]);
