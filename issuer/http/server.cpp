@@ -464,7 +464,7 @@ class BeastServer final : public HttpsServer {
         // Only an attest request may be as large as limits.max_body_bytes allows; every other
         // route has a protocol maximum far below it (a Content-Length over it is refused before
         // the body is read; a chunked body stops at it).
-        const std::size_t cap = body_cap(parser.get().target());
+        const std::size_t cap = router_.body_cap(parser.get().target(), limits_.max_body_bytes);
         if (const auto length = parser.content_length(); length && *length > cap) {
           co_await refuse(c, parser.get().target(), 413, ErrorCode::kLimitExceeded,
                           "body_too_large: the request body of " + std::to_string(*length) +
@@ -536,19 +536,6 @@ class BeastServer final : public HttpsServer {
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
-  }
-
-  [[nodiscard]] std::size_t body_cap(std::string_view target) const {
-    const std::string_view path = target.substr(0, target.find('?'));
-    std::size_t cap = kOtherBodyBytes;
-    if (path == "/v1/attest") {
-      cap = limits_.max_body_bytes;
-    } else if (path == "/v1/revoke") {
-      cap = protocol::limits::kRevokeRequestBody;
-    } else if (path == "/v1/enroll" || path == "/v1/token") {
-      cap = std::max(protocol::limits::kEnrollRequestBody, protocol::limits::kTokenRequestBody);
-    }
-    return std::min(cap, limits_.max_body_bytes);
   }
 
   // The coroutine suspends until the router answers (a token: once its record has committed),
@@ -629,8 +616,6 @@ class BeastServer final : public HttpsServer {
     c.socket().close(ignored);
   }
 
-  /// Admin bodies (a policy document: policy_file is read up to 1 MiB) and everything else.
-  static constexpr std::size_t kOtherBodyBytes = 1024 * 1024;
   IssuerConfig::Limits limits_;
   std::size_t threads_wanted_;
   bool admin_ca_;
