@@ -1,14 +1,11 @@
+// The coordinators of IssuerService: enroll and activate, challenge, token (through the device
+// gate to token issuing) and revoke; attest is in service_attest.cpp, admin in service_admin.cpp.
 #include <algorithm>
-#include <array>
 
 #include <openssl/evp.h>
 
 #include "attest/credential/credential.h"
 #include "attest/quote/quote.h"
-#include "attest/token/cwt.h"
-#include "attest/token/json.h"
-#include "attest/token/jwt.h"
-#include "attest/token/status_list.h"
 #include "issuer/service_impl.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
@@ -54,19 +51,16 @@ Bytes proof_digest(ByteSpan proof) {
   return ossl::sha256(input);
 }
 
-// "/v1/token" of "https://host:8443/v1/token"; "" when the URL has no path.
-std::string url_path(const std::string& url) {
-  const auto scheme = url.find("://");
-  const auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  return slash == std::string::npos ? std::string() : url.substr(slash);
+std::vector<std::string> proof_bases(const IssuerService::Options& options) {
+  std::vector<std::string> out;
+  auto add_base = [&out](std::string base) {
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!base.empty()) out.push_back(std::move(base));
+  };
+  add_base(options.issuer_url);
+  for (const auto& alias : options.config->issuer_url_aliases) add_base(alias);
+  return out;
 }
-
-std::string strip_query(std::string url) {
-  auto cut = url.find_first_of("?#");
-  if (cut != std::string::npos) url.resize(cut);
-  return url;
-}
-
 }  // namespace
 
 // ---- construction ------------------------------------------------------------------------------
@@ -96,36 +90,17 @@ Service::Service(Options options, EkTrust trust)
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
               options_.config->tokens.nonce_ttl_s),
       policy_cache_(*options_.clock, {kPolicyTtl, 1}),
-      signers_(*options_.clock, {kSignerTtl, 4}),
-      devices_(*options_.clock, {kDeviceTtl, kDeviceCacheMax}),
-      verified_tokens_(*options_.clock, {kDeviceTtl, kTokenCacheMax}),
-      keys_(*options_.clock, {kKeysTtl, 4}),
-      token_rate_({static_cast<double>(options_.config->limits.token_burst),
-                   static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
-                   kDeviceCacheMax}),
+      tokens_({options_.store, options_.keys, options_.clock, options_.issuer_url,
+               options_.status_list_bits}),
+      gate_({options_.store, options_.clock, options_.config->limits, proof_bases(options_)},
+            tokens_),
       audit_log_(
           *options_.store, *options_.clock,
           {static_cast<double>(options_.config->limits.refusal_burst),
-           static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0, kRefusalKeys}) {
-  auto add_base = [this](std::string base) {
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    if (!base.empty()) proof_bases_.push_back(std::move(base));
-  };
-  add_base(options_.issuer_url);
-  for (const auto& alias : options_.config->issuer_url_aliases) add_base(alias);
-}
+           static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0, kRefusalKeys}) {}
 
 Status Service::init() {
-  // Lists are numbered from "1"; the current one is the last that exists.
-  for (;; ++list_number_) {
-    auto next = options_.store->get_status_list(std::to_string(list_number_ + 1));
-    if (!next && next.error().code == ErrorCode::kNotFound) break;
-    if (!next) return fail(std::move(next).error());
-  }
-  auto created =
-      options_.store->create_status_list(std::to_string(list_number_), options_.status_list_bits);
-  if (!created && created.error().code != ErrorCode::kAlreadyExists)
-    return fail(std::move(created).error());
+  WARDEN_TRY_STATUS(tokens_.init());
   auto active = options_.store->active_policy();
   if (!active) return fail(std::move(active).error());
   if (!*active && !options_.config->policy_file.empty()) {
@@ -144,146 +119,9 @@ std::string Service::random_id() {
   return hex_encode(b);
 }
 
-std::string Service::status_uri(std::string_view list_id) const {
-  return options_.issuer_url + "/v1/status/" + std::string(list_id);
-}
-
 void Service::housekeeping() {
   audit_log_.housekeeping();
-  (void)token_rate_.drain(Steady::now());  // forgets idle devices; nothing to report
-  const std::int64_t t = now();
-  std::lock_guard lock(replay_mu_);
-  prune_proofs(t);
-}
-
-void Service::prune_proofs(std::int64_t t) {
-  for (auto it = proof_replay_.begin(); it != proof_replay_.end();) {
-    it = it->second.prune(t) == 0 ? proof_replay_.erase(it) : std::next(it);
-  }
-}
-
-std::size_t Service::proof_cache_capacity() const {
-  const auto& limits = options_.config->limits;
-  return static_cast<std::size_t>(limits.token_burst) +
-         static_cast<std::size_t>(limits.token_per_minute) *
-             static_cast<std::size_t>(kProofMaxAge + kProofLeeway + 59) / 60 +
-         1;
-}
-
-Status Service::record_proof(const std::string& device_id, const std::string& jti, std::int64_t t) {
-  std::lock_guard lock(replay_mu_);
-  auto it = proof_replay_.find(device_id);
-  if (it == proof_replay_.end()) {
-    if (proof_replay_.size() >= kDeviceCacheMax) prune_proofs(t);
-    if (proof_replay_.size() >= kDeviceCacheMax) {
-      return fail(ErrorCode::kUnavailable, "token: proof replay state is at its limit of " +
-                                               std::to_string(kDeviceCacheMax) + " devices");
-    }
-    it = proof_replay_.try_emplace(device_id, proof_cache_capacity(), kProofMaxAge + kProofLeeway)
-             .first;
-  }
-  auto fresh = it->second.check_and_insert(jti, t);
-  if (!fresh && fresh.error().code == ErrorCode::kLimitExceeded) {
-    return fail(ErrorCode::kLimitExceeded,
-                "token: device " + device_id + " sent more proofs than its replay cache holds");
-  }
-  return fresh;
-}
-
-Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
-  const auto seen = policy_cache_.find(0);
-  if (seen.value) return *seen.value;
-  WARDEN_ASSIGN(stored, options_.store->active_policy());
-  auto cached = policy_cache_.last(0);
-  if (!stored) {
-    if (!cached) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
-    return *cached;
-  }
-  std::shared_ptr<const ActivePolicy> policy;
-  if (cached && (*cached)->id >= stored->id) {
-    policy = *cached;
-  } else {
-    WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
-    WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
-    auto p = std::make_shared<ActivePolicy>();
-    p->id = stored->id;
-    p->reference = std::move(reference);
-    p->workload = std::move(workload);
-    policy = std::move(p);
-  }
-  // Versions only move forward (each put is a new row): a slower read of an older one loses.
-  const std::int64_t id = policy->id;
-  policy_cache_.put(0, policy, seen, [id](const auto& c) { return c->id > id; });
-  return policy;
-}
-
-Result<std::shared_ptr<token::EcSigner>> Service::signer() {
-  const std::string kid = options_.keys->current_kid();
-  const auto seen = signers_.find(kid);
-  if (seen.value) return *seen.value;
-  std::shared_ptr<EVP_PKEY> key = options_.keys->current_key();
-  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
-  // The key was read after the kid above: take the kid as of now, not the one read above.
-  WARDEN_ASSIGN(fresh, token::EcSigner::from_key(std::move(key), options_.keys->current_kid()));
-  auto signer = std::make_shared<token::EcSigner>(std::move(fresh));
-  signers_.put(signer->public_jwk().kid(), signer, seen);
-  return signer;
-}
-
-Result<Service::DeviceGate> Service::device_gate(const std::string& device_id) {
-  const auto seen = devices_.find(device_id);
-  if (seen.value) return *seen.value;
-  WARDEN_ASSIGN(device, options_.store->get_device(device_id));
-  DeviceGate gate;
-  gate.state = device.state;
-  gate.last_verdict = std::move(device.last_verdict);
-  gate.group = std::move(device.group);
-  gate.revoked_at = device.revoked_at;
-  // Not stored when a write of this process evicted devices while the row was read.
-  devices_.put(device_id, gate, seen);
-  return gate;
-}
-
-void Service::forget_device(std::string_view device_id) { devices_.evict(std::string(device_id)); }
-
-Result<token::Claims> Service::verified_device_token(ByteSpan device_token, std::int64_t t) {
-  const Bytes digest = ossl::sha256(device_token);
-  const std::string key(digest.begin(), digest.end());
-  // Past exp the token is verified again, which applies the leeway and reports the expiry.
-  const auto seen = verified_tokens_.find(key);
-  if (seen.value) return *seen.value;
-  WARDEN_ASSIGN(keys, published_keys());
-  const token::ClaimChecks verify_options{
-      .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
-  auto verified = token::verify_cwt(device_token, *keys, verify_options);
-  if (!verified && verified.error().code == ErrorCode::kUnknownKey) {
-    // Signed by a key another replica published since the cache was loaded.
-    WARDEN_ASSIGN(fresh, published_keys(true));
-    verified = token::verify_cwt(device_token, *fresh, verify_options);
-  }
-  if (!verified) return fail(std::move(verified).error());
-  token::Claims claims = std::move(verified->claims);
-  const auto exp =
-      TtlCache<std::string, token::Claims>::TimePoint(std::chrono::seconds(claims.exp.value_or(t)));
-  verified_tokens_.put_until(key, claims, seen, exp);
-  return claims;
-}
-
-Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload) {
-  const std::string kid = options_.keys->current_kid();
-  const auto seen = keys_.find(kid);
-  if (!reload && seen.value) return *seen.value;
-  WARDEN_ASSIGN(infos, options_.keys->published());
-  token::KeySet set;
-  for (const SigningKeyInfo& info : infos) {
-    WARDEN_ASSIGN(pkey, ossl::public_key_from_pem(info.public_pem));
-    WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(pkey.get(), info.kid));
-    jwk.set_alg(token::Alg::kEs256);
-    set.add(std::move(jwk));
-  }
-  auto keys = std::make_shared<const token::KeySet>(std::move(set));
-  keys_.put(kid, keys, seen);
-  return keys;
+  gate_.housekeeping(now());
 }
 
 // ---- enrollment --------------------------------------------------------------------------------
@@ -420,63 +258,10 @@ void Service::token_async(const protocol::TokenRequest& request, const RequestTa
 Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& request,
                                                 const RequestTarget& target) {
   const std::int64_t t = now();
-  auto verified = verified_device_token(request.device_token, t);
-  if (!verified) return fail(std::move(verified).error().context("token: device token"));
-  const token::Claims& dc = *verified;
-  if (dc.eat_profile != std::string(token::kEatProfile) || !dc.device_id || !dc.attestation ||
-      !dc.attestation->pass || !dc.cnf || !dc.cnf->jkt) {
-    return fail(ErrorCode::kPermissionDenied,
-                "token: device token expected a passing Warden device result with cnf, found "
-                "another token");
-  }
-  const std::string& device_id = *dc.device_id;
-  WARDEN_ASSIGN(device, device_gate(device_id));
-  if (device.state != DeviceState::kEnabled)
-    return fail(ErrorCode::kRevoked, "token: device " + device_id + " is revoked");
-  // A device token from before the device's last revocation stays dead after it is enabled
-  // again: only a fresh attestation (a new device token) brings tokens back.
-  if (!dc.iat || *dc.iat <= device.revoked_at) {
-    return fail(ErrorCode::kRevoked,
-                "token: device token issued at " + std::to_string(dc.iat.value_or(0)) +
-                    ", at or before the revocation of device " + device_id + " at " +
-                    std::to_string(device.revoked_at) + "; attest again");
-  }
-  if (device.last_verdict != "accept") {
-    return fail(ErrorCode::kPolicyViolation, "token: device " + device_id +
-                                                 " last attestation verdict expected accept, "
-                                                 "found " +
-                                                 device.last_verdict);
-  }
-  token::ProofCheck check;
-  check.htm = target.method;
-  check.htu = strip_query(target.url);
-  if (!proof_bases_.empty()) {
-    // htu must name this issuer as configured, never what the client put in its Host header.
-    const std::string path = url_path(check.htu);
-    check.htu = proof_bases_.front() + path;
-    for (std::size_t i = 1; i < proof_bases_.size(); ++i) {
-      check.htu_aliases.push_back(proof_bases_[i] + path);
-    }
-  }
-  check.now = t;
-  check.max_age = kProofMaxAge;
-  check.leeway = kProofLeeway;
-  check.expected_jkt = dc.cnf->jkt;
-  auto proof = token::verify_proof_unrecorded(request.proof, check);
-  if (!proof) return fail(std::move(proof).error().context("token: proof"));
-  // After the proof's signature (only the device's key can spend its rate), before its jti is
-  // recorded: a device over its rate is refused alone, and its excess never fills its cache.
-  if (!token_rate_.charge(device_id, Steady::now()).record) {
-    return fail(ErrorCode::kLimitExceeded,
-                "token: device " + device_id + " is over limits.token_burst = " +
-                    std::to_string(options_.config->limits.token_burst) +
-                    " / limits.token_per_minute = " +
-                    std::to_string(options_.config->limits.token_per_minute));
-  }
-  if (auto recorded = record_proof(device_id, proof->jti, t); !recorded) {
-    return fail(std::move(recorded).error().context("token: proof"));
-  }
-
+  WARDEN_ASSIGN(admitted, gate_.admit(request, target, t));
+  const token::Claims& dc = admitted.device_token;
+  const std::string& device_id = admitted.device_id;
+  const gate::DeviceStatus& device = admitted.device;
   WARDEN_ASSIGN(policy, active_policy());
   auto grant = authorize_workload(
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
@@ -494,91 +279,15 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
   ttl = std::min(ttl, grant->max_ttl);
   if (dc.exp) ttl = std::min(ttl, std::max<std::int64_t>(*dc.exp - t, 1));
 
-  WARDEN_ASSIGN(slot, allocate_status());
-  const auto& [list_id, index] = slot;
-  token::Claims c;
-  c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
-  c.sub = device_id;
-  c.aud = {request.audience};
-  c.iat = t;
-  c.nbf = t;
-  c.exp = t + ttl;
-  c.jti = random_id();
-  if (!request.scopes.empty()) {
-    std::string scope;
-    for (const auto& s : request.scopes) scope += (scope.empty() ? "" : " ") + s;
-    c.scope = std::move(scope);
-  }
-  c.cnf = token::Confirmation{dc.cnf->jkt, dc.cnf->key};
-  c.status = token::StatusRef{index, status_uri(list_id)};
-  c.device_id = device_id;
-  token::WorkloadSelectors ws;
-  if (request.selectors.uid) ws.uid = *request.selectors.uid;
-  ws.systemd_unit = request.selectors.systemd_unit;
-  ws.container_id = request.selectors.container_id;
-  ws.image_digest = request.selectors.image_digest;
-  ws.executable_digest = request.selectors.exe_digest;
-  c.workload = std::move(ws);
-
-  WARDEN_ASSIGN(signer, this->signer());
-  protocol::TokenResponse out;
-  if (request.format == protocol::TokenFormat::kCwt) {
-    WARDEN_ASSIGN(cwt, token::mint_cwt(*signer, c));
-    out.token = std::move(cwt);
-  } else {
-    WARDEN_ASSIGN(jwt, token::mint_jwt(*signer, token::kTypWorkload, c));
-    out.token = std::move(jwt);
-  }
-  out.jti = *c.jti;
-  out.expires_at = static_cast<std::uint64_t>(*c.exp);
-  out.status_index = index;
-  return TokenIssue{std::move(out),
-                    {*c.jti, device_id, list_id, index, t, *c.exp, false},
+  WARDEN_ASSIGN(minted, tokens_.mint_workload({device_id, &request,
+                                               token::Confirmation{dc.cnf->jkt, dc.cnf->key}, t,
+                                               ttl, random_id()}));
+  const std::string jti = minted.response.jti;
+  const std::uint64_t index = minted.response.status_index;
+  return TokenIssue{std::move(minted.response), std::move(minted.record),
                     to_record(Event{t, device_id, Action::kToken, Decision::kAccept, "",
                                     policy->reference.version,
-                                    TokenGrant{grant->rule, *c.jti, request.audience, index}})};
-}
-
-Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
-  std::lock_guard lock(list_mu_);
-  if (block_next_ < block_end_) return std::pair{std::to_string(list_number_), block_next_++};
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    std::string id = std::to_string(list_number_);
-    auto block = options_.store->allocate_status_indexes(id, kStatusBlock);
-    if (block) {
-      block_next_ = block->first + 1;
-      block_end_ = block->second;
-      return std::pair{std::move(id), block->first};
-    }
-    if (block.error().code != ErrorCode::kLimitExceeded) return fail(std::move(block).error());
-    // Full: move on to the next list (another replica may have created it already).
-    auto created = options_.store->create_status_list(std::to_string(list_number_ + 1),
-                                                      options_.status_list_bits);
-    if (!created && created.error().code != ErrorCode::kAlreadyExists)
-      return fail(std::move(created).error());
-    ++list_number_;
-  }
-  return fail(ErrorCode::kUnavailable, "token: no free status list index");
-}
-
-// ---- revocation --------------------------------------------------------------------------------
-
-Result<bool> Service::revoke_token(const TokenRecord& token) {
-  WARDEN_ASSIGN(flipped, options_.store->mark_token_revoked(token.jti));
-  // Set the bit even when the record was already marked: a crash between the two writes must
-  // not leave a revoked token valid in the list.
-  WARDEN_TRY_STATUS(options_.store->set_status_bit(token.list_id, token.status_index, true));
-  return flipped;
-}
-
-Result<std::uint64_t> Service::revoke_all_tokens(std::string_view device_id) {
-  WARDEN_ASSIGN(live, options_.store->live_tokens(device_id, now()));
-  std::uint64_t n = 0;
-  for (const TokenRecord& t : live) {
-    WARDEN_ASSIGN(flipped, revoke_token(t));
-    if (flipped) ++n;
-  }
-  return n;
+                                    TokenGrant{grant->rule, jti, request.audience, index}})};
 }
 
 Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& request) {
@@ -618,7 +327,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
   }
   protocol::RevokeResponse out;
   if (request.jtis.empty()) {
-    WARDEN_ASSIGN(n, revoke_all_tokens(device.id));
+    WARDEN_ASSIGN(n, tokens_.revoke_all_tokens(device.id));
     out.revoked = n;
     // The device reported a posture change: no new tokens before it attests again.
     AttestationUpdate u;
@@ -637,7 +346,7 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
         return fail(ErrorCode::kPermissionDenied,
                     "revoke: token " + jti + " was not issued to device " + device.id);
       }
-      WARDEN_ASSIGN(flipped, revoke_token(record));
+      WARDEN_ASSIGN(flipped, tokens_.revoke_token(record));
       if (flipped) ++out.revoked;
     }
   }
@@ -648,26 +357,10 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
 
 // ---- public endpoints --------------------------------------------------------------------------
 
-Result<std::string> Service::jwks_json() {
-  WARDEN_ASSIGN(keys, published_keys());
-  return keys->to_json();
-}
+Result<std::string> Service::jwks_json() { return tokens_.jwks_json(); }
 
 Result<std::string> Service::status_list_jwt(std::string_view list_id) {
-  WARDEN_ASSIGN(stored, options_.store->get_status_list(list_id));
-  WARDEN_ASSIGN(list, token::StatusList::create(1, static_cast<std::size_t>(stored.bits)));
-  for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
-    if (stored.bytes[i] == 0) continue;
-    for (unsigned b = 0; b < 8; ++b) {
-      if ((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) {
-        WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
-      }
-    }
-  }
-  WARDEN_ASSIGN(signer, this->signer());
-  const std::int64_t t = now();
-  constexpr std::int64_t kTtl = 60;
-  return token::mint_status_list_jwt(*signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+  return tokens_.status_list_jwt(list_id);
 }
 
 Status Service::ready() {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "attest/token/json.h"
+#include "issuer/admin/admin_json.h"
 #include "issuer/http/routes.h"
 
 namespace warden::issuer::http {
@@ -118,9 +119,10 @@ std::string admin_refusal(const RouterOptions& options) {
   return reason;
 }
 
-Response json_reply(const RouteContext& c, Result<std::string> result) {
+template <class T>
+Response json_reply(const RouteContext& c, const Result<T>& result) {
   if (!result) return service_error(c.request.target, result.error());
-  return make_response(200, kJson, std::move(*result));
+  return make_response(200, kJson, admin::to_json(*result));
 }
 
 Response no_content() { return make_response(204, "", ""); }
@@ -225,7 +227,7 @@ void register_admin_routes(RouteTable& table, IssuerService& service,
     const std::string version = param(params_of(c), "version").value_or("");
     auto stored = s->admin_put_policy(version, warden::to_string(c.request.body), actor);
     if (stored) spdlog::info("admin {}: policy stored", actor);
-    return json_reply(c, std::move(stored));
+    return json_reply(c, stored);
   };
   table.add(Route{"PUT", "/admin/v1/policies", BodyFormat::kText, "", put_policy});
   table.add(Route{"PUT", "/admin/v1/policy", BodyFormat::kText, "/admin/v1/policies", put_policy});
