@@ -25,8 +25,8 @@ const std::string kOtherId(64, 'b');
 const std::string kScope = "docker-" + kId + ".scope";
 const std::string kOtherScope = "docker-" + kOtherId + ".scope";
 
-struct ContainerFixture : ::testing::Test {
-  ContainerFixture() {
+struct ContainerSourceTest : ::testing::Test {
+  ContainerSourceTest() {
     fs::create_directories(root() / "system.slice");
     std::ofstream(root() / "cgroup.controllers") << "cpu memory\n";
   }
@@ -54,7 +54,7 @@ struct ContainerFixture : ::testing::Test {
   std::optional<ContainerSource> source;
 };
 
-TEST_F(ContainerFixture, ContainerRunningAtStartIsReportedAsStarted) {
+TEST_F(ContainerSourceTest, ContainerRunningAtStartIsReportedAsStarted) {
   fs::create_directories(root() / "system.slice" / kScope);
   ASSERT_TRUE(make().start());
   ASSERT_EQ(observer.triggers(), std::vector<Trigger>{Trigger::kContainerStarted});
@@ -68,7 +68,7 @@ TEST_F(ContainerFixture, ContainerRunningAtStartIsReportedAsStarted) {
   EXPECT_EQ(counters.containers_running, 1U);
 }
 
-TEST_F(ContainerFixture, StartAndStopAreReportedAndMeasured) {
+TEST_F(ContainerSourceTest, StartAndStopAreReportedAndMeasured) {
   auto log = open_log();
   ASSERT_TRUE(make(log.get()).start());
   fs::create_directories(root() / "system.slice" / kScope);
@@ -89,7 +89,7 @@ TEST_F(ContainerFixture, StartAndStopAreReportedAndMeasured) {
   EXPECT_TRUE(own_writes.consume(log->path().lexically_normal()));
 }
 
-TEST_F(ContainerFixture, AContainersOwnSubCgroupsAreNotContainers) {
+TEST_F(ContainerSourceTest, AContainersOwnSubCgroupsAreNotContainers) {
   ASSERT_TRUE(make().start());
   fs::create_directories(root() / "system.slice" / kScope / "init");
   source->on_event(dir_event(slice_watch(), kScope, true));
@@ -97,7 +97,7 @@ TEST_F(ContainerFixture, AContainersOwnSubCgroupsAreNotContainers) {
   EXPECT_EQ(watcher.id_of(root() / "system.slice" / kScope), -1);  // not watched
 }
 
-TEST_F(ContainerFixture, DirectoriesCreatedBeforeTheirWatchAreScanned) {
+TEST_F(ContainerSourceTest, DirectoriesCreatedBeforeTheirWatchAreScanned) {
   ASSERT_TRUE(make().start());
   fs::create_directories(root() / "machine.slice" / kScope);
   source->on_event(dir_event(watcher.id_of(root()), "machine.slice", true));
@@ -105,7 +105,7 @@ TEST_F(ContainerFixture, DirectoriesCreatedBeforeTheirWatchAreScanned) {
   EXPECT_EQ(observer.seen[0].cgroup_path, "machine.slice/" + kScope);
 }
 
-TEST_F(ContainerFixture, RemovingAParentStopsEveryContainerBelowIt) {
+TEST_F(ContainerSourceTest, RemovingAParentStopsEveryContainerBelowIt) {
   fs::create_directories(root() / "system.slice" / kScope);
   fs::create_directories(root() / "system.slice" / kOtherScope);
   ASSERT_TRUE(make().start());
@@ -115,14 +115,14 @@ TEST_F(ContainerFixture, RemovingAParentStopsEveryContainerBelowIt) {
                                   Trigger::kContainerStopped, Trigger::kContainerStopped}));
 }
 
-TEST_F(ContainerFixture, WatchLimitIsCountedAndTheDirectorySkipped) {
+TEST_F(ContainerSourceTest, WatchLimitIsCountedAndTheDirectorySkipped) {
   ASSERT_TRUE(make(nullptr, 1).start());  // the root is the one watch
   EXPECT_EQ(counters.cgroup_watches, 1U);
   EXPECT_GE(counters.cgroup_watch_limit_hits, 1U);
   EXPECT_EQ(slice_watch(), -1);
 }
 
-TEST_F(ContainerFixture, IgnoredWatchIsForgotten) {
+TEST_F(ContainerSourceTest, IgnoredWatchIsForgotten) {
   ASSERT_TRUE(make().start());
   EXPECT_EQ(counters.cgroup_watches, 2U);
   os::FsEvent ignored;
@@ -134,7 +134,7 @@ TEST_F(ContainerFixture, IgnoredWatchIsForgotten) {
   EXPECT_TRUE(observer.seen.empty());
 }
 
-TEST_F(ContainerFixture, RescanFindsWhatAppearedAndDisappearedUnseen) {
+TEST_F(ContainerSourceTest, RescanFindsWhatAppearedAndDisappearedUnseen) {
   fs::create_directories(root() / "system.slice" / kScope);
   ASSERT_TRUE(make().start());
   fs::remove(root() / "system.slice" / kScope);
@@ -147,7 +147,7 @@ TEST_F(ContainerFixture, RescanFindsWhatAppearedAndDisappearedUnseen) {
   EXPECT_EQ(observer.seen[2].subject, kId);
 }
 
-TEST_F(ContainerFixture, LoggedContainerStillRunningAtStartIsNotReportedAgain) {
+TEST_F(ContainerSourceTest, LoggedContainerStillRunningAtStartIsNotReportedAgain) {
   auto log = open_log();
   ASSERT_TRUE(log->append(
       {attest::cel::ContainerEvent::kStart, kId, "", "", "docker", "/system.slice/" + kScope}));
@@ -158,7 +158,7 @@ TEST_F(ContainerFixture, LoggedContainerStillRunningAtStartIsNotReportedAgain) {
   EXPECT_EQ(counters.containers_running, 1U);
 }
 
-TEST_F(ContainerFixture, LoggedContainerGoneAtStartIsReportedAndLoggedAsStopped) {
+TEST_F(ContainerSourceTest, LoggedContainerGoneAtStartIsReportedAndLoggedAsStopped) {
   auto log = open_log();
   ASSERT_TRUE(log->append(
       {attest::cel::ContainerEvent::kStart, kId, "", "", "docker", "/system.slice/" + kScope}));
@@ -168,7 +168,7 @@ TEST_F(ContainerFixture, LoggedContainerGoneAtStartIsReportedAndLoggedAsStopped)
   EXPECT_TRUE(log->running().empty());
 }
 
-TEST_F(ContainerFixture, FailedMeasurementIsCountedAndStillReported) {
+TEST_F(ContainerSourceTest, FailedMeasurementIsCountedAndStillReported) {
   auto log = open_log();
   ASSERT_TRUE(make(log.get()).start());
   extender.fail_extends = true;
@@ -179,12 +179,12 @@ TEST_F(ContainerFixture, FailedMeasurementIsCountedAndStillReported) {
   EXPECT_FALSE(own_writes.consume(log->path().lexically_normal()));  // expectation withdrawn
 }
 
-TEST_F(ContainerFixture, UnwatchableRootIsAnError) {
+TEST_F(ContainerSourceTest, UnwatchableRootIsAnError) {
   watcher.missing.insert(root());
   EXPECT_FALSE(make().start());
 }
 
-TEST_F(ContainerFixture, CgroupV1WatchesOneHierarchy) {
+TEST_F(ContainerSourceTest, CgroupV1WatchesOneHierarchy) {
   fs::remove(root() / "cgroup.controllers");
   fs::create_directories(root() / "memory" / "docker" / kId);
   fs::create_directories(root() / "pids" / "docker" / kId);

@@ -22,7 +22,7 @@ using test::file_event;
 
 void write(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
-struct FilesFixture : ::testing::Test {
+struct WatchedFilesTest : ::testing::Test {
   warden::test::TempDir dir{"warden-posture-unit"};
   FakeDirWatcher watcher;
   FakeClock clock;
@@ -30,7 +30,7 @@ struct FilesFixture : ::testing::Test {
   WatchedFiles files{watcher, observer, clock.now()};
 };
 
-TEST_F(FilesFixture, ConfigChangeIsReportedOncePerNewContent) {
+TEST_F(WatchedFilesTest, ConfigChangeIsReportedOncePerNewContent) {
   const auto config = dir.path() / "agent.toml";
   write(config, "a = 1\n");
   ASSERT_TRUE(files.add(config, Trigger::kConfigChanged));
@@ -45,7 +45,7 @@ TEST_F(FilesFixture, ConfigChangeIsReportedOncePerNewContent) {
   EXPECT_EQ(observer.seen[0].old_value.rfind("sha256:", 0), 0U);
 }
 
-TEST_F(FilesFixture, PolicyFileRemovedIsReportedAbsentAndOtherFilesIgnored) {
+TEST_F(WatchedFilesTest, PolicyFileRemovedIsReportedAbsentAndOtherFilesIgnored) {
   const auto policy = dir.path() / "policy.json";
   write(policy, "{}");
   ASSERT_TRUE(files.add(policy, Trigger::kPolicyFileChanged));
@@ -60,7 +60,7 @@ TEST_F(FilesFixture, PolicyFileRemovedIsReportedAbsentAndOtherFilesIgnored) {
   EXPECT_EQ(observer.seen[0].new_value, "absent");
 }
 
-TEST_F(FilesFixture, ContentBackAtTheReferenceIsNotAChangeAndRescanChecksEveryFile) {
+TEST_F(WatchedFilesTest, ContentBackAtTheReferenceIsNotAChangeAndRescanChecksEveryFile) {
   const auto policy = dir.path() / "policy.json";
   write(policy, "{}");
   ASSERT_TRUE(files.add(policy, Trigger::kPolicyFileChanged));
@@ -74,13 +74,13 @@ TEST_F(FilesFixture, ContentBackAtTheReferenceIsNotAChangeAndRescanChecksEveryFi
   EXPECT_EQ(observer.seen.size(), 1U);
 }
 
-TEST_F(FilesFixture, UnwatchableParentIsAnError) {
+TEST_F(WatchedFilesTest, UnwatchableParentIsAnError) {
   watcher.missing.insert(dir.path() / "nowhere");
   EXPECT_FALSE(files.add(dir.path() / "nowhere" / "agent.toml", Trigger::kConfigChanged));
 }
 
-struct StateFixture : ::testing::Test {
-  StateFixture() {
+struct StateDirSourceTest : ::testing::Test {
+  StateDirSourceTest() {
     fs::create_directories(state() / "keys");
     write(state() / "device.json", "{}");
     write(state() / "keys" / "blob", "sealed");
@@ -99,7 +99,7 @@ struct StateFixture : ::testing::Test {
   StateDirSource source{dir.path() / "state", watcher, own_writes, observer, counters, clock.now()};
 };
 
-TEST_F(StateFixture, TamperedBlobIsReported) {
+TEST_F(StateDirSourceTest, TamperedBlobIsReported) {
   start();
   EXPECT_EQ(watcher.kinds.at(state() / "keys"), os::WatchKind::kTree);
   write(state() / "keys" / "blob", "forged");
@@ -108,7 +108,7 @@ TEST_F(StateFixture, TamperedBlobIsReported) {
   EXPECT_EQ(observer.seen[0].subject, (state() / "keys" / "blob").string());
 }
 
-TEST_F(StateFixture, AnnouncedWriteMovesTheReference) {
+TEST_F(StateDirSourceTest, AnnouncedWriteMovesTheReference) {
   start();
   own_writes.expect(state() / "device.json");
   write(state() / "device.json", "{\"v\":2}");
@@ -120,7 +120,7 @@ TEST_F(StateFixture, AnnouncedWriteMovesTheReference) {
   EXPECT_TRUE(observer.seen.empty());
 }
 
-TEST_F(StateFixture, CreatedFilesWaitForTheirWriteAndTemporariesAreIgnored) {
+TEST_F(StateDirSourceTest, CreatedFilesWaitForTheirWriteAndTemporariesAreIgnored) {
   start();
   const int id = watcher.id_of(state());
   write(state() / "new", "x");
@@ -135,7 +135,7 @@ TEST_F(StateFixture, CreatedFilesWaitForTheirWriteAndTemporariesAreIgnored) {
   EXPECT_EQ(observer.seen.size(), 1U);
 }
 
-TEST_F(StateFixture, StateDirRemovedIsReported) {
+TEST_F(StateDirSourceTest, StateDirRemovedIsReported) {
   start();
   os::FsEvent gone;
   gone.watch = watcher.id_of(state());
@@ -145,7 +145,7 @@ TEST_F(StateFixture, StateDirRemovedIsReported) {
   EXPECT_EQ(observer.seen[0].old_value, "present");
 }
 
-TEST_F(StateFixture, NewSubdirectoryIsWatchedButNotDeeperThanTwoLevels) {
+TEST_F(StateDirSourceTest, NewSubdirectoryIsWatchedButNotDeeperThanTwoLevels) {
   start();
   fs::create_directories(state() / "sub" / "deeper");
   write(state() / "sub" / "file", "x");
@@ -158,7 +158,7 @@ TEST_F(StateFixture, NewSubdirectoryIsWatchedButNotDeeperThanTwoLevels) {
   EXPECT_EQ(observer.seen.size(), 1U);  // sub/file, unknown before
 }
 
-TEST_F(StateFixture, RescanFindsRemovedFiles) {
+TEST_F(StateDirSourceTest, RescanFindsRemovedFiles) {
   start();
   fs::remove(state() / "keys" / "blob");
   source.rescan();

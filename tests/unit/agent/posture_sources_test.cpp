@@ -29,7 +29,7 @@ const std::string kTwo(64, '2');
 
 // ---- IMA --------------------------------------------------------------------------------------
 
-struct ImaFixture : ::testing::Test {
+struct ImaSourceTest : ::testing::Test {
   FakeImaCounter counter;
   FakeObserver observer;
   Counters counters;
@@ -37,7 +37,7 @@ struct ImaFixture : ::testing::Test {
   ImaSource source{counter, observer, counters, clock.now()};
 };
 
-TEST_F(ImaFixture, GrowthIsReportedOncePerNewCount) {
+TEST_F(ImaSourceTest, GrowthIsReportedOncePerNewCount) {
   counter.count = 100;
   ASSERT_TRUE(source.start());
   source.poll();
@@ -56,7 +56,7 @@ TEST_F(ImaFixture, GrowthIsReportedOncePerNewCount) {
   EXPECT_EQ(counters.ima_polls, 4U);
 }
 
-TEST_F(ImaFixture, RebaselineMakesTheCurrentCountTheReference) {
+TEST_F(ImaSourceTest, RebaselineMakesTheCurrentCountTheReference) {
   counter.count = 1;
   ASSERT_TRUE(source.start());
   counter.count = 2;
@@ -70,7 +70,7 @@ TEST_F(ImaFixture, RebaselineMakesTheCurrentCountTheReference) {
   EXPECT_EQ(observer.seen[1].old_value, "2");
 }
 
-TEST_F(ImaFixture, UnreadableCountIsAnErrorAtStartAndSkippedLater) {
+TEST_F(ImaSourceTest, UnreadableCountIsAnErrorAtStartAndSkippedLater) {
   counter.unreadable = true;
   EXPECT_FALSE(source.start());
   counter.unreadable = false;
@@ -82,8 +82,8 @@ TEST_F(ImaFixture, UnreadableCountIsAnErrorAtStartAndSkippedLater) {
 
 // ---- TPM, PCRs, reset counts ------------------------------------------------------------------
 
-struct TpmFixture : ::testing::Test {
-  TpmFixture() {
+struct TpmSourceTest : ::testing::Test {
+  TpmSourceTest() {
     probe.reading.pcrs = {{"sha256:7", kZero}, {"sha256:10", kZero}};
     probe.reading.reset_count = 3;
     probe.reading.restart_count = 0;
@@ -95,14 +95,14 @@ struct TpmFixture : ::testing::Test {
   TpmSource source{probe, observer, counters, clock.now(), 10, nullptr};
 };
 
-TEST_F(TpmFixture, UnreachableAtStartIsAnError) {
+TEST_F(TpmSourceTest, UnreachableAtStartIsAnError) {
   probe.unreachable = true;
   auto started = source.start();
   ASSERT_FALSE(started);
   EXPECT_NE(started.error().message.find("TPM baseline"), std::string::npos);
 }
 
-TEST_F(TpmFixture, BootPcrChangeIsReportedOnce) {
+TEST_F(TpmSourceTest, BootPcrChangeIsReportedOnce) {
   ASSERT_TRUE(source.start());
   source.poll();
   EXPECT_TRUE(observer.seen.empty());
@@ -115,14 +115,14 @@ TEST_F(TpmFixture, BootPcrChangeIsReportedOnce) {
   EXPECT_EQ(observer.seen[0].new_value, kOne);
 }
 
-TEST_F(TpmFixture, ImaPcrChangeIsItsOwnTrigger) {
+TEST_F(TpmSourceTest, ImaPcrChangeIsItsOwnTrigger) {
   ASSERT_TRUE(source.start());
   probe.reading.pcrs["sha256:10"] = kOne;
   source.poll();
   EXPECT_EQ(observer.triggers(), std::vector<Trigger>{Trigger::kImaPcrChanged});
 }
 
-TEST_F(TpmFixture, PcrBackAtTheReferenceThenMovedAgainIsReportedAgain) {
+TEST_F(TpmSourceTest, PcrBackAtTheReferenceThenMovedAgainIsReportedAgain) {
   ASSERT_TRUE(source.start());
   probe.reading.pcrs["sha256:7"] = kOne;
   source.poll();
@@ -133,7 +133,7 @@ TEST_F(TpmFixture, PcrBackAtTheReferenceThenMovedAgainIsReportedAgain) {
   EXPECT_EQ(observer.seen.size(), 2U);
 }
 
-TEST_F(TpmFixture, PcrMissingFromTheReadingIsReportedAbsent) {
+TEST_F(TpmSourceTest, PcrMissingFromTheReadingIsReportedAbsent) {
   ASSERT_TRUE(source.start());
   probe.reading.pcrs.erase("sha256:7");
   source.poll();
@@ -141,7 +141,7 @@ TEST_F(TpmFixture, PcrMissingFromTheReadingIsReportedAbsent) {
   EXPECT_EQ(observer.seen[0].new_value, "absent");
 }
 
-TEST_F(TpmFixture, ResetAndRestartCountsAreReportedBeforePcrs) {
+TEST_F(TpmSourceTest, ResetAndRestartCountsAreReportedBeforePcrs) {
   ASSERT_TRUE(source.start());
   probe.reading.reset_count = 4;
   probe.reading.restart_count = 1;
@@ -156,7 +156,7 @@ TEST_F(TpmFixture, ResetAndRestartCountsAreReportedBeforePcrs) {
   EXPECT_EQ(observer.seen[1].subject, "restartCount");
 }
 
-TEST_F(TpmFixture, LostTpmIsReportedOnceAndRetriedOncePerInterval) {
+TEST_F(TpmSourceTest, LostTpmIsReportedOnceAndRetriedOncePerInterval) {
   ASSERT_TRUE(source.start());
   probe.unreachable = true;
   source.poll();
@@ -177,7 +177,7 @@ TEST_F(TpmFixture, LostTpmIsReportedOnceAndRetriedOncePerInterval) {
   EXPECT_EQ(observer.triggers(), (std::vector<Trigger>{Trigger::kTpmLost, Trigger::kTpmBack}));
 }
 
-TEST_F(TpmFixture, RebaselineTakesTheReadingAsReference) {
+TEST_F(TpmSourceTest, RebaselineTakesTheReadingAsReference) {
   ASSERT_TRUE(source.start());
   probe.reading.pcrs["sha256:7"] = kOne;
   source.poll();
@@ -190,7 +190,7 @@ TEST_F(TpmFixture, RebaselineTakesTheReadingAsReference) {
   EXPECT_EQ(observer.seen[1].old_value, kOne);
 }
 
-TEST_F(TpmFixture, RebaselineWithTheTpmUnreachableKeepsTheReferenceButForgetsReports) {
+TEST_F(TpmSourceTest, RebaselineWithTheTpmUnreachableKeepsTheReferenceButForgetsReports) {
   ASSERT_TRUE(source.start());
   probe.reading.pcrs["sha256:7"] = kOne;
   source.poll();
