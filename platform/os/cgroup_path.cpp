@@ -48,6 +48,29 @@ constexpr std::array<ScopePattern, 4> kScopePatterns{{
     {"libpod-", "podman"},
 }};
 
+/// Whether path component `i` names a container (the last match wins); the one place that knows
+/// runtime path shapes.
+void match_container(const std::vector<std::string_view>& parts, std::size_t i, bool under_kubepods,
+                     CgroupIdentity& out) {
+  const std::string_view c = parts[i];
+  for (const auto& pattern : kScopePatterns) {
+    if (auto id = scoped_id(c, pattern.prefix); !id.empty()) {
+      out.container_id = std::string(id);
+      out.container_runtime = std::string(pattern.runtime);
+    }
+  }
+  // v1 layouts: "/docker/<64hex>" and "/kubepods/<qos>/pod<uid>/<64hex>".
+  if (out.container_id.empty() && is_hex(c) && c.size() == 64 && i > 0) {
+    if (parts[i - 1] == "docker") {
+      out.container_id = std::string(c);
+      out.container_runtime = "docker";
+    } else if (under_kubepods) {
+      out.container_id = std::string(c);
+      out.container_runtime = "kubepods";
+    }
+  }
+}
+
 void parse_path(std::string_view path, CgroupIdentity& out) {
   const auto parts = split_path(path);
   bool under_kubepods = false;
@@ -68,22 +91,7 @@ void parse_path(std::string_view path, CgroupIdentity& out) {
         out.pod_uid = uid;
       }
     }
-    for (const auto& pattern : kScopePatterns) {
-      if (auto id = scoped_id(c, pattern.prefix); !id.empty()) {
-        out.container_id = std::string(id);
-        out.container_runtime = std::string(pattern.runtime);
-      }
-    }
-    // v1 layouts: "/docker/<64hex>" and "/kubepods/<qos>/pod<uid>/<64hex>".
-    if (out.container_id.empty() && is_hex(c) && c.size() == 64 && i > 0) {
-      if (parts[i - 1] == "docker") {
-        out.container_id = std::string(c);
-        out.container_runtime = "docker";
-      } else if (under_kubepods) {
-        out.container_id = std::string(c);
-        out.container_runtime = "kubepods";
-      }
-    }
+    match_container(parts, i, under_kubepods, out);
   }
   // systemd unit: the first .service or .scope; under user@N.service the whole user-manager path.
   for (std::size_t i = 0; i < parts.size(); ++i) {
