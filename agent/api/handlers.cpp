@@ -10,6 +10,8 @@
 #include <openssl/evp.h>
 
 #include "agent/state_store.h"
+#include "attest/protocol/errors.h"
+#include "attest/token/json.h"
 #include "platform/base/encoding.h"
 
 namespace warden::agent::api {
@@ -20,141 +22,13 @@ constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_
 /// A requested ttl is capped by token.max_ttl_seconds anyway; this only bounds the arithmetic.
 constexpr std::int64_t kMaxTtlSeconds = 0xFFFFFFFFLL;
 
-/// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
-/// a DOM (one allocation per member) would cost more than the request's syscalls.
-class JsonOut {
- public:
-  JsonOut() {
-    out_.reserve(256);
-    out_ += '{';
-  }
-  JsonOut& str(std::string_view key, std::string_view v) {
-    name(key);
-    quote(v);
-    return *this;
-  }
-  /// null for an empty string (an absent selector).
-  JsonOut& str_or_null(std::string_view key, std::string_view v) {
-    if (v.empty()) {
-      name(key);
-      out_ += "null";
-      return *this;
-    }
-    return str(key, v);
-  }
-  JsonOut& num(std::string_view key, std::int64_t v) {
-    name(key);
-    std::array<char, 24> buf{};
-    const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-    out_.append(buf.data(), r.ptr);
-    return *this;
-  }
-  JsonOut& boolean(std::string_view key, bool v) {
-    name(key);
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  std::string done() {
-    out_ += '}';
-    return std::move(out_);
-  }
+using JsonOut = warden::json::ObjectWriter;
 
- private:
-  void name(std::string_view key) {
-    if (out_.size() > 1) out_ += ',';
-    quote(key);
-    out_ += ':';
-  }
-  void quote(std::string_view v) {
-    out_.reserve(out_.size() + v.size() + 2);
-    out_ += '"';
-    std::size_t clean = 0;  // start of the run of bytes that need no escape
-    std::size_t i = 0;
-    while (i < v.size()) {
-      // Tokens and proofs are ~1 KB of base64url: skip clean runs eight bytes at a time.
-      if (i + 8 <= v.size()) {
-        std::uint64_t word = 0;
-        std::memcpy(&word, v.data() + i, sizeof(word));
-        if (!needs_escape(word)) {
-          i += 8;
-          continue;
-        }
-      }
-      const auto u = static_cast<unsigned char>(v[i]);
-      if (u >= 0x20 && u != '"' && u != '\\') {
-        ++i;
-        continue;
-      }
-      out_.append(v.data() + clean, i - clean);
-      clean = i + 1;
-      if (u >= 0x20) {
-        out_ += '\\';
-        out_ += v[i];
-      } else {
-        static constexpr char kHex[] = "0123456789abcdef";
-        out_ += "\\u00";
-        out_ += kHex[u >> 4];
-        out_ += kHex[u & 0xF];
-      }
-      ++i;
-    }
-    out_.append(v.data() + clean, v.size() - clean);
-    out_ += '"';
-  }
-  /// Whether any of the eight bytes is a control byte, '"' or '\\' (exact: the classic
-  /// has-less-than and has-zero-byte tests, which never miss a byte).
-  static bool needs_escape(std::uint64_t w) {
-    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
-    const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHigh; };
-    const std::uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
-    return (below_space | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\'))) != 0;
-  }
-  std::string out_;
-};
-
-// Every code is listed (no default): a new code must be given its status here.
 unsigned status_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument:
-    case ErrorCode::kMalformed:
-    case ErrorCode::kUnsupported:
-      return 400;
-    case ErrorCode::kPermissionDenied:
-    case ErrorCode::kPolicyViolation:
-    case ErrorCode::kRevoked:
-    case ErrorCode::kAudienceMismatch:
-    case ErrorCode::kAlgorithmNotAllowed:
-    case ErrorCode::kUntrusted:
-    // The issuer refused this device's evidence or proof: the workload is refused, not failed.
-    case ErrorCode::kBadSignature:
-    case ErrorCode::kNonceMismatch:
-    case ErrorCode::kPcrDigestMismatch:
-    case ErrorCode::kPcrSelectionMismatch:
-    case ErrorCode::kReplayMismatch:
-    case ErrorCode::kExpired:
-    case ErrorCode::kNotYetValid:
-    case ErrorCode::kReplay:
-    case ErrorCode::kUnknownKey:
-    case ErrorCode::kProofMismatch:
-      return 403;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kConflict:
-    case ErrorCode::kAlreadyExists:
-      return 409;
-    case ErrorCode::kLimitExceeded:
-      return 429;
-    case ErrorCode::kUnavailable:
-    case ErrorCode::kTimeout:
-      return 503;
-    case ErrorCode::kInternal:
-    case ErrorCode::kIo:
-    case ErrorCode::kCrypto:
-    case ErrorCode::kTpm:
-      return 500;
-  }
-  return 500;
+  const auto& row = protocol::error_info(code);
+  // The local API knows its callers by SO_PEERCRED, never by what a request carries: a
+  // credential failure here is the issuer refusing this device, so the workload is refused.
+  return row.credential ? 403 : row.http_status;
 }
 
 HttpReply ok_reply(unsigned status, JsonOut&& v) { return {status, v.done()}; }
@@ -382,7 +256,7 @@ JsonOut status_json(const AgentStatus& s) {
 }  // namespace
 
 HttpReply error_reply(unsigned status, std::string_view code, std::string_view reason) {
-  return {status, JsonOut().str("error", code).str("reason", reason).done()};
+  return {status, protocol::error_json(code, reason)};
 }
 
 HttpReply error_reply(const Error& error) {

@@ -33,4 +33,24 @@ std::optional<std::string_view> get_string(const boost::json::object& obj, std::
 std::optional<std::int64_t> get_int(const boost::json::object& obj, std::string_view key);
 const boost::json::object* get_object(const boost::json::object& obj, std::string_view key);
 
+/// Builds a flat JSON object straight into a string: replies are small and fixed in shape, so
+/// a DOM (one allocation per member) would cost more than the request's syscalls. Control bytes
+/// are written as \u00XX, '"' and '\\' with a backslash, every other byte as it is.
+class ObjectWriter {
+ public:
+  ObjectWriter();
+  ObjectWriter& str(std::string_view key, std::string_view value);
+  /// null for an empty string (an absent value).
+  ObjectWriter& str_or_null(std::string_view key, std::string_view value);
+  ObjectWriter& num(std::string_view key, std::int64_t value);
+  ObjectWriter& boolean(std::string_view key, bool value);
+  /// The object's text; the writer is spent.
+  std::string done();
+
+ private:
+  void name(std::string_view key);
+  void quote(std::string_view value);
+  std::string out_;
+};
+
 }  // namespace warden::json

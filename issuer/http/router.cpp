@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "attest/protocol/errors.h"
 #include "attest/protocol/limits.h"
 #include "attest/protocol/messages.h"
 #include "attest/token/json.h"
@@ -47,46 +48,16 @@ Response error_response(std::string_view target, unsigned status, std::string_vi
                               std::string(reason.substr(0, protocol::limits::kErrorReason))};
     return make(status, protocol::kContentType, warden::to_string(protocol::encode(e)));
   }
-  return make(status, kJson, json_object({{"error", code}, {"reason", reason}}));
+  return make(status, kJson, protocol::error_json(code, reason));
 }
 
 unsigned status_of(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kMalformed:
-    case ErrorCode::kInvalidArgument:
-    case ErrorCode::kUnsupported:
-      return 400;
-    case ErrorCode::kBadSignature:
-    case ErrorCode::kProofMismatch:
-    case ErrorCode::kUntrusted:
-    case ErrorCode::kNonceMismatch:
-    case ErrorCode::kNotYetValid:
-    case ErrorCode::kExpired:
-    case ErrorCode::kUnknownKey:
-      return 401;
-    case ErrorCode::kPermissionDenied:
-    case ErrorCode::kPolicyViolation:
-    case ErrorCode::kRevoked:
-    case ErrorCode::kPcrDigestMismatch:
-    case ErrorCode::kPcrSelectionMismatch:
-    case ErrorCode::kReplayMismatch:
-    case ErrorCode::kAudienceMismatch:
-    case ErrorCode::kAlgorithmNotAllowed:
-      return 403;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kConflict:
-    case ErrorCode::kAlreadyExists:
-    case ErrorCode::kReplay:
-      return 409;
-    case ErrorCode::kLimitExceeded:
-      return 413;
-    case ErrorCode::kUnavailable:
-    case ErrorCode::kTimeout:
-      return 503;
-    default:
-      return 500;
-  }
+  // The issuer's services report limit_exceeded for what a request carries past a cap (a
+  // policy over 1 MiB, a status list with no index left for it): 413, as the issuer has always
+  // answered. Its rate refusals are answered 429 where they are known (token_reply,
+  // over_budget); everything else is the shared table.
+  if (code == ErrorCode::kLimitExceeded) return 413;
+  return protocol::http_status(code);
 }
 
 struct Router::Modules {
