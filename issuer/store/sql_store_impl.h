@@ -50,63 +50,36 @@ class SqlStore final : public Store {
   SqlStore& operator=(const SqlStore&) = delete;
 
   Status migrate() override;
-
   Result<int> schema_version() override;
-
   Status ping() override;
-
   Status add_device(const Device& d) override;
-
   Result<Device> get_device(std::string_view id) override;
-
   Result<std::optional<Device>> find_device_by_ek(std::string_view ek_hash) override;
-
   Result<std::vector<Device>> list_devices(std::size_t limit, std::string_view after_id) override;
-
   Status set_device_state(std::string_view id, DeviceState state) override;
-
   Status revoke_device(std::string_view id, std::int64_t at) override;
-
   Status set_device_group(std::string_view id, std::string_view group) override;
-
   Status remove_device(std::string_view id) override;
-
   Status consume_nonce(std::string_view id, ByteSpan nonce, std::int64_t expiry) override;
-
   Status record_attestation(std::string_view id, const AttestationUpdate& u) override;
-
   Status record_attestation_outcome(std::string_view id, ByteSpan nonce, std::int64_t expiry,
                                     const AttestationUpdate& u, const AuditRecord& a) override;
-
   Status put_enrollment(const Enrollment& e, std::size_t max_pending) override;
-
   Result<Enrollment> take_enrollment(std::string_view id) override;
-
   Result<std::size_t> purge_enrollments(std::int64_t now) override;
-
   Result<PolicyVersion> add_policy(std::string_view version, std::string_view toml,
                                    std::int64_t created_at, bool activate) override;
-
   Result<std::optional<PolicyVersion>> active_policy() override;
-
   Result<std::vector<PolicyVersion>> list_policies() override;
-
   Result<std::int64_t> append_audit(const AuditRecord& a) override;
-
   Status record_revoke_request(std::string_view device_id, std::int64_t signed_at,
                                std::int64_t forget_before) override;
-
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override;
-
   Status create_status_list(std::string_view id, std::uint64_t bits) override;
-
   Result<std::uint64_t> allocate_status_index(std::string_view id) override;
-
   Result<std::pair<std::uint64_t, std::uint64_t>> allocate_status_indexes(
       std::string_view id, std::uint64_t count) override;
-
   Status set_status_bit(std::string_view id, std::uint64_t index, bool value) override;
-
   Result<StatusList> get_status_list(std::string_view id) override;
 
   // Group commit: token issues are queued and one commit thread writes them. Whenever it is
@@ -115,39 +88,26 @@ class SqlStore final : public Store {
   // append and sync point, one PostgreSQL round trip to COMMIT) then serves every request that
   // arrived meanwhile, and no server thread waits for it (record_token_issue_async).
   Status record_token_issue(const TokenRecord& t, const AuditRecord& a) override;
-
   void record_token_issue_async(TokenRecord t, AuditRecord a,
                                 std::function<void(Status)> done) override;
-
   [[nodiscard]] IssueCommitStats issue_commit_stats() const override;
-
   Status add_token(const TokenRecord& t) override;
-
   Result<TokenRecord> get_token(std::string_view jti) override;
-
   Result<std::vector<TokenRecord>> live_tokens(std::string_view device_id,
                                                std::int64_t now) override;
-
   Result<bool> mark_token_revoked(std::string_view jti) override;
-
   Status put_signing_key(const SigningKeyInfo& k) override;
-
   Status retire_signing_key(std::string_view kid, std::int64_t retired_at,
                             std::int64_t not_after) override;
-
   Result<std::vector<SigningKeyInfo>> list_signing_keys() override;
 
  private:
   // Revoke requests applied before schema 5 are known only by their audit records.
   static Status backfill_revoke_requests(sql::Connection& c);
-
   static PolicyVersion policy_from_row(const sql::Row& r);
-
   Result<StatusList> get_list_row(std::string_view id);
-
   static Status consume_nonce_on(sql::Connection& c, std::string_view id, ByteSpan nonce,
                                  std::int64_t expiry);
-
   static Status record_attestation_on(sql::Connection& c, std::string_view id,
                                       const AttestationUpdate& u);
 

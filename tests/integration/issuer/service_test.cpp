@@ -967,6 +967,49 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
   EXPECT_EQ(response.policy_version, "p9") << reasons_text(response);
 }
 
+// Issue 32: two replicas (two services on one store) given the same revoke request at once apply
+// it once; the other answers replay (the store's unique key, not a search of the audit log).
+TEST_F(IssuerServiceTest, ConcurrentReplicasApplyARevokeRequestOnce) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  ASSERT_TRUE(token(token_request(device_token)));
+  IssuerService::Options o;
+  o.config = &config_;
+  o.store = store_.get();
+  o.keys = keys_.get();
+  o.clock = &clock_;
+  o.random = &random_;
+  o.nonce_key = SecretBytes(Bytes(32, 0x42));
+  o.issuer_url = "https://issuer.test:8443";
+  auto other = IssuerService::create(std::move(o));
+  ASSERT_TRUE(other) << other.error().message;
+
+  protocol::RevokeRequest revoke;
+  revoke.device_id = device;
+  revoke.reason = "posture change";
+  revoke.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  auto sig = tpm_api().sign(binding_, ossl::sha256(protocol::revoke_signed_bytes(revoke)));
+  ASSERT_TRUE(sig) << sig.error().message;
+  revoke.signature = tpmt_signature(*sig);
+  std::vector<Result<protocol::RevokeResponse>> results(4, fail(ErrorCode::kInternal, "unset"));
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    IssuerService& replica = i % 2 == 0 ? *service_ : **other;
+    threads.emplace_back([&replica, &revoke, &results, i] { results[i] = replica.revoke(revoke); });
+  }
+  for (auto& t : threads) t.join();
+  int applied = 0;
+  for (const auto& r : results) {
+    if (r) {
+      ++applied;
+      EXPECT_EQ(r->revoked, 1U);
+    } else {
+      EXPECT_EQ(r.error().code, ErrorCode::kReplay) << r.error().message;
+    }
+  }
+  EXPECT_EQ(applied, 1);
+}
+
 // Issue 31: a device chooses its own owner_label, so it must never choose its group. The
 // attacker owns a second genuine device (its own swtpm, EK certificate from a configured
 // manufacturer CA) and builds its requests itself, naming the group a `match.group` rule grants.
