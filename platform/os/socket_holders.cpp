@@ -14,6 +14,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <memory>
 #include <optional>
 #include <poll.h>
 #include <unistd.h>
@@ -102,10 +103,7 @@ Result<HolderCheck> WorkloadIdentityResolver::check_socket_holders(ino_t socket_
     ::close(proc_fd);
     return fail(ErrorCode::kIo, "workload identity: cannot list " + proc_root_.string());
   }
-  struct DirCloser {
-    DIR* d;
-    ~DirCloser() { ::closedir(d); }
-  } closer{proc};
+  const std::unique_ptr<DIR, int (*)(DIR*)> closer(proc, ::closedir);
   std::size_t holders = 0;
   while (const dirent* e = ::readdir(proc)) {
     if (!all_digits(e->d_name)) continue;
