@@ -15,7 +15,7 @@
 #include "platform/base/encoding.h"
 
 namespace warden::agent::api {
-namespace json = boost::json;
+namespace bjson = boost::json;
 namespace {
 
 constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_DATA)
@@ -56,85 +56,33 @@ HttpReply secret_reply(std::string_view name, const SecretBytes& value) {
 
 HttpReply bad_request(std::string reason) { return error_reply(400, "bad_request", reason); }
 
-/// Parses a JSON object body; only keys in `allowed` may appear.
-Result<json::object> parse_object(std::string_view body,
-                                  std::initializer_list<std::string_view> allowed,
-                                  json::storage_ptr storage = {}) {
-  json::error_code ec;
-  json::value v = json::parse(body, ec, std::move(storage));
-  if (ec) return fail(ErrorCode::kMalformed, "request body: invalid JSON: " + ec.message());
-  if (!v.is_object()) return fail(ErrorCode::kMalformed, "request body: expected a JSON object");
-  for (const auto& kv : v.as_object()) {
-    bool known = false;
-    for (auto k : allowed) known = known || kv.key() == k;
-    if (!known) {
-      return fail(ErrorCode::kMalformed,
-                  "request body: unknown field \"" + std::string(kv.key()) + "\"");
-    }
-  }
-  return std::move(v.as_object());
-}
-
-Result<std::string> get_string(const json::object& o, std::string_view key, bool required) {
-  const auto* v = o.if_contains(key);
-  if (v == nullptr) {
-    if (required)
-      return fail(ErrorCode::kMalformed, "request body: \"" + std::string(key) + "\" is required");
-    return std::string();
-  }
-  if (!v->is_string()) {
-    return fail(ErrorCode::kMalformed,
-                "request body: \"" + std::string(key) + "\" must be a string");
-  }
-  return std::string(v->as_string());
-}
-
-/// A JSON integer in [min, max]. Checked before any conversion: Boost.JSON's to_number throws
-/// for a uint64 above INT64_MAX, and an exception here would end the connection unanswered.
-Result<std::int64_t> get_integer(const json::value& v, std::string_view name, std::int64_t min,
-                                 std::int64_t max) {
-  const auto range = [&] {
-    return fail(ErrorCode::kMalformed, "request body: \"" + std::string(name) +
-                                           "\" must be an integer in " + std::to_string(min) +
-                                           ".." + std::to_string(max));
-  };
-  if (v.is_uint64()) {
-    if (v.get_uint64() > static_cast<std::uint64_t>(max)) return range();
-    return static_cast<std::int64_t>(v.get_uint64());
-  }
-  if (!v.is_int64()) return range();
-  if (v.get_int64() < min || v.get_int64() > max) return range();
-  return v.get_int64();
-}
+using warden::json::parse_object;
+using warden::json::Presence;
+using warden::json::read_integer;
+using warden::json::read_string;
 
 Result<TokenRequest> parse_token_request(std::string_view body) {
   // The common request fits in this buffer: no heap allocation for the DOM.
   std::array<unsigned char, 1024> scratch{};
-  json::monotonic_resource arena(scratch.data(), scratch.size());
-  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"}, &arena);
+  bjson::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"}, "request body", &arena);
   if (!o) return fail(std::move(o).error());
   TokenRequest r;
-  auto audience = get_string(*o, "audience", true);
+  auto audience = read_string(*o, "audience", Presence::kRequired);
   if (!audience) return fail(std::move(audience).error());
   if (audience->empty())
     return fail(ErrorCode::kMalformed, "request body: \"audience\" must not be empty");
   r.audience = std::move(*audience);
-  if (const auto* scopes = o->if_contains("scopes")) {
-    if (!scopes->is_array())
-      return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
-    for (const auto& s : scopes->as_array()) {
-      if (!s.is_string())
-        return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
-      r.scopes.emplace_back(s.as_string());
-    }
-  }
+  auto scopes = warden::json::read_string_array(*o, "scopes");
+  if (!scopes) return fail(std::move(scopes).error());
+  r.scopes = std::move(*scopes);
   if (const auto* ttl = o->if_contains("ttl")) {
-    auto seconds = get_integer(*ttl, "ttl", 1, kMaxTtlSeconds);
+    auto seconds = read_integer(*ttl, "ttl", 1, kMaxTtlSeconds);
     if (!seconds) return fail(std::move(seconds).error());
     r.ttl = std::chrono::seconds(*seconds);
   }
   if (o->contains("format")) {
-    auto format = get_string(*o, "format", true);
+    auto format = read_string(*o, "format", Presence::kRequired);
     if (!format) return fail(std::move(format).error());
     if (*format == "jwt") {
       r.format = TokenFormat::kJwt;
@@ -150,13 +98,13 @@ Result<TokenRequest> parse_token_request(std::string_view body) {
 
 Result<ProofRequest> parse_proof_request(std::string_view body) {
   std::array<unsigned char, 1024> scratch{};
-  json::monotonic_resource arena(scratch.data(), scratch.size());
-  auto o = parse_object(body, {"jti", "htm", "htu"}, &arena);
+  bjson::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"jti", "htm", "htu"}, "request body", &arena);
   if (!o) return fail(std::move(o).error());
   ProofRequest r;
   for (auto [key, out] :
        {std::pair{"jti", &r.jti}, std::pair{"htm", &r.htm}, std::pair{"htu", &r.htu}}) {
-    auto v = get_string(*o, key, true);
+    auto v = read_string(*o, key, Presence::kRequired);
     if (!v) return fail(std::move(v).error());
     if (v->empty())
       return fail(ErrorCode::kMalformed,
@@ -175,7 +123,7 @@ Result<ProofRequest> parse_proof_request(std::string_view body) {
   return r;
 }
 
-Result<SelectorMatch> parse_selector_match(const json::value& v) {
+Result<SelectorMatch> parse_selector_match(const bjson::value& v) {
   if (!v.is_object())
     return fail(ErrorCode::kMalformed, "request body: \"allow\" entries must be objects");
   const auto& o = v.as_object();
@@ -184,7 +132,7 @@ Result<SelectorMatch> parse_selector_match(const json::value& v) {
   for (const auto& kv : o) {
     const std::string_view k = kv.key();
     if (k == "uid" || k == "gid") {
-      auto n = get_integer(kv.value(), "allow." + std::string(k), 0, 0xFFFFFFFFLL);
+      auto n = read_integer(kv.value(), "allow." + std::string(k), 0, 0xFFFFFFFFLL);
       if (!n) return fail(std::move(n).error());
       (k == "uid" ? m.uid : m.gid) = static_cast<std::uint32_t>(*n);
     } else {
@@ -215,7 +163,7 @@ Result<SealRequest> parse_seal_request(std::string name, std::string_view body) 
   if (!o) return fail(std::move(o).error());
   SealRequest r;
   r.name = std::move(name);
-  auto value = get_string(*o, "value", true);
+  auto value = read_string(*o, "value", Presence::kRequired);
   if (!value) return fail(std::move(value).error());
   auto decoded = base64_decode(*value);
   // The plaintext leaves the ordinary heap at once: only the locked copy in r.value remains.
@@ -352,7 +300,7 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/revoke");
     auto o = parse_object(body.empty() ? std::string_view("{}") : body, {"reason"});
     if (!o) return bad_request(o.error().message);
-    auto reason = get_string(*o, "reason", false);
+    auto reason = read_string(*o, "reason", Presence::kOptional);
     if (!reason) return bad_request(reason.error().message);
     if (auto s = service.revoke(caller, reason->empty() ? "admin request" : *reason); !s)
       return error_reply(s.error());

@@ -57,6 +57,80 @@ const boost::json::object* get_object(const boost::json::object& obj, std::strin
 
 namespace {
 
+std::string quoted(std::string_view key) { return "\"" + std::string(key) + "\""; }
+
+}  // namespace
+
+Result<boost::json::object> parse_object(std::string_view text,
+                                         std::initializer_list<std::string_view> allowed,
+                                         std::string_view what, boost::json::storage_ptr storage) {
+  boost::json::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec, std::move(storage));
+  if (ec) return fail(ErrorCode::kMalformed, std::string(what) + ": invalid JSON: " + ec.message());
+  if (!v.is_object()) {
+    return fail(ErrorCode::kMalformed, std::string(what) + ": expected a JSON object");
+  }
+  for (const auto& kv : v.as_object()) {
+    bool known = false;
+    for (auto k : allowed) known = known || kv.key() == k;
+    if (!known) {
+      return fail(ErrorCode::kMalformed, std::string(what) + ": unknown field " + quoted(kv.key()));
+    }
+  }
+  return std::move(v.as_object());
+}
+
+Result<std::string> read_string(const boost::json::object& obj, std::string_view key,
+                                Presence presence, std::string_view what) {
+  const auto* v = obj.if_contains(key);
+  if (v == nullptr) {
+    if (presence == Presence::kRequired) {
+      return fail(ErrorCode::kMalformed, std::string(what) + ": " + quoted(key) + " is required");
+    }
+    return std::string();
+  }
+  if (!v->is_string()) {
+    return fail(ErrorCode::kMalformed,
+                std::string(what) + ": " + quoted(key) + " must be a string");
+  }
+  return std::string(v->as_string());
+}
+
+Result<std::int64_t> read_integer(const boost::json::value& v, std::string_view name,
+                                  std::int64_t min, std::int64_t max, std::string_view what) {
+  const auto range = [&] {
+    return fail(ErrorCode::kMalformed, std::string(what) + ": " + quoted(name) +
+                                           " must be an integer in " + std::to_string(min) + ".." +
+                                           std::to_string(max));
+  };
+  if (v.is_uint64()) {
+    if (max < 0 || v.get_uint64() > static_cast<std::uint64_t>(max)) return range();
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  if (!v.is_int64()) return range();
+  if (v.get_int64() < min || v.get_int64() > max) return range();
+  return v.get_int64();
+}
+
+Result<std::vector<std::string>> read_string_array(const boost::json::object& obj,
+                                                   std::string_view key, std::string_view what) {
+  std::vector<std::string> out;
+  const auto* v = obj.if_contains(key);
+  if (v == nullptr) return out;
+  const auto not_strings = [&] {
+    return fail(ErrorCode::kMalformed,
+                std::string(what) + ": " + quoted(key) + " must be an array of strings");
+  };
+  if (!v->is_array()) return not_strings();
+  for (const auto& s : v->as_array()) {
+    if (!s.is_string()) return not_strings();
+    out.emplace_back(s.as_string());
+  }
+  return out;
+}
+
+namespace {
+
 /// Whether any of the eight bytes is a control byte, '"' or '\\' (exact: the classic
 /// has-less-than and has-zero-byte tests, which never miss a byte).
 bool needs_escape(std::uint64_t w) {
