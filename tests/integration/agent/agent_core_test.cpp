@@ -19,6 +19,7 @@
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
+#include "issuer/admin/admin_json.h"
 #include "issuer/service.h"
 #include "issuer/signing_keys.h"
 #include "issuer/store/store.h"
@@ -308,16 +309,17 @@ TEST_F(AgentCoreTest, RestartResumesTheEnrollment) {
   auto started = agent_->start();
   ASSERT_TRUE(started) << started.error().message;
   EXPECT_EQ(agent_->device_id(), id);
-  auto devices = service_->admin_list_devices(100, "");
-  ASSERT_TRUE(devices);
-  auto parsed = json::parse(*devices);
+  auto page = service_->admin_list_devices(100, "");
+  ASSERT_TRUE(page);
+  const std::string devices_json = issuer::admin::to_json(*page);
+  auto parsed = json::parse(devices_json);
   ASSERT_TRUE(parsed);
   const auto* arr = parsed->is_array() ? &parsed->as_array()
                     : parsed->as_object().if_contains("devices")
                         ? &parsed->as_object().at("devices").as_array()
                         : nullptr;
-  ASSERT_NE(arr, nullptr) << *devices;
-  EXPECT_EQ(arr->size(), 1U) << *devices;
+  ASSERT_NE(arr, nullptr) << devices_json;
+  EXPECT_EQ(arr->size(), 1U) << devices_json;
 }
 
 // The issuer keeps where the device's IMA list stood; a restarted agent has forgotten it and
