@@ -229,13 +229,21 @@ Status Agent::commit(Attested attested) {
 
 Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) {
   const AgentState from = lifecycle_.state();
+  const std::uint64_t epoch = epoch_;
+  auto superseded = [&] {
+    // Revoked, shut down or a posture change while the round ran: what it proved is stale, and
+    // whoever moved the epoch has set the state.
+    return fail(ErrorCode::kUnavailable, "attest: superseded (" + reason_ + ")");
+  };
   if (!enrollment_) {
     transition(AgentState::kEnrolling, "enrolling (" + why + ")");
     if (auto e = enroll(lock); !e) {
+      if (epoch != epoch_) return superseded();
       transition(AgentState::kDegraded, e.error().message);
       next_retry_ = now() + backoff_.next().count() / 1000 + 1;
       return e;
     }
+    if (epoch != epoch_) return superseded();
     transition(AgentState::kAttesting, "attesting after enrollment");
   } else if (from == AgentState::kStarting || from == AgentState::kAttesting) {
     transition(AgentState::kAttesting, "attesting (" + why + ")");
@@ -243,13 +251,8 @@ Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) 
     transition(AgentState::kReattesting, "re-attesting (" + why + ")");
   }
 
-  const std::uint64_t epoch = epoch_;
   auto attested = attest(lock);
-  if (epoch != epoch_) {
-    // Revoked, shut down or a posture change while the round ran: what it proved is stale, and
-    // whoever moved the epoch has set the state.
-    return fail(ErrorCode::kUnavailable, "attest: superseded (" + reason_ + ")");
-  }
+  if (epoch != epoch_) return superseded();
   Status committed = attested ? commit(std::move(*attested)) : fail(attested.error());
   if (!committed) {
     const Error& e = committed.error();
