@@ -24,12 +24,6 @@ Response make(unsigned status, std::string_view content_type, std::string body) 
   return r;
 }
 
-std::string json_object(std::initializer_list<std::pair<std::string_view, std::string_view>> kv) {
-  boost::json::object o;
-  for (const auto& [k, v] : kv) o[k] = v;
-  return json::serialize(o);
-}
-
 }  // namespace
 
 ErrorFormat error_format(std::string_view target) {
