@@ -344,7 +344,7 @@ TEST_F(AgentE2ETest, TamperedContainerPcrRevokesUntilTheDeviceReboots) {
   EXPECT_TRUE(revoked);
   auto refused = curl_json("/v1/token", token_body(300));
   EXPECT_FALSE(refused.contains("token")) << json::serialize(refused);
-  EXPECT_EQ(refused.at("error").as_string(), "revoked");
+  EXPECT_EQ(refused.at("error").as_string(), "revoked") << json::serialize(refused);
 
   // Reboot: the TPM resets its PCRs, the agent starts a new container log and attests cleanly.
   EXPECT_EQ(agent_.stop(SIGTERM, std::chrono::milliseconds(15000)), 0) << agent_log();
