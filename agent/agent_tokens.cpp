@@ -91,8 +91,8 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
     // A retry after a revocation (auto_reattest_) leaves the device revoked until a round passes.
     const bool revoked = lifecycle_.state() == AgentState::kRevoked || auto_reattest_;
     return fail(revoked ? ErrorCode::kRevoked : ErrorCode::kUnavailable,
-        "token: agent is " + std::string(to_string(lifecycle_.state())) + ", not serving (" +
-            reason_ + ")");
+                "token: agent is " + std::string(to_string(lifecycle_.state())) +
+                    ", not serving (" + reason_ + ")");
   };
   if (!may_serve_cached()) return refused();
   const TokenFormat format = request.format.value_or(options_.config.token_format);
