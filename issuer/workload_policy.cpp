@@ -60,7 +60,7 @@ Result<WorkloadRule> parse_rule(const toml::table& t, std::size_t index) {
   if (!scopes) return fail(scopes.error());
   r.scopes = std::move(*scopes);
   if (const toml::node* ttl = t.get("max_ttl")) {
-    auto v = ttl->value<std::int64_t>();
+    auto v = ttl->value_exact<std::int64_t>();
     if (!v || *v <= 0 || *v > kMaxTtl)
       return fail(bad(index, "max_ttl", "expected seconds in 1..86400"));
     r.max_ttl = *v;
@@ -75,7 +75,7 @@ Result<WorkloadRule> parse_rule(const toml::table& t, std::size_t index) {
   }
   if (m->empty()) return fail(bad(index, "match", "needs at least one selector"));
   if (const toml::node* uid = m->get("uid")) {
-    auto v = uid->value<std::int64_t>();
+    auto v = uid->value_exact<std::int64_t>();
     if (!v || *v < 0 || *v > 0xFFFFFFFF) return fail(bad(index, "match.uid", "expected a uid"));
     r.uid = static_cast<std::uint32_t>(*v);
   }

@@ -138,6 +138,10 @@ TEST(WorkloadPolicy, RejectsBadRules) {
       "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 0\n[workload.match]\nuid = 1\n",
       "[[workload]]\naudiences = [\"a\"]\nttl = 5\n[workload.match]\nuid = 1\n",  // unknown key
       "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = -1\n",
+      // Floats are not integers; 1e20 once reached toml++'s float-to-int cast (UB).
+      "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 1e20\n[workload.match]\nuid = 1\n",
+      "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 60.0\n[workload.match]\nuid = 1\n",
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = 1e20\n",
       "workload = 3\n",
       "[[workload]\n",
   };
