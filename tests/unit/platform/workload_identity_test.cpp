@@ -84,6 +84,72 @@ TEST(ParseCgroup, EveryRuntimePattern) {
   }
 }
 
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+  }
+  return s;
+}
+
+TEST(ParseCgroup, EveryShapeOfTheTableRecognisesItsExample) {
+  ASSERT_FALSE(container_shapes().empty());
+  for (const auto& shape : container_shapes()) {
+    const bool named = shape.form == ShapeForm::kNamedScope;
+    const std::string id = named ? "web" : kId64;
+    std::string path = replace_all(std::string(shape.example), "<id>", id);
+    path = replace_all(path, "<name>", id);
+    path = replace_all(path, "<pod>", "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809");
+    path = replace_all(path, "<pod_>", "1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809");
+    SCOPED_TRACE(path);
+    ASSERT_EQ(path.find('<'), std::string::npos);
+    const auto got = parse_cgroup("0::" + path + "\n");
+    EXPECT_EQ(got.container_id, id);
+    EXPECT_EQ(got.container_runtime, shape.runtime);
+    // The same path in every v1 hierarchy of a hybrid host, the v2 line empty.
+    const auto v1 = parse_cgroup("4:memory:" + path + "\n1:name=systemd:" + path + "\n0::/\n");
+    EXPECT_EQ(v1.container_id, id);
+    if (path.ends_with("/container")) continue;  // a sub-cgroup of the scope, not the scope
+    auto scope = container_scope(path.substr(1));
+    ASSERT_TRUE(scope);
+    EXPECT_EQ(scope->id, id);
+    EXPECT_EQ(scope->runtime, shape.runtime);
+    EXPECT_FALSE(container_scope(path.substr(1) + "/init"));
+  }
+}
+
+TEST(ParseCgroup, RuntimeHelperCgroupsAreNotContainers) {
+  const std::string pod = "pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
+  for (const std::string& path : {
+           std::string("/libpod_parent/conmon"),
+           "/machine.slice/libpod-conmon-" + kId64 + ".scope",
+           "/machine.slice/crio-conmon-" + kId64 + ".scope",
+           "/kubepods/burstable/" + pod,
+           "/docker/" + kId64.substr(0, 12),
+           "/libpod_parent/libpod-" + kId64.substr(0, 40),
+           "/other_parent/libpod-" + kId64,
+           std::string("/system.slice/machine-web.scope"),
+       }) {
+    SCOPED_TRACE(path);
+    EXPECT_EQ(parse_cgroup("0::" + path + "\n").container_id, "");
+    EXPECT_FALSE(container_scope(path.substr(1)));
+  }
+}
+
+// Copied from /proc/PID/cgroup of `podman run` (podman 4.3.1, runc 1.1.5, cgroupfs manager) on a
+// Debian 12 host with cgroup v1 hybrid and no systemd.
+TEST(ParseCgroup, RealPodmanOnACgroupV1HybridHost) {
+  const std::string id = "34d4a1488c2b2a654a9c20aa0012206d374ffa7b42920a9832bf1ae53ff504aa";
+  std::string text;
+  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices",
+                        "4:memory", "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
+    text += std::string(h) + ":/libpod_parent/libpod-" + id + "\n";
+  }
+  const auto got = parse_cgroup(text);
+  EXPECT_EQ(got.container_id, id);
+  EXPECT_EQ(got.container_runtime, "podman");
+  EXPECT_EQ(got.systemd_unit, "");
+}
+
 std::string self_exe_sha256() {
   auto bytes = read_file("/proc/self/exe", 1u << 30);
   EXPECT_TRUE(bytes.has_value());
