@@ -11,8 +11,7 @@ namespace {
 // Helper cgroups beside a container are not containers: podman's "libpod_parent/conmon" and
 // "libpod-conmon-<id>.scope", CRI-O's "crio-conmon-<id>.scope" (their ids are not hex).
 constexpr std::array<ContainerShape, 10> kShapes{{
-    {"docker", "systemd", ShapeForm::kScope, "docker-", "",
-     "/system.slice/docker-<id>.scope"},
+    {"docker", "systemd", ShapeForm::kScope, "docker-", "", "/system.slice/docker-<id>.scope"},
     {"docker", "cgroupfs", ShapeForm::kDirectory, "", "docker", "/docker/<id>"},
     {"podman", "systemd", ShapeForm::kScope, "libpod-", "", "/machine.slice/libpod-<id>.scope"},
     {"podman", "systemd (rootless)", ShapeForm::kScope, "libpod-", "",

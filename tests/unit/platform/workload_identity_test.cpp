@@ -1,5 +1,6 @@
 #include "platform/os/workload_identity.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -140,8 +141,8 @@ TEST(ParseCgroup, RuntimeHelperCgroupsAreNotContainers) {
 TEST(ParseCgroup, RealPodmanOnACgroupV1HybridHost) {
   const std::string id = "34d4a1488c2b2a654a9c20aa0012206d374ffa7b42920a9832bf1ae53ff504aa";
   std::string text;
-  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices",
-                        "4:memory", "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
+  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices", "4:memory",
+                        "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
     text += std::string(h) + ":/libpod_parent/libpod-" + id + "\n";
   }
   const auto got = parse_cgroup(text);
@@ -190,6 +191,79 @@ TEST(WorkloadIdentity, ConfigurableProcRoot) {
   EXPECT_EQ(s->container_runtime, "docker");
   EXPECT_EQ(s->exe_path, "/proc/self/exe");
   EXPECT_EQ(s->exe_sha256, self_exe_sha256());
+}
+
+// A child that unshares `flags` (then, for a PID namespace, forks so that a process lives in
+// it) and reports the host pid of the process to identify; it lives until `release` closes.
+struct NamespacedChild {
+  pid_t pid = 0;
+  int release = -1;
+};
+NamespacedChild start_namespaced(int flags) {
+  int ready[2];
+  int hold[2];
+  if (pipe(ready) != 0 || pipe(hold) != 0) return {};
+  const pid_t child = fork();
+  if (child == 0) {
+    close(ready[0]);
+    close(hold[1]);
+    if (unshare(flags) != 0) _exit(1);
+    pid_t target = getpid();
+    if ((flags & CLONE_NEWPID) != 0) {
+      target = fork();
+      if (target == 0) {
+        char c;
+        (void)!read(hold[0], &c, 1);
+        _exit(0);
+      }
+    }
+    (void)!write(ready[1], &target, sizeof target);
+    char c;
+    (void)!read(hold[0], &c, 1);
+    if ((flags & CLONE_NEWPID) != 0) waitpid(target, nullptr, 0);
+    _exit(0);
+  }
+  close(ready[1]);
+  close(hold[0]);
+  pid_t target = 0;
+  if (read(ready[0], &target, sizeof target) != sizeof target) target = 0;
+  close(ready[0]);
+  return {target, hold[1]};
+}
+
+TEST(WorkloadIdentity, AProcessInItsOwnNamespacesIsNeverAHostProcess) {
+  if (geteuid() != 0) GTEST_SKIP() << "unshare needs root";
+  WorkloadIdentityResolver resolver;
+  auto identify = [&](pid_t pid) {
+    auto pidfd = Pidfd::open(pid);
+    EXPECT_TRUE(pidfd.has_value());
+    auto s = resolver.resolve(PeerCredentials{pid, getuid(), getgid()}, *pidfd);
+    EXPECT_TRUE(s.has_value()) << s.error().message;
+    return s.value_or(Selectors{});
+  };
+  const auto self = identify(getpid());
+  EXPECT_EQ(self.container_runtime, "");
+  EXPECT_EQ(self.container_id, "");
+
+  const auto mnt1 = start_namespaced(CLONE_NEWNS);
+  const auto mnt2 = start_namespaced(CLONE_NEWNS);
+  const auto pid1 = start_namespaced(CLONE_NEWPID);
+  ASSERT_GT(mnt1.pid, 0);
+  ASSERT_GT(mnt2.pid, 0);
+  ASSERT_GT(pid1.pid, 0);
+  const auto a = identify(mnt1.pid);
+  const auto b = identify(mnt2.pid);
+  const auto c = identify(pid1.pid);
+  for (const auto* s : {&a, &b, &c}) {
+    EXPECT_EQ(s->container_runtime, kUnidentifiedRuntime);
+    EXPECT_NE(s->container_id, "");
+    EXPECT_FALSE(same_workload(*s, self));
+  }
+  EXPECT_NE(a.container_id, b.container_id);
+  EXPECT_NE(a.container_id, c.container_id);
+  for (const auto& child : {mnt1, mnt2, pid1}) close(child.release);
+  while (waitpid(-1, nullptr, 0) > 0) {
+  }
 }
 
 TEST(WorkloadIdentity, ExitedPeerIsAnErrorNotAWrongIdentity) {
