@@ -93,12 +93,18 @@ std::optional<HttpReply> holder_refusal(Impl& self, int fd, std::string_view met
                                         std::string_view target, const os::Selectors& identity,
                                         std::optional<ino_t>& peer_inode) {
   if (identity.uid == 0 || !gives_credential(method, target)) return std::nullopt;
+  // A client in another network namespace (a container) connects through a socket the kernel
+  // creates in that namespace, out of socket diag's reach: only the connected process is checked.
   if (!peer_inode) {
     auto ino = os::unix_peer_inode(fd);
-    if (!ino) return error_reply(403, "unidentified_peer", ino.error().message);
-    peer_inode = *ino;
+    if (ino) {
+      peer_inode = *ino;
+    } else if (identity.container_id.empty()) {
+      return error_reply(403, "unidentified_peer", ino.error().message);
+    }
   }
-  auto check = self.resolver.check_socket_holders(*peer_inode, identity);
+  auto check = peer_inode ? self.resolver.check_socket_holders(*peer_inode, identity)
+                          : self.resolver.check_connected_process(identity);
   if (!check) return error_reply(403, "unidentified_peer", check.error().message);
   switch (check->verdict) {
     case os::HolderVerdict::kSame:

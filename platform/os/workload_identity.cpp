@@ -210,6 +210,23 @@ Result<Selectors> WorkloadIdentityResolver::read_selectors(int pid_dir, const st
   return s;
 }
 
+Result<HolderCheck> WorkloadIdentityResolver::check_connected_process(const Selectors& expected) {
+  const std::string pid_text = std::to_string(expected.pid);
+  const auto dir_path = proc_root_ / pid_text;
+  const UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) {
+    return HolderCheck{HolderVerdict::kShared,
+                       "process " + pid_text + " exited; its socket may be held by another"};
+  }
+  auto s = read_selectors(dir.get(), dir_path.string());
+  if (!s || !same_workload(*s, expected)) {
+    return HolderCheck{HolderVerdict::kIdentityChanged,
+                       "process " + pid_text + " is no longer the workload identified at connect" +
+                           (s ? " (now " + s->exe_path + ")" : " (" + s.error().message + ")")};
+  }
+  return HolderCheck{};
+}
+
 void WorkloadIdentityResolver::mark_unidentified_container(int pid_dir, Selectors& s) const {
   if (host_.pid == 0 || host_.mnt == 0) return;
   const Namespaces ns = namespaces_at(pid_dir, "");

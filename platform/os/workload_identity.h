@@ -131,6 +131,12 @@ class WorkloadIdentityResolver {
   /// Not seen: a descriptor in flight in an SCM_RIGHTS message (docs/threat-model.md).
   Result<HolderCheck> check_socket_holders(ino_t socket_inode, const Selectors& expected);
 
+  /// The fallback when the client's end of the socket cannot be found (it lives in another
+  /// network namespace, where socket diag does not reach: a container's): checks only that the
+  /// process identified at connect, `expected.pid`, still has the selectors `expected`. Sharing
+  /// the socket with another process is not seen (docs/threat-model.md).
+  Result<HolderCheck> check_connected_process(const Selectors& expected);
+
  private:
   Result<std::string> exe_digest(int exe_fd, const std::string& exe);
   /// Reads the selectors of the process whose /proc directory is open as `pid_dir`.
