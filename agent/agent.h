@@ -4,13 +4,17 @@
 // the local API calls it through WorkloadService, the daemon's loop through start()/tick(), the
 // posture monitor through apply().
 //
-// Locking: one mutex (mu_) guards every member below it; TPM commands and issuer round trips
-// run under it, so requests are serialised while the agent attests (the TPM is one device and
-// swtpm serves one connection at a time).
+// Locking: mu_ guards the agent's state (every member below it) and is never held while waiting
+// on the issuer: a round trip copies what it needs under mu_, runs unlocked, and commits under
+// mu_ again only if epoch_ has not moved (no revocation, posture change or newer attestation in
+// between). Attestation rounds run one at a time; callers arriving during one wait for the next
+// and share it. TPM commands serialise on the TPM's own lock (tpm::Tpm, shared with the posture
+// monitor's probes), taken after mu_ where both are held, never before.
 
 #include <chrono>
-#include <functional>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,15 +37,15 @@ namespace warden::agent {
 
 struct AgentOptions {
   AgentConfig config;
-  IssuerApi* issuer = nullptr;      ///< required; outlives the agent
-  const Clock* clock = nullptr;     ///< required
-  Random* random = nullptr;         ///< required
-  api::EventBus* bus = nullptr;     ///< optional: events for GET /v1/watch
+  IssuerApi* issuer = nullptr;                    ///< required; outlives the agent
+  const Clock* clock = nullptr;                   ///< required
+  Random* random = nullptr;                       ///< required
+  api::EventBus* bus = nullptr;                   ///< optional: events for GET /v1/watch
   const os::ServiceNotifier* notifier = nullptr;  ///< optional: STATUS=/READY=1
   /// Called (under the agent's lock) before the agent writes or removes a file of its state
   /// dir, so that the posture monitor does not take it for tampering.
   std::function<void(const std::filesystem::path&)> before_state_write;
-  std::chrono::milliseconds retry_base{1000};     ///< backoff of re-attestation retries
+  std::chrono::milliseconds retry_base{1000};  ///< backoff of re-attestation retries
   std::chrono::milliseconds retry_max{5 * 60 * 1000};
 };
 
@@ -61,8 +65,14 @@ class Agent final : public WorkloadService {
   std::chrono::milliseconds tick();
   /// Applies a classified posture change (the architecture's table): kRevokeWorkload revokes
   /// that container's tokens, kReattest re-attests (a refusal revokes everything), kRevokeAll
-  /// revokes everything, wipes keys and secrets, then re-attests with backoff.
+  /// revokes everything, wipes keys and secrets, then re-attests with backoff. react() then
+  /// follow_up().
   void apply(const posture::Change& change);
+  /// The local half of apply(), which never waits on the issuer: tokens withdrawn, the state
+  /// changed (serving -> reattesting for kReattest), the issuer's part queued for follow_up().
+  void react(const posture::Change& change);
+  /// The issuer's half of what react() queued: revocation reports, the re-attestation.
+  void follow_up();
   /// Fetches the issuer's status list and drops (and stops proving for) every cached token it
   /// marks revoked. Source kStatusList.
   Status poll_status_list();
@@ -79,9 +89,8 @@ class Agent final : public WorkloadService {
   [[nodiscard]] AgentState state() const;
   /// Counts accepted attestations; a change means the posture monitor should re-baseline.
   [[nodiscard]] std::uint64_t attestations() const;
-  /// The lock every TPM command of the agent runs under, for other users of the same TPM (the
-  /// posture monitor's probes): swtpm serves one connection at a time.
-  [[nodiscard]] std::mutex& tpm_mutex() const { return mu_; }
+  /// The agent's TPM: copies share its one connection and lock (the posture monitor's probes).
+  [[nodiscard]] const tpm::Tpm& tpm() const { return tpm_; }
   [[nodiscard]] std::optional<std::string> device_id() const;
 
   // WorkloadService
@@ -96,6 +105,13 @@ class Agent final : public WorkloadService {
  private:
   explicit Agent(AgentOptions options);
 
+  struct Attested;  ///< a passed attestation round, not yet committed
+  /// A revocation report to send once mu_ is released.
+  struct Report {
+    protocol::RevokeRequest request;
+    tpm::BindingKey key;
+  };
+
   std::int64_t now() const { return options_.clock->unix_now(); }
   void transition(AgentState to, const std::string& reason);
   void announce_write(const std::filesystem::path& path) const;
@@ -103,18 +119,18 @@ class Agent final : public WorkloadService {
   /// api::Event) and admins see it whole; with no owner it is device-wide, and every other
   /// watcher sees it without its detail (reasons may name other workloads or an admin's words).
   void publish(std::string kind, const std::string& detail, api::Event owners = {});
-  Status enroll_locked();
-  /// One attestation round; on a pass the device token and the bound signer are replaced.
-  Status attest_locked();
-  /// Re-attest from any state, handling unreachable issuer (degraded), refusals (revoked) and
+  /// Runs (or joins) an attestation round that starts after this call; `lock` holds mu_ and is
+  /// released during TPM commands and round trips.
+  Status reattest(std::unique_lock<std::mutex>& lock, const std::string& why);
+  /// One round from any state, handling unreachable issuer (degraded), refusals (revoked) and
   /// an unknown device (re-enroll).
-  Status reattest_locked(const std::string& why);
+  Status round(std::unique_lock<std::mutex>& lock, const std::string& why);
+  Status enroll(std::unique_lock<std::mutex>& lock);
+  Result<Attested> attest(std::unique_lock<std::mutex>& lock);
+  Status commit(Attested attested);
   void revoke_all_locked(const std::string& reason, bool report);
-  void report_revocation_locked(const std::string& reason, std::vector<std::string> jtis);
-  Result<protocol::TokenResponse> fetch_token_locked(const os::Selectors& caller,
-                                                     const TokenRequest& request,
-                                                     TokenFormat format, std::uint32_t ttl);
-  Result<protocol::ImaLog> read_ima_locked() const;
+  void queue_report_locked(const std::string& reason, std::vector<std::string> jtis);
+  void send_reports(std::vector<Report> reports);
   AgentStatus status_locked() const;
   [[nodiscard]] bool may_serve_cached() const;
 
@@ -133,14 +149,24 @@ class Agent final : public WorkloadService {
   std::int64_t device_token_iat_ = 0;
   std::int64_t device_token_exp_ = 0;
   std::uint64_t ima_offset_ = 0;
-  std::unique_ptr<SessionKey> session_key_;
-  std::unique_ptr<TpmBindingSigner> tpm_signer_;  ///< proof_mode = tpm
-  token::Signer* proof_signer_ = nullptr;         ///< session_key_ or tpm_signer_
+  // Shared with calls signing outside mu_; the key is freed (cleansed) with its last owner.
+  std::shared_ptr<SessionKey> session_key_;
+  std::shared_ptr<TpmBindingSigner> tpm_signer_;  ///< proof_mode = tpm
+  std::shared_ptr<token::Signer> proof_signer_;   ///< session_key_ or tpm_signer_
   TokenCache cache_;
   Backoff backoff_;
   std::int64_t next_retry_ = 0;  ///< unix seconds; 0 = no retry pending
   bool auto_reattest_ = false;   ///< revoked by posture: re-attest with backoff
   std::uint64_t attestations_ = 0;
+  /// Moves whenever the device token, the signer or the posture it was attested for changes.
+  std::uint64_t epoch_ = 0;
+  std::condition_variable round_cv_;
+  bool round_running_ = false;
+  std::uint64_t rounds_started_ = 0;
+  std::uint64_t rounds_done_ = 0;
+  Status last_round_;
+  std::vector<Report> reports_;                  ///< for follow_up()
+  std::optional<std::string> pending_reattest_;  ///< for follow_up()
 };
 
 }  // namespace warden::agent

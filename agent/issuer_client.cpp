@@ -4,6 +4,8 @@
 #include <array>
 #include <cctype>
 
+#include "attest/protocol/errors.h"
+
 namespace warden::agent {
 namespace {
 
@@ -19,6 +21,14 @@ Result<T> decode_as(Result<Bytes> body, Decode decode, std::string_view what) {
 Error response_error(const net::Response& r, std::string_view target) {
   if (r.content_type.starts_with(protocol::kContentType)) {
     if (auto e = protocol::decode_error_response(r.body)) {
+      Error err = protocol::to_error(*e);
+      err.message = "issuer " + std::string(target) + ": " + err.message;
+      return err;
+    }
+  }
+  // The issuer's public JSON routes (status lists, JWKS) answer errors in the JSON envelope.
+  if (r.content_type.starts_with("application/json")) {
+    if (auto e = protocol::parse_error_json(warden::to_string(r.body))) {
       Error err = protocol::to_error(*e);
       err.message = "issuer " + std::string(target) + ": " + err.message;
       return err;
@@ -61,11 +71,12 @@ Result<protocol::EnrollResponse> IssuerClient::enroll(const protocol::EnrollRequ
                                              protocol::decode_enroll_response, "enroll");
 }
 
-Result<protocol::ActivateResponse> IssuerClient::activate(const protocol::ActivateRequest& request) {
+Result<protocol::ActivateResponse> IssuerClient::activate(
+    const protocol::ActivateRequest& request) {
   // Ids are issuer-minted text; refuse anything that would change the URL's path.
   for (char c : request.enrollment_id) {
-    const bool safe = std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' ||
-                      c == '.';
+    const bool safe =
+        std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
     if (!safe) {
       return fail(ErrorCode::kInvalidArgument,
                   "activate: enrollment id expected [A-Za-z0-9._-], found another character");
@@ -126,7 +137,8 @@ std::chrono::milliseconds Backoff::next() {
                           static_cast<std::uint32_t>(r[2]) << 8 | r[3];
   const std::int64_t half = window / 2;
   const std::int64_t span = window - half;
-  const std::int64_t jitter = span > 0 ? static_cast<std::int64_t>(v % static_cast<std::uint64_t>(span + 1)) : 0;
+  const std::int64_t jitter =
+      span > 0 ? static_cast<std::int64_t>(v % static_cast<std::uint64_t>(span + 1)) : 0;
   return std::chrono::milliseconds(half + jitter);
 }
 

@@ -58,17 +58,25 @@ class InstantService final : public issuer::IssuerService {
   Result<std::string> jwks_json() override { return std::string("{\"keys\":[]}"); }
   Result<std::string> status_list_jwt(std::string_view) override { return std::string("x"); }
   Status ready() override { return ok(); }
-  Result<std::string> admin_list_devices(std::size_t, std::string_view) override { return "[]"; }
-  Result<std::string> admin_get_device(std::string_view) override { return "{}"; }
+  Result<issuer::DevicePage> admin_list_devices(std::size_t, std::string_view) override {
+    return issuer::DevicePage{};
+  }
+  Result<issuer::DeviceDetail> admin_get_device(std::string_view) override {
+    return issuer::DeviceDetail{};
+  }
   Status admin_set_device_state(std::string_view, std::string_view, std::string_view) override {
     return ok();
   }
-  Result<std::string> admin_put_policy(std::string_view, std::string_view,
-                                       std::string_view) override {
-    return "{}";
+  Result<issuer::PolicyVersion> admin_put_policy(std::string_view, std::string_view,
+                                                 std::string_view) override {
+    return issuer::PolicyVersion{};
   }
-  Result<std::string> admin_list_policies() override { return "[]"; }
-  Result<std::string> admin_audit(const issuer::AuditFilter&) override { return "[]"; }
+  Result<std::vector<issuer::PolicyVersion>> admin_list_policies() override {
+    return std::vector<issuer::PolicyVersion>{};
+  }
+  Result<std::vector<issuer::AuditRecord>> admin_audit(const issuer::AuditFilter&) override {
+    return std::vector<issuer::AuditRecord>{};
+  }
 };
 
 Bytes attest_body() {
@@ -207,14 +215,14 @@ int main(int argc, char** argv) {
               clients, threads, seconds);
   std::printf("%-10s %10s %12s %10s %10s %12s %9s\n", "workload", "body", "req/s", "p50 ms",
               "p99 ms", "CPU us/req", "failures");
-  for (const auto& [name, target, body] :
-       {std::tuple<const char*, const char*, const Bytes*>{"challenge", "/v1/challenge", &challenge},
-        {"token", "/v1/token", &token},
-        {"attest", "/v1/attest", &attest}}) {
+  for (const auto& [name, target, body] : {std::tuple<const char*, const char*, const Bytes*>{
+                                               "challenge", "/v1/challenge", &challenge},
+                                           {"token", "/v1/token", &token},
+                                           {"attest", "/v1/attest", &attest}}) {
     const auto o = drive((*server)->port(), dir.path() / "ca.crt", target, *body, clients,
                          std::chrono::seconds(seconds));
-    std::printf("%-10s %9zuB %12.0f %10.2f %10.2f %12.0f %9zu\n", name, body->size(),
-                o.per_second, o.p50_ms, o.p99_ms, o.cpu_us, o.failures);
+    std::printf("%-10s %9zuB %12.0f %10.2f %10.2f %12.0f %9zu\n", name, body->size(), o.per_second,
+                o.p50_ms, o.p99_ms, o.cpu_us, o.failures);
   }
   (*server)->stop();
   return 0;

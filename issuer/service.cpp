@@ -1,14 +1,11 @@
+// The coordinators of IssuerService: enroll and activate, challenge, token (through the device
+// gate to token issuing) and revoke; attest is in service_attest.cpp, admin in service_admin.cpp.
 #include <algorithm>
-#include <array>
 
 #include <openssl/evp.h>
 
 #include "attest/credential/credential.h"
 #include "attest/quote/quote.h"
-#include "attest/token/cwt.h"
-#include "attest/token/json.h"
-#include "attest/token/jwt.h"
-#include "attest/token/status_list.h"
 #include "issuer/service_impl.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
@@ -17,6 +14,14 @@ namespace warden::issuer {
 namespace {
 
 namespace q = attest::quote;
+using audit::Action;
+using audit::Decision;
+using audit::EnrollmentStarted;
+using audit::Event;
+using audit::Reasons;
+using audit::RevokeApplied;
+using audit::to_record;
+using audit::TokenGrant;
 
 // AKs Warden accepts: ECC P-256 with ECDSA-SHA256 (the agent's default), or RSA-2048 with
 // RSASSA-SHA256.
@@ -35,15 +40,6 @@ Status check_ak_algorithm(const q::PublicArea& ak) {
                   std::to_string(ak.scheme) + " hash " + std::to_string(ak.scheme_hash));
 }
 
-boost::json::object reason_json(const protocol::Reason& r) {
-  boost::json::object o;
-  o["code"] = r.code;
-  o["subject"] = r.subject;
-  if (r.expected) o["expected"] = *r.expected;
-  if (r.found) o["found"] = *r.found;
-  return o;
-}
-
 // What the store keeps of the expected activation proof: a one-way, domain-separated digest, so
 // that a copy of the database does not hand out the proof itself. The proof is an HMAC output of
 // a 32-byte random secret: a plain hash of it cannot be searched.
@@ -55,26 +51,17 @@ Bytes proof_digest(ByteSpan proof) {
   return ossl::sha256(input);
 }
 
-// "/v1/token" of "https://host:8443/v1/token"; "" when the URL has no path.
-std::string url_path(const std::string& url) {
-  const auto scheme = url.find("://");
-  const auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  return slash == std::string::npos ? std::string() : url.substr(slash);
+std::vector<std::string> proof_bases(const IssuerService::Options& options) {
+  std::vector<std::string> out;
+  auto add_base = [&out](std::string base) {
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!base.empty()) out.push_back(std::move(base));
+  };
+  add_base(options.issuer_url);
+  for (const auto& alias : options.config->issuer_url_aliases) add_base(alias);
+  return out;
 }
-
-std::string strip_query(std::string url) {
-  auto cut = url.find_first_of("?#");
-  if (cut != std::string::npos) url.resize(cut);
-  return url;
-}
-
 }  // namespace
-
-std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
-  boost::json::array a;
-  for (const auto& r : reasons) a.push_back(reason_json(r));
-  return json::serialize(a);
-}
 
 // ---- construction ------------------------------------------------------------------------------
 
@@ -102,31 +89,18 @@ Service::Service(Options options, EkTrust trust)
       trust_(std::move(trust)),
       nonces_(options_.nonce_key.clone(), *options_.clock, *options_.random,
               options_.config->tokens.nonce_ttl_s),
-      token_rate_({static_cast<double>(options_.config->limits.token_burst),
-                   static_cast<double>(options_.config->limits.token_per_minute) / 60.0,
-                   kDeviceCacheMax}),
-      refusals_({static_cast<double>(options_.config->limits.refusal_burst),
-                 static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0,
-                 kRefusalKeys}) {
-  auto add_base = [this](std::string base) {
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    if (!base.empty()) proof_bases_.push_back(std::move(base));
-  };
-  add_base(options_.issuer_url);
-  for (const auto& alias : options_.config->issuer_url_aliases) add_base(alias);
-}
+      policy_cache_(*options_.clock, {kPolicyTtl, 1}),
+      tokens_({options_.store, options_.keys, options_.clock, options_.issuer_url,
+               options_.status_list_bits}),
+      gate_({options_.store, options_.clock, options_.config->limits, proof_bases(options_)},
+            tokens_),
+      audit_log_(
+          *options_.store, *options_.clock,
+          {static_cast<double>(options_.config->limits.refusal_burst),
+           static_cast<double>(options_.config->limits.refusal_per_minute) / 60.0, kRefusalKeys}) {}
 
 Status Service::init() {
-  // Lists are numbered from "1"; the current one is the last that exists.
-  for (;; ++list_number_) {
-    auto next = options_.store->get_status_list(std::to_string(list_number_ + 1));
-    if (!next && next.error().code == ErrorCode::kNotFound) break;
-    if (!next) return fail(std::move(next).error());
-  }
-  auto created =
-      options_.store->create_status_list(std::to_string(list_number_), options_.status_list_bits);
-  if (!created && created.error().code != ErrorCode::kAlreadyExists)
-    return fail(std::move(created).error());
+  WARDEN_TRY_STATUS(tokens_.init());
   auto active = options_.store->active_policy();
   if (!active) return fail(std::move(active).error());
   if (!*active && !options_.config->policy_file.empty()) {
@@ -145,199 +119,9 @@ std::string Service::random_id() {
   return hex_encode(b);
 }
 
-std::string Service::status_uri(std::string_view list_id) const {
-  return options_.issuer_url + "/v1/status/" + std::string(list_id);
-}
-
-void Service::audit(AuditRecord record) {
-  if (record.time == 0) record.time = now();
-  // An audit failure must not turn a decision into a different one; the store logs it.
-  (void)options_.store->append_audit(record);
-}
-
-void Service::audit_refusal(AuditRecord record) {
-  auto charge = refusals_.charge(record.device_id, Steady::now());
-  if (!charge.record) return;  // counted; reported by the next summary
-  if (charge.suppressed > 0) {
-    audit_suppressed(charge.key, charge.suppressed, charge.suppressed_for, record.time);
-  }
-  audit(std::move(record));
-}
-
-void Service::audit_suppressed(const std::string& device_id, std::uint64_t count,
-                               std::chrono::seconds over, std::int64_t t) {
-  const std::string summary = std::to_string(count) + " refusals suppressed for device " +
-                              device_id + " in the last " + std::to_string(over.count()) + " s";
-  audit({0, t, device_id, "refusals_suppressed", "reject", "", "",
-         reasons_to_json({{"limit_exceeded", "device " + device_id, std::nullopt, summary}})});
-}
-
 void Service::housekeeping() {
-  for (const auto& s : refusals_.drain(Steady::now())) {
-    audit_suppressed(s.key, s.suppressed, s.over, now());
-  }
-  (void)token_rate_.drain(Steady::now());  // forgets idle devices; nothing to report
-  const std::int64_t t = now();
-  std::lock_guard lock(replay_mu_);
-  prune_proofs(t);
-}
-
-void Service::prune_proofs(std::int64_t t) {
-  for (auto it = proof_replay_.begin(); it != proof_replay_.end();) {
-    it = it->second.prune(t) == 0 ? proof_replay_.erase(it) : std::next(it);
-  }
-}
-
-std::size_t Service::proof_cache_capacity() const {
-  const auto& limits = options_.config->limits;
-  return static_cast<std::size_t>(limits.token_burst) +
-         static_cast<std::size_t>(limits.token_per_minute) *
-             static_cast<std::size_t>(kProofMaxAge + kProofLeeway + 59) / 60 +
-         1;
-}
-
-Status Service::record_proof(const std::string& device_id, const std::string& jti, std::int64_t t) {
-  std::lock_guard lock(replay_mu_);
-  auto it = proof_replay_.find(device_id);
-  if (it == proof_replay_.end()) {
-    if (proof_replay_.size() >= kDeviceCacheMax) prune_proofs(t);
-    if (proof_replay_.size() >= kDeviceCacheMax) {
-      return fail(ErrorCode::kUnavailable, "token: proof replay state is at its limit of " +
-                                               std::to_string(kDeviceCacheMax) + " devices");
-    }
-    it = proof_replay_.try_emplace(device_id, proof_cache_capacity(), kProofMaxAge + kProofLeeway)
-             .first;
-  }
-  auto fresh = it->second.check_and_insert(jti, t);
-  if (!fresh && fresh.error().code == ErrorCode::kLimitExceeded) {
-    return fail(ErrorCode::kLimitExceeded,
-                "token: device " + device_id + " sent more proofs than its replay cache holds");
-  }
-  return fresh;
-}
-
-Result<std::shared_ptr<const ActivePolicy>> Service::active_policy() {
-  std::uint64_t epoch = 0;
-  {
-    std::lock_guard lock(policy_mu_);
-    if (policy_ && !policy_stale_ && Steady::now() - policy_loaded_ < kPolicyTtl) return policy_;
-    epoch = policy_epoch_;
-  }
-  const auto loaded = Steady::now();
-  WARDEN_ASSIGN(stored, options_.store->active_policy());
-  std::lock_guard lock(policy_mu_);
-  if (!stored) {
-    if (!policy_) return fail(ErrorCode::kUnavailable, "issuer: no policy has been uploaded");
-    return policy_;
-  }
-  // Versions only move forward (each put is a new row): a slower read of an older one loses.
-  if (!policy_ || stored->id > policy_->id) {
-    WARDEN_ASSIGN(reference, attest::policy::parse_policy(stored->toml));
-    WARDEN_ASSIGN(workload, parse_workload_policy(stored->toml));
-    auto p = std::make_shared<ActivePolicy>();
-    p->id = stored->id;
-    p->reference = std::move(reference);
-    p->workload = std::move(workload);
-    policy_ = std::move(p);
-  }
-  if (epoch == policy_epoch_) {  // else a put raced this read: read again next time
-    policy_loaded_ = loaded;
-    policy_stale_ = false;
-  }
-  return policy_;
-}
-
-Result<std::shared_ptr<token::EcSigner>> Service::signer() {
-  std::string kid = options_.keys->current_kid();
-  std::lock_guard lock(signer_mu_);
-  if (signer_ && signer_kid_ == kid) return signer_;
-  std::shared_ptr<EVP_PKEY> key = options_.keys->current_key();
-  if (!key) return fail(ErrorCode::kUnavailable, "issuer: no current signing key");
-  // The key was read after the kid above: take the kid as of now, not the one read above.
-  WARDEN_ASSIGN(fresh, token::EcSigner::from_key(std::move(key), options_.keys->current_kid()));
-  signer_kid_ = fresh.public_jwk().kid();
-  signer_ = std::make_shared<token::EcSigner>(std::move(fresh));
-  return signer_;
-}
-
-Result<Service::DeviceGate> Service::device_gate(const std::string& device_id) {
-  std::uint64_t epoch = 0;
-  {
-    std::lock_guard lock(device_mu_);
-    auto it = devices_.find(device_id);
-    if (it != devices_.end() && Steady::now() - it->second.loaded < kDeviceTtl) return it->second;
-    epoch = device_epoch_;
-  }
-  DeviceGate gate;
-  gate.loaded = Steady::now();
-  WARDEN_ASSIGN(device, options_.store->get_device(device_id));
-  gate.state = device.state;
-  gate.last_verdict = std::move(device.last_verdict);
-  gate.group = std::move(device.group);
-  gate.revoked_at = device.revoked_at;
-  std::lock_guard lock(device_mu_);
-  // A write of this process evicted devices while the row was read: it may predate the write.
-  if (epoch == device_epoch_) {
-    if (devices_.size() >= kDeviceCacheMax) devices_.clear();
-    devices_[device_id] = gate;
-  }
-  return gate;
-}
-
-void Service::forget_device(std::string_view device_id) {
-  std::lock_guard lock(device_mu_);
-  devices_.erase(std::string(device_id));
-  ++device_epoch_;
-}
-
-Result<token::Claims> Service::verified_device_token(ByteSpan device_token, std::int64_t t) {
-  const Bytes digest = ossl::sha256(device_token);
-  const std::string key(digest.begin(), digest.end());
-  {
-    std::lock_guard lock(token_mu_);
-    auto it = verified_tokens_.find(key);
-    // Past exp the token is verified again, which applies the leeway and reports the expiry.
-    if (it != verified_tokens_.end() && t < it->second.exp) return it->second.claims;
-  }
-  WARDEN_ASSIGN(keys, published_keys());
-  const token::ClaimChecks verify_options{
-      .now = t, .leeway = 5, .audience = std::nullopt, .require_exp = true};
-  auto verified = token::verify_cwt(device_token, *keys, verify_options);
-  if (!verified && verified.error().code == ErrorCode::kUnknownKey) {
-    // Signed by a key another replica published since the cache was loaded.
-    WARDEN_ASSIGN(fresh, published_keys(true));
-    verified = token::verify_cwt(device_token, *fresh, verify_options);
-  }
-  if (!verified) return fail(std::move(verified).error());
-  token::Claims claims = std::move(verified->claims);
-  std::lock_guard lock(token_mu_);
-  if (verified_tokens_.size() >= kTokenCacheMax) {
-    std::erase_if(verified_tokens_, [&](const auto& e) { return e.second.exp <= t; });
-    if (verified_tokens_.size() >= kTokenCacheMax) verified_tokens_.clear();
-  }
-  verified_tokens_[key] = {claims, claims.exp.value_or(t)};
-  return claims;
-}
-
-Result<std::shared_ptr<const token::KeySet>> Service::published_keys(bool reload) {
-  const std::int64_t t = now();
-  std::string kid = options_.keys->current_kid();
-  std::lock_guard lock(keys_mu_);
-  if (!reload && keys_ && keys_kid_ == kid && t >= keys_loaded_at_ &&
-      t - keys_loaded_at_ < kKeysTtl)
-    return keys_;
-  WARDEN_ASSIGN(infos, options_.keys->published());
-  token::KeySet set;
-  for (const SigningKeyInfo& info : infos) {
-    WARDEN_ASSIGN(pkey, ossl::public_key_from_pem(info.public_pem));
-    WARDEN_ASSIGN(jwk, token::Jwk::from_pkey(pkey.get(), info.kid));
-    jwk.set_alg(token::Alg::kEs256);
-    set.add(std::move(jwk));
-  }
-  keys_ = std::make_shared<const token::KeySet>(std::move(set));
-  keys_kid_ = std::move(kid);
-  keys_loaded_at_ = t;
-  return keys_;
+  audit_log_.housekeeping();
+  gate_.housekeeping(now());
 }
 
 // ---- enrollment --------------------------------------------------------------------------------
@@ -390,12 +174,10 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
   e.expires_at = t + kEnrollmentTtl;
   WARDEN_TRY_STATUS(options_.store->put_enrollment(e, kMaxPendingEnrollments));
 
-  boost::json::object why;
-  why["trust"] = std::string(to_string(ek.basis));
-  why["hostname"] = request.metadata.hostname;
-  why["machine_id"] = request.metadata.machine_id;
-  why["enrollment_id"] = e.id;
-  audit({0, t, "", "enroll", "ok", ek.public_hash, "", json::serialize(boost::json::array{why})});
+  audit_log_.write(
+      Event{t, "", Action::kEnroll, Decision::kOk, ek.public_hash, "",
+            EnrollmentStarted{std::string(to_string(ek.basis)), request.metadata.hostname,
+                              request.metadata.machine_id, e.id}});
   return protocol::EnrollResponse{e.id, credential->id_object, credential->encrypted_secret,
                                   static_cast<std::uint64_t>(e.expires_at)};
 }
@@ -411,9 +193,9 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   WARDEN_ASSIGN(e, options_.store->take_enrollment(enrollment_id));
   const std::int64_t t = now();
   auto refuse = [&](Error error) {
-    audit({0, t, "", "activate", "reject", e.ek_public_hash, "",
-           reasons_to_json({{std::string(to_string(error.code)), "enrollment " + e.id, std::nullopt,
-                             error.message}})});
+    audit_log_.write(Event{t, "", Action::kActivate, Decision::kReject, e.ek_public_hash, "",
+                           Reasons{{std::string(to_string(error.code)), "enrollment " + e.id,
+                                    std::nullopt, error.message}}});
     return fail(std::move(error));
   };
   if (t > e.expires_at) {
@@ -434,7 +216,8 @@ Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment
   d.requested_group = e.requested_group;  // d.group stays empty until an admin assigns one
   d.created_at = t;
   WARDEN_TRY_STATUS(options_.store->add_device(d));
-  audit({0, t, d.id, "activate", "ok", e.ek_public_hash, "", "[]"});
+  audit_log_.write(
+      Event{t, d.id, Action::kActivate, Decision::kOk, e.ek_public_hash, "", Reasons{}});
   return protocol::ActivateResponse{d.id};
 }
 
@@ -475,72 +258,20 @@ void Service::token_async(const protocol::TokenRequest& request, const RequestTa
 Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& request,
                                                 const RequestTarget& target) {
   const std::int64_t t = now();
-  auto verified = verified_device_token(request.device_token, t);
-  if (!verified) return fail(std::move(verified).error().context("token: device token"));
-  const token::Claims& dc = *verified;
-  if (dc.eat_profile != std::string(token::kEatProfile) || !dc.device_id || !dc.attestation ||
-      !dc.attestation->pass || !dc.cnf || !dc.cnf->jkt) {
-    return fail(ErrorCode::kPermissionDenied,
-                "token: device token expected a passing Warden device result with cnf, found "
-                "another token");
-  }
-  const std::string& device_id = *dc.device_id;
-  WARDEN_ASSIGN(device, device_gate(device_id));
-  if (device.state != DeviceState::kEnabled)
-    return fail(ErrorCode::kRevoked, "token: device " + device_id + " is revoked");
-  // A device token from before the device's last revocation stays dead after it is enabled
-  // again: only a fresh attestation (a new device token) brings tokens back.
-  if (!dc.iat || *dc.iat <= device.revoked_at) {
-    return fail(ErrorCode::kRevoked,
-                "token: device token issued at " + std::to_string(dc.iat.value_or(0)) +
-                    ", at or before the revocation of device " + device_id + " at " +
-                    std::to_string(device.revoked_at) + "; attest again");
-  }
-  if (device.last_verdict != "accept") {
-    return fail(ErrorCode::kPolicyViolation, "token: device " + device_id +
-                                                 " last attestation verdict expected accept, "
-                                                 "found " +
-                                                 device.last_verdict);
-  }
-  token::ProofCheck check;
-  check.htm = target.method;
-  check.htu = strip_query(target.url);
-  if (!proof_bases_.empty()) {
-    // htu must name this issuer as configured, never what the client put in its Host header.
-    const std::string path = url_path(check.htu);
-    check.htu = proof_bases_.front() + path;
-    for (std::size_t i = 1; i < proof_bases_.size(); ++i) {
-      check.htu_aliases.push_back(proof_bases_[i] + path);
-    }
-  }
-  check.now = t;
-  check.max_age = kProofMaxAge;
-  check.leeway = kProofLeeway;
-  check.expected_jkt = dc.cnf->jkt;
-  auto proof = token::verify_proof_unrecorded(request.proof, check);
-  if (!proof) return fail(std::move(proof).error().context("token: proof"));
-  // After the proof's signature (only the device's key can spend its rate), before its jti is
-  // recorded: a device over its rate is refused alone, and its excess never fills its cache.
-  if (!token_rate_.charge(device_id, Steady::now()).record) {
-    return fail(ErrorCode::kLimitExceeded,
-                "token: device " + device_id + " is over limits.token_burst = " +
-                    std::to_string(options_.config->limits.token_burst) +
-                    " / limits.token_per_minute = " +
-                    std::to_string(options_.config->limits.token_per_minute));
-  }
-  if (auto recorded = record_proof(device_id, proof->jti, t); !recorded) {
-    return fail(std::move(recorded).error().context("token: proof"));
-  }
-
+  WARDEN_ASSIGN(admitted, gate_.admit(request, target, t));
+  const token::Claims& dc = admitted.device_token;
+  const std::string& device_id = admitted.device_id;
+  const gate::DeviceStatus& device = admitted.device;
   WARDEN_ASSIGN(policy, active_policy());
   auto grant = authorize_workload(
       policy->workload, {&request.selectors, device.group, request.audience, &request.scopes});
   if (!grant) {
     // The audience is the caller's (up to 1 KiB): the record holds a quoted prefix of it.
-    audit_refusal({0, t, device_id, "token", "reject", "", policy->reference.version,
-                   reasons_to_json({{std::string(to_string(grant.error().code)),
-                                     "audience " + quote_untrusted(request.audience), std::nullopt,
-                                     quote_untrusted(grant.error().message)}})});
+    audit_log_.refusal(Event{t, device_id, Action::kToken, Decision::kReject, "",
+                             policy->reference.version,
+                             Reasons{{std::string(to_string(grant.error().code)),
+                                      "audience " + quote_untrusted(request.audience), std::nullopt,
+                                      quote_untrusted(grant.error().message)}}});
     return fail(std::move(grant).error());
   }
   std::int64_t ttl = request.ttl > 0 ? static_cast<std::int64_t>(request.ttl)
@@ -548,95 +279,15 @@ Result<Service::TokenIssue> Service::mint_token(const protocol::TokenRequest& re
   ttl = std::min(ttl, grant->max_ttl);
   if (dc.exp) ttl = std::min(ttl, std::max<std::int64_t>(*dc.exp - t, 1));
 
-  WARDEN_ASSIGN(slot, allocate_status());
-  const auto& [list_id, index] = slot;
-  token::Claims c;
-  c.iss = options_.issuer_url.empty() ? "warden-issuer" : options_.issuer_url;
-  c.sub = device_id;
-  c.aud = {request.audience};
-  c.iat = t;
-  c.nbf = t;
-  c.exp = t + ttl;
-  c.jti = random_id();
-  if (!request.scopes.empty()) {
-    std::string scope;
-    for (const auto& s : request.scopes) scope += (scope.empty() ? "" : " ") + s;
-    c.scope = std::move(scope);
-  }
-  c.cnf = token::Confirmation{dc.cnf->jkt, dc.cnf->key};
-  c.status = token::StatusRef{index, status_uri(list_id)};
-  c.device_id = device_id;
-  token::WorkloadSelectors ws;
-  if (request.selectors.uid) ws.uid = *request.selectors.uid;
-  ws.systemd_unit = request.selectors.systemd_unit;
-  ws.container_id = request.selectors.container_id;
-  ws.image_digest = request.selectors.image_digest;
-  ws.executable_digest = request.selectors.exe_digest;
-  c.workload = std::move(ws);
-
-  WARDEN_ASSIGN(signer, this->signer());
-  protocol::TokenResponse out;
-  if (request.format == protocol::TokenFormat::kCwt) {
-    WARDEN_ASSIGN(cwt, token::mint_cwt(*signer, c));
-    out.token = std::move(cwt);
-  } else {
-    WARDEN_ASSIGN(jwt, token::mint_jwt(*signer, token::kTypWorkload, c));
-    out.token = std::move(jwt);
-  }
-  boost::json::object why;
-  why["rule"] = grant->rule;
-  why["jti"] = *c.jti;
-  why["audience"] = request.audience;
-  why["status_index"] = index;
-  out.jti = *c.jti;
-  out.expires_at = static_cast<std::uint64_t>(*c.exp);
-  out.status_index = index;
-  return TokenIssue{std::move(out),
-                    {*c.jti, device_id, list_id, index, t, *c.exp, false},
-                    {0, t, device_id, "token", "accept", "", policy->reference.version,
-                     json::serialize(boost::json::array{why})}};
-}
-
-Result<std::pair<std::string, std::uint64_t>> Service::allocate_status() {
-  std::lock_guard lock(list_mu_);
-  if (block_next_ < block_end_) return std::pair{std::to_string(list_number_), block_next_++};
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    std::string id = std::to_string(list_number_);
-    auto block = options_.store->allocate_status_indexes(id, kStatusBlock);
-    if (block) {
-      block_next_ = block->first + 1;
-      block_end_ = block->second;
-      return std::pair{std::move(id), block->first};
-    }
-    if (block.error().code != ErrorCode::kLimitExceeded) return fail(std::move(block).error());
-    // Full: move on to the next list (another replica may have created it already).
-    auto created = options_.store->create_status_list(std::to_string(list_number_ + 1),
-                                                      options_.status_list_bits);
-    if (!created && created.error().code != ErrorCode::kAlreadyExists)
-      return fail(std::move(created).error());
-    ++list_number_;
-  }
-  return fail(ErrorCode::kUnavailable, "token: no free status list index");
-}
-
-// ---- revocation --------------------------------------------------------------------------------
-
-Result<bool> Service::revoke_token(const TokenRecord& token) {
-  WARDEN_ASSIGN(flipped, options_.store->mark_token_revoked(token.jti));
-  // Set the bit even when the record was already marked: a crash between the two writes must
-  // not leave a revoked token valid in the list.
-  WARDEN_TRY_STATUS(options_.store->set_status_bit(token.list_id, token.status_index, true));
-  return flipped;
-}
-
-Result<std::uint64_t> Service::revoke_all_tokens(std::string_view device_id) {
-  WARDEN_ASSIGN(live, options_.store->live_tokens(device_id, now()));
-  std::uint64_t n = 0;
-  for (const TokenRecord& t : live) {
-    WARDEN_ASSIGN(flipped, revoke_token(t));
-    if (flipped) ++n;
-  }
-  return n;
+  WARDEN_ASSIGN(minted, tokens_.mint_workload({device_id, &request,
+                                               token::Confirmation{dc.cnf->jkt, dc.cnf->key}, t,
+                                               ttl, random_id()}));
+  const std::string jti = minted.response.jti;
+  const std::uint64_t index = minted.response.status_index;
+  return TokenIssue{std::move(minted.response), std::move(minted.record),
+                    to_record(Event{t, device_id, Action::kToken, Decision::kAccept, "",
+                                    policy->reference.version,
+                                    TokenGrant{grant->rule, jti, request.audience, index}})};
 }
 
 Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& request) {
@@ -668,23 +319,15 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                                         device.id + " with timestamp " + std::to_string(ts) +
                                         " was accepted before");
   };
-  {
-    std::lock_guard lock(replay_mu_);
-    auto fresh = revoke_replay_.check_and_insert(device.id + "|" + std::to_string(ts), t);
-    if (!fresh && fresh.error().code == ErrorCode::kReplay) return already_applied();
-    if (!fresh) return fail(std::move(fresh).error().context("revoke"));
-  }
-  // Other replicas' revocations are in the shared audit log.
-  WARDEN_ASSIGN(recent, options_.store->query_audit({device.id, t - 2 * kRevokeWindow, 1000}));
-  const std::string marker = "\"timestamp\":" + std::to_string(ts) + ",";
-  for (const AuditRecord& a : recent) {
-    if (a.action == "revoke" && a.reasons_json.find(marker) != std::string::npos) {
-      return already_applied();
-    }
+  // Once across replicas: the store holds each applied request's key.
+  if (auto fresh = options_.store->record_revoke_request(device.id, ts, t - 2 * kRevokeWindow);
+      !fresh) {
+    if (fresh.error().code == ErrorCode::kReplay) return already_applied();
+    return fail(std::move(fresh).error().context("revoke"));
   }
   protocol::RevokeResponse out;
   if (request.jtis.empty()) {
-    WARDEN_ASSIGN(n, revoke_all_tokens(device.id));
+    WARDEN_ASSIGN(n, tokens_.revoke_all_tokens(device.id));
     out.revoked = n;
     // The device reported a posture change: no new tokens before it attests again.
     AttestationUpdate u;
@@ -703,43 +346,21 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
         return fail(ErrorCode::kPermissionDenied,
                     "revoke: token " + jti + " was not issued to device " + device.id);
       }
-      WARDEN_ASSIGN(flipped, revoke_token(record));
+      WARDEN_ASSIGN(flipped, tokens_.revoke_token(record));
       if (flipped) ++out.revoked;
     }
   }
-  boost::json::object why;
-  why["timestamp"] = ts;  // first member: the replay check above looks for it
-  why["reason"] = request.reason;
-  why["revoked"] = out.revoked;
-  boost::json::array jtis;
-  for (const auto& j : request.jtis) jtis.push_back(boost::json::value(j));
-  why["jtis"] = std::move(jtis);
-  audit({0, t, device.id, "revoke", "ok", "", "", json::serialize(boost::json::array{why})});
+  audit_log_.write(Event{t, device.id, Action::kRevoke, Decision::kOk, "", "",
+                         RevokeApplied{ts, request.reason, out.revoked, request.jtis}});
   return out;
 }
 
 // ---- public endpoints --------------------------------------------------------------------------
 
-Result<std::string> Service::jwks_json() {
-  WARDEN_ASSIGN(keys, published_keys());
-  return keys->to_json();
-}
+Result<std::string> Service::jwks_json() { return tokens_.jwks_json(); }
 
 Result<std::string> Service::status_list_jwt(std::string_view list_id) {
-  WARDEN_ASSIGN(stored, options_.store->get_status_list(list_id));
-  WARDEN_ASSIGN(list, token::StatusList::create(1, static_cast<std::size_t>(stored.bits)));
-  for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
-    if (stored.bytes[i] == 0) continue;
-    for (unsigned b = 0; b < 8; ++b) {
-      if ((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) {
-        WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
-      }
-    }
-  }
-  WARDEN_ASSIGN(signer, this->signer());
-  const std::int64_t t = now();
-  constexpr std::int64_t kTtl = 60;
-  return token::mint_status_list_jwt(*signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+  return tokens_.status_list_jwt(list_id);
 }
 
 Status Service::ready() {

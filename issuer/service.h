@@ -34,9 +34,15 @@ struct RequestTarget {
   std::string url;     ///< absolute URL as the client addressed it, e.g. https://host:8443/v1/token
 };
 
-/// Admin view of a device (GET /admin/v1/devices[/{id}]).
-struct DeviceSummary {
+/// A page of devices (GET /admin/v1/devices): next_after is the last id when the page is full.
+struct DevicePage {
+  std::vector<Device> devices;
+  std::optional<std::string> next_after;
+};
+/// A device and its live tokens (GET /admin/v1/devices/{id}).
+struct DeviceDetail {
   Device device;
+  std::vector<TokenRecord> live_tokens;
 };
 
 class IssuerService {
@@ -90,17 +96,17 @@ class IssuerService {
   /// Store reachable and keys loaded.
   virtual Status ready() = 0;
 
-  // ---- Admin API (JSON text in and out) -------------------------------------------------------
-  virtual Result<std::string> admin_list_devices(std::size_t limit, std::string_view after_id) = 0;
-  virtual Result<std::string> admin_get_device(std::string_view id) = 0;
+  // ---- Admin API (structs; issuer/admin/admin_json.h is their JSON) ----------------------------
+  virtual Result<DevicePage> admin_list_devices(std::size_t limit, std::string_view after_id) = 0;
+  virtual Result<DeviceDetail> admin_get_device(std::string_view id) = 0;
   /// state: "revoked" (also flips every token of the device in the status list) or "enabled".
   virtual Status admin_set_device_state(std::string_view id, std::string_view state,
                                         std::string_view actor) = 0;
   /// Parses the TOML (reference values and workload policy) and stores it as a new active version.
-  virtual Result<std::string> admin_put_policy(std::string_view version, std::string_view toml,
-                                               std::string_view actor) = 0;
-  virtual Result<std::string> admin_list_policies() = 0;
-  virtual Result<std::string> admin_audit(const AuditFilter& filter) = 0;
+  virtual Result<PolicyVersion> admin_put_policy(std::string_view version, std::string_view toml,
+                                                 std::string_view actor) = 0;
+  virtual Result<std::vector<PolicyVersion>> admin_list_policies() = 0;
+  virtual Result<std::vector<AuditRecord>> admin_audit(const AuditFilter& filter) = 0;
   /// Removes the device so that its EK can enroll again: revokes every live token it holds
   /// (their status bits flip; its device tokens stop working at once), deletes its record and
   /// writes an audit record (action "admin.device_delete"). kNotFound when there is no such

@@ -1,7 +1,8 @@
 #pragma once
-// Internal to issuer/: the IssuerService implementation, split over service.cpp (enrollment,
-// challenge, tokens, revocation, public endpoints), service_attest.cpp (appraisal) and
-// service_admin.cpp (admin JSON).
+// Internal to issuer/: the IssuerService implementation. service.cpp holds the enroll,
+// challenge, token and revoke coordinators, service_attest.cpp the appraisal, service_admin.cpp
+// the admin operations; the modules they coordinate are tokens::TokenIssuer (keys, status
+// lists, minting), gate::DeviceGate (the token path's checks and caches) and audit::AuditLog.
 
 #include <chrono>
 #include <memory>
@@ -13,18 +14,16 @@
 #include "attest/token/dpop.h"
 #include "attest/token/jwk.h"
 #include "attest/token/signer.h"
+#include "issuer/assign.h"
+#include "issuer/audit/audit_log.h"
+#include "issuer/cache/ttl_cache.h"
 #include "issuer/ek_trust.h"
+#include "issuer/gate/device_gate.h"
 #include "issuer/nonce.h"
 #include "issuer/refusal_budget.h"
 #include "issuer/service.h"
+#include "issuer/tokens/token_issuer.h"
 #include "issuer/workload_policy.h"
-
-#define WARDEN_ASSIGN(var, expr)                             \
-  auto var##_result_ = (expr);                               \
-  if (!var##_result_) {                                      \
-    return ::warden::fail(std::move(var##_result_).error()); \
-  }                                                          \
-  auto var = std::move(*var##_result_)
 
 namespace warden::issuer {
 
@@ -35,8 +34,10 @@ struct ActivePolicy {
   WorkloadPolicy workload;
 };
 
-/// reasons -> JSON array text [{"code","subject","expected","found"}].
-std::string reasons_to_json(const std::vector<protocol::Reason>& reasons);
+/// reasons -> JSON array text [{"code","subject","expected","found"}] (audit::reasons_json).
+inline std::string reasons_to_json(const std::vector<protocol::Reason>& reasons) {
+  return audit::reasons_json(reasons);
+}
 
 class Service final : public IssuerService {
  public:
@@ -65,14 +66,14 @@ class Service final : public IssuerService {
   Result<std::string> status_list_jwt(std::string_view list_id) override;
   Status ready() override;
 
-  Result<std::string> admin_list_devices(std::size_t limit, std::string_view after_id) override;
-  Result<std::string> admin_get_device(std::string_view id) override;
+  Result<DevicePage> admin_list_devices(std::size_t limit, std::string_view after_id) override;
+  Result<DeviceDetail> admin_get_device(std::string_view id) override;
   Status admin_set_device_state(std::string_view id, std::string_view state,
                                 std::string_view actor) override;
-  Result<std::string> admin_put_policy(std::string_view version, std::string_view toml,
-                                       std::string_view actor) override;
-  Result<std::string> admin_list_policies() override;
-  Result<std::string> admin_audit(const AuditFilter& filter) override;
+  Result<PolicyVersion> admin_put_policy(std::string_view version, std::string_view toml,
+                                         std::string_view actor) override;
+  Result<std::vector<PolicyVersion>> admin_list_policies() override;
+  Result<std::vector<AuditRecord>> admin_audit(const AuditFilter& filter) override;
   Status admin_delete_device(std::string_view id, std::string_view actor) override;
   Status admin_set_device_group(std::string_view id, std::string_view group,
                                 std::string_view actor) override;
@@ -84,27 +85,10 @@ class Service final : public IssuerService {
   /// The active policy, cached: re-read from the store when this process put a new version,
   /// and at most kPolicyTtl after the last read (another replica put one).
   Result<std::shared_ptr<const ActivePolicy>> active_policy();
-  /// The signer of the current key, rebuilt only when the current kid changes.
-  Result<std::shared_ptr<token::EcSigner>> signer();
-  /// What the token path needs of a device, cached per device for at most kDeviceTtl (other
-  /// replicas' revocations and attestations); this process's own writes evict it at once.
-  struct DeviceGate {
-    DeviceState state = DeviceState::kEnabled;
-    std::string last_verdict;
-    std::string group;
-    std::int64_t revoked_at = 0;
-    std::chrono::steady_clock::time_point loaded;
-  };
-  Result<DeviceGate> device_gate(const std::string& device_id);
-  void forget_device(std::string_view device_id);
-  /// Claims of a device token, verified once and cached by the SHA-256 of its bytes until it
-  /// expires (the signature and the claims cannot change; revocation is checked per request).
-  Result<token::Claims> verified_device_token(ByteSpan device_token, std::int64_t now);
-  /// The published keys, cached in memory: reloaded when this process rotated (the current kid
-  /// changed), after kKeysTtl seconds (retired keys expiring, other replicas rotating), or when
-  /// `reload` (a token did not verify against the cached set).
-  Result<std::shared_ptr<const token::KeySet>> published_keys(bool reload = false);
-  [[nodiscard]] std::string status_uri(std::string_view list_id) const;
+  /// The signer of the current key (tokens::TokenIssuer).
+  Result<std::shared_ptr<token::EcSigner>> signer() { return tokens_.signer(); }
+  /// This process wrote the device: the token path's cache of it is dropped.
+  void forget_device(std::string_view device_id) { gate_.forget(device_id); }
   /// A minted workload token and the records that must commit before it is answered.
   struct TokenIssue {
     protocol::TokenResponse response;
@@ -112,19 +96,9 @@ class Service final : public IssuerService {
     AuditRecord audit;
   };
   Result<TokenIssue> mint_token(const protocol::TokenRequest& request, const RequestTarget& target);
-  /// Flips the status bit of every live token of `device_id`; returns how many.
-  Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);
-  Result<bool> revoke_token(const TokenRecord& token);
-  /// A free index in the current status list; a full list is followed by the next ("1", "2", …).
-  Result<std::pair<std::string, std::uint64_t>> allocate_status();
-  void audit(AuditRecord record);
-  /// audit() for a refusal an unauthenticated or misbehaving caller can repeat: within the
-  /// device's budget (limits.refusal_burst, refusal_per_minute), else counted into one summary
-  /// record ("N refusals suppressed for device X in the last S s") written with the device's
-  /// next recorded refusal or by housekeeping().
-  void audit_refusal(AuditRecord record);
-  void audit_suppressed(const std::string& device_id, std::uint64_t count,
-                        std::chrono::seconds over, std::int64_t t);
+  /// The audit log's write() and refusal() (issuer/audit/audit_log.h).
+  void audit(AuditRecord record) { audit_log_.write(std::move(record)); }
+  void audit_refusal(AuditRecord record) { audit_log_.refusal(std::move(record)); }
   /// The device result CWT and its expiry.
   Result<std::pair<Bytes, std::int64_t>> mint_device_token(const std::string& device_id,
                                                            ByteSpan nonce,
@@ -136,66 +110,15 @@ class Service final : public IssuerService {
   EkTrust trust_;
   NonceIssuer nonces_;
 
-  using Steady = std::chrono::steady_clock;
   static constexpr auto kPolicyTtl = std::chrono::seconds(2);
-  std::mutex policy_mu_;  // guards policy_ and its freshness
-  std::shared_ptr<const ActivePolicy> policy_;
-  Steady::time_point policy_loaded_;
-  bool policy_stale_ = true;
-  std::uint64_t policy_epoch_ = 0;  // bumped by this process's puts
-
-  std::mutex signer_mu_;  // guards signer_ and signer_kid_
-  std::shared_ptr<token::EcSigner> signer_;
-  std::string signer_kid_;
-
-  static constexpr auto kDeviceTtl = std::chrono::seconds(1);
-  static constexpr std::size_t kDeviceCacheMax = 100000;
-  std::mutex device_mu_;  // guards devices_ and device_epoch_
-  std::unordered_map<std::string, DeviceGate> devices_;
-  std::uint64_t device_epoch_ = 0;  // bumped by every eviction: a read that raced one is dropped
-
-  struct VerifiedToken {
-    token::Claims claims;
-    std::int64_t exp = 0;
-  };
-  static constexpr std::size_t kTokenCacheMax = 100000;
-  std::mutex token_mu_;  // guards verified_tokens_
-  std::unordered_map<std::string, VerifiedToken> verified_tokens_;
-
-  /// Token proofs: a jti is remembered for the device whose token the proof goes with, only for
-  /// as long as the proof's iat would still be accepted, and each device's cache holds what its
-  /// rate (limits.token_burst, token_per_minute) lets it send in that time. A device that fills
-  /// its own cache is refused; no other device is.
-  static constexpr std::int64_t kProofMaxAge = 300;
-  static constexpr std::int64_t kProofLeeway = 5;
-  [[nodiscard]] std::size_t proof_cache_capacity() const;
-  Status record_proof(const std::string& device_id, const std::string& jti, std::int64_t t);
-  void prune_proofs(std::int64_t t);  ///< forgets devices with no live proof; holds replay_mu_
-  std::mutex replay_mu_;              // guards proof_replay_ and revoke_replay_
-  std::unordered_map<std::string, token::ReplayCache> proof_replay_;  // by device id
-  token::ReplayCache revoke_replay_{100000, 2 * kRevokeWindow + 60};
-  RefusalBudget token_rate_;  // token requests per device id; has its own lock
-  /// The proof URLs /v1/token accepts: issuer_url and issuer_url_aliases, without a final '/'.
-  std::vector<std::string> proof_bases_;
-
-  static constexpr std::int64_t kKeysTtl = 5;
-  std::mutex keys_mu_;  // guards the keys_ cache
-  std::shared_ptr<const token::KeySet> keys_;
-  std::string keys_kid_;
-  std::int64_t keys_loaded_at_ = 0;
-
+  /// One entry (key 0); this process's puts invalidate it.
+  TtlCache<int, std::shared_ptr<const ActivePolicy>> policy_cache_;
+  tokens::TokenIssuer tokens_;
+  gate::DeviceGate gate_;
   std::mutex random_mu_;  // Random is not required to be thread-safe
 
   static constexpr std::size_t kRefusalKeys = 4096;
-  RefusalBudget refusals_;  // per device id; has its own lock
-
-  /// Status indexes are taken from the store in blocks (disjoint across replicas) and handed
-  /// out from memory; a restart leaves the rest of a block unused (never reused).
-  static constexpr std::uint64_t kStatusBlock = 64;
-  std::mutex list_mu_;  // guards list_number_ and the block
-  std::uint64_t list_number_ = 1;
-  std::uint64_t block_next_ = 0;
-  std::uint64_t block_end_ = 0;
+  issuer::audit::AuditLog audit_log_;  // refusal budgets per device id
 };
 
 }  // namespace warden::issuer

@@ -10,151 +10,25 @@
 #include <openssl/evp.h>
 
 #include "agent/state_store.h"
+#include "attest/protocol/errors.h"
+#include "attest/token/json.h"
 #include "platform/base/encoding.h"
 
 namespace warden::agent::api {
-namespace json = boost::json;
+namespace bjson = boost::json;
 namespace {
 
 constexpr std::size_t kMaxSealedSecret = 128;  // TPM2B_SENSITIVE_DATA (MAX_SYM_DATA)
 /// A requested ttl is capped by token.max_ttl_seconds anyway; this only bounds the arithmetic.
 constexpr std::int64_t kMaxTtlSeconds = 0xFFFFFFFFLL;
 
-/// Builds a flat JSON object straight into a string: responses are small and fixed in shape, so
-/// a DOM (one allocation per member) would cost more than the request's syscalls.
-class JsonOut {
- public:
-  JsonOut() {
-    out_.reserve(256);
-    out_ += '{';
-  }
-  JsonOut& str(std::string_view key, std::string_view v) {
-    name(key);
-    quote(v);
-    return *this;
-  }
-  /// null for an empty string (an absent selector).
-  JsonOut& str_or_null(std::string_view key, std::string_view v) {
-    if (v.empty()) {
-      name(key);
-      out_ += "null";
-      return *this;
-    }
-    return str(key, v);
-  }
-  JsonOut& num(std::string_view key, std::int64_t v) {
-    name(key);
-    std::array<char, 24> buf{};
-    const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-    out_.append(buf.data(), r.ptr);
-    return *this;
-  }
-  JsonOut& boolean(std::string_view key, bool v) {
-    name(key);
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  std::string done() {
-    out_ += '}';
-    return std::move(out_);
-  }
+using JsonOut = warden::json::ObjectWriter;
 
- private:
-  void name(std::string_view key) {
-    if (out_.size() > 1) out_ += ',';
-    quote(key);
-    out_ += ':';
-  }
-  void quote(std::string_view v) {
-    out_.reserve(out_.size() + v.size() + 2);
-    out_ += '"';
-    std::size_t clean = 0;  // start of the run of bytes that need no escape
-    std::size_t i = 0;
-    while (i < v.size()) {
-      // Tokens and proofs are ~1 KB of base64url: skip clean runs eight bytes at a time.
-      if (i + 8 <= v.size()) {
-        std::uint64_t word = 0;
-        std::memcpy(&word, v.data() + i, sizeof(word));
-        if (!needs_escape(word)) {
-          i += 8;
-          continue;
-        }
-      }
-      const auto u = static_cast<unsigned char>(v[i]);
-      if (u >= 0x20 && u != '"' && u != '\\') {
-        ++i;
-        continue;
-      }
-      out_.append(v.data() + clean, i - clean);
-      clean = i + 1;
-      if (u >= 0x20) {
-        out_ += '\\';
-        out_ += v[i];
-      } else {
-        static constexpr char kHex[] = "0123456789abcdef";
-        out_ += "\\u00";
-        out_ += kHex[u >> 4];
-        out_ += kHex[u & 0xF];
-      }
-      ++i;
-    }
-    out_.append(v.data() + clean, v.size() - clean);
-    out_ += '"';
-  }
-  /// Whether any of the eight bytes is a control byte, '"' or '\\' (exact: the classic
-  /// has-less-than and has-zero-byte tests, which never miss a byte).
-  static bool needs_escape(std::uint64_t w) {
-    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
-    const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHigh; };
-    const std::uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
-    return (below_space | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\'))) != 0;
-  }
-  std::string out_;
-};
-
-// Every code is listed (no default): a new code must be given its status here.
 unsigned status_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument:
-    case ErrorCode::kMalformed:
-    case ErrorCode::kUnsupported:
-      return 400;
-    case ErrorCode::kPermissionDenied:
-    case ErrorCode::kPolicyViolation:
-    case ErrorCode::kRevoked:
-    case ErrorCode::kAudienceMismatch:
-    case ErrorCode::kAlgorithmNotAllowed:
-    case ErrorCode::kUntrusted:
-    // The issuer refused this device's evidence or proof: the workload is refused, not failed.
-    case ErrorCode::kBadSignature:
-    case ErrorCode::kNonceMismatch:
-    case ErrorCode::kPcrDigestMismatch:
-    case ErrorCode::kPcrSelectionMismatch:
-    case ErrorCode::kReplayMismatch:
-    case ErrorCode::kExpired:
-    case ErrorCode::kNotYetValid:
-    case ErrorCode::kReplay:
-    case ErrorCode::kUnknownKey:
-    case ErrorCode::kProofMismatch:
-      return 403;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kConflict:
-    case ErrorCode::kAlreadyExists:
-      return 409;
-    case ErrorCode::kLimitExceeded:
-      return 429;
-    case ErrorCode::kUnavailable:
-    case ErrorCode::kTimeout:
-      return 503;
-    case ErrorCode::kInternal:
-    case ErrorCode::kIo:
-    case ErrorCode::kCrypto:
-    case ErrorCode::kTpm:
-      return 500;
-  }
-  return 500;
+  const auto& row = protocol::error_info(code);
+  // The local API knows its callers by SO_PEERCRED, never by what a request carries: a
+  // credential failure here is the issuer refusing this device, so the workload is refused.
+  return row.credential ? 403 : row.http_status;
 }
 
 HttpReply ok_reply(unsigned status, JsonOut&& v) { return {status, v.done()}; }
@@ -182,85 +56,33 @@ HttpReply secret_reply(std::string_view name, const SecretBytes& value) {
 
 HttpReply bad_request(std::string reason) { return error_reply(400, "bad_request", reason); }
 
-/// Parses a JSON object body; only keys in `allowed` may appear.
-Result<json::object> parse_object(std::string_view body,
-                                  std::initializer_list<std::string_view> allowed,
-                                  json::storage_ptr storage = {}) {
-  json::error_code ec;
-  json::value v = json::parse(body, ec, std::move(storage));
-  if (ec) return fail(ErrorCode::kMalformed, "request body: invalid JSON: " + ec.message());
-  if (!v.is_object()) return fail(ErrorCode::kMalformed, "request body: expected a JSON object");
-  for (const auto& kv : v.as_object()) {
-    bool known = false;
-    for (auto k : allowed) known = known || kv.key() == k;
-    if (!known) {
-      return fail(ErrorCode::kMalformed,
-                  "request body: unknown field \"" + std::string(kv.key()) + "\"");
-    }
-  }
-  return std::move(v.as_object());
-}
-
-Result<std::string> get_string(const json::object& o, std::string_view key, bool required) {
-  const auto* v = o.if_contains(key);
-  if (v == nullptr) {
-    if (required)
-      return fail(ErrorCode::kMalformed, "request body: \"" + std::string(key) + "\" is required");
-    return std::string();
-  }
-  if (!v->is_string()) {
-    return fail(ErrorCode::kMalformed,
-                "request body: \"" + std::string(key) + "\" must be a string");
-  }
-  return std::string(v->as_string());
-}
-
-/// A JSON integer in [min, max]. Checked before any conversion: Boost.JSON's to_number throws
-/// for a uint64 above INT64_MAX, and an exception here would end the connection unanswered.
-Result<std::int64_t> get_integer(const json::value& v, std::string_view name, std::int64_t min,
-                                 std::int64_t max) {
-  const auto range = [&] {
-    return fail(ErrorCode::kMalformed, "request body: \"" + std::string(name) +
-                                           "\" must be an integer in " + std::to_string(min) +
-                                           ".." + std::to_string(max));
-  };
-  if (v.is_uint64()) {
-    if (v.get_uint64() > static_cast<std::uint64_t>(max)) return range();
-    return static_cast<std::int64_t>(v.get_uint64());
-  }
-  if (!v.is_int64()) return range();
-  if (v.get_int64() < min || v.get_int64() > max) return range();
-  return v.get_int64();
-}
+using warden::json::parse_object;
+using warden::json::Presence;
+using warden::json::read_integer;
+using warden::json::read_string;
 
 Result<TokenRequest> parse_token_request(std::string_view body) {
   // The common request fits in this buffer: no heap allocation for the DOM.
   std::array<unsigned char, 1024> scratch{};
-  json::monotonic_resource arena(scratch.data(), scratch.size());
-  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"}, &arena);
+  bjson::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"audience", "scopes", "ttl", "format"}, "request body", &arena);
   if (!o) return fail(std::move(o).error());
   TokenRequest r;
-  auto audience = get_string(*o, "audience", true);
+  auto audience = read_string(*o, "audience", Presence::kRequired);
   if (!audience) return fail(std::move(audience).error());
   if (audience->empty())
     return fail(ErrorCode::kMalformed, "request body: \"audience\" must not be empty");
   r.audience = std::move(*audience);
-  if (const auto* scopes = o->if_contains("scopes")) {
-    if (!scopes->is_array())
-      return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
-    for (const auto& s : scopes->as_array()) {
-      if (!s.is_string())
-        return fail(ErrorCode::kMalformed, "request body: \"scopes\" must be an array of strings");
-      r.scopes.emplace_back(s.as_string());
-    }
-  }
+  auto scopes = warden::json::read_string_array(*o, "scopes");
+  if (!scopes) return fail(std::move(scopes).error());
+  r.scopes = std::move(*scopes);
   if (const auto* ttl = o->if_contains("ttl")) {
-    auto seconds = get_integer(*ttl, "ttl", 1, kMaxTtlSeconds);
+    auto seconds = read_integer(*ttl, "ttl", 1, kMaxTtlSeconds);
     if (!seconds) return fail(std::move(seconds).error());
     r.ttl = std::chrono::seconds(*seconds);
   }
   if (o->contains("format")) {
-    auto format = get_string(*o, "format", true);
+    auto format = read_string(*o, "format", Presence::kRequired);
     if (!format) return fail(std::move(format).error());
     if (*format == "jwt") {
       r.format = TokenFormat::kJwt;
@@ -276,13 +98,13 @@ Result<TokenRequest> parse_token_request(std::string_view body) {
 
 Result<ProofRequest> parse_proof_request(std::string_view body) {
   std::array<unsigned char, 1024> scratch{};
-  json::monotonic_resource arena(scratch.data(), scratch.size());
-  auto o = parse_object(body, {"jti", "htm", "htu"}, &arena);
+  bjson::monotonic_resource arena(scratch.data(), scratch.size());
+  auto o = parse_object(body, {"jti", "htm", "htu"}, "request body", &arena);
   if (!o) return fail(std::move(o).error());
   ProofRequest r;
   for (auto [key, out] :
        {std::pair{"jti", &r.jti}, std::pair{"htm", &r.htm}, std::pair{"htu", &r.htu}}) {
-    auto v = get_string(*o, key, true);
+    auto v = read_string(*o, key, Presence::kRequired);
     if (!v) return fail(std::move(v).error());
     if (v->empty())
       return fail(ErrorCode::kMalformed,
@@ -301,7 +123,7 @@ Result<ProofRequest> parse_proof_request(std::string_view body) {
   return r;
 }
 
-Result<SelectorMatch> parse_selector_match(const json::value& v) {
+Result<SelectorMatch> parse_selector_match(const bjson::value& v) {
   if (!v.is_object())
     return fail(ErrorCode::kMalformed, "request body: \"allow\" entries must be objects");
   const auto& o = v.as_object();
@@ -310,7 +132,7 @@ Result<SelectorMatch> parse_selector_match(const json::value& v) {
   for (const auto& kv : o) {
     const std::string_view k = kv.key();
     if (k == "uid" || k == "gid") {
-      auto n = get_integer(kv.value(), "allow." + std::string(k), 0, 0xFFFFFFFFLL);
+      auto n = read_integer(kv.value(), "allow." + std::string(k), 0, 0xFFFFFFFFLL);
       if (!n) return fail(std::move(n).error());
       (k == "uid" ? m.uid : m.gid) = static_cast<std::uint32_t>(*n);
     } else {
@@ -341,7 +163,7 @@ Result<SealRequest> parse_seal_request(std::string name, std::string_view body) 
   if (!o) return fail(std::move(o).error());
   SealRequest r;
   r.name = std::move(name);
-  auto value = get_string(*o, "value", true);
+  auto value = read_string(*o, "value", Presence::kRequired);
   if (!value) return fail(std::move(value).error());
   auto decoded = base64_decode(*value);
   // The plaintext leaves the ordinary heap at once: only the locked copy in r.value remains.
@@ -382,7 +204,7 @@ JsonOut status_json(const AgentStatus& s) {
 }  // namespace
 
 HttpReply error_reply(unsigned status, std::string_view code, std::string_view reason) {
-  return {status, JsonOut().str("error", code).str("reason", reason).done()};
+  return {status, protocol::error_json(code, reason)};
 }
 
 HttpReply error_reply(const Error& error) {
@@ -478,7 +300,7 @@ HttpReply route(WorkloadService& service, Socket socket, const os::Selectors& ca
     if (method != "POST") return error_reply(405, "method_not_allowed", "POST /v1/revoke");
     auto o = parse_object(body.empty() ? std::string_view("{}") : body, {"reason"});
     if (!o) return bad_request(o.error().message);
-    auto reason = get_string(*o, "reason", false);
+    auto reason = read_string(*o, "reason", Presence::kOptional);
     if (!reason) return bad_request(reason.error().message);
     if (auto s = service.revoke(caller, reason->empty() ? "admin request" : *reason); !s)
       return error_reply(s.error());

@@ -70,9 +70,8 @@ struct AgentStatus {
 
 /// Implemented by the daemon. Called on the API's io_context thread: implementations must not
 /// block for long (a cached token or a session-key proof), or hand work to their own threads.
-/// Errors map to HTTP: kInvalidArgument/kMalformed 400, kPermissionDenied/kPolicyViolation 403,
-/// kNotFound 404, kRevoked 403, kConflict 409, kLimitExceeded 429, kUnavailable 503, else 500;
-/// the body is {"error": to_string(code), "reason": message}.
+/// Errors map to HTTP by the one error table (protocol::error_info, docs/protocol.md), with the
+/// credential codes 403 (handlers.cpp); the body is {"error": to_string(code), "reason": message}.
 class WorkloadService {
  public:
   virtual ~WorkloadService() = default;

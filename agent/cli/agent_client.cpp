@@ -9,7 +9,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/json.hpp>
+
+#include "attest/protocol/errors.h"
 
 namespace warden::cli {
 namespace asio = boost::asio;
@@ -44,15 +45,16 @@ Result<ApiResponse> call_agent(const std::filesystem::path& socket, std::string_
   req.body() = std::string(body);
   req.prepare_payload();
   http::write(sock, req, ec);
-  if (ec) return fail(ErrorCode::kIo, "local api: send to " + socket.string() + ": " + ec.message());
+  if (ec)
+    return fail(ErrorCode::kIo, "local api: send to " + socket.string() + ": " + ec.message());
 
   boost::beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(1 << 20);
   http::read(sock, buffer, parser, ec);
   if (ec == http::error::body_limit) {
-    return fail(ErrorCode::kLimitExceeded, "local api: response from " + socket.string() +
-                                               " exceeds 1 MiB");
+    return fail(ErrorCode::kLimitExceeded,
+                "local api: response from " + socket.string() + " exceeds 1 MiB");
   }
   if (ec) {
     return fail(ErrorCode::kIo,
@@ -63,17 +65,9 @@ Result<ApiResponse> call_agent(const std::filesystem::path& socket, std::string_
 }
 
 std::string describe_error(const ApiResponse& response) {
-  boost::json::error_code ec;
-  const auto v = boost::json::parse(response.body, ec);
   const auto status = std::to_string(response.status);
-  if (!ec && v.is_object()) {
-    const auto& o = v.as_object();
-    const auto* error = o.if_contains("error");
-    const auto* reason = o.if_contains("reason");
-    if (error != nullptr && error->is_string() && reason != nullptr && reason->is_string()) {
-      return std::string(reason->as_string()) + " (" + std::string(error->as_string()) +
-             ", HTTP " + status + ")";
-    }
+  if (auto e = protocol::parse_error_json(response.body)) {
+    return e->reason + " (" + e->code + ", HTTP " + status + ")";
   }
   return "HTTP " + status + ": " + response.body.substr(0, 512);
 }

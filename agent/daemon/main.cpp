@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -105,7 +106,10 @@ warden::Status fit_descriptor_limit(const AgentConfig& c) {
 }
 
 // Periodic work off the I/O threads: TPM commands and issuer round trips block. Posture changes
-// arrive from the monitor's thread through a queue and are applied here, in order.
+// arrive from the monitor's thread through a queue; a thread of their own applies them in order
+// (Agent::react: tokens withdrawn, the state changed), so that a round trip in progress on the
+// maintenance thread never delays them, and hands the issuer's part to the maintenance thread
+// (Agent::follow_up).
 class Maintenance {
  public:
   Maintenance(warden::agent::Agent& agent, const AgentConfig& config,
@@ -115,6 +119,7 @@ class Maintenance {
         config_path_(std::move(config_path)),
         status_poll_(config.status_list_poll_interval),
         device_poll_(config.device_status_poll_interval),
+        posture_thread_([this] { react(); }),
         thread_([this] { run(); }) {}
   ~Maintenance() {
     {
@@ -122,7 +127,9 @@ class Maintenance {
       stop_ = true;
     }
     cv_.notify_all();
+    posture_cv_.notify_all();
     thread_.join();
+    posture_thread_.join();
   }
   void set_status_poll(std::chrono::milliseconds d, std::chrono::milliseconds device) {
     std::lock_guard lock(mu_);
@@ -134,7 +141,7 @@ class Maintenance {
       std::lock_guard lock(mu_);
       if (changes_.size() < 4096) changes_.push_back(change);
     }
-    cv_.notify_all();
+    posture_cv_.notify_all();
   }
   /// Called by the agent before its own state writes (any thread, agent lock held).
   void expect_state_write(const std::filesystem::path& path) {
@@ -144,12 +151,12 @@ class Maintenance {
  private:
   // Before the first attestation: opening the log starts a new one when the PCR no longer replays
   // from it (after a reboot), and the first quote must be sent with that log, not the stale one.
+  // The probe and the extender share the agent's TPM connection and its lock.
   void open_container_log() {
     namespace posture = warden::agent::posture;
-    const warden::tpm::Tpm tpm(config_.tcti);
-    probe_ =
-        std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs(), &agent_.tpm_mutex());
-    extender_ = std::make_unique<posture::TpmPcrExtender>(tpm, &agent_.tpm_mutex());
+    const warden::tpm::Tpm& tpm = agent_.tpm();
+    probe_ = std::make_unique<posture::TpmStateProbe>(tpm, config_.quoted_pcrs());
+    extender_ = std::make_unique<posture::TpmPcrExtender>(tpm);
     posture::ContainerLogOptions log_options;
     log_options.path = config_.cel_log_path();
     log_options.pcr = config_.container_pcr;
@@ -193,6 +200,22 @@ class Maintenance {
     seen_attestations_ = agent_.attestations();
   }
 
+  void react() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      posture_cv_.wait(lock, [this] { return stop_ || !changes_.empty(); });
+      std::deque<warden::agent::posture::Change> changes;
+      changes.swap(changes_);
+      lock.unlock();
+      for (const auto& c : changes) agent_.react(c);
+      lock.lock();
+      if (!changes.empty()) {
+        follow_up_ = true;
+        cv_.notify_all();
+      }
+    }
+  }
+
   void run() {
     open_container_log();
     if (auto started = agent_.start(); !started) {
@@ -203,12 +226,11 @@ class Maintenance {
     auto next_poll = std::chrono::steady_clock::now() + status_poll_;
     auto next_device_poll = std::chrono::steady_clock::now() + device_poll_;
     while (!stop_) {
-      std::deque<warden::agent::posture::Change> changes;
-      changes.swap(changes_);
+      const bool follow_up = std::exchange(follow_up_, false);
       const auto status_poll = status_poll_;
       const auto device_poll = device_poll_;
       lock.unlock();
-      for (const auto& c : changes) agent_.apply(c);
+      if (follow_up) agent_.follow_up();
       const auto wait = agent_.tick();
       if (std::chrono::steady_clock::now() >= next_poll) {
         if (auto polled = agent_.poll_status_list(); !polled) {
@@ -230,7 +252,7 @@ class Maintenance {
         owned_monitor_->rebaseline();
       }
       lock.lock();
-      cv_.wait_for(lock, wait, [this] { return stop_ || !changes_.empty(); });
+      cv_.wait_for(lock, wait, [this] { return stop_ || follow_up_; });
     }
     lock.unlock();
     monitor_.store(nullptr);
@@ -246,12 +268,15 @@ class Maintenance {
   std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
   std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
   std::uint64_t seen_attestations_ = 0;
-  std::mutex mu_;  // guards stop_, status_poll_, device_poll_ and changes_
-  std::condition_variable cv_;
+  std::mutex mu_;               // guards stop_, status_poll_, device_poll_, changes_ and follow_up_
+  std::condition_variable cv_;  // the maintenance thread's
+  std::condition_variable posture_cv_;  // the posture thread's
   bool stop_ = false;
+  bool follow_up_ = false;
   std::chrono::milliseconds status_poll_;
   std::chrono::milliseconds device_poll_;
   std::deque<warden::agent::posture::Change> changes_;
+  std::thread posture_thread_;
   std::thread thread_;
 };
 
@@ -353,7 +378,7 @@ int run(int argc, char** argv) {
   server_options.idle_timeout = config->api_idle_timeout;
   server_options.request_timeout = config->api_request_timeout;
   // Between the API and the agent: a uid flooding requests it is refused is answered 429 here,
-  // without the issuer round trips that would hold the agent's lock for everyone else.
+  // without the issuer round trips it would cost.
   warden::agent::api::RefusalBudgetOptions budget_options;
   budget_options.burst = config->api_refusal_burst;
   budget_options.per_second = config->api_refusals_per_second;

@@ -1,25 +1,14 @@
 #include "agent/posture/tpm_backends.h"
 
-#include <optional>
-
 #include "platform/base/encoding.h"
 
 namespace warden::agent::posture {
-namespace {
-
-std::optional<std::unique_lock<std::mutex>> maybe_lock(std::mutex* mutex) {
-  if (mutex == nullptr) return std::nullopt;
-  return std::unique_lock<std::mutex>(*mutex);
-}
-
-}  // namespace
 
 std::string pcr_key(TpmAlg alg, unsigned index) {
   return std::string(hash_name(alg)) + ":" + std::to_string(index);
 }
 
 Result<TpmProbe::Reading> TpmStateProbe::read() {
-  auto lock = maybe_lock(tpm_mutex_);
   auto snapshot = poller_.read();
   {
     std::lock_guard stats_lock(stats_mutex_);
@@ -41,7 +30,6 @@ tpm::StatePoller::Stats TpmStateProbe::stats() const {
 }
 
 Status TpmPcrExtender::extend(unsigned pcr, TpmAlg alg, ByteSpan digest) {
-  auto lock = maybe_lock(tpm_mutex_);
   return tpm_.extend_pcr(pcr, alg, digest);
 }
 
@@ -50,7 +38,6 @@ Result<Bytes> TpmPcrExtender::read(unsigned pcr, TpmAlg alg) {
   PcrBank bank{alg, {}};
   bank.pcrs.set(pcr);
   selection.banks.push_back(bank);
-  auto lock = maybe_lock(tpm_mutex_);
   auto values = tpm_.read_pcrs(selection);
   if (!values) return fail(std::move(values).error());
   if (values->size() != 1) {

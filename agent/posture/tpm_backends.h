@@ -1,7 +1,7 @@
 #pragma once
-// The posture monitor's TPM interfaces on warden::tpm::Tpm. Both run on the monitor thread; when
-// the daemon uses the same TPM from another thread (swtpm serves one connection at a time), it
-// passes the mutex its own TPM calls hold so that connections never overlap.
+// The posture monitor's TPM interfaces on warden::tpm::Tpm. Both run on the monitor thread; the
+// daemon hands them a copy of the agent's Tpm, so they share its one connection and TPM lock (and
+// never the agent's state lock, which may wait on the issuer).
 
 #include <mutex>
 
@@ -18,15 +18,13 @@ namespace warden::agent::posture {
 /// still, over a connection kept open where the TCTI allows it.
 class TpmStateProbe final : public TpmProbe {
  public:
-  TpmStateProbe(const tpm::Tpm& tpm, PcrSelection selection, std::mutex* tpm_mutex = nullptr)
-      : poller_(tpm.tcti(), std::move(selection)), tpm_mutex_(tpm_mutex) {}
+  TpmStateProbe(const tpm::Tpm& tpm, PcrSelection selection) : poller_(tpm, std::move(selection)) {}
   Result<Reading> read() override;
   /// Commands, full reads and connections so far; callable from any thread.
   [[nodiscard]] tpm::StatePoller::Stats stats() const;
 
  private:
   tpm::StatePoller poller_;
-  std::mutex* tpm_mutex_;
   mutable std::mutex stats_mutex_;  ///< guards stats_
   tpm::StatePoller::Stats stats_;   ///< poller_.stats() after the last read
 };
@@ -34,14 +32,12 @@ class TpmStateProbe final : public TpmProbe {
 /// TPM2_PCR_Extend / TPM2_PCR_Read for the Container Event Log.
 class TpmPcrExtender final : public PcrExtender {
  public:
-  explicit TpmPcrExtender(tpm::Tpm tpm, std::mutex* tpm_mutex = nullptr)
-      : tpm_(std::move(tpm)), tpm_mutex_(tpm_mutex) {}
+  explicit TpmPcrExtender(tpm::Tpm tpm) : tpm_(std::move(tpm)) {}
   Status extend(unsigned pcr, TpmAlg alg, ByteSpan digest) override;
   Result<Bytes> read(unsigned pcr, TpmAlg alg) override;
 
  private:
   tpm::Tpm tpm_;
-  std::mutex* tpm_mutex_;
 };
 
 /// "sha256:7", the key of a PCR in TpmProbe::Reading::pcrs.

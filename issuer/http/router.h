@@ -5,12 +5,12 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "issuer/http/metrics.h"
-#include "issuer/refusal_budget.h"
 #include "issuer/service.h"
 #include "platform/base/bytes.h"
 
@@ -41,6 +41,9 @@ struct Response {
   std::string body;
   std::map<std::string, std::string> headers;
   std::string route = "unmatched";  ///< route pattern, the metrics label
+  /// Answered, but a refusal all the same (an attestation with verdict fail): charged to the
+  /// client address like a 4xx.
+  bool refused_verdict = false;
 };
 
 /// The body format of errors for a path: CBOR under /v1/, JSON elsewhere.
@@ -67,13 +70,10 @@ struct RouterOptions {
   bool metrics_allow_remote = false;
 };
 
+/// The issuer's HTTP API: one RouteTable that the capability modules fill (issuer/http/routes.h).
 class Router {
  public:
-  Router(IssuerService& service, Metrics& metrics, RouterOptions options)
-      : service_(service),
-        metrics_(metrics),
-        options_(std::move(options)),
-        address_refusals_({options_.refusal_burst, options_.refusal_per_second, kAddressKeys}) {}
+  Router(IssuerService& service, Metrics& metrics, RouterOptions options);
   Response handle(const Request& request);
   /// Requests that handle_async answers without holding the caller's thread while the service
   /// waits (POST /v1/token: the token's record commits in a later group commit).
@@ -81,24 +81,16 @@ class Router {
   /// handle() for a deferred request: `done` receives the response, possibly on another thread
   /// and possibly inside this call.
   void handle_async(const Request& request, std::function<void(Response)> done);
+  /// Body bytes a request for `target` may send (limits.max_body_bytes caps them all).
+  [[nodiscard]] std::size_t body_cap(std::string_view target, std::size_t max_body_bytes) const;
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
 
  private:
-  /// `refused_verdict`: set when an attestation was answered with verdict fail.
-  Response agent(const Request& request, std::string_view path, bool& refused_verdict);
-  Response admin(const Request& request, std::string_view path, std::string_view query);
-  Response token_reply(std::string_view target, const Result<protocol::TokenResponse>& result);
-  /// The 429 for a client address over its refusal budget, or nullopt.
-  std::optional<Response> over_budget(const Request& request);
-  /// Charges a refused agent request to its client address.
-  void charge_refusal(std::string_view address, const Response& response, bool refused_verdict);
-  bool is_admin(const Peer& peer) const;
-  std::string admin_refusal() const;
-
-  static constexpr std::size_t kAddressKeys = 4096;
-  IssuerService& service_;
-  Metrics& metrics_;
+  struct Modules;  // the route table and the modules' state (issuer/http/routes.h)
   RouterOptions options_;
-  RefusalBudget address_refusals_;  // has its own lock
+  std::unique_ptr<Modules> modules_;
 };
 
 }  // namespace warden::issuer::http

@@ -29,7 +29,9 @@
 
 #include "attest/protocol/limits.h"
 #include "issuer/http/admin_socket.h"
+#include "issuer/http/connection.h"
 #include "issuer/http/router.h"
+#include "issuer/http/tls_context.h"
 #include "platform/base/bytes.h"
 #include "platform/base/openssl.h"
 
@@ -40,101 +42,13 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 using boost::system::error_code;
-using Stream = asio::ssl::stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
+using detail::ByteBody;
+using detail::Connection;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kLinger{1000};
 constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
 constexpr std::size_t kReadBufferBytes = 16 * 1024;
-
-// Beast's vector_body, except that a received chunk is appended instead of resized into (which
-// zero-filled every byte before copying it: ~2% of the CPU of a 150 KB attest upload).
-struct ByteBody {
-  using value_type = Bytes;
-
-  class reader {
-   public:
-    template <bool isRequest, class Fields>
-    explicit reader(bhttp::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
-
-    void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
-      if (length) {
-        if (*length > body_.max_size()) {
-          ec = bhttp::error::buffer_overflow;
-          return;
-        }
-        body_.reserve(static_cast<std::size_t>(*length));  // <= max_size()
-      }
-      ec = {};
-    }
-
-    template <class ConstBufferSequence>
-    std::size_t put(const ConstBufferSequence& buffers, error_code& ec) {
-      const std::size_t n = beast::buffer_bytes(buffers);
-      if (n > body_.max_size() - body_.size()) {
-        ec = bhttp::error::buffer_overflow;
-        return 0;
-      }
-      for (const auto b : beast::buffers_range_ref(buffers)) {
-        const auto* p = static_cast<const std::uint8_t*>(b.data());
-        body_.insert(body_.end(), p, p + b.size());
-      }
-      ec = {};
-      return n;
-    }
-
-    void finish(error_code& ec) { ec = {}; }
-
-   private:
-    value_type& body_;
-  };
-};
-
-// One connection. Every member is used only from the connection's strand.
-struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(tcp::socket socket, asio::ssl::context& ssl)
-      : raw(std::move(socket)), ssl_context(ssl), timer(raw.get_executor()) {}
-  // The TLS stream (an SSL object and Asio's two 17 KB record buffers) is built only once the
-  // client has sent its first byte: an idle TCP connection costs a socket and this struct.
-  tcp::socket raw;
-  asio::ssl::context& ssl_context;
-  std::optional<Stream> tls;
-  asio::steady_timer timer;
-  tcp::socket& socket() { return tls ? tls->next_layer() : raw; }
-  void start_tls() { tls.emplace(std::move(raw), ssl_context); }
-  Clock::time_point deadline = Clock::time_point::max();  ///< max: disarmed
-  std::uint64_t timer_generation = 0;
-  bool timer_waiting = false;
-  bool timed_out = false;
-  bool idle = false;  ///< waiting for the first byte of a request
-
-  // Cancels the socket's operations when `after` passes, leaving the socket open so that a 408
-  // can still be written. Arming and disarming only move the deadline: the timer stays waiting
-  // and, when it fires early, waits again for the current deadline. Re-arming the timer itself
-  // twice per request (read, write) cost a cancelled wait and its handler each time.
-  void arm(std::chrono::milliseconds after) {
-    timed_out = false;
-    deadline = Clock::now() + after;
-    if (!timer_waiting || deadline < timer.expiry()) wait();
-  }
-  void disarm() { deadline = Clock::time_point::max(); }
-  void wait() {
-    timer_waiting = true;
-    const auto generation = ++timer_generation;
-    timer.expires_at(deadline);
-    // weak: a wait that already fired may run after the connection ended.
-    timer.async_wait([self = weak_from_this(), generation](error_code ec) {
-      auto c = self.lock();
-      if (!c || generation != c->timer_generation) return;  // a later wait replaced this one
-      c->timer_waiting = false;
-      if (ec || c->deadline == Clock::time_point::max()) return;
-      if (Clock::now() < c->deadline) return c->wait();
-      c->timed_out = true;
-      error_code ignored;
-      c->socket().cancel(ignored);
-    });
-  }
-};
 
 std::string subject_cn(X509* cert) {
   char buf[256] = {};
@@ -464,7 +378,7 @@ class BeastServer final : public HttpsServer {
         // Only an attest request may be as large as limits.max_body_bytes allows; every other
         // route has a protocol maximum far below it (a Content-Length over it is refused before
         // the body is read; a chunked body stops at it).
-        const std::size_t cap = body_cap(parser.get().target());
+        const std::size_t cap = router_.body_cap(parser.get().target(), limits_.max_body_bytes);
         if (const auto length = parser.content_length(); length && *length > cap) {
           co_await refuse(c, parser.get().target(), 413, ErrorCode::kLimitExceeded,
                           "body_too_large: the request body of " + std::to_string(*length) +
@@ -536,19 +450,6 @@ class BeastServer final : public HttpsServer {
       if (!ok_write || !keep_alive) break;
     }
     co_await close(c);
-  }
-
-  [[nodiscard]] std::size_t body_cap(std::string_view target) const {
-    const std::string_view path = target.substr(0, target.find('?'));
-    std::size_t cap = kOtherBodyBytes;
-    if (path == "/v1/attest") {
-      cap = limits_.max_body_bytes;
-    } else if (path == "/v1/revoke") {
-      cap = protocol::limits::kRevokeRequestBody;
-    } else if (path == "/v1/enroll" || path == "/v1/token") {
-      cap = std::max(protocol::limits::kEnrollRequestBody, protocol::limits::kTokenRequestBody);
-    }
-    return std::min(cap, limits_.max_body_bytes);
   }
 
   // The coroutine suspends until the router answers (a token: once its record has committed),
@@ -629,8 +530,6 @@ class BeastServer final : public HttpsServer {
     c.socket().close(ignored);
   }
 
-  /// Admin bodies (a policy document: policy_file is read up to 1 MiB) and everything else.
-  static constexpr std::size_t kOtherBodyBytes = 1024 * 1024;
   IssuerConfig::Limits limits_;
   std::size_t threads_wanted_;
   bool admin_ca_;
@@ -655,55 +554,6 @@ class BeastServer final : public HttpsServer {
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
   std::unique_ptr<AdminSocket> admin_socket_;  // after io_: destroyed before it
 };
-
-// Admin client certificates are checked per route, not at the handshake: agents have none.
-int accept_any_client_cert(int /*preverified*/, X509_STORE_CTX* /*ctx*/) { return 1; }
-
-Result<asio::ssl::context> make_tls_context(const IssuerConfig::Tls& tls) {
-  if (tls.cert_file.empty() || tls.key_file.empty()) {
-    return fail(ErrorCode::kInvalidArgument,
-                "tls.cert_file and tls.key_file are required (see docs/issuer-config.md)");
-  }
-  if (tls.min_version != "1.3" && tls.min_version != "1.2") {
-    return fail(ErrorCode::kInvalidArgument,
-                "tls.min_version: expected \"1.3\" or \"1.2\", found \"" + tls.min_version + "\"");
-  }
-  asio::ssl::context ssl(asio::ssl::context::tls_server);
-  SSL_CTX* ctx = ssl.native_handle();
-  SSL_CTX_set_min_proto_version(ctx, tls.min_version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_options(
-      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
-    return fail(ossl::error("tls: cipher list"));
-  }
-  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
-    return fail(
-        ossl::error("tls.cert_file: cannot load a PEM certificate chain from " + tls.cert_file,
-                    ErrorCode::kInvalidArgument));
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return fail(ossl::error("tls.key_file: cannot load a PEM private key from " + tls.key_file,
-                            ErrorCode::kInvalidArgument));
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    return fail(ossl::error("tls: " + tls.key_file + " is not the key of " + tls.cert_file,
-                            ErrorCode::kInvalidArgument));
-  }
-  if (!tls.admin_client_ca.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx, tls.admin_client_ca.c_str(), nullptr) != 1) {
-      return fail(ossl::error("tls.admin_client_ca: cannot load " + tls.admin_client_ca,
-                              ErrorCode::kInvalidArgument));
-    }
-    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.admin_client_ca.c_str());
-    if (names == nullptr) {
-      return fail(ossl::error("tls.admin_client_ca: no certificate in " + tls.admin_client_ca,
-                              ErrorCode::kInvalidArgument));
-    }
-    SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
-  }
-  return ssl;
-}
 
 }  // namespace
 

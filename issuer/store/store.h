@@ -186,6 +186,11 @@ class Store {
   // Audit log (append-only; newest first on query).
   virtual Result<std::int64_t> append_audit(const AuditRecord& record) = 0;
   virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;
+  /// Records the revoke request of `device_id` signed at `signed_at`, once across replicas (a
+  /// unique key, schema 5): kReplay when it was recorded before. Forgets the requests signed
+  /// before `forget_before` (their timestamps are refused anyway).
+  virtual Status record_revoke_request(std::string_view device_id, std::int64_t signed_at,
+                                       std::int64_t forget_before) = 0;
 
   // Status lists.
   virtual Status create_status_list(std::string_view id, std::uint64_t bits) = 0;

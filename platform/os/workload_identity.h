@@ -15,20 +15,9 @@
 #include <vector>
 
 #include "platform/base/error.h"
+#include "platform/os/cgroup_path.h"
 
 namespace warden::os {
-
-/// What /proc/PID/cgroup says about a process. Empty strings where nothing was recognised.
-struct CgroupIdentity {
-  std::string systemd_unit;       ///< "foo.service", "user@1000.service/app.slice/x.scope"
-  std::string container_id;       ///< lower-case hex id as the runtime names it
-  std::string container_runtime;  ///< "docker", "containerd", "cri-o", "podman", "kubepods"
-  std::string pod_uid;            ///< Kubernetes pod uid (dashes restored), when under kubepods
-};
-
-/// Parses the contents of /proc/PID/cgroup (v2 "0::/path" line preferred, v1 lines otherwise).
-/// Pure function; unknown layouts yield an empty identity.
-CgroupIdentity parse_cgroup(std::string_view proc_cgroup);
 
 /// The selectors a policy can match a workload on.
 struct Selectors {

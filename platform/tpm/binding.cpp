@@ -8,7 +8,6 @@
 
 namespace warden::tpm {
 
-using detail::Context;
 using detail::EsysPtr;
 using detail::Handle;
 using detail::tpm_error;
@@ -63,7 +62,7 @@ Result<BindingKey> Tpm::create_binding_key(const AkBlob& ak, ByteSpan qualifying
                 "bytes expected, got " +
                     std::to_string(qualifying_data.size()));
   }
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   BindingKey key;
   {
@@ -120,7 +119,7 @@ Result<Signature> Tpm::sign(const BindingKey& key, ByteSpan digest) const {
     return fail(ErrorCode::kInvalidArgument,
                 "sign: expected a 32-byte SHA-256 digest, got " + std::to_string(digest.size()));
   }
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto handle = load_binding_key(ctx->get(), key);
   if (!handle) return fail(handle.error().context("sign"));

@@ -2,7 +2,10 @@
 
 // Internal to platform/tpm: RAII ownership of ESAPI objects and the error conversion.
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +46,63 @@ class Context {
   TSS2_TCTI_CONTEXT* tcti_ = nullptr;
   ESYS_CONTEXT* esys_ = nullptr;
 };
+
+/// The one connection of a Tpm and its copies: a Context opened on first use and kept across
+/// operations where that blocks no other TPM user (tcti_allows_held_connection), else closed after
+/// each. Every operation runs under its lock, so users on several threads never interleave
+/// commands (swtpm without resource manager has 3 object slots). A transport or ESYS failure
+/// during an operation (tpm_error of an ESYS, SYS or TCTI code) closes it; the next reopens.
+class Connection {
+ public:
+  explicit Connection(std::string tcti);
+  [[nodiscard]] const std::string& tcti() const { return tcti_; }
+  [[nodiscard]] bool holds() const { return hold_; }
+
+  /// The context for one operation, with the lock held. Nested leases on one thread share it.
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+    [[nodiscard]] ESYS_CONTEXT* get() const { return esys_; }
+    /// Whether this lease opened the context (rather than reusing a held one).
+    [[nodiscard]] bool opened() const { return opened_; }
+    /// Closes the context when the lease ends (the caller saw its state go wrong).
+    void discard() { discard_ = true; }
+
+   private:
+    friend class Connection;
+    Lease(Connection* owner, std::unique_lock<std::recursive_mutex> lock, ESYS_CONTEXT* esys,
+          bool opened, std::uint64_t failures);
+    Connection* owner_;
+    std::unique_lock<std::recursive_mutex> lock_;
+    ESYS_CONTEXT* esys_;
+    bool opened_;
+    bool discard_ = false;
+    std::uint64_t failures_;
+  };
+
+  Result<Lease> acquire();
+  /// Contexts opened so far.
+  [[nodiscard]] std::uint64_t opens();
+
+ private:
+  void release(bool discard, std::uint64_t failures);
+  std::string tcti_;
+  bool hold_;
+  std::recursive_mutex mu_;  // guards everything below
+  std::optional<Context> context_;
+  int depth_ = 0;
+  bool broken_ = false;
+  std::uint64_t opens_ = 0;
+};
+
+/// Whether `rc` says the connection or ESYS's state may be broken (not a TPM response code).
+bool transport_failure(TSS2_RC rc);
+/// tpm_error()s of transport failures on this thread so far.
+std::uint64_t transport_failures();
 
 /// An ESYS_TR: transient objects and sessions are flushed, others (persistent, NV) closed.
 class Handle {

@@ -12,7 +12,6 @@
 
 namespace warden::tpm {
 
-using detail::Context;
 using detail::EsysPtr;
 using detail::Handle;
 using detail::tpm_error;
@@ -232,7 +231,7 @@ Result<AkBlob> AkBlob::parse(ByteSpan data) {
 }
 
 Result<EkInfo> Tpm::endorsement_key(std::optional<EkTemplate> which) const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto indices = nv_indices(ctx->get());
   if (!indices) return fail(indices.error().context("endorsement key"));
@@ -281,7 +280,7 @@ Result<EkInfo> Tpm::endorsement_key(std::optional<EkTemplate> which) const {
 }
 
 Result<AkBlob> Tpm::create_ak(AkAlgorithm algorithm, std::optional<EkTemplate> parent) const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto slot = find_ek_slot(ctx->get(), parent);
   if (!slot) return fail(slot.error().context("create AK"));
@@ -344,7 +343,7 @@ Result<SecretBytes> Tpm::activate_credential(const AkBlob& ak, ByteSpan credenti
       "TPM2B_ENCRYPTED_SECRET", secret, Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal);
   if (!enc_secret) return fail(enc_secret.error().context("activate credential"));
 
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto ak_handle = detail::load_ak(ctx->get(), ak);
   if (!ak_handle) return fail(ak_handle.error().context("activate credential"));
@@ -375,7 +374,7 @@ Result<Quote> Tpm::quote(const AkBlob& ak, const PcrSelection& selection, ByteSp
   }
   auto tpml = detail::to_tpml(selection);
   if (!tpml) return fail(tpml.error());
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto ak_handle = detail::load_ak(ctx->get(), ak);
   if (!ak_handle) return fail(ak_handle.error().context("quote"));

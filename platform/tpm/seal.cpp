@@ -7,7 +7,6 @@
 
 namespace warden::tpm {
 
-using detail::Context;
 using detail::EsysPtr;
 using detail::Handle;
 using detail::tpm_error;
@@ -103,7 +102,7 @@ Result<SealedBlob> Tpm::seal(const PcrSelection& selection, ByteSpan secret) con
   }
   auto tpml = detail::to_tpml(selection);
   if (!tpml) return fail(tpml.error());
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto srk = detail::create_srk(ctx->get());
   if (!srk) return fail(srk.error().context("seal"));
@@ -150,7 +149,7 @@ Result<SealedBlob> Tpm::seal(const PcrSelection& selection, ByteSpan secret) con
 Result<SecretBytes> Tpm::unseal(const SealedBlob& blob) const {
   auto tpml = detail::to_tpml(blob.selection);
   if (!tpml) return fail(tpml.error());
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto srk = detail::create_srk(ctx->get());
   if (!srk) return fail(srk.error().context("unseal"));

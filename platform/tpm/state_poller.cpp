@@ -9,7 +9,6 @@
 
 namespace warden::tpm {
 
-using detail::Context;
 using detail::EsysPtr;
 using detail::tpm_error;
 
@@ -85,27 +84,20 @@ bool tcti_allows_held_connection(const std::string& tcti) {
 }
 
 struct StatePoller::State {
-  std::string tcti;
+  std::shared_ptr<detail::Connection> connection;
   PcrSelection selection;
-  bool hold = false;
-  std::optional<Context> context;
   // Known after the first successful read on a connection; forgotten on any error.
   std::optional<PcrSelection> always;
   PcrSelection rest;
   std::optional<PcrSnapshot> last;
   Stats stats;
 
-  Result<PcrSnapshot> read_once();
+  Result<PcrSnapshot> read_once(detail::Connection::Lease& lease);
 };
 
-Result<PcrSnapshot> StatePoller::State::read_once() {
-  if (!context) {
-    auto opened = Context::open(tcti);
-    if (!opened) return fail(std::move(opened).error());
-    context = std::move(*opened);
-    ++stats.opens;
-  }
-  ESYS_CONTEXT* ctx = context->get();
+Result<PcrSnapshot> StatePoller::State::read_once(detail::Connection::Lease& lease) {
+  if (lease.opened()) ++stats.opens;
+  ESYS_CONTEXT* ctx = lease.get();
   if (!always) {
     ++stats.commands;
     always = always_read_of(selection, no_increment_pcrs(ctx));
@@ -161,9 +153,11 @@ Result<PcrSnapshot> StatePoller::State::read_once() {
 }
 
 StatePoller::StatePoller(std::string tcti, PcrSelection selection)
+    : StatePoller(Tpm(std::move(tcti)), std::move(selection)) {}
+
+StatePoller::StatePoller(const Tpm& tpm, PcrSelection selection)
     : state_(std::make_unique<State>()) {
-  state_->hold = tcti_allows_held_connection(tcti);
-  state_->tcti = std::move(tcti);
+  state_->connection = tpm.connection_;
   state_->selection = std::move(selection);
 }
 
@@ -172,21 +166,26 @@ StatePoller::StatePoller(StatePoller&& other) noexcept = default;
 StatePoller& StatePoller::operator=(StatePoller&& other) noexcept = default;
 
 Result<PcrSnapshot> StatePoller::read() {
-  auto snapshot = state_->read_once();
+  auto lease = state_->connection->acquire();
+  if (!lease) {
+    state_->always.reset();
+    state_->last.reset();
+    return fail(std::move(lease).error());
+  }
+  auto snapshot = state_->read_once(*lease);
   if (!snapshot) {
-    state_->context.reset();
+    lease->discard();
     state_->always.reset();
     state_->last.reset();
     return snapshot;
   }
-  if (!state_->hold) state_->context.reset();
   ++state_->stats.reads;
   return snapshot;
 }
 
 StatePoller::Stats StatePoller::stats() const { return state_->stats; }
 
-bool StatePoller::keeps_connection() const { return state_->hold; }
+bool StatePoller::keeps_connection() const { return state_->connection->holds(); }
 
 PcrSelection StatePoller::always_read() const { return state_->always.value_or(PcrSelection{}); }
 

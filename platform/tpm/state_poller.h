@@ -22,15 +22,19 @@ namespace warden::tpm {
 ///   alone), else the first selected PCR (any PCR_Read returns the counter).
 /// - The clock is read first: a TPM Reset or Restart between the two commands then shows as a
 ///   changed count at the next read, never as stale PCR values under a current count.
-/// - The TCTI and ESYS context stay open across reads where that blocks nobody: "swtpm" (its
-///   TCTI connects per command and closes after the response), "tabrmd" and
-///   "device:/dev/tpmrm*" (resource-managed). Any other TCTI (mssim holds its sockets, /dev/tpm0
-///   admits one opener) is opened and closed per read, like Tpm's operations.
+/// - The reads run on a Tpm's connection (its lock and ESYS context), open across reads where
+///   that blocks nobody: "swtpm" (its TCTI connects per command and closes after the response),
+///   "tabrmd" and "device:/dev/tpmrm*" (resource-managed). Any other TCTI (mssim holds its
+///   sockets, /dev/tpm0 admits one opener) is opened and closed per read.
 ///
-/// Any error closes the connection and forgets the last read. Not thread-safe.
+/// Any error closes the connection and forgets the last read. One poller is not thread-safe;
+/// pollers and Tpm operations on one connection may run on different threads.
 class StatePoller {
  public:
+  /// A poller on its own connection.
   StatePoller(std::string tcti, PcrSelection selection);
+  /// A poller on `tpm`'s connection and lock (shared with every copy of `tpm`).
+  StatePoller(const Tpm& tpm, PcrSelection selection);
   ~StatePoller();
   StatePoller(StatePoller&& other) noexcept;
   StatePoller& operator=(StatePoller&& other) noexcept;

@@ -8,7 +8,6 @@
 
 namespace warden::tpm {
 
-using detail::Context;
 using detail::EsysPtr;
 using detail::tpm_error;
 
@@ -36,8 +35,14 @@ std::string chars_of(std::uint32_t value) {
 
 }  // namespace
 
+Tpm::Tpm(std::string tcti) : connection_(std::make_shared<detail::Connection>(std::move(tcti))) {}
+
+const std::string& Tpm::tcti() const { return connection_->tcti(); }
+
+std::uint64_t Tpm::connections_opened() const { return connection_->opens(); }
+
 Status Tpm::probe() const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto cap = get_capability(ctx->get(), TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1);
   if (!cap) return fail(cap.error());
@@ -45,7 +50,7 @@ Status Tpm::probe() const {
 }
 
 Result<TpmInfo> Tpm::info() const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   TpmInfo info;
   auto props =
@@ -103,7 +108,7 @@ Result<TpmInfo> Tpm::info() const {
 }
 
 Result<Bytes> Tpm::random(std::size_t count) const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   Bytes out;
   out.reserve(count);
@@ -121,7 +126,7 @@ Result<Bytes> Tpm::random(std::size_t count) const {
 }
 
 Result<PcrSelection> Tpm::active_pcrs() const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto pcrs = get_capability(ctx->get(), TPM2_CAP_PCRS, 0, TPM2_NUM_PCR_BANKS);
   if (!pcrs) return fail(pcrs.error());
@@ -141,19 +146,19 @@ Result<PcrSelection> Tpm::active_pcrs() const {
 }
 
 Result<std::vector<PcrValue>> Tpm::read_pcrs(const PcrSelection& selection) const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   return detail::read_pcrs(ctx->get(), selection);
 }
 
 Result<ClockInfo> Tpm::read_clock() const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   return detail::read_clock(ctx->get());
 }
 
 Result<PcrSnapshot> Tpm::snapshot(const PcrSelection& selection) const {
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto pcrs = detail::read_pcrs_counted(ctx->get(), selection);
   if (!pcrs) return fail(std::move(pcrs).error());
@@ -172,7 +177,7 @@ Status Tpm::extend_pcr(unsigned index, TpmAlg alg, ByteSpan digest) const {
                 "extend PCR: expected a " + std::to_string(hash_size(alg)) + "-byte " +
                     std::string(hash_name(alg)) + " digest, got " + std::to_string(digest.size()));
   }
-  auto ctx = Context::open(tcti_);
+  auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   TPML_DIGEST_VALUES values{};
   values.count = 1;

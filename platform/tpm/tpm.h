@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,11 @@
 #include "platform/base/secret.h"
 
 namespace warden::tpm {
+
+namespace detail {
+class Connection;
+}
+class StatePoller;
 
 /// Default TCTI: the kernel resource manager.
 inline constexpr const char* kDefaultTcti = "device:/dev/tpmrm0";
@@ -110,17 +116,22 @@ struct SealedBlob {
   static Result<SealedBlob> parse(ByteSpan data);
 };
 
-/// The TPM behind a TCTI. Each operation opens the TCTI, runs, flushes everything it loaded and
-/// closes the connection, so other TPM users (tpm2-tools, a second agent) can run in between and a
-/// TPM without resource manager (swtpm: 3 object slots) is never left with objects. Errors: kTpm
-/// with "<command>: <decoded rc>" and the rc; kUnavailable when the TCTI cannot be opened.
-/// Not thread-safe: use one Tpm from one strand.
+/// The TPM behind a TCTI. A Tpm and its copies share one connection (ESYS context) and one lock:
+/// each operation runs whole under the lock and flushes everything it loaded, so a TPM without
+/// resource manager (swtpm: 3 object slots) is never left with objects and threads never
+/// interleave commands. The context stays open between operations where that blocks no other
+/// TPM user (swtpm, whose TCTI connects per command; tabrmd; /dev/tpmrm*), else it is closed after
+/// each, so tpm2-tools or a second agent can run in between. A transport failure closes it; the
+/// next operation reopens. Errors: kTpm with "<command>: <decoded rc>" and the rc; kUnavailable
+/// when the TCTI cannot be opened. Thread-safe.
 class Tpm {
  public:
   /// `tcti` as tpm2-tss tctildr takes it: "device:/dev/tpmrm0", "tabrmd", "swtpm:host=H,port=P",
   /// "mssim:host=H,port=P". Does not connect.
-  explicit Tpm(std::string tcti = kDefaultTcti) : tcti_(std::move(tcti)) {}
-  [[nodiscard]] const std::string& tcti() const { return tcti_; }
+  explicit Tpm(std::string tcti = kDefaultTcti);
+  [[nodiscard]] const std::string& tcti() const;
+  /// TCTI + ESYS contexts opened so far by this Tpm and its copies.
+  [[nodiscard]] std::uint64_t connections_opened() const;
 
   /// Connects once and checks the TPM answers (TPM2_GetCapability).
   Status probe() const;
@@ -176,7 +187,8 @@ class Tpm {
   Result<SecretBytes> unseal(const SealedBlob& blob) const;
 
  private:
-  std::string tcti_;
+  friend class StatePoller;
+  std::shared_ptr<detail::Connection> connection_;
 };
 
 }  // namespace warden::tpm

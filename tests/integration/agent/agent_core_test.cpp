@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
+#include "issuer/admin/admin_json.h"
 #include "issuer/service.h"
 #include "issuer/signing_keys.h"
 #include "issuer/store/store.h"
@@ -84,7 +87,31 @@ class LocalIssuer final : public IssuerApi {
     return call([&] { return s_.attest(r, protocol::encode(r)); });
   }
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& r) override {
+    {
+      // A stalled issuer: the call waits here until release_tokens().
+      std::unique_lock lock(gate_mu_);
+      if (hold_tokens_) {
+        ++tokens_held_;
+        gate_cv_.notify_all();
+        gate_cv_.wait(lock, [&] { return !hold_tokens_; });
+      }
+    }
     return call([&] { return s_.token(r, {"POST", kTokenUrl}); });
+  }
+  void hold_tokens() {
+    std::lock_guard lock(gate_mu_);
+    hold_tokens_ = true;
+  }
+  void wait_token_held() {
+    std::unique_lock lock(gate_mu_);
+    gate_cv_.wait(lock, [&] { return tokens_held_ > 0; });
+  }
+  void release_tokens() {
+    {
+      std::lock_guard lock(gate_mu_);
+      hold_tokens_ = false;
+    }
+    gate_cv_.notify_all();
   }
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& r) override {
     ++revokes;
@@ -101,6 +128,10 @@ class LocalIssuer final : public IssuerApi {
 
  private:
   issuer::IssuerService& s_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool hold_tokens_ = false;
+  int tokens_held_ = 0;
 };
 
 class AgentCoreTest : public test::SwtpmTest {
@@ -308,16 +339,17 @@ TEST_F(AgentCoreTest, RestartResumesTheEnrollment) {
   auto started = agent_->start();
   ASSERT_TRUE(started) << started.error().message;
   EXPECT_EQ(agent_->device_id(), id);
-  auto devices = service_->admin_list_devices(100, "");
-  ASSERT_TRUE(devices);
-  auto parsed = json::parse(*devices);
+  auto page = service_->admin_list_devices(100, "");
+  ASSERT_TRUE(page);
+  const std::string devices_json = issuer::admin::to_json(*page);
+  auto parsed = json::parse(devices_json);
   ASSERT_TRUE(parsed);
   const auto* arr = parsed->is_array() ? &parsed->as_array()
                     : parsed->as_object().if_contains("devices")
                         ? &parsed->as_object().at("devices").as_array()
                         : nullptr;
-  ASSERT_NE(arr, nullptr) << *devices;
-  EXPECT_EQ(arr->size(), 1U) << *devices;
+  ASSERT_NE(arr, nullptr) << devices_json;
+  EXPECT_EQ(arr->size(), 1U) << devices_json;
 }
 
 // The issuer keeps where the device's IMA list stood; a restarted agent has forgotten it and
@@ -540,6 +572,42 @@ TEST_F(AgentCoreTest, PostureRevokeAllWipesReportsThenReattestsWithBackoff) {
   auto fresh = agent_->token(me, req);
   ASSERT_TRUE(fresh) << fresh.error().message;
   EXPECT_NE(fresh->jti, t->jti);
+}
+
+// Issue 32: the agent's lock is not held across an issuer round trip. With a token request
+// waiting on a stalled issuer, the status answers and a posture change is applied at once (a
+// lock held across the round trip would hang this test); the token the issuer then mints under
+// the revoked device token is not handed out.
+TEST_F(AgentCoreTest, AStalledTokenRequestBlocksNeitherStatusNorAPostureRevocation) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  issuer_->hold_tokens();
+  Result<TokenResponse> stalled = fail(ErrorCode::kInternal, "not run");
+  std::thread workload([&] { stalled = agent_->token(me, req); });
+  issuer_->wait_token_held();
+
+  auto st = agent_->status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, "serving");
+  posture::Change c;
+  c.source = posture::Source::kPcr;
+  c.action = posture::Action::kRevokeAll;
+  c.subject = "pcr sha256:8";
+  c.old_value = "00";
+  c.new_value = "01";
+  agent_->react(c);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+
+  issuer_->release_tokens();
+  workload.join();
+  ASSERT_FALSE(stalled);
+  EXPECT_EQ(stalled.error().code, ErrorCode::kRevoked) << stalled.error().message;
+  EXPECT_EQ(issuer_->revokes.load(), 0);  // the report waits for follow_up()
+  agent_->follow_up();
+  EXPECT_EQ(issuer_->revokes.load(), 1);
 }
 
 TEST_F(AgentCoreTest, PostureReattestRefusedByPolicyRevokesEverything) {

@@ -117,14 +117,16 @@ class FakeService final : public IssuerService {
     if (!is_ready) return fail(ErrorCode::kUnavailable, "store down");
     return ok();
   }
-  Result<std::string> admin_list_devices(std::size_t limit, std::string_view after) override {
+  Result<DevicePage> admin_list_devices(std::size_t limit, std::string_view after) override {
     last_limit = limit;
     last_after = std::string(after);
-    return answer(std::string(R"({"devices":[]})"));
+    return answer(DevicePage{});
   }
-  Result<std::string> admin_get_device(std::string_view id) override {
+  Result<DeviceDetail> admin_get_device(std::string_view id) override {
     if (id != "dev-1") return fail(ErrorCode::kNotFound, "no device " + std::string(id));
-    return answer(std::string(R"({"id":"dev-1"})"));
+    DeviceDetail detail;
+    detail.device.id = "dev-1";
+    return answer(std::move(detail));
   }
   Status admin_set_device_state(std::string_view, std::string_view state,
                                 std::string_view actor) override {
@@ -133,17 +135,21 @@ class FakeService final : public IssuerService {
     if (fail_with) return fail(*fail_with);
     return ok();
   }
-  Result<std::string> admin_put_policy(std::string_view version, std::string_view toml,
-                                       std::string_view actor) override {
+  Result<PolicyVersion> admin_put_policy(std::string_view version, std::string_view toml,
+                                         std::string_view actor) override {
     last_version = std::string(version);
     last_toml = std::string(toml);
     last_actor = std::string(actor);
-    return answer(std::string(R"({"version":"v2"})"));
+    PolicyVersion stored;
+    stored.version = "v2";
+    return answer(std::move(stored));
   }
-  Result<std::string> admin_list_policies() override { return answer(std::string("[]")); }
-  Result<std::string> admin_audit(const AuditFilter& filter) override {
+  Result<std::vector<PolicyVersion>> admin_list_policies() override {
+    return answer(std::vector<PolicyVersion>{});
+  }
+  Result<std::vector<AuditRecord>> admin_audit(const AuditFilter& filter) override {
     last_filter = filter;
-    return answer(std::string("[]"));
+    return answer(std::vector<AuditRecord>{});
   }
 };
 

@@ -15,6 +15,7 @@
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
 #include "attest/token/status_list.h"
+#include "issuer/admin/admin_json.h"
 #include "issuer/nonce.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
@@ -25,6 +26,13 @@
 
 namespace warden::issuer {
 namespace {
+
+// The admin API's JSON of a service answer (issuer/admin/admin_json.h).
+template <class T>
+Result<std::string> admin_json(Result<T> answer) {
+  if (!answer) return fail(std::move(answer).error());
+  return admin::to_json(*answer);
+}
 
 namespace ev = attest::eventlog;
 using protocol::Verdict;
@@ -368,7 +376,7 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   EXPECT_EQ(refused.error().code, ErrorCode::kPolicyViolation);
 
   // Every decision is in the audit log.
-  auto audit = service_->admin_audit({device, std::nullopt, 50});
+  auto audit = admin_json(service_->admin_audit({device, std::nullopt, 50}));
   ASSERT_TRUE(audit);
   for (const char* action : {"\"activate\"", "\"attest\"", "\"token\"", "\"revoke\""})
     EXPECT_NE(audit->find(action), std::string::npos) << action << " in " << *audit;
@@ -388,7 +396,7 @@ TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
   ASSERT_TRUE(cwt) << cwt.error().message;
   EXPECT_EQ(cwt->claims.jti, minted->jti);
 
-  auto one = service_->admin_get_device(device);
+  auto one = admin_json(service_->admin_get_device(device));
   ASSERT_TRUE(one) << one.error().message;
   auto parsed = json::parse_object(*one);
   ASSERT_TRUE(parsed);
@@ -397,10 +405,10 @@ TEST_F(IssuerServiceTest, CwtTokenAndAdminViews) {
   EXPECT_TRUE(parsed->at("group").is_null());
   EXPECT_EQ(json::get_string(*parsed, "requested_group"), "edge");
   EXPECT_EQ(parsed->at("live_tokens").as_array().size(), 1U);
-  auto all = service_->admin_list_devices(10, "");
+  auto all = admin_json(service_->admin_list_devices(10, ""));
   ASSERT_TRUE(all);
   EXPECT_NE(all->find(device), std::string::npos);
-  auto policies = service_->admin_list_policies();
+  auto policies = admin_json(service_->admin_list_policies());
   ASSERT_TRUE(policies);
   EXPECT_NE(policies->find("\"version\":\"p1\""), std::string::npos);
 }
@@ -454,7 +462,7 @@ TEST_F(IssuerServiceTest, EvidenceHashIsOfTheRequestAsReceived) {
   ASSERT_EQ(out->verdict, Verdict::kPass) << reasons_text(*out);
   const std::string expected = hex_encode(ossl::sha256(received));
   ASSERT_NE(expected, hex_encode(ossl::sha256(protocol::encode(request))));
-  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  auto audit = admin_json(service_->admin_audit({device, std::nullopt, 10}));
   ASSERT_TRUE(audit) << audit.error().message;
   EXPECT_NE(audit->find(expected), std::string::npos) << *audit;
 }
@@ -711,7 +719,7 @@ TEST_F(IssuerServiceTest, DeletedDeviceLosesItsTokensAndItsEkEnrollsAgain) {
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(service_->challenge({device}).error().code, ErrorCode::kNotFound);
-  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  auto audit = admin_json(service_->admin_audit({device, std::nullopt, 10}));
   ASSERT_TRUE(audit);
   EXPECT_NE(audit->find("\"admin.device_delete\""), std::string::npos) << *audit;
   EXPECT_NE(audit->find("\"actor\":\"uid 0\""), std::string::npos) << *audit;
@@ -941,10 +949,10 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
   ASSERT_TRUE(other) << other.error().message;
 
   ASSERT_TRUE((*other)->admin_set_device_state(device, "revoked", "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  clock_.advance(std::chrono::milliseconds(1100));
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   ASSERT_TRUE((*other)->admin_set_device_state(device, "enabled", "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  clock_.advance(std::chrono::milliseconds(1100));
   // Enabled again, but the device token from before the revocation stays dead (issue 31).
   EXPECT_EQ(token(token_request(device_token)).error().code, ErrorCode::kRevoked);
   clock_.advance(std::chrono::seconds(1));
@@ -954,9 +962,52 @@ TEST_F(IssuerServiceTest, AnotherReplicasWritesApplyWithinTheCacheBounds) {
 
   ASSERT_TRUE((*other)->admin_put_policy(
       "p9", policy_toml("p9", expected_pcr0("warden-test-crtm-1")), "bob"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  clock_.advance(std::chrono::milliseconds(2100));
   auto response = attest(attest_request(device, challenge(device)));
   EXPECT_EQ(response.policy_version, "p9") << reasons_text(response);
+}
+
+// Issue 32: two replicas (two services on one store) given the same revoke request at once apply
+// it once; the other answers replay (the store's unique key, not a search of the audit log).
+TEST_F(IssuerServiceTest, ConcurrentReplicasApplyARevokeRequestOnce) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  ASSERT_TRUE(token(token_request(device_token)));
+  IssuerService::Options o;
+  o.config = &config_;
+  o.store = store_.get();
+  o.keys = keys_.get();
+  o.clock = &clock_;
+  o.random = &random_;
+  o.nonce_key = SecretBytes(Bytes(32, 0x42));
+  o.issuer_url = "https://issuer.test:8443";
+  auto other = IssuerService::create(std::move(o));
+  ASSERT_TRUE(other) << other.error().message;
+
+  protocol::RevokeRequest revoke;
+  revoke.device_id = device;
+  revoke.reason = "posture change";
+  revoke.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  auto sig = tpm_api().sign(binding_, ossl::sha256(protocol::revoke_signed_bytes(revoke)));
+  ASSERT_TRUE(sig) << sig.error().message;
+  revoke.signature = tpmt_signature(*sig);
+  std::vector<Result<protocol::RevokeResponse>> results(4, fail(ErrorCode::kInternal, "unset"));
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    IssuerService& replica = i % 2 == 0 ? *service_ : **other;
+    threads.emplace_back([&replica, &revoke, &results, i] { results[i] = replica.revoke(revoke); });
+  }
+  for (auto& t : threads) t.join();
+  int applied = 0;
+  for (const auto& r : results) {
+    if (r) {
+      ++applied;
+      EXPECT_EQ(r->revoked, 1U);
+    } else {
+      EXPECT_EQ(r.error().code, ErrorCode::kReplay) << r.error().message;
+    }
+  }
+  EXPECT_EQ(applied, 1);
 }
 
 // Issue 31: a device chooses its own owner_label, so it must never choose its group. The
@@ -1001,7 +1052,7 @@ TEST_F(IssuerServiceTest, ADeviceCannotChooseItsGroup) {
   EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied) << refused.error().message;
 
   // The admin sees what it asked for, and that it is in no group.
-  auto listed = service_->admin_list_devices(10, "");
+  auto listed = admin_json(service_->admin_list_devices(10, ""));
   ASSERT_TRUE(listed) << listed.error().message;
   auto page = json::parse_object(*listed);
   ASSERT_TRUE(page);
@@ -1018,7 +1069,7 @@ TEST_F(IssuerServiceTest, ADeviceCannotChooseItsGroup) {
   ask.scopes = {"pay"};
   auto granted = token(ask);
   ASSERT_TRUE(granted) << granted.error().message;
-  auto audit = service_->admin_audit({device, std::nullopt, 10});
+  auto audit = admin_json(service_->admin_audit({device, std::nullopt, 10}));
   ASSERT_TRUE(audit);
   EXPECT_NE(audit->find("admin.device_group"), std::string::npos);
   EXPECT_NE(audit->find("alice"), std::string::npos);
@@ -1043,7 +1094,7 @@ TEST_F(IssuerServiceTest, ReenabledDeviceNeedsAFreshAttestation) {
   auto revived = token(token_request(before));
   ASSERT_FALSE(revived);
   EXPECT_EQ(revived.error().code, ErrorCode::kRevoked) << revived.error().message;
-  auto shown = service_->admin_get_device(device);
+  auto shown = admin_json(service_->admin_get_device(device));
   ASSERT_TRUE(shown);
   auto parsed = json::parse_object(*shown);
   ASSERT_TRUE(parsed);

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "issuer/store/sql.h"
 #include "tests/support/postgres.h"
 #include "tests/support/process.h"
 
@@ -25,6 +26,11 @@ struct SqliteBackend {
   Result<std::unique_ptr<Store>> open(const std::string& /*name*/) {
     return open_sqlite_store((dir->path() / "issuer.db").string());
   }
+  /// Another store on the database open() made: a second replica.
+  Result<std::unique_ptr<Store>> reopen() { return open(""); }
+  Result<std::unique_ptr<sql::Connection>> connect() {
+    return sql::connect_sqlite((dir->path() / "issuer.db").string());
+  }
 };
 
 struct PostgresBackend {
@@ -36,8 +42,12 @@ struct PostgresBackend {
   static void TearDownTestSuite() { server.reset(); }
   Result<std::unique_ptr<Store>> open(const std::string& name) {
     if (!server) return fail(ErrorCode::kUnavailable, "no postgres: " + why);
-    return open_postgres_store(server->create_database(name), 4);
+    conninfo = server->create_database(name);
+    return open_postgres_store(conninfo, 4);
   }
+  Result<std::unique_ptr<Store>> reopen() { return open_postgres_store(conninfo, 4); }
+  Result<std::unique_ptr<sql::Connection>> connect() { return sql::connect_postgres(conninfo); }
+  std::string conninfo;
 };
 
 template <class Backend>
@@ -85,9 +95,9 @@ TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
-  EXPECT_EQ(*v, 4);
+  EXPECT_EQ(*v, 5);
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 4);
+  EXPECT_EQ(*this->store_->schema_version(), 5);
   EXPECT_TRUE(this->store_->ping());
 }
 
@@ -307,6 +317,59 @@ TYPED_TEST(StoreTest, AuditIsAppendOnlyAndFiltered) {
   auto limited = this->store_->query_audit({std::nullopt, std::nullopt, 2});
   EXPECT_EQ(limited->size(), 2U);
   EXPECT_EQ((*limited)[0].policy_version, "v1");
+}
+
+// Issue 32: a revoke request is applied once, whichever replica sees it, by its unique key.
+TYPED_TEST(StoreTest, RevokeRequestIsRecordedOnceAcrossReplicas) {
+  auto other = this->backend_.reopen();
+  ASSERT_TRUE(other) << other.error().message;
+  std::atomic<int> recorded{0};
+  std::atomic<int> replays{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    Store& store = i % 2 == 0 ? *this->store_ : **other;
+    threads.emplace_back([&store, &recorded, &replays] {
+      auto r = store.record_revoke_request("d1", 5000, 4000);
+      if (r) {
+        ++recorded;
+      } else if (r.error().code == ErrorCode::kReplay) {
+        ++replays;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(recorded.load(), 1);
+  EXPECT_EQ(replays.load(), 7);
+  // Another timestamp or another device is another request.
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5001, 4000));
+  EXPECT_TRUE((*other)->record_revoke_request("d2", 5000, 4000));
+  // Requests signed before forget_before are forgotten (their timestamps are refused anyway).
+  EXPECT_TRUE(this->store_->record_revoke_request("d3", 9000, 5001));
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5000, 5001));
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 5001, 5001).error().code, ErrorCode::kReplay);
+}
+
+// The upgrade to schema 5 keeps the revoke requests applied under schema 4 (found in the audit).
+TYPED_TEST(StoreTest, SchemaFiveUpgradeKeepsAppliedRevokeRequests) {
+  {
+    auto c = this->backend_.connect();
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_TRUE(
+        (*c)->exec_script("DROP TABLE revoke_requests; "
+                          "DELETE FROM schema_version WHERE version = 5;"));
+  }
+  ASSERT_EQ(*this->store_->schema_version(), 4);
+  AuditRecord applied{
+      0,    100, "d1", "revoke",
+      "ok", "",  "",   R"([{"timestamp":1700000000,"reason":"x","revoked":1,"jtis":[]}])"};
+  ASSERT_TRUE(this->store_->append_audit(applied));
+  AuditRecord other{0, 101, "d1", "attest", "accept", "", "", R"([{"timestamp":1700000005}])"};
+  ASSERT_TRUE(this->store_->append_audit(other));
+  ASSERT_TRUE(this->store_->migrate());
+  EXPECT_EQ(*this->store_->schema_version(), 5);
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 1700000000, 0).error().code,
+            ErrorCode::kReplay);
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 1700000005, 0));
 }
 
 TYPED_TEST(StoreTest, StatusListAllocatesAtomicallyAndSetsBits) {

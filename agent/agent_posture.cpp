@@ -1,0 +1,229 @@
+// Revocation and posture: what a change withdraws at once (react, under mu_ only) and what it
+// then asks of the issuer (follow_up, with no lock of the agent's held), status list and device
+// status polls, the admin's revoke and re-attest.
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/agent.h"
+#include "attest/token/status_list.h"
+
+namespace warden::agent {
+namespace {
+
+// Local names: posture::to_string lives with the monitor, which this library may be built without.
+std::string_view source_name(posture::Source s) {
+  switch (s) {
+    case posture::Source::kContainer:
+      return "container";
+    case posture::Source::kIma:
+      return "ima";
+    case posture::Source::kPcr:
+      return "pcr";
+    case posture::Source::kResetCount:
+      return "reset count";
+    case posture::Source::kConfig:
+      return "config";
+    case posture::Source::kPolicy:
+      return "policy";
+    case posture::Source::kStateFile:
+      return "state file";
+    case posture::Source::kStatusList:
+      return "status list";
+    case posture::Source::kTpm:
+      return "tpm";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void Agent::queue_report_locked(const std::string& reason, std::vector<std::string> jtis) {
+  if (!enrollment_ || !binding_key_) return;
+  protocol::RevokeRequest req;
+  req.device_id = enrollment_->device_id;
+  req.reason = reason.substr(0, 1024);
+  req.timestamp = static_cast<std::uint64_t>(now());
+  req.jtis = std::move(jtis);
+  reports_.push_back(Report{std::move(req), *binding_key_});
+}
+
+void Agent::send_reports(std::vector<Report> reports) {
+  for (auto& [req, key] : reports) {
+    auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
+    if (!sig) {
+      spdlog::warn("agent: revocation not reported: {}", sig.error().message);
+      continue;
+    }
+    req.signature = std::move(*sig);
+    auto r = options_.issuer->revoke(req);
+    if (!r) {
+      spdlog::warn("agent: revocation not reported to the issuer: {}", r.error().message);
+    } else {
+      spdlog::info("agent: issuer revoked {} token(s)", r->revoked);
+    }
+  }
+}
+
+void Agent::revoke_all_locked(const std::string& reason, bool report) {
+  ++epoch_;
+  cache_.clear();
+  if (session_key_ && session_key_.use_count() == 1) session_key_->wipe();
+  session_key_.reset();
+  tpm_signer_.reset();
+  proof_signer_.reset();
+  device_token_.clear();
+  device_token_exp_ = 0;
+  pending_reattest_.reset();
+  transition(AgentState::kRevoked, reason);
+  publish("revoked", reason);
+  if (report) queue_report_locked(reason, {});
+}
+
+void Agent::react(const posture::Change& change) {
+  std::lock_guard lock(mu_);
+  // Subjects such as "pcr sha256:7" or "tpm" already name their source; container ids and file
+  // paths do not.
+  const std::string source(source_name(change.source));
+  const bool named = change.subject == source || change.subject.rfind(source + " ", 0) == 0;
+  const std::string what = (named ? "" : source + " ") + change.subject + ": " + change.old_value +
+                           " -> " + change.new_value;
+  switch (change.action) {
+    case posture::Action::kNone:
+      spdlog::debug("posture: {}", what);
+      return;
+    case posture::Action::kRevokeWorkload: {
+      const std::string id = change.workload.value_or(change.subject);
+      auto jtis = cache_.remove_container(id);
+      spdlog::info("posture: {}; revoked {} token(s) of workload {}", what, jtis.size(), id);
+      api::Event owners;
+      owners.container_id = id;
+      publish("workload_revoked", id, std::move(owners));
+      if (!jtis.empty()) queue_report_locked("workload gone: " + id, std::move(jtis));
+      return;
+    }
+    case posture::Action::kReattest:
+      spdlog::info("posture: {}; re-attesting", what);
+      if (!enrollment_) return;
+      // What the last quote proved no longer holds: stop serving until a new one passes, and
+      // make a round that read the TPM before this change count for nothing.
+      ++epoch_;
+      if (lifecycle_.state() == AgentState::kServing)
+        transition(AgentState::kReattesting, "re-attesting (posture: " + what + ")");
+      pending_reattest_ = "posture: " + what;
+      return;
+    case posture::Action::kRevokeAll:
+      spdlog::warn("posture: {}; revoking everything", what);
+      revoke_all_locked("posture: " + what, true);
+      auto_reattest_ = true;
+      next_retry_ = now() + backoff_.next().count() / 1000;
+      return;
+  }
+}
+
+void Agent::follow_up() {
+  std::unique_lock lock(mu_);
+  std::vector<Report> reports = std::move(reports_);
+  reports_.clear();
+  if (!reports.empty()) {
+    lock.unlock();
+    send_reports(std::move(reports));
+    lock.lock();
+  }
+  if (auto why = std::move(pending_reattest_)) {
+    pending_reattest_.reset();
+    (void)reattest(lock, *why);
+  }
+}
+
+void Agent::apply(const posture::Change& change) {
+  react(change);
+  follow_up();
+}
+
+Status Agent::poll_status_list() {
+  std::unique_lock lock(mu_);
+  std::map<std::string, std::vector<std::pair<std::string, std::uint64_t>>> by_list;
+  for (const auto& jti : cache_.jtis()) {
+    const CachedToken* t = cache_.by_jti(jti, now());
+    if (t != nullptr && !t->status_list.empty())
+      by_list[t->status_list].emplace_back(t->jti, t->status_index);
+  }
+  if (by_list.empty()) return ok();
+  lock.unlock();
+  std::vector<std::pair<std::string, std::uint64_t>> revoked;  // jti, index
+  auto fetched = [&]() -> Status {
+    auto jwks_text = options_.issuer->jwks();
+    if (!jwks_text) return fail(std::move(jwks_text).error().context("status list"));
+    auto keys = token::KeySet::from_json(*jwks_text);
+    if (!keys) return fail(std::move(keys).error().context("status list: JWKS"));
+    for (auto& [list_id, entries] : by_list) {
+      auto jwt = options_.issuer->status_list(list_id);
+      if (!jwt) return fail(std::move(jwt).error());
+      auto list = token::verify_status_list_jwt(*jwt, *keys, now());
+      if (!list) return fail(std::move(list).error().context("status list " + list_id));
+      for (const auto& [jti, index] : entries) {
+        if (auto v = list->get(index); v && *v != 0) revoked.emplace_back(jti, index);
+      }
+    }
+    return ok();
+  }();
+  lock.lock();
+  // What the lists revoked is dropped even when a later list failed to load.
+  for (const auto& [jti, index] : revoked) {
+    api::Event owners;
+    if (const CachedToken* gone = cache_.by_jti(jti, now()); gone != nullptr)
+      owners.workload = gone->owner;
+    cache_.remove_jti(jti);
+    spdlog::info("status list: token at index {} revoked by the issuer; dropped", index);
+    publish("token_revoked", jti, std::move(owners));
+  }
+  return fetched;
+}
+
+Status Agent::poll_device_status() {
+  protocol::ChallengeRequest req;
+  {
+    std::lock_guard lock(mu_);
+    if (!enrollment_ || lifecycle_.state() != AgentState::kServing) return ok();
+    req.device_id = enrollment_->device_id;
+  }
+  // Unlocked: cached answers to workloads must not wait on the issuer (IssuerClient serialises
+  // its own connection). The nonce is thrown away; it expires on its own.
+  auto r = options_.issuer->challenge(req);
+  if (r) return ok();
+  if (r.error().code != ErrorCode::kRevoked) return fail(std::move(r).error());
+  std::lock_guard lock(mu_);
+  if (lifecycle_.state() != AgentState::kServing) return ok();
+  spdlog::warn("agent: the issuer revoked this device ({}); revoking everything",
+               r.error().message);
+  revoke_all_locked("issuer: " + r.error().message, false);
+  // Like a refused attestation: an admin may enable the device again.
+  auto_reattest_ = true;
+  next_retry_ = now() + backoff_.next().count() / 1000 + 1;
+  return ok();
+}
+
+Status Agent::revoke(const os::Selectors& caller, const std::string& reason) {
+  std::vector<Report> reports;
+  {
+    std::lock_guard lock(mu_);
+    spdlog::warn("agent: revocation requested by uid {} (pid {})", caller.uid, caller.pid);
+    auto_reattest_ = false;
+    revoke_all_locked("revoked by admin: " + reason, true);
+    reports = std::move(reports_);
+    reports_.clear();
+  }
+  send_reports(std::move(reports));
+  return ok();
+}
+
+Result<AgentStatus> Agent::reattest(const os::Selectors& caller) {
+  std::unique_lock lock(mu_);
+  spdlog::info("agent: re-attestation requested by uid {} (pid {})", caller.uid, caller.pid);
+  auto r = reattest(lock, "requested by admin");
+  if (!r) return fail(std::move(r).error());
+  return status_locked();
+}
+
+}  // namespace warden::agent

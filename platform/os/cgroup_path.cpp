@@ -1,0 +1,169 @@
+#include "platform/os/cgroup_path.h"
+
+#include <array>
+#include <vector>
+
+namespace warden::os {
+namespace {
+
+bool is_hex(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) parts.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+/// "<prefix><id>.scope" with a hex id -> id.
+std::string_view scoped_id(std::string_view component, std::string_view prefix) {
+  if (component.substr(0, prefix.size()) != prefix || !ends_with(component, ".scope")) return {};
+  std::string_view id = component.substr(prefix.size(), component.size() - prefix.size() - 6);
+  return is_hex(id) && id.size() >= 12 ? id : std::string_view{};
+}
+
+struct ScopePattern {
+  std::string_view prefix;
+  std::string_view runtime;
+};
+constexpr std::array<ScopePattern, 4> kScopePatterns{{
+    {"docker-", "docker"},
+    {"cri-containerd-", "containerd"},
+    {"crio-", "cri-o"},
+    {"libpod-", "podman"},
+}};
+
+/// Whether path component `i` names a container (the last match wins); the one place that knows
+/// runtime path shapes.
+void match_container(const std::vector<std::string_view>& parts, std::size_t i, bool under_kubepods,
+                     CgroupIdentity& out) {
+  const std::string_view c = parts[i];
+  for (const auto& pattern : kScopePatterns) {
+    if (auto id = scoped_id(c, pattern.prefix); !id.empty()) {
+      out.container_id = std::string(id);
+      out.container_runtime = std::string(pattern.runtime);
+    }
+  }
+  // v1 layouts: "/docker/<64hex>" and "/kubepods/<qos>/pod<uid>/<64hex>".
+  if (out.container_id.empty() && is_hex(c) && c.size() == 64 && i > 0) {
+    if (parts[i - 1] == "docker") {
+      out.container_id = std::string(c);
+      out.container_runtime = "docker";
+    } else if (under_kubepods) {
+      out.container_id = std::string(c);
+      out.container_runtime = "kubepods";
+    }
+  }
+}
+
+void parse_path(std::string_view path, CgroupIdentity& out) {
+  const auto parts = split_path(path);
+  bool under_kubepods = false;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::string_view c = parts[i];
+    if (c == "kubepods" || c == "kubepods.slice") under_kubepods = true;
+    // Pod uid: "kubepods-burstable-pod<uid>.slice" (v2, dashes as underscores) or "pod<uid>" (v1).
+    if (under_kubepods && out.pod_uid.empty()) {
+      const auto pos = c.rfind("pod");
+      if (c.substr(0, 3) == "pod" && c.size() > 3 && c.find('.') == std::string_view::npos) {
+        out.pod_uid = std::string(c.substr(3));
+      } else if (pos != std::string_view::npos && ends_with(c, ".slice") && pos > 0 &&
+                 c[pos - 1] == '-') {
+        std::string uid(c.substr(pos + 3, c.size() - pos - 3 - 6));
+        for (char& ch : uid) {
+          if (ch == '_') ch = '-';
+        }
+        out.pod_uid = uid;
+      }
+    }
+    match_container(parts, i, under_kubepods, out);
+  }
+  // systemd unit: the first .service or .scope; under user@N.service the whole user-manager path.
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::string_view c = parts[i];
+    if (!ends_with(c, ".service") && !ends_with(c, ".scope")) continue;
+    std::string unit(c);
+    if (c.substr(0, 5) == "user@" && ends_with(c, ".service")) {
+      for (std::size_t j = i + 1; j < parts.size(); ++j) {
+        unit += '/';
+        unit += parts[j];
+      }
+    }
+    out.systemd_unit = std::move(unit);
+    break;
+  }
+}
+
+}  // namespace
+
+CgroupIdentity parse_cgroup(std::string_view proc_cgroup) {
+  std::string_view v2_path;
+  std::string_view systemd_v1_path;
+  std::vector<std::string_view> v1_paths;
+  std::size_t start = 0;
+  while (start < proc_cgroup.size()) {
+    std::size_t end = proc_cgroup.find('\n', start);
+    if (end == std::string_view::npos) end = proc_cgroup.size();
+    const std::string_view line = proc_cgroup.substr(start, end - start);
+    start = end + 1;
+    const auto first = line.find(':');
+    if (first == std::string_view::npos) continue;
+    const auto second = line.find(':', first + 1);
+    if (second == std::string_view::npos) continue;
+    const std::string_view id = line.substr(0, first);
+    const std::string_view controllers = line.substr(first + 1, second - first - 1);
+    const std::string_view path = line.substr(second + 1);
+    if (id == "0" && controllers.empty()) {
+      v2_path = path;
+    } else if (controllers == "name=systemd") {
+      systemd_v1_path = path;
+    } else {
+      v1_paths.push_back(path);
+    }
+  }
+  CgroupIdentity out;
+  // Hybrid hosts: the v2 line may be just "/" while v1 hierarchies carry the real path.
+  if (!v2_path.empty()) parse_path(v2_path, out);
+  if (out.systemd_unit.empty() && out.container_id.empty() && !systemd_v1_path.empty()) {
+    parse_path(systemd_v1_path, out);
+  }
+  for (std::string_view path : v1_paths) {
+    if (!out.container_id.empty()) break;
+    CgroupIdentity v1;
+    parse_path(path, v1);
+    if (!v1.container_id.empty()) {
+      out.container_id = v1.container_id;
+      out.container_runtime = v1.container_runtime;
+      if (out.pod_uid.empty()) out.pod_uid = v1.pod_uid;
+    }
+  }
+  return out;
+}
+
+std::optional<ContainerScope> container_scope(const std::string& rel) {
+  auto identity = parse_cgroup("0::/" + rel);
+  if (identity.container_id.empty()) return std::nullopt;
+  const auto slash = rel.rfind('/');
+  if (slash != std::string::npos) {
+    auto parent = parse_cgroup("0::/" + rel.substr(0, slash));
+    if (parent.container_id == identity.container_id) return std::nullopt;
+  }
+  return ContainerScope{identity.container_id, identity.container_runtime};
+}
+
+}  // namespace warden::os
