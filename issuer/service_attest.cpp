@@ -7,54 +7,12 @@
 #include "platform/base/encoding.h"
 
 namespace warden::issuer {
-namespace {
 
 namespace q = attest::quote;
 namespace verify = attest::verify;
+using audit::Action;
+using audit::Decision;
 using protocol::Reason;
-
-/// What an appraisal found: refusals decide the verdict, notes are reported on a pass too.
-struct Findings {
-  std::vector<Reason> refusals;
-  std::vector<Reason> notes;
-  void refuse(ErrorCode c, std::string subject, std::string found,
-              std::optional<std::string> expected = std::nullopt) {
-    refusals.push_back(
-        {std::string(to_string(c)), std::move(subject), std::move(expected), std::move(found)});
-  }
-  void note(std::string code, std::string subject, std::string expected, std::string found) {
-    notes.push_back({std::move(code), std::move(subject), std::move(expected), std::move(found)});
-  }
-};
-
-// The reasons of evidence that changed nothing (not signed by the device's AK, not fresh, or
-// replayed): anyone who knows a device id can send it again and again, with fields of their
-// choosing, so its audit record holds a bounded number of reasons, each cut short.
-std::string unvouched_reasons_json(std::vector<Reason> reasons) {
-  constexpr std::size_t kMaxReasons = 16;
-  constexpr std::size_t kMaxText = 128;
-  if (reasons.size() > kMaxReasons) {
-    const std::size_t dropped = reasons.size() - (kMaxReasons - 1);
-    reasons.resize(kMaxReasons - 1);
-    reasons.push_back({"limit_exceeded", "reasons", std::nullopt,
-                       std::to_string(dropped) + " more not recorded"});
-  }
-  auto cut = [](std::string& text) {
-    if (text.size() <= kMaxText) return;
-    const std::size_t n = text.size();
-    text.resize(kMaxText);
-    text += "…(" + std::to_string(n) + " bytes)";
-  };
-  for (Reason& r : reasons) {
-    cut(r.code);
-    cut(r.subject);
-    if (r.expected) cut(*r.expected);
-    if (r.found) cut(*r.found);
-  }
-  return reasons_to_json(reasons);
-}
-
-}  // namespace
 
 Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& req,
                                                  ByteSpan received) {
@@ -63,13 +21,11 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   if (device.state != DeviceState::kEnabled)
     return fail(ErrorCode::kRevoked, "attest: device " + device.id + " is revoked");
   WARDEN_ASSIGN(policy, active_policy());
-  auto selection = PcrSelection::parse(req.pcr_selection);
-  if (!selection) return fail(std::move(selection).error().context("attest: pcr_selection"));
   WARDEN_ASSIGN(ak, q::parse_public2b(device.ak_public));
   // The bytes as received: re-encoding a 160 KB request only to hash it cost ~8% of an
   // attestation, and the received bytes are what an archived copy of the evidence would match.
   const std::string evidence_hash = hex_encode(ossl::sha256(received));
-  Findings f;
+  verify::Findings f;
 
   // Freshness. The nonce is consumed below, once the quote proves the AK signed it.
   auto fresh = nonces_.check(req.nonce, device.id);
@@ -85,7 +41,7 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
                                     .reset_count = device.reset_count,
                                     .ima_entries = device.ima_entries,
                                     .ima_state = device.ima_state},
-                                   {.policy_pcrs = policy->reference.pcrs}));
+                                   verify::expectations(policy->reference)));
   f.refusals.insert(f.refusals.end(), std::make_move_iterator(ev.refusals.begin()),
                     std::make_move_iterator(ev.refusals.end()));
   f.notes = std::move(ev.notes);
@@ -110,7 +66,7 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
 
   // Counters only move forward; a higher resetCount is a reboot. Kept apart: a replay found when
   // the outcome is recorded voids them (only fresh evidence may judge the counters).
-  Findings counters;
+  verify::Findings counters;
   bool counters_went_back = false;
   if (authentic && device.reset_count) {
     const auto& ci = *ev.clock;
@@ -138,23 +94,23 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
   };
   bool pass = f.refusals.empty() && counters.refusals.empty();
   std::vector<Reason> all = reasons_of(true);
-  AuditRecord record{0,
-                     t,
+  audit::Event event{t,
                      device.id,
-                     "attest",
-                     pass ? "accept" : "reject",
+                     Action::kAttest,
+                     pass ? Decision::kAccept : Decision::kReject,
                      evidence_hash,
                      policy->reference.version,
-                     reasons_to_json(all)};
+                     all};
   bool recorded = false;
   if (authentic) {
+    AuditRecord record = audit::to_record(event);
     AttestationUpdate u;
     u.reset_count = counters_went_back ? device.reset_count
                                        : std::optional<std::uint64_t>(ev.clock->reset_count);
     u.restart_count = counters_went_back ? device.restart_count
                                          : std::optional<std::uint64_t>(ev.clock->restart_count);
     u.attested_at = t;
-    u.verdict = pass ? "accept" : "reject";
+    u.verdict = record.decision;
     u.reasons_json = record.reasons_json;
     if (pass) {
       u.binding_key_public = req.binding_key.public_area;
@@ -176,13 +132,12 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
       f.refuse(ErrorCode::kReplay, "nonce", outcome.error().message);
       pass = false;
       all = reasons_of(false);
-      record.decision = "reject";
-      record.reasons_json = reasons_to_json(all);
+      event.decision = Decision::kReject;
     }
   }
   if (!recorded) {
-    record.reasons_json = unvouched_reasons_json(all);
-    audit_refusal(std::move(record));
+    event.details = audit::bound_unvouched(all);
+    audit_log_.refusal(event);
   }
 
   protocol::AttestResponse out;

@@ -2,28 +2,12 @@
 
 // The pipeline's stages, shared by its source files (not a public header).
 #include <optional>
-#include <string>
-#include <vector>
 
 #include "attest/verify/verify.h"
 
 namespace warden::attest::verify::detail {
 
 inline constexpr unsigned kImaPcr = 10;
-
-/// What a stage found: refusals decide the verdict, notes are reported on a pass too.
-struct Findings {
-  std::vector<protocol::Reason> refusals;
-  std::vector<protocol::Reason> notes;
-  void refuse(ErrorCode c, std::string subject, std::string found,
-              std::optional<std::string> expected = std::nullopt) {
-    refusals.push_back(
-        {std::string(to_string(c)), std::move(subject), std::move(expected), std::move(found)});
-  }
-  void note(std::string code, std::string subject, std::string expected, std::string found) {
-    notes.push_back({std::move(code), std::move(subject), std::move(expected), std::move(found)});
-  }
-};
 
 bool selected(const PcrSelection& s, TpmAlg bank, unsigned index);
 

@@ -103,7 +103,8 @@ void check_quote(const protocol::AttestRequest& req, const q::PublicArea& ak,
 }
 
 // Keeps only what the verified quote covers: nothing at all when it did not verify, else the
-// boot events of quoted PCRs (the IMA and CEL stages already cut theirs to the quoted state).
+// boot events of quoted PCRs with the digests of quoted banks (the IMA and CEL stages already cut
+// theirs to the quoted state).
 void keep_verified(const PcrSelection& selection, VerifiedEvidence& out) {
   if (!out.quote_verified) {
     out.pcrs = PcrValues{};
@@ -114,13 +115,27 @@ void keep_verified(const PcrSelection& selection, VerifiedEvidence& out) {
     out.containers.clear();
     return;
   }
-  if (out.boot_log) {
-    auto& events = out.boot_log->events;
-    events.erase(std::remove_if(events.begin(), events.end(),
-                                [&](const eventlog::Event& e) {
-                                  return !quoted_in_any_bank(selection, e.pcr);
-                                }),
-                 events.end());
+  out.quoted = selection;
+  if (!out.boot_log) return;
+  auto& events = out.boot_log->events;
+  std::erase_if(events,
+                [&](const eventlog::Event& e) { return !quoted_in_any_bank(selection, e.pcr); });
+  for (eventlog::Event& e : events) {
+    std::erase_if(e.digests, [&](const eventlog::EventDigest& d) {
+      auto bank = hash_from_tpm_id(d.alg);
+      return !bank || !selected(selection, *bank, e.pcr);
+    });
+  }
+}
+
+void check_expectations(const PcrSelection& selection, const Expectations& expected, Findings& f) {
+  for (const RequiredPcr& p : expected.pcrs) {
+    const bool quoted =
+        p.bank ? selected(selection, *p.bank, p.index) : quoted_in_any_bank(selection, p.index);
+    if (quoted) continue;
+    const std::string subject = p.bank ? std::string(hash_name(*p.bank)) + ":" : std::string();
+    f.refuse(ErrorCode::kPcrSelectionMismatch, "PCR " + subject + std::to_string(p.index),
+             "not quoted", "quoted (" + p.why + ")");
   }
 }
 
@@ -130,7 +145,6 @@ void keep_verified(const PcrSelection& selection, VerifiedEvidence& out) {
 Result<VerifiedEvidence> verify(const protocol::AttestRequest& req, const DeviceRecord& device,
                                 const Expectations& expected) {
   namespace q = attest::quote;
-  using detail::Findings;
   if (device.ak == nullptr) return fail(ErrorCode::kInternal, "verify: no AK");
   auto selection = PcrSelection::parse(req.pcr_selection);
   if (!selection) return fail(std::move(selection).error().context("attest: pcr_selection"));
@@ -150,13 +164,7 @@ Result<VerifiedEvidence> verify(const protocol::AttestRequest& req, const Device
   detail::replay_cel(req, *selection, out, f);
   detail::check_quote(req, *device.ak, *selection, header, out, f);
 
-  for (const auto& rule : expected.policy_pcrs) {
-    if (!detail::selected(*selection, rule.bank, rule.index)) {
-      f.refuse(ErrorCode::kPcrSelectionMismatch,
-               "PCR " + std::string(hash_name(rule.bank)) + ":" + std::to_string(rule.index),
-               "not quoted", "quoted (the policy names it)");
-    }
-  }
+  detail::check_expectations(*selection, expected, f);
   // boot_aggregate is checked against PCRs 0-9 only once the quote vouched for them.
   if (out.quote_verified && out.ima_state && req.ima->offset == 0 && !out.ima_entries.empty() &&
       out.ima_entries.front().path == "boot_aggregate") {
@@ -170,6 +178,19 @@ Result<VerifiedEvidence> verify(const protocol::AttestRequest& req, const Device
   out.refusals = std::move(f.refusals);
   out.notes = std::move(f.notes);
   out.key_refusals = std::move(key.refusals);
+  return out;
+}
+
+Expectations expectations(const policy::Policy& policy) {
+  Expectations out;
+  for (const auto& rule : policy.pcrs)
+    out.pcrs.push_back({rule.bank, rule.index, "the policy names it"});
+  if (policy.secure_boot != policy::SecureBoot::kAny) {
+    out.pcrs.push_back({std::nullopt, 7, "the policy's secure_boot rule reads its events"});
+  }
+  if (!policy.allowed_applications.empty() || !policy.denied_applications.empty()) {
+    out.pcrs.push_back({std::nullopt, 4, "the policy's application rules read its events"});
+  }
   return out;
 }
 

@@ -25,6 +25,20 @@
 /// log that did not replay to the quoted PCRs are never returned.
 namespace warden::attest::verify {
 
+/// What a check found: refusals decide the verdict, notes are reported on a pass too.
+struct Findings {
+  std::vector<protocol::Reason> refusals;
+  std::vector<protocol::Reason> notes;
+  void refuse(ErrorCode c, std::string subject, std::string found,
+              std::optional<std::string> expected = std::nullopt) {
+    refusals.push_back(
+        {std::string(to_string(c)), std::move(subject), std::move(expected), std::move(found)});
+  }
+  void note(std::string code, std::string subject, std::string expected, std::string found) {
+    notes.push_back({std::move(code), std::move(subject), std::move(expected), std::move(found)});
+  }
+};
+
 /// What the verifier knows of the device before this attestation.
 struct DeviceRecord {
   const quote::PublicArea* ak = nullptr;     ///< the enrolled AK (required)
@@ -33,10 +47,23 @@ struct DeviceRecord {
   ByteSpan ima_state;                        ///< encode_ima_state() after them; empty: none
 };
 
+/// A PCR the evidence must quote because the caller's policy reads it.
+struct RequiredPcr {
+  std::optional<TpmAlg> bank;  ///< nullopt: quoted in any bank (the policy reads its events)
+  unsigned index = 0;
+  std::string why;  ///< the refusal's "expected": "quoted (<why>)"
+};
+
 /// The reference policy's demands on the evidence itself (appraisal stays with the caller).
 struct Expectations {
-  std::span<const policy::PcrRule> policy_pcrs;  ///< each must be quoted
+  std::vector<RequiredPcr> pcrs;  ///< each must be quoted, else a pcr_selection_mismatch refusal
 };
+
+/// What `policy` reads of the evidence: each PCR it names (in its bank), PCR 7 for a secure_boot
+/// rule (the SecureBoot variable, TCG PC Client PFP 10.4.4), PCR 4 for application rules (boot
+/// services applications, PFP 3.3.4.5). Events of an unquoted PCR never reach the policy, so a
+/// rule on them could only pass by default.
+Expectations expectations(const policy::Policy& policy);
 
 /// The result. Every container of events holds only events the verified quote covers; when the
 /// quote did not verify they are empty and `refusals` says why.
@@ -54,8 +81,12 @@ struct VerifiedEvidence {
   /// The quote header (signed when signed_by_ak): the counters it carries.
   std::optional<quote::ClockInfo> clock;
   bool rebooted = false;  ///< resetCount above the device's: the IMA replay starts over
-  PcrValues pcrs;         ///< replayed values; vouched for only when quote_verified
-  /// The boot log with only the events of quoted PCRs (the replay of each matched the quote).
+  /// Replayed values. Vouched for only when quote_verified, and then only those in `quoted`
+  /// (the others are what the logs claim).
+  PcrValues pcrs;
+  PcrSelection quoted;  ///< the quote's selection (empty when it did not verify)
+  /// The boot log with only the events of quoted PCRs, and of each event only the digests of
+  /// banks its PCR was quoted in (the replay of each matched the quote).
   std::optional<eventlog::EventLog> boot_log;
   std::vector<ima::Entry> ima_ascii;          ///< owns the entries of an ASCII list
   std::vector<ima::EntryView> ima_entries;    ///< the entries the quote covered
