@@ -61,6 +61,12 @@ void replay_cel(const protocol::AttestRequest& req, const PcrSelection& selectio
   }
   // The agent's container PCR is configurable: the records name it, and must all agree.
   const unsigned pcr = records->empty() ? cel::kDefaultContainerPcr : records->front().pcr;
+  // Records of an unquoted PCR are unverified; dropping them would let an image allowlist pass.
+  if (!records->empty() && !quoted_in_any_bank(selection, pcr)) {
+    f.refuse(ErrorCode::kPcrSelectionMismatch, "PCR " + std::to_string(pcr), "not quoted",
+             "quoted with a container event log");
+    return;
+  }
   PcrValues start;
   for (const PcrBank& b : selection.banks) start.init_bank(b.alg);
   auto replayed = cel::replay(*records, std::move(start), {.pcr = pcr});

@@ -284,5 +284,30 @@ TEST_F(VerifyTest, ImaEntriesTheQuoteDidNotCoverAreNotReturned) {
   EXPECT_EQ(out.ima_state->entries, 2U);
 }
 
+TEST_F(VerifyTest, ContainerRecordsOnlyWithTheirPcrQuoted) {
+  cel::ContainerContent c{cel::ContainerEvent::kStart,      "c1",   "docker.io/library/nginx:1.25",
+                          "sha256:" + std::string(64, 'b'), "runc", "/system.slice/c1.scope"};
+  const std::vector<TpmAlg> banks{TpmAlg::kSha1, TpmAlg::kSha256};
+  auto record = cel::make_record(0, c, banks);
+  ASSERT_TRUE(record) << record.error().message;
+  for (const auto& [bank, digest] : record->digests) {
+    ASSERT_TRUE(tpm().extend_pcr(cel::kDefaultContainerPcr, bank, digest));
+  }
+  const Bytes log = cel::encode(std::vector<cel::Record>{*record});
+
+  auto r = request("sha256:0,15", nonce_);
+  r.cel = log;
+  auto out = run(r);
+  ASSERT_TRUE(out.quote_verified) << text(out.refusals);
+  ASSERT_EQ(out.containers.size(), 1U);
+  EXPECT_EQ(out.containers[0].content.container_id, "c1");
+
+  r = request("sha256:0", nonce_);
+  r.cel = log;
+  out = run(r);
+  EXPECT_TRUE(out.containers.empty());
+  EXPECT_TRUE(has_refusal(out.refusals, "pcr_selection_mismatch", "PCR 15")) << text(out.refusals);
+}
+
 }  // namespace
 }  // namespace warden::attest::verify
