@@ -14,6 +14,36 @@ using audit::Action;
 using audit::Decision;
 using protocol::Reason;
 
+namespace {
+
+// Counters only move forward; a higher resetCount is a reboot. Kept apart from the other
+// findings: a replay found when the outcome is recorded voids them (only fresh evidence may
+// judge the counters).
+struct Counters : verify::Findings {
+  bool went_back = false;
+};
+
+Counters check_counters(const Device& device, const verify::VerifiedEvidence& ev, bool authentic) {
+  Counters c;
+  if (!authentic || !device.reset_count) return c;
+  const auto& ci = *ev.clock;
+  if (ci.reset_count < *device.reset_count) {
+    c.went_back = true;
+    c.refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
+             ">= " + std::to_string(*device.reset_count));
+  } else if (ev.rebooted) {
+    c.note("reboot", "resetCount", std::to_string(*device.reset_count),
+           std::to_string(ci.reset_count));
+  } else if (device.restart_count && ci.restart_count < *device.restart_count) {
+    c.went_back = true;
+    c.refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
+             ">= " + std::to_string(*device.restart_count));
+  }
+  return c;
+}
+
+}  // namespace
+
 Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& req,
                                                  ByteSpan received) {
   const std::int64_t t = now();
@@ -64,25 +94,8 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
                     std::make_move_iterator(ev.key_refusals.end()));
   std::optional<token::Jwk>& cnf_key = ev.bound_key;
 
-  // Counters only move forward; a higher resetCount is a reboot. Kept apart: a replay found when
-  // the outcome is recorded voids them (only fresh evidence may judge the counters).
-  verify::Findings counters;
-  bool counters_went_back = false;
-  if (authentic && device.reset_count) {
-    const auto& ci = *ev.clock;
-    if (ci.reset_count < *device.reset_count) {
-      counters_went_back = true;
-      counters.refuse(ErrorCode::kPolicyViolation, "resetCount", std::to_string(ci.reset_count),
-                      ">= " + std::to_string(*device.reset_count));
-    } else if (rebooted) {
-      counters.note("reboot", "resetCount", std::to_string(*device.reset_count),
-                    std::to_string(ci.reset_count));
-    } else if (device.restart_count && ci.restart_count < *device.restart_count) {
-      counters_went_back = true;
-      counters.refuse(ErrorCode::kPolicyViolation, "restartCount", std::to_string(ci.restart_count),
-                      ">= " + std::to_string(*device.restart_count));
-    }
-  }
+  const Counters counters = check_counters(device, ev, authentic);
+  const bool counters_went_back = counters.went_back;
 
   // ---- Decision ----
   auto reasons_of = [&](bool with_counters) {
