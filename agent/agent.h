@@ -45,6 +45,10 @@ struct AgentOptions {
   /// Called (under the agent's lock) before the agent writes or removes a file of its state
   /// dir, so that the posture monitor does not take it for tampering.
   std::function<void(const std::filesystem::path&)> before_state_write;
+  /// The image of a running container as the posture monitor recorded it at the container's
+  /// start, from the runtime's own records (never the container's word); null or nullopt: the
+  /// image is unknown, and rules with an image selector do not match.
+  std::function<std::optional<posture::ImageInfo>(std::string_view container_id)> image_of;
   std::chrono::milliseconds retry_base{1000};  ///< backoff of re-attestation retries
   std::chrono::milliseconds retry_max{5 * 60 * 1000};
 };

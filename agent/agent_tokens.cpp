@@ -117,6 +117,12 @@ Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenReque
 
   protocol::TokenRequest req;
   req.selectors = to_protocol(caller);
+  if (!caller.container_id.empty() && options_.image_of) {
+    if (auto image = options_.image_of(caller.container_id)) {
+      if (!image->reference.empty()) req.selectors.image_ref = image->reference;
+      if (!image->digest.empty()) req.selectors.image_digest = image->digest;
+    }
+  }
   req.audience = request.audience;
   req.scopes = request.scopes;
   req.ttl = static_cast<std::uint32_t>(ttl.count());

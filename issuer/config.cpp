@@ -43,7 +43,7 @@ class Reader {
       }
       return ok();
     } else {
-      auto v = node->value<std::int64_t>();
+      auto v = node->value_exact<std::int64_t>();
       if (!v || *v < 0 ||
           static_cast<std::uint64_t>(*v) >
               static_cast<std::uint64_t>(std::numeric_limits<T>::max())) {

@@ -10,6 +10,9 @@ namespace {
 
 constexpr std::size_t kMaxPolicy = 1024 * 1024;
 constexpr std::int64_t kMaxTtl = 86400;
+constexpr std::string_view kContainerValues[] = {"host",   "any",      "unidentified",
+                                                 "docker", "podman",   "containerd",
+                                                 "cri-o",  "kubepods", "systemd-nspawn"};
 
 Error bad(std::size_t index, std::string_view key, std::string_view what) {
   return Error{ErrorCode::kInvalidArgument,
@@ -60,22 +63,22 @@ Result<WorkloadRule> parse_rule(const toml::table& t, std::size_t index) {
   if (!scopes) return fail(scopes.error());
   r.scopes = std::move(*scopes);
   if (const toml::node* ttl = t.get("max_ttl")) {
-    auto v = ttl->value<std::int64_t>();
+    auto v = ttl->value_exact<std::int64_t>();
     if (!v || *v <= 0 || *v > kMaxTtl)
       return fail(bad(index, "max_ttl", "expected seconds in 1..86400"));
     r.max_ttl = *v;
   }
   const toml::table* m = t["match"].as_table();
   if (m == nullptr) return fail(bad(index, "match", "required table of selectors"));
-  static constexpr std::string_view kSelectors[] = {"uid",          "systemd_unit", "image_ref",
-                                                    "image_digest", "exe_digest",   "group"};
+  static constexpr std::string_view kSelectors[] = {
+      "uid", "systemd_unit", "image_ref", "image_digest", "exe_digest", "group", "container"};
   for (const auto& [k, v] : *m) {
     if (std::find(std::begin(kSelectors), std::end(kSelectors), k.str()) == std::end(kSelectors))
       return fail(bad(index, "match." + std::string(k.str()), "unknown selector"));
   }
   if (m->empty()) return fail(bad(index, "match", "needs at least one selector"));
   if (const toml::node* uid = m->get("uid")) {
-    auto v = uid->value<std::int64_t>();
+    auto v = uid->value_exact<std::int64_t>();
     if (!v || *v < 0 || *v > 0xFFFFFFFF) return fail(bad(index, "match.uid", "expected a uid"));
     r.uid = static_cast<std::uint32_t>(*v);
   }
@@ -84,7 +87,25 @@ Result<WorkloadRule> parse_rule(const toml::table& t, std::size_t index) {
   WARDEN_TRY_STATUS(opt_string(*m, index, "image_digest", r.image_digest));
   WARDEN_TRY_STATUS(opt_string(*m, index, "exe_digest", r.exe_digest));
   WARDEN_TRY_STATUS(opt_string(*m, index, "group", r.group));
+  std::optional<std::string> container;
+  WARDEN_TRY_STATUS(opt_string(*m, index, "container", container));
+  if (container && std::find(std::begin(kContainerValues), std::end(kContainerValues),
+                             *container) == std::end(kContainerValues)) {
+    return fail(bad(index, "match.container",
+                    "expected host, any, unidentified or a runtime (docker, podman, containerd, "
+                    "cri-o, kubepods, systemd-nspawn)"));
+  }
+  r.container = container.value_or(r.image_ref || r.image_digest ? "any" : "host");
   return r;
+}
+
+bool container_matches(const std::string& want, const protocol::WorkloadSelectors& s) {
+  const bool in_container = s.container_id && !s.container_id->empty();
+  if (want == "host") return !in_container;
+  if (!in_container) return false;
+  const std::string_view runtime = s.container_runtime.value_or("");
+  if (want == "any") return runtime != "unidentified";
+  return runtime == want;
 }
 
 bool glob(const std::string& pattern, const std::optional<std::string>& value) {
@@ -93,6 +114,7 @@ bool glob(const std::string& pattern, const std::optional<std::string>& value) {
 
 bool selectors_match(const WorkloadRule& r, const WorkloadRequest& q) {
   const protocol::WorkloadSelectors& s = *q.selectors;
+  if (!container_matches(r.container, s)) return false;
   if (r.uid && (!s.uid || *s.uid != *r.uid)) return false;
   if (r.systemd_unit && !glob(*r.systemd_unit, s.systemd_unit)) return false;
   if (r.image_ref && !glob(*r.image_ref, s.image_ref)) return false;

@@ -23,7 +23,12 @@ struct WorkloadRule {
   std::optional<std::string> image_ref;
   std::optional<std::string> image_digest;
   std::optional<std::string> exe_digest;
-  std::optional<std::string> group;    ///< the device's operator-assigned group
+  std::optional<std::string> group;  ///< the device's operator-assigned group
+  /// Where the workload runs: "host" (in no container), "any" (in a container the agent
+  /// identified), a runtime ("podman", "docker", ...), or "unidentified" (own namespaces, cgroup
+  /// of no known runtime; only this value matches it). Default "any" when the rule names an
+  /// image, else "host": a rule written for host processes never matches a container.
+  std::string container;
   std::vector<std::string> audiences;  ///< exact audiences this rule grants
   std::vector<std::string> scopes;     ///< every requested scope must be listed
   std::int64_t max_ttl = 300;          ///< seconds

@@ -33,6 +33,7 @@
 #include "agent/config/agent_config.h"
 #include "agent/issuer_client.h"
 #include "agent/posture/container_log.h"
+#include "agent/posture/image_lookup.h"
 #include "agent/posture/posture.h"
 #include "agent/posture/tpm_backends.h"
 #include "agent/state_store.h"
@@ -143,6 +144,15 @@ class Maintenance {
     }
     posture_cv_.notify_all();
   }
+  /// The image recorded for a running container (any thread).
+  std::optional<warden::agent::posture::ImageInfo> image_of(std::string_view id) const {
+    const auto* log = container_log_ptr_.load();
+    if (log == nullptr) return std::nullopt;
+    const auto running = log->running();
+    const auto it = running.find(std::string(id));
+    if (it == running.end()) return std::nullopt;
+    return warden::agent::posture::ImageInfo{it->second.image_ref, it->second.image_digest};
+  }
   /// Called by the agent before its own state writes (any thread, agent lock held).
   void expect_state_write(const std::filesystem::path& path) {
     if (auto* m = monitor_.load()) m->expect_state_write(path);
@@ -173,6 +183,7 @@ class Maintenance {
                    log.error().message);
     } else {
       container_log_ = std::move(*log);
+      container_log_ptr_.store(container_log_.get());
     }
   }
 
@@ -188,6 +199,7 @@ class Maintenance {
     options.state_dir = config_.state_dir;
     options.tpm = probe_.get();
     options.container_log = container_log_.get();
+    options.image_lookup = posture::runtime_image_lookup();
     auto monitor = posture::Monitor::start(std::move(options),
                                            [this](const posture::Change& c) { enqueue(c); });
     if (!monitor) {
@@ -267,6 +279,7 @@ class Maintenance {
   std::unique_ptr<warden::agent::posture::ContainerEventLog> container_log_;
   std::unique_ptr<warden::agent::posture::Monitor> owned_monitor_;
   std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
+  std::atomic<const warden::agent::posture::ContainerEventLog*> container_log_ptr_{nullptr};
   std::uint64_t seen_attestations_ = 0;
   std::mutex mu_;               // guards stop_, status_poll_, device_poll_, changes_ and follow_up_
   std::condition_variable cv_;  // the maintenance thread's
@@ -355,6 +368,10 @@ int run(int argc, char** argv) {
   options.before_state_write = [&](const std::filesystem::path& p) {
     std::lock_guard lock(hook_mu);
     if (maintenance_ptr != nullptr) maintenance_ptr->expect_state_write(p);
+  };
+  options.image_of = [&](std::string_view id) -> std::optional<warden::agent::posture::ImageInfo> {
+    std::lock_guard lock(hook_mu);
+    return maintenance_ptr != nullptr ? maintenance_ptr->image_of(id) : std::nullopt;
   };
   auto agent = warden::agent::Agent::create(std::move(options));
   if (!agent) {

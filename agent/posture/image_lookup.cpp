@@ -27,4 +27,46 @@ ImageLookup docker_image_lookup(std::filesystem::path docker_root) {
   };
 }
 
+ImageLookup podman_image_lookup(std::filesystem::path storage_root) {
+  return [root = std::move(storage_root)](std::string_view runtime,
+                                          std::string_view id) -> std::optional<ImageInfo> {
+    if (runtime != "podman" || id.empty()) return std::nullopt;
+    constexpr std::size_t kMaxSize = 16u << 20;
+    for (const char* driver : {"overlay", "vfs", "btrfs"}) {
+      auto bytes =
+          read_file(root / (std::string(driver) + "-containers") / "containers.json", kMaxSize);
+      if (!bytes) continue;
+      auto list = json::parse(::warden::to_string(ByteSpan(*bytes)),
+                              {.max_size = kMaxSize, .max_depth = 16});
+      if (!list || !list->is_array()) continue;
+      for (const auto& entry : list->as_array()) {
+        if (!entry.is_object() || json::get_string(entry.as_object(), "id") != id) continue;
+        const auto& record = entry.as_object();
+        ImageInfo info;
+        if (auto image = json::get_string(record, "image"); image && !image->empty()) {
+          info.digest = "sha256:" + std::string(*image);
+        }
+        // "metadata" is itself JSON, in a string.
+        if (auto meta = json::get_string(record, "metadata")) {
+          if (auto m = json::parse_object(*meta, {.max_size = 64 * 1024, .max_depth = 8})) {
+            info.reference = std::string(json::get_string(*m, "image-name").value_or(""));
+          }
+        }
+        if (info.reference.empty() && info.digest.empty()) return std::nullopt;
+        return info;
+      }
+    }
+    return std::nullopt;
+  };
+}
+
+ImageLookup runtime_image_lookup() {
+  return [docker = docker_image_lookup(), podman = podman_image_lookup()](
+             std::string_view runtime, std::string_view id) -> std::optional<ImageInfo> {
+    if (runtime == "docker") return docker(runtime, id);
+    if (runtime == "podman") return podman(runtime, id);
+    return std::nullopt;
+  };
+}
+
 }  // namespace warden::agent::posture

@@ -13,4 +13,14 @@ namespace warden::agent::posture {
 /// parsed under limits.
 ImageLookup docker_image_lookup(std::filesystem::path docker_root = "/var/lib/docker");
 
+/// Podman's record of a container in containers-storage:
+/// <storage_root>/<driver>-containers/containers.json (driver overlay, vfs or btrfs), written at
+/// `podman create`. reference = the "image-name" of the container's metadata, digest =
+/// "sha256:" + its "image" (the image id, as docker reports it). Answers only for runtime
+/// "podman"; the file is parsed under limits (16 MiB).
+ImageLookup podman_image_lookup(std::filesystem::path storage_root = "/var/lib/containers/storage");
+
+/// The lookup of every runtime above, each on its default path.
+ImageLookup runtime_image_lookup();
+
 }  // namespace warden::agent::posture

@@ -1,10 +1,36 @@
 #include "platform/os/cgroup_path.h"
 
 #include <array>
+#include <span>
 #include <vector>
 
 namespace warden::os {
 namespace {
+// The one place that knows runtime path shapes. Each example is a path the runtime really
+// creates (docs/posture.md lists them; tests/unit/platform/workload_identity_test.cpp parses each).
+// Helper cgroups beside a container are not containers: podman's "libpod_parent/conmon" and
+// "libpod-conmon-<id>.scope", CRI-O's "crio-conmon-<id>.scope" (their ids are not hex).
+constexpr std::array<ContainerShape, 10> kShapes{{
+    {"docker", "systemd", ShapeForm::kScope, "docker-", "", "/system.slice/docker-<id>.scope"},
+    {"docker", "cgroupfs", ShapeForm::kDirectory, "", "docker", "/docker/<id>"},
+    {"podman", "systemd", ShapeForm::kScope, "libpod-", "", "/machine.slice/libpod-<id>.scope"},
+    {"podman", "systemd (rootless)", ShapeForm::kScope, "libpod-", "",
+     "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-<id>.scope/container"},
+    {"podman", "cgroupfs", ShapeForm::kDirectory, "libpod-", "libpod_parent",
+     "/libpod_parent/libpod-<id>"},
+    {"containerd", "systemd", ShapeForm::kScope, "cri-containerd-", "",
+     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<pod_>.slice/"
+     "cri-containerd-<id>.scope"},
+    {"cri-o", "systemd", ShapeForm::kScope, "crio-", "",
+     "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<pod_>.slice/"
+     "crio-<id>.scope"},
+    {"cri-o", "cgroupfs", ShapeForm::kDirectory, "crio-", kPodParent,
+     "/kubepods/besteffort/pod<pod>/crio-<id>"},
+    {"kubepods", "cgroupfs", ShapeForm::kDirectory, "", kPodParent,
+     "/kubepods/burstable/pod<pod>/<id>"},
+    {"systemd-nspawn", "systemd", ShapeForm::kNamedScope, "machine-", "machine.slice",
+     "/machine.slice/machine-<name>.scope"},
+}};
 
 bool is_hex(std::string_view s) {
   if (s.empty()) return false;
@@ -37,36 +63,46 @@ std::string_view scoped_id(std::string_view component, std::string_view prefix) 
   return is_hex(id) && id.size() >= 12 ? id : std::string_view{};
 }
 
-struct ScopePattern {
-  std::string_view prefix;
-  std::string_view runtime;
-};
-constexpr std::array<ScopePattern, 4> kScopePatterns{{
-    {"docker-", "docker"},
-    {"cri-containerd-", "containerd"},
-    {"crio-", "cri-o"},
-    {"libpod-", "podman"},
-}};
+bool parent_matches(const std::vector<std::string_view>& parts, std::size_t i,
+                    std::string_view parent, bool under_kubepods) {
+  if (parent.empty()) return true;
+  if (i == 0) return false;
+  if (parent == kPodParent) {
+    const std::string_view p = parts[i - 1];
+    return under_kubepods && p.size() > 3 && p.substr(0, 3) == "pod";
+  }
+  return parts[i - 1] == parent;
+}
 
-/// Whether path component `i` names a container (the last match wins); the one place that knows
-/// runtime path shapes.
-void match_container(const std::vector<std::string_view>& parts, std::size_t i, bool under_kubepods,
-                     CgroupIdentity& out) {
+/// The id path component `i` names under `shape`, or empty.
+std::string_view shape_id(const ContainerShape& shape, const std::vector<std::string_view>& parts,
+                          std::size_t i, bool under_kubepods) {
   const std::string_view c = parts[i];
-  for (const auto& pattern : kScopePatterns) {
-    if (auto id = scoped_id(c, pattern.prefix); !id.empty()) {
-      out.container_id = std::string(id);
-      out.container_runtime = std::string(pattern.runtime);
+  if (!parent_matches(parts, i, shape.parent, under_kubepods)) return {};
+  switch (shape.form) {
+    case ShapeForm::kScope:
+      return scoped_id(c, shape.prefix);
+    case ShapeForm::kDirectory: {
+      if (c.substr(0, shape.prefix.size()) != shape.prefix) return {};
+      const std::string_view id = c.substr(shape.prefix.size());
+      return id.size() == 64 && is_hex(id) ? id : std::string_view{};
+    }
+    case ShapeForm::kNamedScope: {
+      if (c.substr(0, shape.prefix.size()) != shape.prefix || !ends_with(c, ".scope")) return {};
+      return c.substr(shape.prefix.size(), c.size() - shape.prefix.size() - 6);
     }
   }
-  // v1 layouts: "/docker/<64hex>" and "/kubepods/<qos>/pod<uid>/<64hex>".
-  if (out.container_id.empty() && is_hex(c) && c.size() == 64 && i > 0) {
-    if (parts[i - 1] == "docker") {
-      out.container_id = std::string(c);
-      out.container_runtime = "docker";
-    } else if (under_kubepods) {
-      out.container_id = std::string(c);
-      out.container_runtime = "kubepods";
+  return {};
+}
+
+/// Whether path component `i` names a container (the last match wins).
+void match_container(const std::vector<std::string_view>& parts, std::size_t i, bool under_kubepods,
+                     CgroupIdentity& out) {
+  for (const auto& shape : container_shapes()) {
+    if (auto id = shape_id(shape, parts, i, under_kubepods); !id.empty()) {
+      out.container_id = std::string(id);
+      out.container_runtime = std::string(shape.runtime);
+      return;
     }
   }
 }
@@ -154,6 +190,8 @@ CgroupIdentity parse_cgroup(std::string_view proc_cgroup) {
   }
   return out;
 }
+
+std::span<const ContainerShape> container_shapes() { return kShapes; }
 
 std::optional<ContainerScope> container_scope(const std::string& rel) {
   auto identity = parse_cgroup("0::/" + rel);

@@ -3,6 +3,7 @@
 // container. Pure functions: no file access.
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,30 @@ struct CgroupIdentity {
   std::string container_runtime;  ///< "docker", "containerd", "cri-o", "podman", "kubepods"
   std::string pod_uid;            ///< Kubernetes pod uid (dashes restored), when under kubepods
 };
+
+/// How a runtime names a container's cgroup directory.
+enum class ShapeForm {
+  kScope,       ///< "<prefix><hex id>.scope" (systemd cgroup driver)
+  kDirectory,   ///< "<prefix><64 hex id>" under `parent` (cgroupfs driver)
+  kNamedScope,  ///< "<prefix><name>.scope" under `parent`: the id is the machine name
+};
+
+/// `parent` of a kDirectory shape that stands for a Kubernetes pod directory ("pod<uid>" under
+/// kubepods).
+inline constexpr std::string_view kPodParent = "pod<uid>";
+
+/// One runtime's path shape for one cgroup driver.
+struct ContainerShape {
+  std::string_view runtime;  ///< reported as CgroupIdentity::container_runtime
+  std::string_view driver;   ///< for docs: "systemd", "cgroupfs"
+  ShapeForm form;
+  std::string_view prefix;
+  std::string_view parent;   ///< required parent directory; empty: any
+  std::string_view example;  ///< a path the runtime creates, "<id>" standing for the id
+};
+
+/// Every shape recognised, in the order they are tried.
+std::span<const ContainerShape> container_shapes();
 
 /// Parses the contents of /proc/PID/cgroup (v2 "0::/path" line preferred, v1 lines otherwise).
 /// Unknown layouts yield an empty identity.

@@ -117,8 +117,26 @@ bool Pidfd::alive() const {
   return ::poll(&p, 1, 0) == 0;
 }
 
+namespace {
+Namespaces namespaces_at(int dir_fd, const char* pid_dir) {
+  Namespaces out;
+  struct stat st {};
+  if (::fstatat(dir_fd, (std::string(pid_dir) + "ns/pid").c_str(), &st, 0) == 0)
+    out.pid = st.st_ino;
+  if (::fstatat(dir_fd, (std::string(pid_dir) + "ns/mnt").c_str(), &st, 0) == 0)
+    out.mnt = st.st_ino;
+  return out;
+}
+}  // namespace
+
+// PID 1's namespaces are the host's; wardend's own mount namespace is private under systemd
+// (PrivateMounts=). Without access to PID 1 (no CAP_SYS_PTRACE) the agent's own stand in.
 WorkloadIdentityResolver::WorkloadIdentityResolver(std::filesystem::path proc_root)
-    : proc_root_(std::move(proc_root)) {}
+    : proc_root_(std::move(proc_root)) {
+  const std::string root = proc_root_.string() + "/";
+  host_ = namespaces_at(AT_FDCWD, (root + "1/").c_str());
+  if (host_.pid == 0 || host_.mnt == 0) host_ = namespaces_at(AT_FDCWD, (root + "self/").c_str());
+}
 
 Result<Selectors> WorkloadIdentityResolver::resolve_socket(int socket_fd) {
   auto creds = peer_credentials(socket_fd);
@@ -165,6 +183,7 @@ Result<Selectors> WorkloadIdentityResolver::read_selectors(int pid_dir, const st
   s.container_id = std::move(cg.container_id);
   s.container_runtime = std::move(cg.container_runtime);
   s.pod_uid = std::move(cg.pod_uid);
+  if (s.container_id.empty()) mark_unidentified_container(pid_dir, s);
 
   if (auto status = read_small_file(pid_dir, "status")) {
     const auto ids = parse_status(*status);
@@ -189,6 +208,19 @@ Result<Selectors> WorkloadIdentityResolver::read_selectors(int pid_dir, const st
   if (!digest) return fail(std::move(digest).error());
   s.exe_sha256 = std::move(*digest);
   return s;
+}
+
+void WorkloadIdentityResolver::mark_unidentified_container(int pid_dir, Selectors& s) const {
+  if (host_.pid == 0 || host_.mnt == 0) return;
+  const Namespaces ns = namespaces_at(pid_dir, "");
+  if (ns.pid == 0 || ns.mnt == 0) return;
+  // A host service may have a mount namespace of its own (PrivateTmp=) but runs in its unit's
+  // cgroup; a PID namespace of its own is a container whatever its cgroup.
+  const bool own_pid = ns.pid != host_.pid;
+  const bool own_mnt = ns.mnt != host_.mnt && s.systemd_unit.empty();
+  if (!own_pid && !own_mnt) return;
+  s.container_runtime = std::string(kUnidentifiedRuntime);
+  s.container_id = "mnt:" + std::to_string(ns.mnt) + ",pid:" + std::to_string(ns.pid);
 }
 
 Result<std::string> WorkloadIdentityResolver::exe_digest(int fd, const std::string& exe) {

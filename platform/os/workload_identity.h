@@ -19,6 +19,18 @@
 
 namespace warden::os {
 
+/// container_runtime of a process in a PID namespace other than the host's, or a mount namespace
+/// other than the host's outside any systemd unit, whose cgroup no runtime shape names
+/// (container_shapes()). Its container_id names the namespaces, so no two such containers, nor
+/// one and the host, share an identity; only a policy rule that names it matches it.
+inline constexpr std::string_view kUnidentifiedRuntime = "unidentified";
+
+/// Inode numbers of a process's namespaces; 0 where unreadable.
+struct Namespaces {
+  ino_t pid = 0;
+  ino_t mnt = 0;
+};
+
 /// The selectors a policy can match a workload on.
 struct Selectors {
   pid_t pid = 0;
@@ -123,8 +135,10 @@ class WorkloadIdentityResolver {
   Result<std::string> exe_digest(int exe_fd, const std::string& exe);
   /// Reads the selectors of the process whose /proc directory is open as `pid_dir`.
   Result<Selectors> read_selectors(int pid_dir, const std::string& where);
+  void mark_unidentified_container(int pid_dir, Selectors& s) const;
 
   std::filesystem::path proc_root_;
+  Namespaces host_;
   using FileKey = std::tuple<dev_t, ino_t, std::int64_t, std::int64_t, std::int64_t>;
   std::mutex mutex_;
   std::map<FileKey, std::string> digests_;

@@ -150,7 +150,10 @@ class AgentCoreTest : public test::SwtpmTest {
     std::ofstream(policy) << "version = \"test.1\"\n\n"
                           << "[[workload]]\nname = \"root\"\naudiences = [\"" << kAudience
                           << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n"
-                          << "[workload.match]\nuid = 0\n";
+                          << "[workload.match]\nuid = 0\n"
+                          << "[[workload]]\nname = \"root-in-containers\"\naudiences = [\""
+                          << kAudience << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n"
+                          << "[workload.match]\nuid = 0\ncontainer = \"any\"\n";
     icfg_.store.sqlite_path = (dir_.path() / "issuer" / "issuer.db").string();
     icfg_.tokens.key_dir = (dir_.path() / "issuer" / "keys").string();
     icfg_.tokens.device_token_ttl_s = 3600;

@@ -7,6 +7,7 @@
 
 #include "agent/posture/container_log.h"
 #include "agent/posture/container_source.h"
+#include "agent/posture/image_lookup.h"
 #include "tests/support/process.h"
 #include "tests/unit/agent/posture_fakes.h"
 
@@ -192,6 +193,34 @@ TEST_F(ContainerSourceTest, CgroupV1WatchesOneHierarchy) {
   ASSERT_EQ(observer.seen.size(), 1U);
   EXPECT_EQ(observer.seen[0].cgroup_path, "memory/docker/" + kId);
   EXPECT_EQ(watcher.id_of(root() / "pids"), -1);
+}
+
+// The shape of podman 4.3's containers.json (overlay driver), taken from `podman create`.
+TEST(PodmanImageLookup, ReadsTheContainersStorageRecord) {
+  warden::test::TempDir dir{"warden-podman-storage"};
+  const std::string id = "34d4a1488c2b2a654a9c20aa0012206d374ffa7b42920a9832bf1ae53ff504aa";
+  const std::string image = "15af28b59d6d7f4e0310d9594fe41f9d48730cdd1817e337bb817c08aa721fcc";
+  std::filesystem::create_directories(dir.path() / "overlay-containers");
+  std::ofstream(dir.path() / "overlay-containers" / "containers.json")
+      << R"([{"id":"0000","names":["other"],"image":"1111","metadata":"{}"},)"
+      << R"({"id":")" << id << R"(","names":["wtest"],"image":")" << image
+      << R"(","layer":"c727","metadata":"{\"image-name\":\"localhost/warden-busybox:test\",)"
+      << R"(\"image-id\":\")" << image
+      << R"(\",\"name\":\"wtest\"}","created":"2026-12-07T09:19:03Z"}])";
+  const auto lookup = podman_image_lookup(dir.path());
+  auto info = lookup("podman", id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->reference, "localhost/warden-busybox:test");
+  EXPECT_EQ(info->digest, "sha256:" + image);
+  EXPECT_FALSE(lookup("docker", id));  // another runtime's container
+  EXPECT_FALSE(lookup("podman", std::string(64, 'f')));
+  const auto runtimes = runtime_image_lookup();
+  EXPECT_FALSE(runtimes("containerd", id));
+
+  for (const char* garbage : {"", "{", "{\"id\":1}", "[1,2,3]", "[{\"id\":\"x\"}]"}) {
+    std::ofstream(dir.path() / "overlay-containers" / "containers.json") << garbage;
+    EXPECT_FALSE(lookup("podman", id)) << garbage;
+  }
 }
 
 }  // namespace

@@ -122,6 +122,8 @@ TEST(IssuerConfig, RejectsUnknownKeysWrongTypesAndBadValues) {
   ASSERT_FALSE(type);
   EXPECT_NE(type.error().message.find("listen.port"), std::string::npos);
   EXPECT_FALSE(parse_config("[listen]\nport = 70000\n"));
+  EXPECT_FALSE(parse_config("[listen]\nport = 1e20\n"));
+  EXPECT_FALSE(parse_config("[listen]\nport = 8443.0\n"));
   EXPECT_FALSE(parse_config("[tls]\nmin_version = \"1.1\"\n"));
   EXPECT_FALSE(parse_config("[store]\nbackend = \"postgres\"\n"));
   EXPECT_FALSE(parse_config("[limits]\nrefusal_burst = 0\n"));

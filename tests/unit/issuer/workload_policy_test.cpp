@@ -91,6 +91,8 @@ TEST(WorkloadPolicy, AudienceAndScopesAreChecked) {
 
 TEST(WorkloadPolicy, DigestsCompareExactlyAndGroupsGlob) {
   protocol::WorkloadSelectors s;
+  s.container_id = "c1";
+  s.container_runtime = "podman";
   s.image_digest = "sha256:aaaa";
   auto ok = ask(s, "https://registry.test", {}, "edge-eu");
   ASSERT_TRUE(ok) << ok.error().message;
@@ -128,6 +130,70 @@ group = "*"
   EXPECT_EQ(placed->rule, "any-group");
 }
 
+TEST(WorkloadPolicy, TheContainerSelectorKeepsHostAndContainersApart) {
+  auto p = parse_workload_policy(R"(
+[[workload]]
+name = "host-root"
+audiences = ["a"]
+[workload.match]
+uid = 0
+
+[[workload]]
+name = "podman-root"
+audiences = ["a"]
+[workload.match]
+uid = 0
+container = "podman"
+
+[[workload]]
+name = "strays"
+audiences = ["b"]
+[workload.match]
+uid = 0
+container = "unidentified"
+
+[[workload]]
+name = "any-image"
+audiences = ["c"]
+[workload.match]
+image_ref = "*"
+)");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->rules[0].container, "host");
+  EXPECT_EQ(p->rules[3].container, "any");
+  std::vector<std::string> none;
+  auto rule_for = [&](const protocol::WorkloadSelectors& s, std::string_view aud) -> std::string {
+    auto r = authorize_workload(*p, {&s, "", aud, &none});
+    return r ? r->rule : "refused";
+  };
+  protocol::WorkloadSelectors host;
+  host.uid = 0;
+  EXPECT_EQ(rule_for(host, "a"), "host-root");
+  EXPECT_EQ(rule_for(host, "b"), "refused");
+
+  protocol::WorkloadSelectors podman = host;
+  podman.container_id = std::string(64, 'a');
+  podman.container_runtime = "podman";
+  EXPECT_EQ(rule_for(podman, "a"), "podman-root");
+  EXPECT_EQ(rule_for(podman, "b"), "refused");
+  EXPECT_EQ(rule_for(podman, "c"), "refused");  // no image known: an image rule cannot match
+  podman.image_ref = "localhost/app:1";
+  EXPECT_EQ(rule_for(podman, "c"), "any-image");
+
+  protocol::WorkloadSelectors docker = host;
+  docker.container_id = std::string(64, 'b');
+  docker.container_runtime = "docker";
+  EXPECT_EQ(rule_for(docker, "a"), "refused");  // neither the host rule nor podman's
+
+  protocol::WorkloadSelectors stray = host;
+  stray.container_id = "mnt:4026532241,pid:4026532244";
+  stray.container_runtime = "unidentified";
+  stray.image_ref = "x";
+  EXPECT_EQ(rule_for(stray, "a"), "refused");
+  EXPECT_EQ(rule_for(stray, "c"), "refused");  // "any" is not "unidentified"
+  EXPECT_EQ(rule_for(stray, "b"), "strays");
+}
+
 TEST(WorkloadPolicy, RejectsBadRules) {
   const char* bad[] = {
       "[[workload]]\naudiences = [\"a\"]\n",                                      // no match
@@ -138,6 +204,11 @@ TEST(WorkloadPolicy, RejectsBadRules) {
       "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 0\n[workload.match]\nuid = 1\n",
       "[[workload]]\naudiences = [\"a\"]\nttl = 5\n[workload.match]\nuid = 1\n",  // unknown key
       "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = -1\n",
+      // Floats are not integers; 1e20 once reached toml++'s float-to-int cast (UB).
+      "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 1e20\n[workload.match]\nuid = 1\n",
+      "[[workload]]\naudiences = [\"a\"]\nmax_ttl = 60.0\n[workload.match]\nuid = 1\n",
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = 1e20\n",
+      "[[workload]]\naudiences = [\"a\"]\n[workload.match]\nuid = 1\ncontainer = \"lxc\"\n",
       "workload = 3\n",
       "[[workload]\n",
   };

@@ -1,5 +1,6 @@
 #include "platform/os/workload_identity.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -84,6 +85,72 @@ TEST(ParseCgroup, EveryRuntimePattern) {
   }
 }
 
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+  }
+  return s;
+}
+
+TEST(ParseCgroup, EveryShapeOfTheTableRecognisesItsExample) {
+  ASSERT_FALSE(container_shapes().empty());
+  for (const auto& shape : container_shapes()) {
+    const bool named = shape.form == ShapeForm::kNamedScope;
+    const std::string id = named ? "web" : kId64;
+    std::string path = replace_all(std::string(shape.example), "<id>", id);
+    path = replace_all(path, "<name>", id);
+    path = replace_all(path, "<pod>", "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809");
+    path = replace_all(path, "<pod_>", "1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809");
+    SCOPED_TRACE(path);
+    ASSERT_EQ(path.find('<'), std::string::npos);
+    const auto got = parse_cgroup("0::" + path + "\n");
+    EXPECT_EQ(got.container_id, id);
+    EXPECT_EQ(got.container_runtime, shape.runtime);
+    // The same path in every v1 hierarchy of a hybrid host, the v2 line empty.
+    const auto v1 = parse_cgroup("4:memory:" + path + "\n1:name=systemd:" + path + "\n0::/\n");
+    EXPECT_EQ(v1.container_id, id);
+    if (path.ends_with("/container")) continue;  // a sub-cgroup of the scope, not the scope
+    auto scope = container_scope(path.substr(1));
+    ASSERT_TRUE(scope);
+    EXPECT_EQ(scope->id, id);
+    EXPECT_EQ(scope->runtime, shape.runtime);
+    EXPECT_FALSE(container_scope(path.substr(1) + "/init"));
+  }
+}
+
+TEST(ParseCgroup, RuntimeHelperCgroupsAreNotContainers) {
+  const std::string pod = "pod1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
+  for (const std::string& path : {
+           std::string("/libpod_parent/conmon"),
+           "/machine.slice/libpod-conmon-" + kId64 + ".scope",
+           "/machine.slice/crio-conmon-" + kId64 + ".scope",
+           "/kubepods/burstable/" + pod,
+           "/docker/" + kId64.substr(0, 12),
+           "/libpod_parent/libpod-" + kId64.substr(0, 40),
+           "/other_parent/libpod-" + kId64,
+           std::string("/system.slice/machine-web.scope"),
+       }) {
+    SCOPED_TRACE(path);
+    EXPECT_EQ(parse_cgroup("0::" + path + "\n").container_id, "");
+    EXPECT_FALSE(container_scope(path.substr(1)));
+  }
+}
+
+// Copied from /proc/PID/cgroup of `podman run` (podman 4.3.1, runc 1.1.5, cgroupfs manager) on a
+// Debian 12 host with cgroup v1 hybrid and no systemd.
+TEST(ParseCgroup, RealPodmanOnACgroupV1HybridHost) {
+  const std::string id = "34d4a1488c2b2a654a9c20aa0012206d374ffa7b42920a9832bf1ae53ff504aa";
+  std::string text;
+  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices", "4:memory",
+                        "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
+    text += std::string(h) + ":/libpod_parent/libpod-" + id + "\n";
+  }
+  const auto got = parse_cgroup(text);
+  EXPECT_EQ(got.container_id, id);
+  EXPECT_EQ(got.container_runtime, "podman");
+  EXPECT_EQ(got.systemd_unit, "");
+}
+
 std::string self_exe_sha256() {
   auto bytes = read_file("/proc/self/exe", 1u << 30);
   EXPECT_TRUE(bytes.has_value());
@@ -124,6 +191,79 @@ TEST(WorkloadIdentity, ConfigurableProcRoot) {
   EXPECT_EQ(s->container_runtime, "docker");
   EXPECT_EQ(s->exe_path, "/proc/self/exe");
   EXPECT_EQ(s->exe_sha256, self_exe_sha256());
+}
+
+// A child that unshares `flags` (then, for a PID namespace, forks so that a process lives in
+// it) and reports the host pid of the process to identify; it lives until `release` closes.
+struct NamespacedChild {
+  pid_t pid = 0;
+  int release = -1;
+};
+NamespacedChild start_namespaced(int flags) {
+  int ready[2];
+  int hold[2];
+  if (pipe(ready) != 0 || pipe(hold) != 0) return {};
+  const pid_t child = fork();
+  if (child == 0) {
+    close(ready[0]);
+    close(hold[1]);
+    if (unshare(flags) != 0) _exit(1);
+    pid_t target = getpid();
+    if ((flags & CLONE_NEWPID) != 0) {
+      target = fork();
+      if (target == 0) {
+        char c;
+        (void)!read(hold[0], &c, 1);
+        _exit(0);
+      }
+    }
+    (void)!write(ready[1], &target, sizeof target);
+    char c;
+    (void)!read(hold[0], &c, 1);
+    if ((flags & CLONE_NEWPID) != 0) waitpid(target, nullptr, 0);
+    _exit(0);
+  }
+  close(ready[1]);
+  close(hold[0]);
+  pid_t target = 0;
+  if (read(ready[0], &target, sizeof target) != sizeof target) target = 0;
+  close(ready[0]);
+  return {target, hold[1]};
+}
+
+TEST(WorkloadIdentity, AProcessInItsOwnNamespacesIsNeverAHostProcess) {
+  if (geteuid() != 0) GTEST_SKIP() << "unshare needs root";
+  WorkloadIdentityResolver resolver;
+  auto identify = [&](pid_t pid) {
+    auto pidfd = Pidfd::open(pid);
+    EXPECT_TRUE(pidfd.has_value());
+    auto s = resolver.resolve(PeerCredentials{pid, getuid(), getgid()}, *pidfd);
+    EXPECT_TRUE(s.has_value()) << s.error().message;
+    return s.value_or(Selectors{});
+  };
+  const auto self = identify(getpid());
+  EXPECT_EQ(self.container_runtime, "");
+  EXPECT_EQ(self.container_id, "");
+
+  const auto mnt1 = start_namespaced(CLONE_NEWNS);
+  const auto mnt2 = start_namespaced(CLONE_NEWNS);
+  const auto pid1 = start_namespaced(CLONE_NEWPID);
+  ASSERT_GT(mnt1.pid, 0);
+  ASSERT_GT(mnt2.pid, 0);
+  ASSERT_GT(pid1.pid, 0);
+  const auto a = identify(mnt1.pid);
+  const auto b = identify(mnt2.pid);
+  const auto c = identify(pid1.pid);
+  for (const auto* s : {&a, &b, &c}) {
+    EXPECT_EQ(s->container_runtime, kUnidentifiedRuntime);
+    EXPECT_NE(s->container_id, "");
+    EXPECT_FALSE(same_workload(*s, self));
+  }
+  EXPECT_NE(a.container_id, b.container_id);
+  EXPECT_NE(a.container_id, c.container_id);
+  for (const auto& child : {mnt1, mnt2, pid1}) close(child.release);
+  while (waitpid(-1, nullptr, 0) > 0) {
+  }
 }
 
 TEST(WorkloadIdentity, ExitedPeerIsAnErrorNotAWrongIdentity) {
