@@ -1,8 +1,22 @@
 #include "issuer/audit/records.h"
 
+#include <boost/describe/class.hpp>
+
 #include "attest/token/json.h"
 
 namespace warden::issuer::audit {
+
+// Each action's details are one JSON object, member by member in the order listed here (Boost.JSON
+// converts described structs): the order readers of older records saw. RevokeApplied's timestamp
+// stays first, schema 5's upgrade reads it back.
+BOOST_DESCRIBE_STRUCT(EnrollmentStarted, (), (trust, hostname, machine_id, enrollment_id))
+BOOST_DESCRIBE_STRUCT(TokenGrant, (), (rule, jti, audience, status_index))
+BOOST_DESCRIBE_STRUCT(RevokeApplied, (), (timestamp, reason, revoked, jtis))
+BOOST_DESCRIBE_STRUCT(DeviceStateSet, (), (actor, state, tokens_revoked))
+BOOST_DESCRIBE_STRUCT(DeviceDeleted, (), (actor, ek_public_hash, tokens_revoked))
+BOOST_DESCRIBE_STRUCT(DeviceGroupSet, (), (actor, group, previous_group, requested_group))
+BOOST_DESCRIBE_STRUCT(PolicyStored, (), (actor, id, workload_rules))
+
 namespace {
 
 namespace bj = boost::json;
@@ -13,63 +27,6 @@ bj::object reason_json(const protocol::Reason& r) {
   o["subject"] = r.subject;
   if (r.expected) o["expected"] = *r.expected;
   if (r.found) o["found"] = *r.found;
-  return o;
-}
-
-// One object per action; the member order is what readers of older records saw.
-bj::object why(const EnrollmentStarted& e) {
-  bj::object o;
-  o["trust"] = e.trust;
-  o["hostname"] = e.hostname;
-  o["machine_id"] = e.machine_id;
-  o["enrollment_id"] = e.enrollment_id;
-  return o;
-}
-bj::object why(const TokenGrant& g) {
-  bj::object o;
-  o["rule"] = g.rule;
-  o["jti"] = g.jti;
-  o["audience"] = g.audience;
-  o["status_index"] = g.status_index;
-  return o;
-}
-bj::object why(const RevokeApplied& r) {
-  bj::object o;
-  o["timestamp"] = r.timestamp;  // first member: schema 5's upgrade reads it back
-  o["reason"] = r.reason;
-  o["revoked"] = r.revoked;
-  bj::array jtis;
-  for (const auto& j : r.jtis) jtis.push_back(bj::value(j));
-  o["jtis"] = std::move(jtis);
-  return o;
-}
-bj::object why(const DeviceStateSet& s) {
-  bj::object o;
-  o["actor"] = s.actor;
-  o["state"] = s.state;
-  o["tokens_revoked"] = s.tokens_revoked;
-  return o;
-}
-bj::object why(const DeviceDeleted& d) {
-  bj::object o;
-  o["actor"] = d.actor;
-  o["ek_public_hash"] = d.ek_public_hash;
-  o["tokens_revoked"] = d.tokens_revoked;
-  return o;
-}
-bj::object why(const DeviceGroupSet& g) {
-  bj::object o;
-  o["actor"] = g.actor;
-  o["group"] = g.group;
-  o["previous_group"] = g.previous_group;
-  o["requested_group"] = g.requested_group;
-  return o;
-}
-bj::object why(const PolicyStored& p) {
-  bj::object o;
-  o["actor"] = p.actor;
-  o["id"] = p.id;
-  o["workload_rules"] = p.workload_rules;
   return o;
 }
 
@@ -119,6 +76,30 @@ std::string reasons_json(const Reasons& reasons) {
   return json::serialize(a);
 }
 
+Reasons bound_unvouched(Reasons reasons) {
+  constexpr std::size_t kMaxReasons = 16;
+  constexpr std::size_t kMaxText = 128;
+  if (reasons.size() > kMaxReasons) {
+    const std::size_t dropped = reasons.size() - (kMaxReasons - 1);
+    reasons.resize(kMaxReasons - 1);
+    reasons.push_back({"limit_exceeded", "reasons", std::nullopt,
+                       std::to_string(dropped) + " more not recorded"});
+  }
+  auto cut = [](std::string& text) {
+    if (text.size() <= kMaxText) return;
+    const std::size_t n = text.size();
+    text.resize(kMaxText);
+    text += "…(" + std::to_string(n) + " bytes)";
+  };
+  for (protocol::Reason& r : reasons) {
+    cut(r.code);
+    cut(r.subject);
+    if (r.expected) cut(*r.expected);
+    if (r.found) cut(*r.found);
+  }
+  return reasons;
+}
+
 AuditRecord to_record(const Event& event) {
   AuditRecord r;
   r.time = event.time;
@@ -132,7 +113,7 @@ AuditRecord to_record(const Event& event) {
         if constexpr (std::is_same_v<std::decay_t<decltype(d)>, Reasons>) {
           return reasons_json(d);
         } else {
-          return json::serialize(bj::array{why(d)});
+          return json::serialize(bj::array{bj::value_from(d)});
         }
       },
       event.details);

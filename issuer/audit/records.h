@@ -87,6 +87,10 @@ struct Event {
 
 /// reasons -> JSON array text [{"code","subject","expected","found"}].
 std::string reasons_json(const Reasons& reasons);
+/// The reasons of evidence that changed nothing (not signed by the device's AK, not fresh, or
+/// replayed): anyone who knows a device id can send it again and again, with fields of their
+/// choosing, so its record keeps at most 16 reasons, each text cut to 128 bytes.
+Reasons bound_unvouched(Reasons reasons);
 AuditRecord to_record(const Event& event);
 
 }  // namespace warden::issuer::audit

@@ -50,6 +50,20 @@ TEST(AuditRecords, EachActionHasItsStoredNameAndDetails) {
       R"([{"actor":"a","id":3,"workload_rules":2}])");
 }
 
+TEST(AuditRecords, UnvouchedReasonsAreBoundedInNumberAndLength) {
+  Reasons many(40, protocol::Reason{"bad_signature", std::string(300, 's'), std::nullopt,
+                                    std::string(10, 'f')});
+  const Reasons kept = bound_unvouched(many);
+  ASSERT_EQ(kept.size(), 16U);
+  EXPECT_EQ(kept.back().code, "limit_exceeded");
+  EXPECT_EQ(kept.back().found, std::optional<std::string>("25 more not recorded"));
+  EXPECT_EQ(kept[0].subject, std::string(128, 's') + "…(300 bytes)");
+  EXPECT_EQ(kept[0].found, std::optional<std::string>(std::string(10, 'f')));
+  // A few short reasons pass unchanged.
+  const Reasons few(3, protocol::Reason{"expired", "nonce", std::string("x"), std::nullopt});
+  EXPECT_EQ(bound_unvouched(few), few);
+}
+
 class AuditLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
