@@ -18,12 +18,6 @@ Result<std::string> id_text(const MapReader& r, std::int64_t key) {
 
 namespace {
 
-using detail::body_limits;
-using detail::Field;
-using detail::MapReader;
-using detail::MapWriter;
-namespace lim = limits;
-
 constexpr std::array kErrorFields{Field{1, "code"}, Field{2, "reason"}};
 
 }  // namespace

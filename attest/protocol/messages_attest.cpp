@@ -7,15 +7,6 @@
 namespace warden::protocol {
 namespace {
 
-using cbor::Value;
-using detail::body_limits;
-using detail::Field;
-using detail::id_text;
-using detail::kU64Max;
-using detail::MapReader;
-using detail::MapWriter;
-namespace lim = limits;
-
 constexpr std::array kChallengeResponseFields{Field{1, "nonce"}, Field{2, "expires_at"}};
 constexpr std::array kAttestRequestFields{Field{1, "device_id"},
                                           Field{2, "nonce"},
@@ -36,8 +27,6 @@ constexpr std::array kAttestResponseFields{Field{1, "verdict"},        Field{2, 
                                            Field{5, "expires_at"},     Field{6, "ima_next_offset"}};
 constexpr std::array kReasonFields{Field{1, "code"}, Field{2, "subject"}, Field{3, "expected"},
                                    Field{4, "found"}};
-
-using detail::kDeviceIdFields;
 
 constexpr std::array kSignedAttestFields{Field{1, "attest"}, Field{2, "signature"}};
 

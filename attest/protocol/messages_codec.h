@@ -32,3 +32,16 @@ inline cbor::Limits body_limits(std::size_t max_input, std::size_t max_items = 2
 Result<std::string> id_text(const MapReader& r, std::int64_t key);
 
 }  // namespace warden::protocol::detail
+
+// The vocabulary of the message-family files (only they include this header).
+namespace warden::protocol {
+using cbor::Value;
+using detail::body_limits;
+using detail::Field;
+using detail::id_text;
+using detail::kDeviceIdFields;
+using detail::kU64Max;
+using detail::MapReader;
+using detail::MapWriter;
+namespace lim = limits;
+}  // namespace warden::protocol

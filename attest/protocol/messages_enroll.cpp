@@ -7,15 +7,6 @@
 namespace warden::protocol {
 namespace {
 
-using cbor::Value;
-using detail::body_limits;
-using detail::Field;
-using detail::id_text;
-using detail::kU64Max;
-using detail::MapReader;
-using detail::MapWriter;
-namespace lim = limits;
-
 constexpr std::array kMetadataFields{Field{1, "hostname"}, Field{2, "machine_id"},
                                      Field{3, "owner_label"}, Field{4, "agent_version"}};
 constexpr std::array kEnrollRequestFields{Field{1, "ek_public"}, Field{2, "ek_cert"},
@@ -24,8 +15,6 @@ constexpr std::array kEnrollRequestFields{Field{1, "ek_public"}, Field{2, "ek_ce
 constexpr std::array kEnrollResponseFields{Field{1, "enrollment_id"}, Field{2, "credential_blob"},
                                            Field{3, "encrypted_secret"}, Field{4, "expires_at"}};
 constexpr std::array kActivateRequestFields{Field{1, "enrollment_id"}, Field{2, "proof"}};
-
-using detail::kDeviceIdFields;
 
 }  // namespace
 

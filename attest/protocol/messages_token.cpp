@@ -6,15 +6,6 @@
 namespace warden::protocol {
 namespace {
 
-using cbor::Value;
-using detail::body_limits;
-using detail::Field;
-using detail::id_text;
-using detail::kU64Max;
-using detail::MapReader;
-using detail::MapWriter;
-namespace lim = limits;
-
 constexpr std::array kTokenRequestFields{
     Field{1, "device_token"}, Field{2, "proof"}, Field{3, "selectors"}, Field{4, "audience"},
     Field{5, "scopes"},       Field{6, "ttl"},   Field{7, "format"}};
