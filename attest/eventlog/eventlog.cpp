@@ -214,10 +214,14 @@ DigestCheck check_event_digests(const EventLog& log, const QuirkSet& quirks) {
         continue;  // the digest is of bytes the log does not carry (images, tables, ...)
     }
     const auto alt = find_digest_inputs(e, quirks);
-    if (alt.quirk != nullptr && alt.answer.uncheckable) {
+    const auto applied = [&] {
       out.quirks.push_back({alt.quirk->name, e.offset,
                             "event " + std::to_string(e.index) + " (" + event_type_name(e.type) +
-                                ", PCR " + std::to_string(e.pcr) + ") not checked"});
+                                ", PCR " + std::to_string(e.pcr) +
+                                "): " + std::string(alt.quirk->summary)});
+    };
+    if (alt.quirk != nullptr && alt.answer.uncheckable) {
+      applied();
       continue;
     }
     bool used_alt = false;
@@ -241,11 +245,7 @@ DigestCheck check_event_digests(const EventLog& log, const QuirkSet& quirks) {
       used_alt = false;
       break;
     }
-    if (used_alt)
-      out.quirks.push_back({alt.quirk->name, e.offset,
-                            "event " + std::to_string(e.index) + " (" + event_type_name(e.type) +
-                                ", PCR " + std::to_string(e.pcr) + ") digest matched " +
-                                std::string(alt.quirk->summary)});
+    if (used_alt) applied();
   }
   return out;
 }

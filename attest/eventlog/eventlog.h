@@ -15,8 +15,7 @@
 /// the crypto-agile format ("Spec ID Event03") with any set of banks. Parsing never trusts a length
 /// field; replay follows the PFP rules (EV_NO_ACTION never extended). Firmware deviations are the
 /// named workarounds of quirks.h, each reported when it applies. The log is untrusted until its
-/// replay matches a verified quote
-/// (`check_replay_against_quote`).
+/// replay matches a verified quote (`check_replay_against_quote`).
 namespace warden::attest::eventlog {
 
 enum EventType : std::uint32_t {
@@ -116,7 +115,7 @@ struct Replay {
 Result<Replay> replay(const EventLog& log, const QuirkSet& quirks = QuirkSet::all());
 
 /// Events whose digest can be recomputed from their data and does not match (separator, EFI
-/// action, EV_ACTION, variable driver config, variable boot in either form, UTF-16 EV_IPL).
+/// action, EV_ACTION, variable driver config, variable boot, EV_IPL), under every quirk.
 struct DigestMismatch {
   std::size_t index = 0;
   std::string reason;
