@@ -1,6 +1,7 @@
 // Each named workaround with a log that needs it: the id is reported, the replay gives the values
 // tpm2-tools computed (or, for hand-built logs, the values derived in the test), and without the
 // workaround the log fails or replays differently.
+#include <array>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -82,9 +83,9 @@ TEST(EventLogQuirksTest, TableHasStableUniqueIdsAndOneHookEach) {
     EXPECT_EQ(&quirk(q.id), &q);
     EXPECT_FALSE(q.summary.empty());
     EXPECT_TRUE(names.insert(q.name).second);
-    const int hooks = (q.vendor_info_overrun != nullptr) + (q.is_padding != nullptr) +
-                      (q.pcr0_locality != nullptr) + (q.digest_inputs != nullptr);
-    EXPECT_EQ(hooks, 1);
+    const std::array<bool, 4> hooks{q.vendor_info_overrun != nullptr, q.is_padding != nullptr,
+                                    q.pcr0_locality != nullptr, q.digest_inputs != nullptr};
+    EXPECT_EQ(std::count(hooks.begin(), hooks.end(), true), 1);
     // Event hooks act on PCRs; parse hooks may not.
     if (q.pcr0_locality != nullptr || q.digest_inputs != nullptr) {
       EXPECT_NE(q.pcrs, 0u);
@@ -236,7 +237,7 @@ void expect_digest_quirk(const std::string& name, QuirkId id, std::size_t applie
 }
 
 std::vector<std::size_t> events_of(const std::string& name, std::uint32_t type,
-                                   std::set<std::uint32_t> pcrs) {
+                                   const std::set<std::uint32_t>& pcrs) {
   auto log = parse(read_all(kDir / name));
   std::vector<std::size_t> out;
   if (!log) return out;
