@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "attest/eventlog/quirks.h"
 #include "attest/pcr_values.h"
 #include "platform/base/bytes.h"
 #include "platform/base/error.h"
@@ -12,9 +13,9 @@
 
 /// TCG PC Client Platform Firmware Profile event logs (TPM-NOTES §4): the legacy SHA-1 format and
 /// the crypto-agile format ("Spec ID Event03") with any set of banks. Parsing never trusts a length
-/// field; replay follows the PFP rules (EV_NO_ACTION never extended, StartupLocality and H-CRTM set
-/// PCR0's initial value). The log is untrusted until its replay matches a verified quote
-/// (`check_replay_against_quote`).
+/// field; replay follows the PFP rules (EV_NO_ACTION never extended). Firmware deviations are the
+/// named workarounds of quirks.h, each reported when it applies. The log is untrusted until its
+/// replay matches a verified quote (`check_replay_against_quote`).
 namespace warden::attest::eventlog {
 
 enum EventType : std::uint32_t {
@@ -89,8 +90,9 @@ struct EventLog {
   bool crypto_agile = false;
   std::optional<SpecIdEvent> spec_id;  ///< set for crypto-agile logs
   std::vector<Event> events;           ///< including the first (Spec ID) record
-  /// Best-effort mode only: why parsing stopped early (with the offset).
+  /// Why parsing stopped early (best-effort mode), and tolerated oddities (with the offset).
   std::vector<std::string> warnings;
+  std::vector<AppliedQuirk> quirks;  ///< parse workarounds that applied
 };
 
 struct ParseOptions {
@@ -98,6 +100,7 @@ struct ParseOptions {
   /// true: keep the events before the first malformed record and add a warning.
   bool best_effort = false;
   std::size_t max_events = 100000;
+  QuirkSet quirks = QuirkSet::all();
 };
 
 Result<EventLog> parse(ByteSpan log, const ParseOptions& options = {});
@@ -107,16 +110,24 @@ Result<EventLog> parse(ByteSpan log, const ParseOptions& options = {});
 struct Replay {
   PcrValues pcrs;
   std::vector<std::string> warnings;
+  std::vector<AppliedQuirk> quirks;  ///< replay workarounds that applied
 };
-Result<Replay> replay(const EventLog& log);
+Result<Replay> replay(const EventLog& log, const QuirkSet& quirks = QuirkSet::all());
 
 /// Events whose digest can be recomputed from their data and does not match (separator, EFI
-/// action, EV_ACTION, variable driver config, variable boot in either form, UTF-16 EV_IPL).
+/// action, EV_ACTION, variable driver config, variable boot, EV_IPL), under every quirk.
 struct DigestMismatch {
   std::size_t index = 0;
   std::string reason;
 };
 std::vector<DigestMismatch> check_digests(const EventLog& log);
+
+/// check_digests with a choice of workarounds, reporting those that applied.
+struct DigestCheck {
+  std::vector<DigestMismatch> mismatches;
+  std::vector<AppliedQuirk> quirks;
+};
+DigestCheck check_event_digests(const EventLog& log, const QuirkSet& quirks = QuirkSet::all());
 
 /// UEFI_VARIABLE_DATA (GUID, UTF-16LE name, data).
 struct UefiVariable {

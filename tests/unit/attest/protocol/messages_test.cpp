@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "attest/protocol/errors.h"
 #include "attest/protocol/limits.h"
 #include "platform/base/cbor.h"
 #include "platform/base/encoding.h"
@@ -395,6 +396,77 @@ TEST(ProtocolMessages, ErrorResponseMapsCodes) {
   Error unknown = to_error({"brand_new_code", "x"});
   EXPECT_EQ(unknown.code, ErrorCode::kInternal);
   EXPECT_NE(unknown.message.find("brand_new_code"), std::string::npos);
+}
+
+TEST(ProtocolMessages, ToErrorKnowsEveryCodeOfTheErrorTable) {
+  for (const ErrorInfo& row : error_table()) {
+    SCOPED_TRACE(std::string(to_string(row.code)));
+    Error back = to_error(error_response(Error{row.code, "why", 0, 0}));
+    EXPECT_EQ(back.code, row.code);
+    EXPECT_EQ(back.message, "why");
+  }
+}
+
+template <class Decode>
+void expect_round_trip(ByteSpan body, Decode decode) {
+  auto m = decode(body);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(hex_encode(encode(*m)), hex_encode(body));
+}
+
+// The committed fuzz_protocol seeds (see WriteFuzzSeeds) still decode to what they encode.
+TEST(ProtocolMessages, FuzzSeedsRoundTrip) {
+  for (int i = 0; i < 13; ++i) {
+    SCOPED_TRACE(i);
+    std::ifstream in(
+        std::string(WARDEN_SOURCE_DIR) + "/fuzz/corpus/fuzz_protocol/seed_" + std::to_string(i),
+        std::ios::binary);
+    const Bytes seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_FALSE(seed.empty());
+    ASSERT_EQ(seed[0], i);
+    const ByteSpan body = ByteSpan(seed).subspan(1);
+    switch (i) {
+      case 0:
+        expect_round_trip(body, decode_enroll_request);
+        break;
+      case 1:
+        expect_round_trip(body, decode_enroll_response);
+        break;
+      case 2:
+        expect_round_trip(body, decode_activate_request);
+        break;
+      case 3:
+        expect_round_trip(body, decode_activate_response);
+        break;
+      case 4:
+        expect_round_trip(body, decode_challenge_request);
+        break;
+      case 5:
+        expect_round_trip(body, decode_challenge_response);
+        break;
+      case 6:
+        expect_round_trip(body, decode_attest_request);
+        break;
+      case 7:
+        expect_round_trip(body, decode_attest_response);
+        break;
+      case 8:
+        expect_round_trip(body, decode_token_request);
+        break;
+      case 9:
+        expect_round_trip(body, decode_token_response);
+        break;
+      case 10:
+        expect_round_trip(body, decode_revoke_request);
+        break;
+      case 11:
+        expect_round_trip(body, decode_revoke_response);
+        break;
+      default:
+        expect_round_trip(body, decode_error_response);
+        break;
+    }
+  }
 }
 
 TEST(ProtocolMessages, TruncatedAndGarbageRejected) {
