@@ -140,15 +140,21 @@ std::chrono::milliseconds Agent::tick() {
   return std::chrono::milliseconds(1000);
 }
 
-void Agent::shutdown() {
-  std::lock_guard lock(mu_);
+void Agent::drop_credentials_locked() {
   ++epoch_;
   cache_.clear();
+  // A signer still held by a call signing outside mu_ is freed (cleansed) by that call.
   if (session_key_ && session_key_.use_count() == 1) session_key_->wipe();
   session_key_.reset();
   tpm_signer_.reset();
   proof_signer_.reset();
   device_token_.clear();
+  device_token_exp_ = 0;
+}
+
+void Agent::shutdown() {
+  std::lock_guard lock(mu_);
+  drop_credentials_locked();
   reports_.clear();
   pending_reattest_.reset();
 }

@@ -12,7 +12,6 @@
 // monitor's probes), taken after mu_ where both are held, never before.
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/agent_rounds.h"
 #include "agent/api/event_bus.h"
 #include "agent/api/workload_service.h"
 #include "agent/config/agent_config.h"
@@ -132,6 +132,9 @@ class Agent final : public WorkloadService {
   Status enroll(std::unique_lock<std::mutex>& lock);
   Result<Attested> attest(std::unique_lock<std::mutex>& lock);
   Status commit(Attested attested);
+  /// Withdraws what proves this device: moves the epoch, drops cached tokens, the signers (a
+  /// session key no call is signing with is wiped now) and the device token.
+  void drop_credentials_locked();
   void revoke_all_locked(const std::string& reason, bool report);
   void queue_report_locked(const std::string& reason, std::vector<std::string> jtis);
   void send_reports(std::vector<Report> reports);
@@ -160,15 +163,11 @@ class Agent final : public WorkloadService {
   TokenCache cache_;
   Backoff backoff_;
   std::int64_t next_retry_ = 0;  ///< unix seconds; 0 = no retry pending
-  bool auto_reattest_ = false;   ///< revoked by posture: re-attest with backoff
+  bool auto_reattest_ = false;   ///< revoked, retrying with backoff; an admin's revoke clears it
   std::uint64_t attestations_ = 0;
   /// Moves whenever the device token, the signer or the posture it was attested for changes.
   std::uint64_t epoch_ = 0;
-  std::condition_variable round_cv_;
-  bool round_running_ = false;
-  std::uint64_t rounds_started_ = 0;
-  std::uint64_t rounds_done_ = 0;
-  Status last_round_;
+  SharedRounds rounds_;
   std::vector<Report> reports_;                  ///< for follow_up()
   std::optional<std::string> pending_reattest_;  ///< for follow_up()
 };

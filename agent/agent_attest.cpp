@@ -199,20 +199,14 @@ Status Agent::commit(Attested attested) {
         "before it can report revocations",
         saved.error().message);
   }
+  // Tokens bound to the previous key would fail their proofs: drop them.
+  drop_credentials_locked();
   binding_key_ = std::move(attested.binding);
   device_token_ = std::move(*res.device_token);
   device_token_iat_ = now();
   device_token_exp_ = static_cast<std::int64_t>(res.expires_at.value_or(0));
   ima_offset_ = res.ima_next_offset;
   ++attestations_;
-  ++epoch_;
-
-  // Tokens bound to the previous key would fail their proofs: drop them.
-  cache_.clear();
-  if (session_key_ && session_key_.use_count() == 1) session_key_->wipe();
-  session_key_.reset();
-  tpm_signer_.reset();
-  proof_signer_.reset();
   if (attested.session) {
     session_key_ = std::move(attested.session);
     proof_signer_ = session_key_;
@@ -245,6 +239,8 @@ Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) 
     }
     if (epoch != epoch_) return superseded();
     transition(AgentState::kAttesting, "attesting after enrollment");
+  } else if (from == AgentState::kRevoked) {
+    // Revoked until a round passes: a workload asking meanwhile is told so, not "unavailable".
   } else if (from == AgentState::kStarting || from == AgentState::kAttesting) {
     transition(AgentState::kAttesting, "attesting (" + why + ")");
   } else {
@@ -265,7 +261,12 @@ Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) 
       enrollment_.reset();
       binding_key_.reset();
     }
-    if (detail::issuer_unreachable(e) || e.code == ErrorCode::kTpm || !enrollment_) {
+    if (lifecycle_.state() == AgentState::kRevoked &&
+        (detail::issuer_unreachable(e) || e.code == ErrorCode::kTpm)) {
+      // Still revoked, retrying with backoff as degraded would (an admin's re-attestation too).
+      transition(AgentState::kRevoked, e.message);
+      auto_reattest_ = true;
+    } else if (detail::issuer_unreachable(e) || e.code == ErrorCode::kTpm || !enrollment_) {
       transition(AgentState::kDegraded, e.message);
     } else {
       revoke_all_locked(e.message, false);
@@ -279,29 +280,15 @@ Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) 
   backoff_.reset();
   next_retry_ = 0;
   auto_reattest_ = false;
-  if (lifecycle_.state() == AgentState::kDegraded) transition(AgentState::kReattesting, why);
+  const AgentState now_in = lifecycle_.state();
+  if (now_in == AgentState::kDegraded || now_in == AgentState::kRevoked)
+    transition(AgentState::kReattesting, why);
   transition(AgentState::kServing, "attested (" + why + ")");
   return ok();
 }
 
 Status Agent::reattest(std::unique_lock<std::mutex>& lock, const std::string& why) {
-  // A round already running may have read the TPM before what prompted this call: wait for one
-  // that starts after it. Callers arriving during one round all share the next.
-  const std::uint64_t target = rounds_started_ + 1;
-  while (rounds_done_ < target) {
-    if (!round_running_) {
-      round_running_ = true;
-      const std::uint64_t number = ++rounds_started_;
-      Status result = round(lock, why);
-      round_running_ = false;
-      rounds_done_ = number;
-      last_round_ = result;
-      round_cv_.notify_all();
-      return result;
-    }
-    round_cv_.wait(lock);
-  }
-  return last_round_;
+  return rounds_.join(lock, [&] { return round(lock, why); });
 }
 
 }  // namespace warden::agent

@@ -66,14 +66,7 @@ void Agent::send_reports(std::vector<Report> reports) {
 }
 
 void Agent::revoke_all_locked(const std::string& reason, bool report) {
-  ++epoch_;
-  cache_.clear();
-  if (session_key_ && session_key_.use_count() == 1) session_key_->wipe();
-  session_key_.reset();
-  tpm_signer_.reset();
-  proof_signer_.reset();
-  device_token_.clear();
-  device_token_exp_ = 0;
+  drop_credentials_locked();
   pending_reattest_.reset();
   transition(AgentState::kRevoked, reason);
   publish("revoked", reason);

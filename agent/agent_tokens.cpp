@@ -88,8 +88,7 @@ TokenResponse respond(const CachedToken& c) {
 Result<TokenResponse> Agent::token(const os::Selectors& caller, const TokenRequest& request) {
   std::unique_lock lock(mu_);
   auto refused = [&] {
-    // A retry after a revocation (auto_reattest_) leaves the device revoked until a round passes.
-    const bool revoked = lifecycle_.state() == AgentState::kRevoked || auto_reattest_;
+    const bool revoked = lifecycle_.state() == AgentState::kRevoked;
     return fail(revoked ? ErrorCode::kRevoked : ErrorCode::kUnavailable,
                 "token: agent is " + std::string(to_string(lifecycle_.state())) +
                     ", not serving (" + reason_ + ")");

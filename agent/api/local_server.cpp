@@ -28,6 +28,7 @@
 #include "agent/api/local_http.h"
 #include "agent/api/local_server_impl.h"
 #include "agent/api/watch_stream.h"
+#include "platform/os/unique_fd.h"
 
 namespace warden::agent::api {
 namespace asio = boost::asio;
@@ -230,18 +231,19 @@ void note_refused_locked(Impl& self) {
 /// Starts the thread of an accepted connection, or closes it when the server is stopping, or
 /// its socket or its peer's uid is at a connection limit. A small stack: the deepest call is a
 /// token mint or an unseal.
-void start_connection(const std::shared_ptr<Impl>& self, int fd, Socket kind) {
+void start_connection(const std::shared_ptr<Impl>& self, os::UniqueFd accepted, Socket kind) {
   // Only the uid here (one getsockopt): the full identity is resolved on the connection's thread.
-  const auto peer = os::peer_credentials(fd);
+  const auto peer = os::peer_credentials(accepted.get());
   std::unique_lock accepting(self->mu);
   // A slot gives its share back under `mu`: it must only be destroyed once the lock is released.
   auto slot =
       !self->stopped && peer ? ConnectionSlot::take_locked(self, kind, peer->uid) : std::nullopt;
   if (!slot) {
     if (!self->stopped) note_refused_locked(*self);
-    ::close(fd);
     return;
   }
+  // From here the open set and `finish` own it: it is closed under `mu`, after leaving the set.
+  const int fd = accepted.release();
   self->open.insert(fd);
   accepting.unlock();
   auto finish = [self, fd](bool handed_off) {
@@ -310,15 +312,12 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor& acceptor
     if (self->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
     boost::system::error_code released;
-    const int fd = accepted.release(released);
+    os::UniqueFd fd(accepted.release(released));
     if (released) continue;
     // The connection thread blocks on the socket: asio made it non-blocking.
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-      ::close(fd);
-      continue;
-    }
-    start_connection(self, fd, kind);
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) continue;
+    start_connection(self, std::move(fd), kind);
   }
 }
 

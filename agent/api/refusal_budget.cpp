@@ -11,43 +11,17 @@ namespace warden::agent::api {
 
 RefusalBudget::RefusalBudget(WorkloadService& inner, RefusalBudgetOptions options,
                              std::function<TimePoint()> now)
-    : inner_(inner), options_(options), now_(std::move(now)) {}
-
-void RefusalBudget::refill(Bucket& b, TimePoint now) const {
-  const std::chrono::duration<double> elapsed = now - b.refilled;
-  b.tokens = std::min(static_cast<double>(options_.burst),
-                      b.tokens + elapsed.count() * static_cast<double>(options_.per_second));
-  b.refilled = now;
-}
-
-RefusalBudget::Bucket* RefusalBudget::find_locked(uid_t uid, TimePoint now) {
-  Bucket* b = nullptr;
-  if (const auto it = buckets_.find(uid); it != buckets_.end()) {
-    b = &it->second;
-  } else if (overflow_used_ && buckets_.size() >= options_.max_uids) {
-    b = &overflow_;
-  }
-  if (b != nullptr) refill(*b, now);
-  return b;
-}
+    : inner_(inner),
+      options_(options),
+      now_(std::move(now)),
+      buckets_({static_cast<double>(options.burst), static_cast<double>(options.per_second),
+                options.max_uids, static_cast<double>(options.burst)},
+               now_) {}
 
 std::optional<Error> RefusalBudget::check(uid_t uid) {
-  if (tracked_.load(std::memory_order_relaxed) == 0) return std::nullopt;
+  if (!buckets_.exhausted(std::to_string(uid))) return std::nullopt;
   const TimePoint now = now_();
   std::lock_guard lock(mu_);
-  const Bucket* b = find_locked(uid, now);
-  if (b == nullptr) return std::nullopt;
-  if (b->tokens >= static_cast<double>(options_.burst)) {
-    // Refilled to full: the bucket holds nothing a fresh one would not.
-    if (b == &overflow_) {
-      overflow_used_ = false;
-    } else {
-      buckets_.erase(uid);
-    }
-    tracked_.store(buckets_.size() + (overflow_used_ ? 1 : 0), std::memory_order_relaxed);
-    return std::nullopt;
-  }
-  if (b->tokens >= 1.0) return std::nullopt;
   ++stats_.over_budget;
   ++unlogged_;
   if (unlogged_uids_.size() < 8 &&
@@ -70,42 +44,16 @@ std::optional<Error> RefusalBudget::check(uid_t uid) {
                0, 0};
 }
 
-void RefusalBudget::charge(uid_t uid) {
-  const TimePoint now = now_();
-  std::lock_guard lock(mu_);
-  ++stats_.refused;
-  Bucket* b = find_locked(uid, now);
-  if (b == nullptr) {
-    if (buckets_.size() >= options_.max_uids) {
-      // Buckets that refilled to full hold nothing worth keeping: they make room first.
-      const auto burst = static_cast<double>(options_.burst);
-      for (auto it = buckets_.begin(); it != buckets_.end();) {
-        refill(it->second, now);
-        it = it->second.tokens >= burst ? buckets_.erase(it) : std::next(it);
-      }
-    }
-    if (buckets_.size() < options_.max_uids) {
-      b = &buckets_.emplace(uid, Bucket{static_cast<double>(options_.burst), now}).first->second;
-    } else {
-      // Still full: the newcomers share one bucket, so the map stays bounded whatever the number
-      // of uids an attacker controls.
-      if (!overflow_used_) overflow_ = Bucket{static_cast<double>(options_.burst), now};
-      overflow_used_ = true;
-      b = &overflow_;
-    }
-  }
-  // Concurrent requests of one uid may all have passed check(): the debt is kept (down to one
-  // burst) and paid back by waiting.
-  b->tokens = std::max(b->tokens - 1.0, -static_cast<double>(options_.burst));
-  stats_.buckets = buckets_.size();
-  tracked_.store(buckets_.size() + (overflow_used_ ? 1 : 0), std::memory_order_relaxed);
-}
-
 template <class T>
 Result<T> RefusalBudget::limited(uid_t uid, const std::function<Result<T>()>& call) {
   if (auto over = check(uid)) return fail(std::move(*over));
   auto r = call();
-  if (!r) charge(uid);
+  if (!r) {
+    // Concurrent requests of one uid may all have passed check(): each is charged (max_debt).
+    (void)buckets_.charge(std::to_string(uid));
+    std::lock_guard lock(mu_);
+    ++stats_.refused;
+  }
   return r;
 }
 

@@ -10,17 +10,16 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 #include "agent/api/workload_service.h"
+#include "platform/base/refusal_budget.h"
 
 namespace warden::agent::api {
 
@@ -36,7 +35,7 @@ struct RefusalBudgetOptions {
 /// Admin calls pass through. Thread-safe (one mutex, `mu_`, never held while `inner` runs).
 class RefusalBudget final : public WorkloadService {
  public:
-  using TimePoint = std::chrono::steady_clock::time_point;
+  using TimePoint = ::warden::RefusalBudget::TimePoint;
   /// `now` is the monotonic time source (tests pass their own).
   RefusalBudget(
       WorkloadService& inner, RefusalBudgetOptions options,
@@ -64,29 +63,16 @@ class RefusalBudget final : public WorkloadService {
   [[nodiscard]] Stats stats() const;
 
  private:
-  struct Bucket {
-    double tokens = 0;
-    TimePoint refilled{};
-  };
-  /// The uid's bucket refilled to now, or nullptr when it has none (never refused, or full).
-  Bucket* find_locked(uid_t uid, TimePoint now);
-  void refill(Bucket& b, TimePoint now) const;
   /// nullopt: forward the call. Otherwise the 429 error to answer.
   std::optional<Error> check(uid_t uid);
-  void charge(uid_t uid);
   template <class T>
   Result<T> limited(uid_t uid, const std::function<Result<T>()>& call);
 
   WorkloadService& inner_;
   const RefusalBudgetOptions options_;
   const std::function<TimePoint()> now_;
-  /// Buckets plus the overflow one in use; read without the lock so that, while no uid is being
-  /// refused, a served request takes no lock here at all.
-  std::atomic<std::size_t> tracked_{0};
-  mutable std::mutex mu_;  // guards everything below
-  std::unordered_map<uid_t, Bucket> buckets_;
-  Bucket overflow_;
-  bool overflow_used_ = false;
+  ::warden::RefusalBudget buckets_;  // per uid; has its own lock
+  mutable std::mutex mu_;            // guards everything below
   Stats stats_;
   std::uint64_t unlogged_ = 0;        ///< over-budget answers since the last log line
   std::vector<uid_t> unlogged_uids_;  ///< a few of their uids, for that line

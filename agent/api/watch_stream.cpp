@@ -17,6 +17,7 @@
 
 #include "agent/api/local_connection.h"
 #include "agent/token_cache.h"
+#include "platform/os/unique_fd.h"
 
 namespace warden::agent::api::detail {
 namespace asio = boost::asio;
@@ -118,13 +119,12 @@ void refuse_watch(int fd, unsigned version, std::size_t limit) {
 
 void hand_to_watch(ConnectionSlot slot, int fd, unsigned version, Watcher watcher) {
   Impl& self = slot.impl();
+  os::UniqueFd owned(fd);
   UnixSocket sock(self.io);
   boost::system::error_code ec;
-  sock.assign(asio::local::stream_protocol(), fd, ec);
-  if (ec) {
-    ::close(fd);
-    return;
-  }
+  sock.assign(asio::local::stream_protocol(), owned.get(), ec);
+  if (ec) return;
+  (void)owned.release();  // the socket closes it
   // co_spawn starts the stream on the io_context's thread; if that never runs again, destroying
   // the io_context destroys the stream and closes its socket.
   asio::co_spawn(self.io,

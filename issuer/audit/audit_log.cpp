@@ -17,7 +17,7 @@ void AuditLog::write(AuditRecord record) {
 void AuditLog::refusal(const Event& event) { refusal(to_record(event)); }
 
 void AuditLog::refusal(AuditRecord record) {
-  auto charge = refusals_.charge(record.device_id, RefusalBudget::Clock::now());
+  auto charge = refusals_.charge(record.device_id);
   if (!charge.record) return;  // counted; reported by the next summary
   if (charge.suppressed > 0) {
     suppressed(charge.key, charge.suppressed, charge.suppressed_for, record.time);
@@ -26,7 +26,7 @@ void AuditLog::refusal(AuditRecord record) {
 }
 
 void AuditLog::housekeeping() {
-  for (const auto& s : refusals_.drain(RefusalBudget::Clock::now())) {
+  for (const auto& s : refusals_.drain()) {
     suppressed(s.key, s.suppressed, s.over, clock_.unix_now());
   }
 }

@@ -7,7 +7,7 @@
 #include <cstddef>
 
 #include "issuer/audit/records.h"
-#include "issuer/refusal_budget.h"
+#include "platform/base/refusal_budget.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
 

@@ -78,7 +78,7 @@ Result<DeviceGate::Admitted> DeviceGate::admit(const protocol::TokenRequest& req
   if (!proof) return fail(std::move(proof).error().context("token: proof"));
   // After the proof's signature (only the device's key can spend its rate), before its jti is
   // recorded: a device over its rate is refused alone, and its excess never fills its cache.
-  if (!token_rate_.charge(device_id, RefusalBudget::Clock::now()).record) {
+  if (!token_rate_.charge(device_id).record) {
     return fail(
         ErrorCode::kLimitExceeded,
         "token: device " + device_id +
@@ -109,7 +109,7 @@ Result<DeviceStatus> DeviceGate::status(const std::string& device_id) {
 void DeviceGate::forget(std::string_view device_id) { devices_.evict(std::string(device_id)); }
 
 void DeviceGate::housekeeping(std::int64_t t) {
-  (void)token_rate_.drain(RefusalBudget::Clock::now());  // forgets idle devices
+  (void)token_rate_.drain();  // forgets idle devices
   std::lock_guard lock(replay_mu_);
   prune_proofs(t);
 }

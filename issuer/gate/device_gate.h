@@ -15,7 +15,7 @@
 #include "attest/token/dpop.h"
 #include "issuer/cache/ttl_cache.h"
 #include "issuer/config.h"
-#include "issuer/refusal_budget.h"
+#include "platform/base/refusal_budget.h"
 #include "issuer/service.h"
 #include "issuer/store/store.h"
 #include "issuer/tokens/token_issuer.h"

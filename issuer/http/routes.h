@@ -8,7 +8,7 @@
 
 #include "issuer/http/metrics.h"
 #include "issuer/http/route_table.h"
-#include "issuer/refusal_budget.h"
+#include "platform/base/refusal_budget.h"
 #include "issuer/service.h"
 
 namespace warden::issuer::http {

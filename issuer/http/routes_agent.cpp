@@ -44,7 +44,7 @@ AgentApi::AgentApi(IssuerService& s, Metrics& m, const RouterOptions& options)
 
 std::optional<Response> AgentApi::over_budget(const Request& request) {
   const std::string& address = request.peer.address;
-  if (address.empty() || !address_refusals_.exhausted(address, RefusalBudget::Clock::now())) {
+  if (address.empty() || !address_refusals_.exhausted(address)) {
     return std::nullopt;
   }
   const auto wait = static_cast<long>(1.0 / std::max(refusal_per_second_, 1e-3)) + 1;
@@ -66,7 +66,7 @@ void AgentApi::charge_refusal(std::string_view address, const Response& response
   // Likewise a 429 token refusal: the device's own rate (limits.token_burst), not its address's.
   if (response.route == "/v1/token" && response.status == 429) refused = false;
   if (address.empty() || !refused) return;
-  const auto charge = address_refusals_.charge(address, RefusalBudget::Clock::now());
+  const auto charge = address_refusals_.charge(address);
   // Logged when a request finds the budget spent; later ones are answered 429 unlogged.
   if (!charge.record) {
     spdlog::warn("{} is over its budget of refused requests: agent routes answer it 429 for now",

@@ -28,14 +28,21 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
+using Dir = std::unique_ptr<DIR, int (*)(DIR*)>;
+
+/// The directory open as `fd`, which then owns it; empty when `fd` is (or fdopendir fails).
+Dir open_dir(UniqueFd fd) {
+  DIR* d = fd.get() >= 0 ? ::fdopendir(fd.get()) : nullptr;
+  if (d != nullptr) (void)fd.release();
+  return Dir(d, ::closedir);
+}
+
 /// Whether the file table listed by the open directory `fd_dir` (/proc/PID/fd) holds `target`
-/// ("socket:[inode]"). The directory is consumed.
-bool table_holds(int fd_dir, std::string_view target) {
-  DIR* d = ::fdopendir(fd_dir);
-  if (d == nullptr) {
-    ::close(fd_dir);
-    return false;
-  }
+/// ("socket:[inode]").
+bool table_holds(UniqueFd fd_dir, std::string_view target) {
+  const Dir dir = open_dir(std::move(fd_dir));
+  DIR* d = dir.get();
+  if (d == nullptr) return false;
   bool found = false;
   std::array<char, 64> link{};
   while (const dirent* e = ::readdir(d)) {
@@ -46,7 +53,6 @@ bool table_holds(int fd_dir, std::string_view target) {
       break;
     }
   }
-  ::closedir(d);
   return found;
 }
 
@@ -61,15 +67,12 @@ bool all_digits(const char* name) {
 /// Whether the process open as `pid_dir` (pid `pid`) holds `target` in its file table or in the
 /// table of any of its threads that has one of its own (clone without CLONE_FILES, unshare).
 bool process_holds(int pid_dir, pid_t pid, std::string_view target) {
-  const int fds = ::openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fds >= 0 && table_holds(fds, target)) return true;
-  const int tasks = ::openat(pid_dir, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (tasks < 0) return false;
-  DIR* d = ::fdopendir(tasks);
-  if (d == nullptr) {
-    ::close(tasks);
-    return false;
-  }
+  if (table_holds(UniqueFd(::openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)), target))
+    return true;
+  const Dir tasks =
+      open_dir(UniqueFd(::openat(pid_dir, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+  DIR* d = tasks.get();
+  if (d == nullptr) return false;
   bool found = false;
   while (const dirent* e = ::readdir(d)) {
     if (!all_digits(e->d_name)) continue;
@@ -78,13 +81,13 @@ bool process_holds(int pid_dir, pid_t pid, std::string_view target) {
     // Threads that share the leader's table (the usual case) were searched above.
     if (::syscall(SYS_kcmp, pid, tid, KCMP_FILES, 0, 0) == 0) continue;
     const std::string fd_path = std::string(e->d_name) + "/fd";
-    const int tfds = ::openat(::dirfd(d), fd_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (tfds >= 0 && table_holds(tfds, target)) {
+    if (table_holds(
+            UniqueFd(::openat(::dirfd(d), fd_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+            target)) {
       found = true;
       break;
     }
   }
-  ::closedir(d);
   return found;
 }
 
@@ -93,17 +96,16 @@ bool process_holds(int pid_dir, pid_t pid, std::string_view target) {
 Result<HolderCheck> WorkloadIdentityResolver::check_socket_holders(ino_t socket_inode,
                                                                    const Selectors& expected) {
   const std::string target = "socket:[" + std::to_string(socket_inode) + "]";
-  const int proc_fd = ::open(proc_root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (proc_fd < 0) {
+  UniqueFd proc_fd(::open(proc_root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (proc_fd.get() < 0) {
     return fail(ErrorCode::kIo,
                 "workload identity: cannot open " + proc_root_.string() + ": " + errno_text());
   }
-  DIR* proc = ::fdopendir(proc_fd);
+  const Dir closer = open_dir(std::move(proc_fd));
+  DIR* proc = closer.get();
   if (proc == nullptr) {
-    ::close(proc_fd);
     return fail(ErrorCode::kIo, "workload identity: cannot list " + proc_root_.string());
   }
-  const std::unique_ptr<DIR, int (*)(DIR*)> closer(proc, ::closedir);
   std::size_t holders = 0;
   while (const dirent* e = ::readdir(proc)) {
     if (!all_digits(e->d_name)) continue;

@@ -21,6 +21,8 @@ class UniqueFd {
     if (fd_ >= 0) ::close(fd_);
   }
   [[nodiscard]] int get() const { return fd_; }
+  /// Hands the descriptor to a new owner (fdopendir, an asio socket) and leaves this empty.
+  [[nodiscard]] int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;

@@ -92,27 +92,11 @@ Result<Pidfd> Pidfd::open(pid_t pid) {
   return Pidfd(static_cast<int>(fd), pid);
 }
 
-Pidfd::Pidfd(Pidfd&& other) noexcept : fd_(other.fd_), pid_(other.pid_) { other.fd_ = -1; }
-
-Pidfd& Pidfd::operator=(Pidfd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.fd_;
-    pid_ = other.pid_;
-    other.fd_ = -1;
-  }
-  return *this;
-}
-
-Pidfd::~Pidfd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 bool Pidfd::alive() const {
-  if (fd_ < 0) return false;
+  if (fd_.get() < 0) return false;
   // A pidfd polls readable once its process has exited (zombie or reaped).
   struct pollfd p {
-    fd_, POLLIN, 0
+    fd_.get(), POLLIN, 0
   };
   return ::poll(&p, 1, 0) == 0;
 }

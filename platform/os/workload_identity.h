@@ -16,6 +16,7 @@
 
 #include "platform/base/error.h"
 #include "platform/os/cgroup_path.h"
+#include "platform/os/unique_fd.h"
 
 namespace warden::os {
 
@@ -91,20 +92,15 @@ class Pidfd {
  public:
   static Result<Pidfd> open(pid_t pid);
   Pidfd() = default;
-  Pidfd(Pidfd&& other) noexcept;
-  Pidfd& operator=(Pidfd&& other) noexcept;
-  Pidfd(const Pidfd&) = delete;
-  Pidfd& operator=(const Pidfd&) = delete;
-  ~Pidfd();
 
   /// True while the process the pidfd refers to has not exited (zombies count as exited).
   [[nodiscard]] bool alive() const;
   [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
   Pidfd(int fd, pid_t pid) : fd_(fd), pid_(pid) {}
-  int fd_ = -1;
+  UniqueFd fd_;
   pid_t pid_ = 0;
 };
 

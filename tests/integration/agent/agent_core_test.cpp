@@ -60,6 +60,39 @@ token::ProofCheck proof_check(std::string htm, std::string htu, std::int64_t now
   return c;
 }
 
+// A stalled issuer call: pass() waits there while held, until release().
+class Gate {
+ public:
+  void pass() {
+    std::unique_lock lock(mu_);
+    if (!held_) return;
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !held_; });
+  }
+  void hold() {
+    std::lock_guard lock(mu_);
+    held_ = true;
+  }
+  void wait_held() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return waiting_ > 0; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu_);
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  int waiting_ = 0;
+};
+
 // IssuerApi over the in-process IssuerService; `down` simulates an unreachable issuer.
 class LocalIssuer final : public IssuerApi {
  public:
@@ -81,37 +114,15 @@ class LocalIssuer final : public IssuerApi {
     return call([&] { return s_.activate(r.enrollment_id, r); });
   }
   Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& r) override {
+    challenges.pass();
     return call([&] { return s_.challenge(r); });
   }
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& r) override {
     return call([&] { return s_.attest(r, protocol::encode(r)); });
   }
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& r) override {
-    {
-      // A stalled issuer: the call waits here until release_tokens().
-      std::unique_lock lock(gate_mu_);
-      if (hold_tokens_) {
-        ++tokens_held_;
-        gate_cv_.notify_all();
-        gate_cv_.wait(lock, [&] { return !hold_tokens_; });
-      }
-    }
+    tokens.pass();
     return call([&] { return s_.token(r, {"POST", kTokenUrl}); });
-  }
-  void hold_tokens() {
-    std::lock_guard lock(gate_mu_);
-    hold_tokens_ = true;
-  }
-  void wait_token_held() {
-    std::unique_lock lock(gate_mu_);
-    gate_cv_.wait(lock, [&] { return tokens_held_ > 0; });
-  }
-  void release_tokens() {
-    {
-      std::lock_guard lock(gate_mu_);
-      hold_tokens_ = false;
-    }
-    gate_cv_.notify_all();
   }
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& r) override {
     ++revokes;
@@ -125,13 +136,11 @@ class LocalIssuer final : public IssuerApi {
   }
   [[nodiscard]] std::string token_url() const override { return kTokenUrl; }
   std::atomic<int> revokes{0};
+  Gate challenges;  ///< the first call of every attestation round
+  Gate tokens;
 
  private:
   issuer::IssuerService& s_;
-  std::mutex gate_mu_;
-  std::condition_variable gate_cv_;
-  bool hold_tokens_ = false;
-  int tokens_held_ = 0;
 };
 
 class AgentCoreTest : public test::SwtpmTest {
@@ -577,6 +586,55 @@ TEST_F(AgentCoreTest, PostureRevokeAllWipesReportsThenReattestsWithBackoff) {
   EXPECT_NE(fresh->jti, t->jti);
 }
 
+// The retry after a revocation leaves the device revoked until it passes: a workload asking
+// meanwhile is told "revoked", and the lifecycle goes on to serving only with the round's success.
+TEST_F(AgentCoreTest, TheRetryAfterARevocationStaysRevokedUntilItPasses) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  posture::Change c;
+  c.source = posture::Source::kResetCount;
+  c.action = posture::Action::kRevokeAll;
+  c.subject = "resetCount";
+  agent_->apply(c);
+  ASSERT_EQ(agent_->state(), AgentState::kRevoked);
+
+  issuer_->challenges.hold();
+  clock_.advance(std::chrono::seconds(5));
+  std::thread retry([&] { (void)agent_->tick(); });
+  issuer_->challenges.wait_held();
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  auto during = agent_->token(me, req);
+  ASSERT_FALSE(during);
+  EXPECT_EQ(during.error().code, ErrorCode::kRevoked) << during.error().message;
+  issuer_->challenges.release();
+  retry.join();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  EXPECT_TRUE(agent_->token(me, req));
+}
+
+TEST_F(AgentCoreTest, AnUnreachableIssuerDuringTheRetryLeavesTheDeviceRevoked) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  ASSERT_TRUE(agent_->revoke(me, "test"));
+  issuer_->down = true;
+  auto again = agent_->reattest(me);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(agent_->state(), AgentState::kRevoked);
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, ErrorCode::kRevoked);
+  // Retried with backoff as a degraded agent would be, once the issuer is back.
+  issuer_->down = false;
+  clock_.advance(std::chrono::minutes(6));
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+}
+
 // Issue 32: the agent's lock is not held across an issuer round trip. With a token request
 // waiting on a stalled issuer, the status answers and a posture change is applied at once (a
 // lock held across the round trip would hang this test); the token the issuer then mints under
@@ -587,10 +645,10 @@ TEST_F(AgentCoreTest, AStalledTokenRequestBlocksNeitherStatusNorAPostureRevocati
   os::Selectors me;
   me.uid = 0;
   TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
-  issuer_->hold_tokens();
+  issuer_->tokens.hold();
   Result<TokenResponse> stalled = fail(ErrorCode::kInternal, "not run");
   std::thread workload([&] { stalled = agent_->token(me, req); });
-  issuer_->wait_token_held();
+  issuer_->tokens.wait_held();
 
   auto st = agent_->status();
   ASSERT_TRUE(st);
@@ -604,7 +662,7 @@ TEST_F(AgentCoreTest, AStalledTokenRequestBlocksNeitherStatusNorAPostureRevocati
   agent_->react(c);
   EXPECT_EQ(agent_->state(), AgentState::kRevoked);
 
-  issuer_->release_tokens();
+  issuer_->tokens.release();
   workload.join();
   ASSERT_FALSE(stalled);
   EXPECT_EQ(stalled.error().code, ErrorCode::kRevoked) << stalled.error().message;
