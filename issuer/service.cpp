@@ -9,6 +9,7 @@
 #include "issuer/service_impl.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
+#include "platform/base/openssl.h"
 
 namespace warden::issuer {
 namespace {
@@ -320,7 +321,9 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                                         " was accepted before");
   };
   // Once across replicas: the store holds each applied request's key.
-  if (auto fresh = options_.store->record_revoke_request(device.id, ts, t - 2 * kRevokeWindow);
+  const std::string digest = hex_encode(ossl::sha256(protocol::revoke_signed_bytes(request)));
+  if (auto fresh =
+          options_.store->record_revoke_request(device.id, ts, digest, t - 2 * kRevokeWindow);
       !fresh) {
     if (fresh.error().code == ErrorCode::kReplay) return already_applied();
     return fail(std::move(fresh).error().context("revoke"));

@@ -113,13 +113,16 @@ DELETE FROM enrollments;
 CREATE UNIQUE INDEX enrollments_ek ON enrollments (ek_public_hash);
 CREATE INDEX enrollments_created ON enrollments (created_at);
 )",
-    // 5 (issue 32): a revoke request is applied once across replicas by its unique key, instead
-    // of a search of the audit log. backfill_revoke_requests fills it from the audit records.
+    // 5 (issue 32): a revoke request is applied once across replicas by its unique key (the
+    // hex SHA-256 of its signed bytes), instead of a search of the audit log.
+    // backfill_revoke_requests fills it from the audit records, with an empty digest: those
+    // stand for every request of their device and second, as the audit search did.
     R"(
 CREATE TABLE revoke_requests (
   device_id TEXT NOT NULL,
   signed_at BIGINT NOT NULL,
-  PRIMARY KEY (device_id, signed_at)
+  request_digest TEXT NOT NULL,
+  PRIMARY KEY (device_id, signed_at, request_digest)
 );
 CREATE INDEX revoke_requests_signed ON revoke_requests (signed_at);
 )"};
@@ -214,8 +217,8 @@ Status SqlStore::backfill_revoke_requests(sql::Connection& c) {
     if (!signed_at) continue;
     std::array<Value, 2> p{sql::as_text(r[0]), *signed_at};
     WARDEN_TRY_STATUS(
-        c.exec("INSERT INTO revoke_requests (device_id, signed_at) VALUES (?1, ?2) "
-               "ON CONFLICT DO NOTHING",
+        c.exec("INSERT INTO revoke_requests (device_id, signed_at, request_digest) "
+               "VALUES (?1, ?2, '') ON CONFLICT DO NOTHING",
                p));
   }
   return ok();

@@ -73,6 +73,7 @@ class SqlStore final : public Store {
   Result<std::vector<PolicyVersion>> list_policies() override;
   Result<std::int64_t> append_audit(const AuditRecord& a) override;
   Status record_revoke_request(std::string_view device_id, std::int64_t signed_at,
+                               std::string_view request_digest,
                                std::int64_t forget_before) override;
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override;
   Status create_status_list(std::string_view id, std::uint64_t bits) override;

@@ -186,10 +186,12 @@ class Store {
   // Audit log (append-only; newest first on query).
   virtual Result<std::int64_t> append_audit(const AuditRecord& record) = 0;
   virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;
-  /// Records the revoke request of `device_id` signed at `signed_at`, once across replicas (a
-  /// unique key, schema 5): kReplay when it was recorded before. Forgets the requests signed
-  /// before `forget_before` (their timestamps are refused anyway).
+  /// Records the revoke request of `device_id` signed at `signed_at` whose signed bytes hash to
+  /// `request_digest` (hex SHA-256), once across replicas (a unique key, schema 5): kReplay when
+  /// it was recorded before. Two different requests signed in the same second are two requests.
+  /// Forgets the requests signed before `forget_before` (their timestamps are refused anyway).
   virtual Status record_revoke_request(std::string_view device_id, std::int64_t signed_at,
+                                       std::string_view request_digest,
                                        std::int64_t forget_before) = 0;
 
   // Status lists.

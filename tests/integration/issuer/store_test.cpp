@@ -329,7 +329,7 @@ TYPED_TEST(StoreTest, RevokeRequestIsRecordedOnceAcrossReplicas) {
   for (int i = 0; i < 8; ++i) {
     Store& store = i % 2 == 0 ? *this->store_ : **other;
     threads.emplace_back([&store, &recorded, &replays] {
-      auto r = store.record_revoke_request("d1", 5000, 4000);
+      auto r = store.record_revoke_request("d1", 5000, "aa", 4000);
       if (r) {
         ++recorded;
       } else if (r.error().code == ErrorCode::kReplay) {
@@ -340,13 +340,18 @@ TYPED_TEST(StoreTest, RevokeRequestIsRecordedOnceAcrossReplicas) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(recorded.load(), 1);
   EXPECT_EQ(replays.load(), 7);
+  // Another request of the same device and second (another digest) is another request.
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5000, "bb", 4000));
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 5000, "bb", 4000).error().code,
+            ErrorCode::kReplay);
   // Another timestamp or another device is another request.
-  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5001, 4000));
-  EXPECT_TRUE((*other)->record_revoke_request("d2", 5000, 4000));
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5001, "aa", 4000));
+  EXPECT_TRUE((*other)->record_revoke_request("d2", 5000, "aa", 4000));
   // Requests signed before forget_before are forgotten (their timestamps are refused anyway).
-  EXPECT_TRUE(this->store_->record_revoke_request("d3", 9000, 5001));
-  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5000, 5001));
-  EXPECT_EQ(this->store_->record_revoke_request("d1", 5001, 5001).error().code, ErrorCode::kReplay);
+  EXPECT_TRUE(this->store_->record_revoke_request("d3", 9000, "aa", 5001));
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 5000, "aa", 5001));
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 5001, "aa", 5001).error().code,
+            ErrorCode::kReplay);
 }
 
 // The upgrade to schema 5 keeps the revoke requests applied under schema 4 (found in the audit).
@@ -367,9 +372,12 @@ TYPED_TEST(StoreTest, SchemaFiveUpgradeKeepsAppliedRevokeRequests) {
   ASSERT_TRUE(this->store_->append_audit(other));
   ASSERT_TRUE(this->store_->migrate());
   EXPECT_EQ(*this->store_->schema_version(), 5);
-  EXPECT_EQ(this->store_->record_revoke_request("d1", 1700000000, 0).error().code,
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 1700000000, "aa", 0).error().code,
             ErrorCode::kReplay);
-  EXPECT_TRUE(this->store_->record_revoke_request("d1", 1700000005, 0));
+  EXPECT_TRUE(this->store_->record_revoke_request("d1", 1700000005, "aa", 0));
+  // The applied request's digest is not known: every request of that second is refused.
+  EXPECT_EQ(this->store_->record_revoke_request("d1", 1700000000, "bb", 0).error().code,
+            ErrorCode::kReplay);
 }
 
 TYPED_TEST(StoreTest, StatusListAllocatesAtomicallyAndSetsBits) {
