@@ -103,7 +103,7 @@ bool container_matches(const std::string& want, const protocol::WorkloadSelector
   const bool in_container = s.container_id && !s.container_id->empty();
   if (want == "host") return !in_container;
   if (!in_container) return false;
-  const std::string_view runtime = s.container_runtime.value_or("");
+  const std::string runtime = s.container_runtime.value_or("");
   if (want == "any") return runtime != "unidentified";
   return runtime == want;
 }
