@@ -131,6 +131,11 @@ void ContainerSource::appeared(const std::string& rel, const os::ContainerScope&
       content.image_digest = std::move(image->digest);
     }
   }
+  if (content.image_ref.empty() && content.image_digest.empty()) {
+    // Said, not guessed: tokens then carry image_ref "unknown" and image rules do not match.
+    spdlog::info("posture: container {} ({}): image unknown (no record of it from the runtime)",
+                 scope.id, scope.runtime);
+  }
   started_[scope.id] = content;
   bool logged = false;
   if (opts_.container_log != nullptr) {

@@ -80,6 +80,7 @@ bj::object claims_to_json(const Claims& c) {
     if (s.uid) w["uid"] = *s.uid;
     if (s.systemd_unit) w["systemd_unit"] = *s.systemd_unit;
     if (s.container_id) w["container_id"] = *s.container_id;
+    if (s.image_ref) w["image_ref"] = *s.image_ref;
     if (s.image_digest) w["image_digest"] = *s.image_digest;
     if (s.executable_digest) w["executable_digest"] = *s.executable_digest;
     o["warden_workload"] = std::move(w);
@@ -187,6 +188,7 @@ Result<Claims> claims_from_json(const bj::object& o) {
       };
       s.systemd_unit = str("systemd_unit");
       s.container_id = str("container_id");
+      s.image_ref = str("image_ref");
       s.image_digest = str("image_digest");
       s.executable_digest = str("executable_digest");
       c.workload = std::move(s);
@@ -278,6 +280,7 @@ Result<Value> claims_to_cbor(const Claims& c) {
     if (s.uid) w.put(Value::text("uid"), Value::uint(*s.uid));
     if (s.systemd_unit) w.put(Value::text("systemd_unit"), Value::text(*s.systemd_unit));
     if (s.container_id) w.put(Value::text("container_id"), Value::text(*s.container_id));
+    if (s.image_ref) w.put(Value::text("image_ref"), Value::text(*s.image_ref));
     if (s.image_digest) w.put(Value::text("image_digest"), Value::text(*s.image_digest));
     if (s.executable_digest)
       w.put(Value::text("executable_digest"), Value::text(*s.executable_digest));
@@ -404,6 +407,7 @@ Result<Claims> claims_from_cbor(const Value& m) {
     };
     s.systemd_unit = str("systemd_unit");
     s.container_id = str("container_id");
+    s.image_ref = str("image_ref");
     s.image_digest = str("image_digest");
     s.executable_digest = str("executable_digest");
     c.workload = std::move(s);

@@ -52,6 +52,7 @@ struct WorkloadSelectors {
   std::optional<std::uint64_t> uid;
   std::optional<std::string> systemd_unit;
   std::optional<std::string> container_id;
+  std::optional<std::string> image_ref;  ///< "unknown" for a container whose image is not known
   std::optional<std::string> image_digest;
   std::optional<std::string> executable_digest;
   bool operator==(const WorkloadSelectors&) const = default;

@@ -128,7 +128,10 @@ Result<TokenIssuer::Minted> TokenIssuer::mint_workload(const Workload& w) {
   if (request.selectors.uid) ws.uid = *request.selectors.uid;
   ws.systemd_unit = request.selectors.systemd_unit;
   ws.container_id = request.selectors.container_id;
+  ws.image_ref = request.selectors.image_ref;
   ws.image_digest = request.selectors.image_digest;
+  // A container the agent could not find the image of says so, rather than look like the host.
+  if (ws.container_id && !ws.image_ref && !ws.image_digest) ws.image_ref = "unknown";
   ws.executable_digest = request.selectors.exe_digest;
   c.workload = std::move(ws);
 

@@ -130,6 +130,7 @@ TEST_F(PodmanE2ETest, AContainersTokenNamesItAndDiesWithIt) {
   ASSERT_TRUE(claims.workload && claims.status);
   EXPECT_EQ(claims.workload->container_id, id);
   EXPECT_EQ(claims.workload->image_digest, image_id_);
+  EXPECT_EQ(claims.workload->image_ref, kImage);
 
   // Another container of the same image: a token of its own.
   const std::string other = start_container(name + "-b");

@@ -100,7 +100,9 @@ std::string policy_toml(const std::string& version, const Bytes& pcr0,
          "\"\n\n"
          "[[workload]]\nname = \"web\"\naudiences = [\"https://api.test\"]\n"
          "scopes = [\"read\", \"write\"]\nmax_ttl = 120\n"
-         "[workload.match]\nuid = 1000\nsystemd_unit = \"web*.service\"\n";
+         "[workload.match]\nuid = 1000\nsystemd_unit = \"web*.service\"\n"
+         "[[workload]]\nname = \"containers\"\naudiences = [\"https://api.test\"]\n"
+         "scopes = [\"read\"]\n[workload.match]\nuid = 2000\ncontainer = \"any\"\n";
 }
 
 Bytes tpmt_signature(const tpm::Signature& s) {
@@ -321,6 +323,7 @@ TEST_F(IssuerServiceTest, EnrollAttestTokenVerifyRevokeAndStatusList) {
   EXPECT_EQ(*jwt->claims.cnf->jkt, session_.public_jwk().thumbprint());
   ASSERT_TRUE(jwt->claims.workload);
   EXPECT_EQ(jwt->claims.workload->uid, 1000U);
+  EXPECT_FALSE(jwt->claims.workload->image_ref);  // a host process has no image
   ASSERT_TRUE(jwt->claims.status);
   EXPECT_EQ(jwt->claims.status->idx, minted->status_index);
   EXPECT_EQ(jwt->claims.status->uri, "https://issuer.test:8443/v1/status/1");
@@ -1210,6 +1213,49 @@ TEST_F(IssuerServiceTest, ProofHtuMustNameTheConfiguredIssuerUrl) {
   EXPECT_TRUE(configured) << configured.error().message;
   auto alias = service_->token(with_htu("https://issuer.internal:8443/v1/token"), forged);
   EXPECT_TRUE(alias) << alias.error().message;
+}
+
+// Issue 30: a container's token names its container and image; a container the agent found no
+// image for says so instead of looking like an image-less host process.
+TEST_F(IssuerServiceTest, AContainersTokenNamesItsImageOrSaysItIsUnknown) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto keys = token::KeySet::from_json(*service_->jwks_json());
+  ASSERT_TRUE(keys);
+  token::JwtVerifyOptions opts;
+  opts.checks.now = clock_.unix_now();
+  opts.checks.audience = "https://api.test";
+  auto workload_of = [&](const protocol::TokenRequest& r) -> token::WorkloadSelectors {
+    auto minted = token(r);
+    EXPECT_TRUE(minted) << minted.error().message;
+    if (!minted) return {};
+    auto jwt = token::verify_jwt(std::get<std::string>(minted->token), *keys, opts);
+    EXPECT_TRUE(jwt && jwt->claims.workload);
+    return jwt && jwt->claims.workload ? *jwt->claims.workload : token::WorkloadSelectors{};
+  };
+  auto r = token_request(device_token, 2000);
+  r.selectors.systemd_unit.reset();
+  r.selectors.container_id = std::string(64, 'c');
+  r.selectors.container_runtime = "podman";
+  const auto unknown = workload_of(r);
+  EXPECT_EQ(unknown.container_id, std::string(64, 'c'));
+  EXPECT_EQ(unknown.image_ref, "unknown");
+  EXPECT_FALSE(unknown.image_digest);
+
+  r = token_request(device_token, 2000);
+  r.selectors.systemd_unit.reset();
+  r.selectors.container_id = std::string(64, 'd');
+  r.selectors.container_runtime = "podman";
+  r.selectors.image_ref = "localhost/app:1";
+  r.selectors.image_digest = "sha256:" + std::string(64, 'e');
+  const auto known = workload_of(r);
+  EXPECT_EQ(known.image_ref, "localhost/app:1");
+  EXPECT_EQ(known.image_digest, "sha256:" + std::string(64, 'e'));
+
+  // The same uid on the host: the container rule does not match it.
+  auto host = token(token_request(device_token, 2000));
+  ASSERT_FALSE(host);
+  EXPECT_EQ(host.error().code, ErrorCode::kPermissionDenied);
 }
 
 }  // namespace

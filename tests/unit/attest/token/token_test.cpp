@@ -39,7 +39,8 @@ Claims sample_claims() {
   c.status = StatusRef{7, "https://issuer.warden.test/status/1"};
   c.device_id = "dev-42";
   c.attestation = AttestationResult{true, "policy-3", Bytes(32, 0xab)};
-  c.workload = WorkloadSelectors{1000, "web.service", "c0ffee", "sha256:aa", "sha256:bb"};
+  c.workload = WorkloadSelectors{1000,        "web.service", "c0ffee", "registry.test/web:1",
+                                 "sha256:aa", "sha256:bb"};
   return c;
 }
 
