@@ -28,7 +28,11 @@ struct Setup {
     c.iat = kNow;
     c.exp = kNow + 300;
     c.device_id = "dev-1";
-    c.workload = WorkloadSelectors{1000, "web.service", std::nullopt, std::nullopt, "sha256:ab"};
+    WorkloadSelectors w;
+    w.uid = 1000;
+    w.systemd_unit = "web.service";
+    w.executable_digest = "sha256:ab";
+    c.workload = w;
     return c;
   }();
 };
