@@ -20,9 +20,9 @@
 #include "issuer/ek_trust.h"
 #include "issuer/gate/device_gate.h"
 #include "issuer/nonce.h"
-#include "issuer/untrusted_text.h"
 #include "issuer/service.h"
 #include "issuer/tokens/token_issuer.h"
+#include "issuer/untrusted_text.h"
 #include "issuer/workload_policy.h"
 
 namespace warden::issuer {

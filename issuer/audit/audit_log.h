@@ -7,9 +7,9 @@
 #include <cstddef>
 
 #include "issuer/audit/records.h"
-#include "platform/base/refusal_budget.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
+#include "platform/base/refusal_budget.h"
 
 namespace warden::issuer::audit {
 

@@ -15,10 +15,10 @@
 #include "attest/token/dpop.h"
 #include "issuer/cache/ttl_cache.h"
 #include "issuer/config.h"
-#include "platform/base/refusal_budget.h"
 #include "issuer/service.h"
 #include "issuer/store/store.h"
 #include "issuer/tokens/token_issuer.h"
+#include "platform/base/refusal_budget.h"
 
 namespace warden::issuer::gate {
 

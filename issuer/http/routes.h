@@ -8,8 +8,8 @@
 
 #include "issuer/http/metrics.h"
 #include "issuer/http/route_table.h"
-#include "platform/base/refusal_budget.h"
 #include "issuer/service.h"
+#include "platform/base/refusal_budget.h"
 
 namespace warden::issuer::http {
 

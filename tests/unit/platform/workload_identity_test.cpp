@@ -1,6 +1,5 @@
 #include "platform/os/workload_identity.h"
 
-#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -8,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sched.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
