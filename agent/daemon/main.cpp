@@ -148,10 +148,9 @@ class Maintenance {
   std::optional<warden::agent::posture::ImageInfo> image_of(std::string_view id) const {
     const auto* log = container_log_ptr_.load();
     if (log == nullptr) return std::nullopt;
-    const auto running = log->running();
-    const auto it = running.find(std::string(id));
-    if (it == running.end()) return std::nullopt;
-    return warden::agent::posture::ImageInfo{it->second.image_ref, it->second.image_digest};
+    const auto start = log->running_container(id);
+    if (!start) return std::nullopt;
+    return warden::agent::posture::ImageInfo{start->image_ref, start->image_digest};
   }
   /// Called by the agent before its own state writes (any thread, agent lock held).
   void expect_state_write(const std::filesystem::path& path) {

@@ -128,6 +128,17 @@ Bytes ContainerEventLog::encoded() const {
   return cel::encode(records_);
 }
 
+std::optional<cel::ContainerContent> ContainerEventLog::running_container(
+    std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+    if (it->content.container_id != id) continue;
+    if (it->content.event != cel::ContainerEvent::kStart) return std::nullopt;
+    return it->content;
+  }
+  return std::nullopt;
+}
+
 std::map<std::string, cel::ContainerContent> ContainerEventLog::running() const {
   std::lock_guard lock(mutex_);
   std::map<std::string, cel::ContainerContent> out;

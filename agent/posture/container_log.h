@@ -8,7 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "attest/cel/cel.h"
@@ -69,6 +71,10 @@ class ContainerEventLog {
   [[nodiscard]] Bytes encoded() const;
   /// Containers whose last record is a start, by id.
   [[nodiscard]] std::map<std::string, attest::cel::ContainerContent> running() const;
+  /// The start record of container `id` when its last record is a start (one container: no map
+  /// of all, for a token request's image lookup).
+  [[nodiscard]] std::optional<attest::cel::ContainerContent> running_container(
+      std::string_view id) const;
 
  private:
   ContainerEventLog(ContainerLogOptions options, PcrExtender& extender)

@@ -77,6 +77,9 @@ TEST_F(ContainerSourceTest, StartAndStopAreReportedAndMeasured) {
   ASSERT_EQ(observer.triggers(), std::vector<Trigger>{Trigger::kContainerStarted});
   EXPECT_EQ(log->records().size(), 1U);
   EXPECT_EQ(log->running().count(kId), 1U);
+  ASSERT_TRUE(log->running_container(kId));
+  EXPECT_EQ(log->running_container(kId)->container_id, kId);
+  EXPECT_FALSE(log->running_container("other"));
   fs::remove(root() / "system.slice" / kScope);
   source->on_event(dir_event(slice_watch(), kScope, false));
   ASSERT_EQ(observer.triggers(),
@@ -84,6 +87,7 @@ TEST_F(ContainerSourceTest, StartAndStopAreReportedAndMeasured) {
   EXPECT_EQ(observer.seen[1].new_value, "stopped");
   EXPECT_EQ(log->records().size(), 2U);
   EXPECT_TRUE(log->running().empty());
+  EXPECT_FALSE(log->running_container(kId));  // its last record is the stop
   EXPECT_EQ(counters.container_log_appends, 2U);
   EXPECT_EQ(counters.containers_running, 0U);
   // The log's writes were announced as the agent's own.
