@@ -261,6 +261,9 @@ asio::awaitable<void> AdminSocket::serve(std::shared_ptr<Socket> stream) {
     request.target = std::string(msg.target());
     request.host = std::string(msg[bhttp::field::host]);
     request.content_type = std::string(msg[bhttp::field::content_type]);
+    request.authorization = std::string(msg[bhttp::field::authorization]);
+    request.if_none_match = std::string(msg[bhttp::field::if_none_match]);
+    request.accept = std::string(msg[bhttp::field::accept]);
     request.body = std::move(msg.body());
     request.peer.socket_uid = cred.uid;
     const std::string_view path =

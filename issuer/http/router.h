@@ -31,6 +31,9 @@ struct Request {
   std::string target;  ///< path and query as received
   std::string host;    ///< Host header
   std::string content_type;
+  std::string authorization;  ///< Authorization header (SSF receivers, introspection callers)
+  std::string if_none_match;  ///< If-None-Match header (conditional GET of status lists)
+  std::string accept;         ///< Accept header
   Bytes body;
   Peer peer;
 };

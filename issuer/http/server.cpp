@@ -430,6 +430,9 @@ class BeastServer final : public HttpsServer {
       request.target = std::string(msg.target());
       request.host = std::string(msg[bhttp::field::host]);
       request.content_type = std::string(msg[bhttp::field::content_type]);
+      request.authorization = std::string(msg[bhttp::field::authorization]);
+      request.if_none_match = std::string(msg[bhttp::field::if_none_match]);
+      request.accept = std::string(msg[bhttp::field::accept]);
       request.body = std::move(msg.body());
       request.peer = peer;
       Response response;
