@@ -21,7 +21,7 @@ struct Key {
   Kind kind;
 };
 
-constexpr std::array<Key, 37> kKeys{{
+constexpr std::array<Key, 40> kKeys{{
     {"issuer", "url", Kind::kString},
     {"issuer", "ca_file", Kind::kString},
     {"tpm", "tcti", Kind::kString},
@@ -54,6 +54,9 @@ constexpr std::array<Key, 37> kKeys{{
     {"posture", "proc_root", Kind::kString},
     {"posture", "cgroupfs_root", Kind::kString},
     {"posture", "securityfs_root", Kind::kString},
+    {"posture", "docker_root", Kind::kString},
+    {"posture", "podman_storage", Kind::kString},
+    {"posture", "containerd_state", Kind::kString},
     {"posture", "policy_files", Kind::kPathList},
     {"token", "ttl_seconds", Kind::kInt},
     {"token", "max_ttl_seconds", Kind::kInt},
@@ -336,7 +339,9 @@ Status read_config(const toml::table& root, AgentConfig& c) {
       read_interval(root, "device_status_poll_interval_ms", c.device_status_poll_interval));
   for (auto [name, path] :
        {std::pair{"proc_root", &c.proc_root}, std::pair{"cgroupfs_root", &c.cgroupfs_root},
-        std::pair{"securityfs_root", &c.securityfs_root}}) {
+        std::pair{"securityfs_root", &c.securityfs_root}, std::pair{"docker_root", &c.docker_root},
+        std::pair{"podman_storage", &c.podman_storage},
+        std::pair{"containerd_state", &c.containerd_state}}) {
     s = path->string();
     WARDEN_TRY_STATUS(read_string(root, key("posture", name), s));
     if (s.empty() || s.front() != '/')

@@ -70,6 +70,12 @@ struct AgentConfig {
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path cgroupfs_root = "/sys/fs/cgroup";
   std::filesystem::path securityfs_root = "/sys/kernel/security";
+  /// Where the container runtimes keep the records the agent reads (image identity; containerd's
+  /// tasks confirm `ctr run` containers): dockerd's --data-root, containers-storage's graphroot,
+  /// containerd's `state`.
+  std::filesystem::path docker_root = "/var/lib/docker";
+  std::filesystem::path podman_storage = "/var/lib/containers/storage";
+  std::filesystem::path containerd_state = "/run/containerd";
   std::vector<std::filesystem::path> policy_files;  ///< watched; a change asks to re-attest
   // [token]
   std::chrono::seconds token_ttl{300};

@@ -198,7 +198,9 @@ class Maintenance {
     options.state_dir = config_.state_dir;
     options.tpm = probe_.get();
     options.container_log = container_log_.get();
-    options.image_lookup = posture::runtime_image_lookup();
+    options.image_lookup = posture::runtime_image_lookup(
+        {config_.docker_root, config_.podman_storage, config_.containerd_state});
+    options.containerd_state = config_.containerd_state;
     auto monitor = posture::Monitor::start(std::move(options),
                                            [this](const posture::Change& c) { enqueue(c); });
     if (!monitor) {
@@ -378,7 +380,7 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  warden::os::WorkloadIdentityResolver resolver(config->proc_root);
+  warden::os::WorkloadIdentityResolver resolver(config->proc_root, config->containerd_state);
   warden::agent::api::LocalServerOptions server_options;
   server_options.workload_socket = config->workload_socket;
   server_options.workload_socket_mode = config->workload_socket_mode;

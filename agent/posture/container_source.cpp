@@ -5,6 +5,7 @@
 #include "agent/posture/container_log.h"
 #include "platform/base/log.h"
 #include "platform/os/cgroupfs.h"
+#include "platform/os/workload_identity.h"
 
 namespace warden::agent::posture {
 
@@ -81,7 +82,15 @@ void ContainerSource::scan(const std::string& rel, std::set<std::string>* seen) 
 }
 
 void ContainerSource::dir_added(const std::string& rel, std::set<std::string>* seen) {
-  if (auto scope = os::container_scope(rel)) {
+  auto scope = os::container_scope(rel);
+  if (!scope && !opts_.containerd_state.empty()) {
+    // A ctr container's shape is any two-level path: only containerd's own record says so.
+    if (auto task = os::containerd_task_name(cel_path(rel));
+        task && os::containerd_task_exists(opts_.containerd_state, *task)) {
+      scope = os::ContainerScope{task->container_id(), "containerd"};
+    }
+  }
+  if (scope) {
     if (seen != nullptr) seen->insert(rel);
     appeared(rel, *scope);
     return;  // a container's own sub-cgroups are its business

@@ -25,6 +25,9 @@ class ContainerSource {
     ImageLookup image_lookup;
     std::size_t max_watches = 8192;
     unsigned max_depth = 12;
+    /// `ctr run` containers ("/<namespace>/<id>") count only when containerd records the task
+    /// here (os::containerd_task_exists); empty: they are not looked for.
+    std::filesystem::path containerd_state;
   };
   ContainerSource(Options options, DirWatcher& watcher, OwnWrites& own_writes, Observer& observer,
                   Counters& counters, NowFn now)

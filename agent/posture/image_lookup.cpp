@@ -60,11 +60,43 @@ ImageLookup podman_image_lookup(std::filesystem::path storage_root) {
   };
 }
 
-ImageLookup runtime_image_lookup() {
-  return [docker = docker_image_lookup(), podman = podman_image_lookup()](
+ImageLookup containerd_image_lookup(std::filesystem::path containerd_state) {
+  return [root = std::move(containerd_state)](std::string_view runtime,
+                                              std::string_view id) -> std::optional<ImageInfo> {
+    if (runtime != "containerd") return std::nullopt;
+    const auto slash = id.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == id.size() ||
+        id.find('/', slash + 1) != std::string_view::npos ||
+        id.find("..") != std::string_view::npos) {
+      return std::nullopt;
+    }
+    constexpr std::size_t kMaxSize = 1u << 20;
+    auto bytes =
+        read_file(root / "io.containerd.runtime.v2.task" / std::string(id.substr(0, slash)) /
+                      std::string(id.substr(slash + 1)) / "config.json",
+                  kMaxSize);
+    if (!bytes) return std::nullopt;
+    auto spec = json::parse_object(::warden::to_string(ByteSpan(*bytes)),
+                                   {.max_size = kMaxSize, .max_depth = 32});
+    if (!spec) return std::nullopt;
+    const auto* annotations = json::get_object(*spec, "annotations");
+    if (annotations == nullptr) return std::nullopt;
+    ImageInfo info;
+    info.reference =
+        std::string(json::get_string(*annotations, "io.kubernetes.cri.image-name").value_or(""));
+    if (info.reference.empty()) return std::nullopt;
+    return info;
+  };
+}
+
+ImageLookup runtime_image_lookup(const RuntimeRoots& roots) {
+  return [docker = docker_image_lookup(roots.docker_root),
+          podman = podman_image_lookup(roots.podman_storage),
+          containerd = containerd_image_lookup(roots.containerd_state)](
              std::string_view runtime, std::string_view id) -> std::optional<ImageInfo> {
     if (runtime == "docker") return docker(runtime, id);
     if (runtime == "podman") return podman(runtime, id);
+    if (runtime == "containerd") return containerd(runtime, id);
     return std::nullopt;
   };
 }

@@ -20,7 +20,23 @@ ImageLookup docker_image_lookup(std::filesystem::path docker_root = "/var/lib/do
 /// "podman"; the file is parsed under limits (16 MiB).
 ImageLookup podman_image_lookup(std::filesystem::path storage_root = "/var/lib/containers/storage");
 
-/// The lookup of every runtime above, each on its default path.
-ImageLookup runtime_image_lookup();
+/// containerd's record of a task: the OCI bundle's config.json,
+/// <containerd_state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json, for container id
+/// "<namespace>/<id>" (as the agent names ctr containers). reference = the CRI annotation
+/// "io.kubernetes.cri.image-name"; containerd's image metadata lives in its bolt database, which
+/// is not read, so digest stays empty. Plain `ctr run` writes no such annotation: nullopt, the
+/// image is unknown and rules with image selectors do not match. Answers only for runtime
+/// "containerd"; the file is parsed under limits (1 MiB).
+ImageLookup containerd_image_lookup(std::filesystem::path containerd_state = "/run/containerd");
+
+/// Where each runtime keeps its records (config posture.docker_root, posture.containerd_state).
+struct RuntimeRoots {
+  std::filesystem::path docker_root = "/var/lib/docker";
+  std::filesystem::path podman_storage = "/var/lib/containers/storage";
+  std::filesystem::path containerd_state = "/run/containerd";
+};
+
+/// The lookup of every runtime above, on `roots`.
+ImageLookup runtime_image_lookup(const RuntimeRoots& roots = {});
 
 }  // namespace warden::agent::posture

@@ -202,8 +202,9 @@ Status MonitorImpl::init() {
   if (state_) state_->rebaseline();
 
   if (!opts_.cgroupfs_root.empty()) {
-    ContainerSource::Options options{opts_.cgroupfs_root, opts_.container_log, opts_.image_lookup,
-                                     opts_.max_cgroup_watches, opts_.max_cgroup_depth};
+    ContainerSource::Options options{opts_.cgroupfs_root,    opts_.container_log,
+                                     opts_.image_lookup,     opts_.max_cgroup_watches,
+                                     opts_.max_cgroup_depth, opts_.containerd_state};
     containers_.emplace(std::move(options), *watcher_, own_writes_, *this, counters_, now_);
     WARDEN_TRY_STATUS(containers_->start());
   }

@@ -120,6 +120,7 @@ struct MonitorOptions {
   ImageLookup image_lookup;               ///< null: container records carry no image
   std::size_t max_cgroup_watches = 8192;  ///< directories watched under cgroupfs, at most
   unsigned max_cgroup_depth = 12;
+  std::filesystem::path containerd_state;  ///< config posture.containerd_state
 };
 
 /// Runs the sources on its own thread (one epoll over inotify + timerfds); calls `on_change` from

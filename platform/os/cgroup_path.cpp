@@ -10,7 +10,7 @@ namespace {
 // creates (docs/posture.md lists them; tests/unit/platform/workload_identity_test.cpp parses each).
 // Helper cgroups beside a container are not containers: podman's "libpod_parent/conmon" and
 // "libpod-conmon-<id>.scope", CRI-O's "crio-conmon-<id>.scope" (their ids are not hex).
-constexpr std::array<ContainerShape, 10> kShapes{{
+constexpr std::array<ContainerShape, 11> kShapes{{
     {"docker", "systemd", ShapeForm::kScope, "docker-", "", "/system.slice/docker-<id>.scope"},
     {"docker", "cgroupfs", ShapeForm::kDirectory, "", "docker", "/docker/<id>"},
     {"podman", "systemd", ShapeForm::kScope, "libpod-", "", "/machine.slice/libpod-<id>.scope"},
@@ -28,6 +28,7 @@ constexpr std::array<ContainerShape, 10> kShapes{{
      "/kubepods/besteffort/pod<pod>/crio-<id>"},
     {"kubepods", "cgroupfs", ShapeForm::kDirectory, "", kPodParent,
      "/kubepods/burstable/pod<pod>/<id>"},
+    {"containerd", "cgroupfs (ctr)", ShapeForm::kNamespaced, "", "", "/<namespace>/<id>"},
     {"systemd-nspawn", "systemd", ShapeForm::kNamedScope, "machine-", "machine.slice",
      "/machine.slice/machine-<name>.scope"},
 }};
@@ -91,6 +92,8 @@ std::string_view shape_id(const ContainerShape& shape, const std::vector<std::st
       if (c.substr(0, shape.prefix.size()) != shape.prefix || !ends_with(c, ".scope")) return {};
       return c.substr(shape.prefix.size(), c.size() - shape.prefix.size() - 6);
     }
+    case ShapeForm::kNamespaced:
+      return {};  // ambiguous by shape: containerd_task_name(), confirmed by the caller
   }
   return {};
 }
@@ -105,6 +108,20 @@ void match_container(const std::vector<std::string_view>& parts, std::size_t i, 
       return;
     }
   }
+}
+
+// containerd's identifier rule (pkg/identifiers): alphanumerics, '_', '-', '.', the first
+// alphanumeric, at most 76 characters.
+bool is_containerd_name(std::string_view s) {
+  if (s.empty() || s.size() > 76) return false;
+  const auto alnum = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  };
+  if (!alnum(s[0])) return false;
+  for (char c : s) {
+    if (!alnum(c) && c != '_' && c != '-' && c != '.') return false;
+  }
+  return true;
 }
 
 void parse_path(std::string_view path, CgroupIdentity& out) {
@@ -175,6 +192,7 @@ CgroupIdentity parse_cgroup(std::string_view proc_cgroup) {
   CgroupIdentity out;
   // Hybrid hosts: the v2 line may be just "/" while v1 hierarchies carry the real path.
   if (!v2_path.empty()) parse_path(v2_path, out);
+  const std::string_view unit_path = !v2_path.empty() && v2_path != "/" ? v2_path : systemd_v1_path;
   if (out.systemd_unit.empty() && out.container_id.empty() && !systemd_v1_path.empty()) {
     parse_path(systemd_v1_path, out);
   }
@@ -188,7 +206,26 @@ CgroupIdentity parse_cgroup(std::string_view proc_cgroup) {
       if (out.pod_uid.empty()) out.pod_uid = v1.pod_uid;
     }
   }
+  if (out.container_id.empty() && out.systemd_unit.empty()) {
+    out.containerd_task = containerd_task_name(unit_path);
+    for (std::string_view path : v1_paths) {
+      if (out.containerd_task) break;
+      out.containerd_task = containerd_task_name(path);
+    }
+  }
   return out;
+}
+
+std::optional<ContainerdTaskName> containerd_task_name(std::string_view cgroup_path) {
+  const auto parts = split_path(cgroup_path);
+  if (cgroup_path.substr(0, 1) != "/" || parts.size() != 2) return std::nullopt;
+  if (!is_containerd_name(parts[0]) || !is_containerd_name(parts[1])) return std::nullopt;
+  // Directories the host's own managers create at the top are never containerd namespaces.
+  if (ends_with(parts[0], ".slice") || ends_with(parts[0], ".scope") ||
+      ends_with(parts[0], ".service")) {
+    return std::nullopt;
+  }
+  return ContainerdTaskName{std::string(parts[0]), std::string(parts[1])};
 }
 
 std::span<const ContainerShape> container_shapes() { return kShapes; }

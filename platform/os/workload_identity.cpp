@@ -115,8 +115,16 @@ Namespaces namespaces_at(int dir_fd, const char* pid_dir) {
 
 // PID 1's namespaces are the host's; wardend's own mount namespace is private under systemd
 // (PrivateMounts=). Without access to PID 1 (no CAP_SYS_PTRACE) the agent's own stand in.
-WorkloadIdentityResolver::WorkloadIdentityResolver(std::filesystem::path proc_root)
-    : proc_root_(std::move(proc_root)) {
+bool containerd_task_exists(const std::filesystem::path& containerd_state,
+                            const ContainerdTaskName& task) {
+  struct stat st {};
+  const auto dir = containerd_state / "io.containerd.runtime.v2.task" / task.ns / task.id;
+  return ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+WorkloadIdentityResolver::WorkloadIdentityResolver(std::filesystem::path proc_root,
+                                                   std::filesystem::path containerd_state)
+    : proc_root_(std::move(proc_root)), containerd_state_(std::move(containerd_state)) {
   const std::string root = proc_root_.string() + "/";
   host_ = namespaces_at(AT_FDCWD, (root + "1/").c_str());
   if (host_.pid == 0 || host_.mnt == 0) host_ = namespaces_at(AT_FDCWD, (root + "self/").c_str());
@@ -167,6 +175,11 @@ Result<Selectors> WorkloadIdentityResolver::read_selectors(int pid_dir, const st
   s.container_id = std::move(cg.container_id);
   s.container_runtime = std::move(cg.container_runtime);
   s.pod_uid = std::move(cg.pod_uid);
+  if (s.container_id.empty() && cg.containerd_task &&
+      containerd_task_exists(containerd_state_, *cg.containerd_task)) {
+    s.container_id = cg.containerd_task->container_id();
+    s.container_runtime = "containerd";
+  }
   if (s.container_id.empty()) mark_unidentified_container(pid_dir, s);
 
   if (auto status = read_small_file(pid_dir, "status")) {

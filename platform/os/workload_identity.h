@@ -104,11 +104,22 @@ class Pidfd {
   pid_t pid_ = 0;
 };
 
+/// containerd's default state directory (its `state` setting).
+inline constexpr const char* kContainerdState = "/run/containerd";
+
+/// Whether containerd records the task `task` ran by its runc shim: the directory
+/// <containerd_state>/io.containerd.runtime.v2.task/<namespace>/<id>, which containerd creates
+/// before runc makes the cgroup and removes when the task is deleted.
+bool containerd_task_exists(const std::filesystem::path& containerd_state,
+                            const ContainerdTaskName& task);
+
 /// Resolves selectors for a peer. Thread-safe. The executable digest is cached by
 /// (dev, inode, mtime, size) so that a busy workload costs one stat per connection.
 class WorkloadIdentityResolver {
  public:
-  explicit WorkloadIdentityResolver(std::filesystem::path proc_root = "/proc");
+  /// `containerd_state`: where containerd_task_exists() looks for tasks of `ctr run` containers.
+  explicit WorkloadIdentityResolver(std::filesystem::path proc_root = "/proc",
+                                    std::filesystem::path containerd_state = kContainerdState);
 
   /// SO_PEERCRED + pidfd_open on an accepted socket, then resolve().
   Result<Selectors> resolve_socket(int socket_fd);
@@ -140,6 +151,7 @@ class WorkloadIdentityResolver {
   void mark_unidentified_container(int pid_dir, Selectors& s) const;
 
   std::filesystem::path proc_root_;
+  std::filesystem::path containerd_state_;
   Namespaces host_;
   using FileKey = std::tuple<dev_t, ino_t, std::int64_t, std::int64_t, std::int64_t>;
   std::mutex mutex_;

@@ -99,6 +99,20 @@ TEST(ParseCgroup, EveryShapeOfTheTableRecognisesItsExample) {
     const std::string id = named ? "web" : kId64;
     std::string path = replace_all(std::string(shape.example), "<id>", id);
     path = replace_all(path, "<name>", id);
+    path = replace_all(path, "<namespace>", "default");
+    if (shape.form == ShapeForm::kNamespaced) {
+      // By its path only a candidate: the caller confirms it from containerd's task records.
+      SCOPED_TRACE(path);
+      const auto got = parse_cgroup("4:memory:" + path + "
+1:name=systemd:" + path + "
+0::/
+");
+      EXPECT_EQ(got.container_id, "");
+      ASSERT_TRUE(got.containerd_task);
+      EXPECT_EQ(got.containerd_task->container_id(), "default/" + id);
+      EXPECT_FALSE(container_scope(path.substr(1)));
+      continue;
+    }
     path = replace_all(path, "<pod>", "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809");
     path = replace_all(path, "<pod_>", "1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809");
     SCOPED_TRACE(path);
@@ -151,6 +165,61 @@ TEST(ParseCgroup, RealPodmanOnACgroupV1HybridHost) {
   EXPECT_EQ(got.systemd_unit, "");
 }
 
+// Copied from /proc/PID/cgroup of `docker run` (Debian's docker.io 20.10.24, dockerd with
+// --exec-opt native.cgroupdriver=cgroupfs, runc 1.1.5) on the same hybrid host.
+TEST(ParseCgroup, RealDockerCgroupfsOnACgroupV1HybridHost) {
+  const std::string id = "203da3fc06fa936f1d17735c589ab1531e8895b5abd0dce51190f03b0e9a12fb";
+  std::string text;
+  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices", "4:memory",
+                        "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
+    text += std::string(h) + ":/docker/" + id + "\n";
+  }
+  const auto got = parse_cgroup(text);
+  EXPECT_EQ(got.container_id, id);
+  EXPECT_EQ(got.container_runtime, "docker");
+  EXPECT_EQ(got.systemd_unit, "");
+  EXPECT_FALSE(got.containerd_task);
+}
+
+// Copied from /proc/PID/cgroup of `ctr run -d IMAGE w1` (containerd 1.6.20, runc shim v2, its
+// default cgroup path /<namespace>/<id>) on the same host.
+TEST(ParseCgroup, RealCtrRunIsACandidateOnly) {
+  std::string text;
+  for (const char* h : {"9:name=systemd", "8:pids", "7:blkio", "6:freezer", "5:devices", "4:memory",
+                        "3:cpuset", "2:cpuacct", "1:cpu", "0:"}) {
+    text += std::string(h) + ":/default/w1\n";
+  }
+  const auto got = parse_cgroup(text);
+  EXPECT_EQ(got.container_id, "");
+  EXPECT_EQ(got.systemd_unit, "");
+  ASSERT_TRUE(got.containerd_task);
+  EXPECT_EQ(got.containerd_task->ns, "default");
+  EXPECT_EQ(got.containerd_task->id, "w1");
+  // A pure v2 host: the same.
+  EXPECT_TRUE(parse_cgroup("0::/k8s.io/web-1\n").containerd_task);
+}
+
+TEST(ParseCgroup, OnlyTwoLevelPathsOfContainerdNamesAreCtrCandidates) {
+  for (const std::string& path : {
+           std::string("/system.slice/foo.service"),
+           std::string("/user.slice/user-1000.slice"),
+           std::string("/init.scope"),
+           std::string("/"),
+           std::string("/default"),
+           std::string("/default/w1/sub"),
+           std::string("/-x/w1"),
+           std::string("/default/.w1"),
+           std::string("/default/w 1"),
+           "/default/" + std::string(77, 'a'),
+           "/docker/" + kId64,
+       }) {
+    SCOPED_TRACE(path);
+    EXPECT_FALSE(parse_cgroup("0::" + path + "\n").containerd_task);
+  }
+  EXPECT_TRUE(containerd_task_name("/default/" + std::string(76, 'a')));
+  EXPECT_TRUE(containerd_task_name("/libpod_parent/conmon"));  // shape alone: a candidate
+}
+
 std::string self_exe_sha256() {
   auto bytes = read_file("/proc/self/exe", 1u << 30);
   EXPECT_TRUE(bytes.has_value());
@@ -191,6 +260,30 @@ TEST(WorkloadIdentity, ConfigurableProcRoot) {
   EXPECT_EQ(s->container_runtime, "docker");
   EXPECT_EQ(s->exe_path, "/proc/self/exe");
   EXPECT_EQ(s->exe_sha256, self_exe_sha256());
+}
+
+TEST(WorkloadIdentity, ACtrContainerIsOneOnlyWhileContainerdRecordsItsTask) {
+  test::TempDir dir;
+  const auto pid_dir = dir.path() / "proc" / std::to_string(getpid());
+  std::filesystem::create_directories(pid_dir);
+  std::ofstream(pid_dir / "cgroup") << "4:memory:/default/w1\n1:name=systemd:/default/w1\n0::/\n";
+  std::filesystem::create_symlink("/proc/self/exe", pid_dir / "exe");
+  const auto state = dir.path() / "containerd";
+  WorkloadIdentityResolver resolver(dir.path() / "proc", state);
+  auto pidfd = Pidfd::open(getpid());
+  ASSERT_TRUE(pidfd.has_value());
+  const PeerCredentials creds{getpid(), getuid(), getgid()};
+  auto before = resolver.resolve(creds, *pidfd);
+  ASSERT_TRUE(before.has_value()) << before.error().message;
+  EXPECT_EQ(before->container_runtime, "");  // no task recorded: not a ctr container
+
+  std::filesystem::create_directories(state / "io.containerd.runtime.v2.task/default/w1");
+  auto s = resolver.resolve(creds, *pidfd);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  EXPECT_EQ(s->container_id, "default/w1");
+  EXPECT_EQ(s->container_runtime, "containerd");
+  // Another namespace's task of the same name is not this one.
+  EXPECT_FALSE(containerd_task_exists(state, {"k8s.io", "w1"}));
 }
 
 // A child that unshares `flags` (then, for a PID namespace, forks so that a process lives in
