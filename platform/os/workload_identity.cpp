@@ -113,8 +113,6 @@ Namespaces namespaces_at(int dir_fd, const char* pid_dir) {
 }
 }  // namespace
 
-// PID 1's namespaces are the host's; wardend's own mount namespace is private under systemd
-// (PrivateMounts=). Without access to PID 1 (no CAP_SYS_PTRACE) the agent's own stand in.
 bool containerd_task_exists(const std::filesystem::path& containerd_state,
                             const ContainerdTaskName& task) {
   struct stat st {};
@@ -122,6 +120,8 @@ bool containerd_task_exists(const std::filesystem::path& containerd_state,
   return ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// PID 1's namespaces are the host's; wardend's own mount namespace is private under systemd
+// (PrivateMounts=). Without access to PID 1 (no CAP_SYS_PTRACE) the agent's own stand in.
 WorkloadIdentityResolver::WorkloadIdentityResolver(std::filesystem::path proc_root,
                                                    std::filesystem::path containerd_state)
     : proc_root_(std::move(proc_root)), containerd_state_(std::move(containerd_state)) {

@@ -35,6 +35,8 @@
 namespace warden::e2e {
 
 inline constexpr const char* kAudience = "https://api.example";
+/// Granted only by a rule with an image selector (container tests).
+inline constexpr const char* kImageAudience = "https://by-image.example";
 
 inline std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -85,7 +87,17 @@ class AgentE2ETest : public test::SwtpmTest {
         << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n[workload.match]\nuid = 0\n"
         << "\n[[workload]]\nname = \"podman-client\"\naudiences = [\"" << kAudience
         << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n[workload.match]\nuid = 0\n"
-        << "container = \"podman\"\nimage_ref = \"localhost/warden-e2e-client:*\"\n";
+        << "container = \"podman\"\nimage_ref = \"localhost/warden-e2e-client:*\"\n"
+        << "\n[[workload]]\nname = \"docker-client\"\naudiences = [\"" << kAudience
+        << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n[workload.match]\nuid = 0\n"
+        << "container = \"docker\"\nimage_ref = \"localhost/warden-e2e-client:*\"\n"
+        // ctr records no image: only a rule without an image selector can name its containers.
+        << "\n[[workload]]\nname = \"ctr-client\"\naudiences = [\"" << kAudience
+        << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n[workload.match]\nuid = 0\n"
+        << "container = \"containerd\"\n"
+        << "\n[[workload]]\nname = \"ctr-by-image\"\naudiences = [\"" << kImageAudience
+        << "\"]\nscopes = [\"read\"]\nmax_ttl = 600\n[workload.match]\nuid = 0\n"
+        << "container = \"containerd\"\nimage_ref = \"*\"\n";
     std::ofstream(dir_.path() / "issuer.toml")
         << "issuer_url = \"https://localhost:" << port_ << "\"\n"
         << "policy_file = \"" << (dir_.path() / "policy.toml").string() << "\"\n"
@@ -103,7 +115,9 @@ class AgentE2ETest : public test::SwtpmTest {
   }
 
   /// The agent's configuration, watching containers under `cgroupfs_root`.
-  void write_agent_config(const std::filesystem::path& cgroupfs_root) {
+  /// `posture_extra`: more `[posture]` lines (a runtime's private record directories).
+  void write_agent_config(const std::filesystem::path& cgroupfs_root,
+                          const std::string& posture_extra = "") {
     std::ofstream(agent_config()) << "[issuer]\nurl = \"https://localhost:" << port_
                                   << "\"\nca_file = \"" << (dir_.path() / "pki/ca.crt").string()
                                   << "\"\n"
@@ -116,7 +130,8 @@ class AgentE2ETest : public test::SwtpmTest {
                                   << "\"\nadmin_group = \"root\"\n"
                                   << "[posture]\nsecurityfs_root = \""
                                   << (dir_.path() / "securityfs").string()
-                                  << "\"\ncgroupfs_root = \"" << cgroupfs_root.string() << "\"\n";
+                                  << "\"\ncgroupfs_root = \"" << cgroupfs_root.string() << "\"\n"
+                                  << posture_extra;
   }
 
   std::filesystem::path agent_config() const { return dir_.path() / "agent.toml"; }
@@ -212,8 +227,8 @@ class AgentE2ETest : public test::SwtpmTest {
   std::string notified_;
 };
 
-inline std::string token_body(int ttl) {
-  return std::string("{\"audience\":\"") + kAudience +
+inline std::string token_body(int ttl, const std::string& audience = kAudience) {
+  return std::string("{\"audience\":\"") + audience +
          "\",\"scopes\":[\"read\"],\"ttl\":" + std::to_string(ttl) + "}";
 }
 

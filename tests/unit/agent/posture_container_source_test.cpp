@@ -33,7 +33,7 @@ struct ContainerSourceTest : ::testing::Test {
   }
   [[nodiscard]] fs::path root() const { return dir.path() / "cgroup"; }
   ContainerSource& make(ContainerEventLog* log = nullptr, std::size_t max_watches = 8192) {
-    ContainerSource::Options options{root(), log, {}, max_watches, 12};
+    ContainerSource::Options options{root(), log, {}, max_watches, 12, {}};
     source.emplace(std::move(options), watcher, own_writes, observer, counters, clock.now());
     return *source;
   }

@@ -22,10 +22,17 @@ namespace {
 
 const std::string kId64 = "4c01db0b339c4c5bbbd8b7a3e4d2a0f1e3b2c1d0a9f8e7d6c5b4a3928170f6e5";
 
+struct ExpectedIdentity {
+  std::string systemd_unit;
+  std::string container_id;
+  std::string container_runtime;
+  std::string pod_uid;
+};
+
 struct CgroupCase {
   const char* name;
   std::string input;
-  CgroupIdentity expected;
+  ExpectedIdentity expected;
 };
 
 TEST(ParseCgroup, EveryRuntimePattern) {
@@ -103,10 +110,7 @@ TEST(ParseCgroup, EveryShapeOfTheTableRecognisesItsExample) {
     if (shape.form == ShapeForm::kNamespaced) {
       // By its path only a candidate: the caller confirms it from containerd's task records.
       SCOPED_TRACE(path);
-      const auto got = parse_cgroup("4:memory:" + path + "
-1:name=systemd:" + path + "
-0::/
-");
+      const auto got = parse_cgroup("4:memory:" + path + "\n1:name=systemd:" + path + "\n0::/\n");
       EXPECT_EQ(got.container_id, "");
       ASSERT_TRUE(got.containerd_task);
       EXPECT_EQ(got.containerd_task->container_id(), "default/" + id);
