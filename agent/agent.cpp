@@ -16,7 +16,8 @@ Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
       tpm_(options_.config.tcti),
       store_(options_.config.state_dir),
-      backoff_(options_.retry_base, options_.retry_max, *options_.random) {}
+      backoff_(options_.retry_base, options_.retry_max, *options_.random),
+      reports_(*options_.clock, *options_.random, options_.reports) {}
 
 Agent::~Agent() { shutdown(); }
 
@@ -125,19 +126,23 @@ Status Agent::start() {
 }
 
 std::chrono::milliseconds Agent::tick() {
+  constexpr std::chrono::milliseconds kPeriod(1000);
   std::unique_lock lock(mu_);
-  const std::int64_t t = now();
-  cache_.expire(t);
-  const AgentState s = lifecycle_.state();
-  const bool retry_due = next_retry_ != 0 && t >= next_retry_;
-  if (s == AgentState::kDegraded || (s == AgentState::kRevoked && auto_reattest_)) {
-    if (retry_due) (void)reattest(lock, "retry");
-  } else if (s == AgentState::kServing && device_token_exp_ != 0) {
+  cache_.expire(now());
+  // Reports first, so that a round replacing the binding key comes after every report it signed.
+  const auto round_why = [&]() -> const char* {
+    const std::int64_t t = now();
+    const AgentState s = lifecycle_.state();
+    if (s == AgentState::kDegraded || (s == AgentState::kRevoked && auto_reattest_))
+      return next_retry_ != 0 && t >= next_retry_ ? "retry" : nullptr;
+    if (s != AgentState::kServing || device_token_exp_ == 0) return nullptr;
     // Renew at two thirds of the device token's life so that workloads never see a gap.
     const std::int64_t life = std::max<std::int64_t>(device_token_exp_ - device_token_iat_, 3);
-    if (t >= device_token_iat_ + life * 2 / 3) (void)reattest(lock, "device token renewal");
-  }
-  return std::chrono::milliseconds(1000);
+    return t >= device_token_iat_ + life * 2 / 3 ? "device token renewal" : nullptr;
+  };
+  send_reports(lock, round_why() != nullptr);
+  if (const char* why = round_why()) (void)reattest(lock, why);
+  return std::min(kPeriod, reports_.next_due().value_or(kPeriod));
 }
 
 void Agent::drop_credentials_locked() {
@@ -155,7 +160,7 @@ void Agent::drop_credentials_locked() {
 void Agent::shutdown() {
   std::lock_guard lock(mu_);
   drop_credentials_locked();
-  reports_.clear();
+  reports_.clear();  // a restarted agent attests again: the issuer learns the posture from that
   pending_reattest_.reset();
 }
 
@@ -173,7 +178,7 @@ void Agent::reload(const AgentConfig& config) {
 
 AgentStatus Agent::status_locked() const {
   return AgentStatus{std::string(to_string(lifecycle_.state())), reason_, since_,
-                     enrollment_.has_value()};
+                     enrollment_.has_value(), reports_.pending()};
 }
 
 Result<AgentStatus> Agent::status() {

@@ -26,6 +26,7 @@
 #include "agent/issuer_client.h"
 #include "agent/lifecycle.h"
 #include "agent/posture/posture.h"
+#include "agent/revocation_reports.h"
 #include "agent/session_key.h"
 #include "agent/state_store.h"
 #include "agent/token_cache.h"
@@ -51,6 +52,7 @@ struct AgentOptions {
   std::function<std::optional<posture::ImageInfo>(std::string_view container_id)> image_of;
   std::chrono::milliseconds retry_base{1000};  ///< backoff of re-attestation retries
   std::chrono::milliseconds retry_max{5 * 60 * 1000};
+  ReportQueue::Options reports;  ///< revocation reports: queue bound, retry backoff
 };
 
 class Agent final : public WorkloadService {
@@ -64,8 +66,9 @@ class Agent final : public WorkloadService {
   /// A failure leaves the agent degraded (tick() retries with backoff); the error says why.
   Status start();
   /// Periodic work: renews the device token before it expires, retries a failed attestation
-  /// (jittered exponential backoff), drops expired tokens. Returns the delay until the next
-  /// call is useful.
+  /// (jittered exponential backoff), drops expired tokens, retries the revocation reports the
+  /// issuer could not take (their own backoff, 0.5 s doubling to 30 s). Returns the delay until
+  /// the next call is useful.
   std::chrono::milliseconds tick();
   /// Applies a classified posture change (the architecture's table): kRevokeWorkload revokes
   /// that container's tokens, kReattest re-attests (a refusal revokes everything), kRevokeAll
@@ -110,11 +113,6 @@ class Agent final : public WorkloadService {
   explicit Agent(AgentOptions options);
 
   struct Attested;  ///< a passed attestation round, not yet committed
-  /// A revocation report to send once mu_ is released.
-  struct Report {
-    protocol::RevokeRequest request;
-    tpm::BindingKey key;
-  };
 
   std::int64_t now() const { return options_.clock->unix_now(); }
   void transition(AgentState to, const std::string& reason);
@@ -137,7 +135,12 @@ class Agent final : public WorkloadService {
   void drop_credentials_locked();
   void revoke_all_locked(const std::string& reason, bool report);
   void queue_report_locked(const std::string& reason, std::vector<std::string> jtis);
-  void send_reports(std::vector<Report> reports);
+  /// Sends the queued reports that are due (all of them with `all`, before a round that may
+  /// replace the binding key they are signed with); `lock` holds mu_ and is released meanwhile.
+  void send_reports(std::unique_lock<std::mutex>& lock, bool all);
+  /// One attempt, outside mu_ (logs what it delivers or drops); the error to retry after, or
+  /// nullopt when the report is done with.
+  std::optional<Error> send_report(ReportQueue::Attempt& attempt);
   AgentStatus status_locked() const;
   [[nodiscard]] bool may_serve_cached() const;
 
@@ -168,7 +171,7 @@ class Agent final : public WorkloadService {
   /// Moves whenever the device token, the signer or the posture it was attested for changes.
   std::uint64_t epoch_ = 0;
   SharedRounds rounds_;
-  std::vector<Report> reports_;                  ///< for follow_up()
+  ReportQueue reports_;  ///< sent by follow_up() and revoke(), retried by tick()
   std::optional<std::string> pending_reattest_;  ///< for follow_up()
 };
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
+#include "agent/agent_detail.h"
 #include "attest/token/status_list.h"
 
 namespace warden::agent {
@@ -43,26 +44,77 @@ void Agent::queue_report_locked(const std::string& reason, std::vector<std::stri
   protocol::RevokeRequest req;
   req.device_id = enrollment_->device_id;
   req.reason = reason.substr(0, 1024);
-  req.timestamp = static_cast<std::uint64_t>(now());
   req.jtis = std::move(jtis);
-  reports_.push_back(Report{std::move(req), *binding_key_});
+  reports_.push(RevocationReport{std::move(req), *binding_key_});
 }
 
-void Agent::send_reports(std::vector<Report> reports) {
-  for (auto& [req, key] : reports) {
-    auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
-    if (!sig) {
-      spdlog::warn("agent: revocation not reported: {}", sig.error().message);
+void Agent::send_reports(std::unique_lock<std::mutex>& lock, bool all) {
+  std::vector<ReportQueue::Attempt> attempts = reports_.take(all);
+  if (attempts.empty()) return;
+  lock.unlock();
+  std::vector<std::optional<Error>> failed;
+  failed.reserve(attempts.size());
+  for (auto& a : attempts) failed.push_back(send_report(a));
+  lock.lock();
+  for (std::size_t i = 0; i < attempts.size(); ++i) {
+    if (!failed[i]) {
+      reports_.finish();
       continue;
     }
-    req.signature = std::move(*sig);
-    auto r = options_.issuer->revoke(req);
-    if (!r) {
-      spdlog::warn("agent: revocation not reported to the issuer: {}", r.error().message);
-    } else {
-      spdlog::info("agent: issuer revoked {} token(s)", r->revoked);
-    }
+    const unsigned attempt = attempts[i].failures + 1;
+    const auto delay = reports_.retry(std::move(attempts[i]));
+    spdlog::info("agent: revocation report not delivered (attempt {}): {}; next attempt in {} ms",
+                 attempt, failed[i]->message, delay.count());
   }
+}
+
+std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
+  auto& [req, key] = attempt.report;
+  // A fresh timestamp each time: the issuer takes only the last 300 s, and a request stamped
+  // anew is a new request to its replay check.
+  req.timestamp = static_cast<std::uint64_t>(now());
+  req.signature.clear();
+  const std::string what =
+      req.jtis.empty() ? std::string("all tokens") : std::to_string(req.jtis.size()) + " token(s)";
+  auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
+  if (!sig) {
+    if (detail::issuer_unreachable(sig.error())) return sig.error().context("TPM");
+    spdlog::warn(
+        "agent: revocation report ({}) dropped: the binding key it was made with no "
+        "longer signs: {}",
+        what, sig.error().message);
+    return std::nullopt;
+  }
+  req.signature = std::move(*sig);
+  auto r = options_.issuer->revoke(req);
+  if (r) {
+    spdlog::info(
+        "agent: revocation report ({}) delivered after {} failed attempt(s); the issuer "
+        "revoked {} token(s)",
+        what, attempt.failures, r->revoked);
+    return std::nullopt;
+  }
+  switch (classify_report_error(r.error())) {
+    case ReportOutcome::kDelivered:
+      spdlog::info("agent: revocation report ({}) was applied by an earlier attempt: {}", what,
+                   r.error().message);
+      return std::nullopt;
+    case ReportOutcome::kRetry:
+      return std::move(r).error();
+    case ReportOutcome::kDrop:
+      break;
+  }
+  const ErrorCode code = r.error().code;
+  const char* why = code == ErrorCode::kBadSignature
+                        ? "its binding key is no longer the device's at the issuer (attested or "
+                          "enrolled again since)"
+                    : code == ErrorCode::kUnknownKey || code == ErrorCode::kNotFound
+                        ? "the issuer no longer knows the device or its key (deleted or enrolled "
+                          "again)"
+                        : "the issuer refused it";
+  spdlog::warn("agent: revocation report ({}) dropped: {}: {} ({})", what, why, r.error().message,
+               to_string(code));
+  return std::nullopt;
 }
 
 void Agent::revoke_all_locked(const std::string& reason, bool report) {
@@ -116,13 +168,8 @@ void Agent::react(const posture::Change& change) {
 
 void Agent::follow_up() {
   std::unique_lock lock(mu_);
-  std::vector<Report> reports = std::move(reports_);
-  reports_.clear();
-  if (!reports.empty()) {
-    lock.unlock();
-    send_reports(std::move(reports));
-    lock.lock();
-  }
+  // Before a round that may replace the binding key: every queued report, not only those due.
+  send_reports(lock, pending_reattest_.has_value());
   if (auto why = std::move(pending_reattest_)) {
     pending_reattest_.reset();
     (void)reattest(lock, *why);
@@ -198,22 +245,18 @@ Status Agent::poll_device_status() {
 }
 
 Status Agent::revoke(const os::Selectors& caller, const std::string& reason) {
-  std::vector<Report> reports;
-  {
-    std::lock_guard lock(mu_);
-    spdlog::warn("agent: revocation requested by uid {} (pid {})", caller.uid, caller.pid);
-    auto_reattest_ = false;
-    revoke_all_locked("revoked by admin: " + reason, true);
-    reports = std::move(reports_);
-    reports_.clear();
-  }
-  send_reports(std::move(reports));
+  std::unique_lock lock(mu_);
+  spdlog::warn("agent: revocation requested by uid {} (pid {})", caller.uid, caller.pid);
+  auto_reattest_ = false;
+  revoke_all_locked("revoked by admin: " + reason, true);
+  send_reports(lock, false);
   return ok();
 }
 
 Result<AgentStatus> Agent::reattest(const os::Selectors& caller) {
   std::unique_lock lock(mu_);
   spdlog::info("agent: re-attestation requested by uid {} (pid {})", caller.uid, caller.pid);
+  send_reports(lock, true);
   auto r = reattest(lock, "requested by admin");
   if (!r) return fail(std::move(r).error());
   return status_locked();

@@ -198,6 +198,7 @@ JsonOut status_json(const AgentStatus& s) {
   JsonOut o;
   o.str("state", s.state).str("reason", s.reason).num("since", s.since);
   o.boolean("enrolled", s.enrolled);
+  o.num("pending_revocation_reports", static_cast<std::int64_t>(s.pending_revocation_reports));
   return o;
 }
 

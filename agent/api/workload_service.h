@@ -3,6 +3,7 @@
 // shapes and maps errors to status codes; implementations own tokens, proofs, secrets and posture.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,12 +61,14 @@ struct SealRequest {
   std::vector<SelectorMatch> allow;  ///< at least one
 };
 
-/// GET /v1/status -> {"state": "serving", "reason": "...", "since": UNIX, "enrolled": true}
+/// GET /v1/status -> {"state": "serving", "reason": "...", "since": UNIX, "enrolled": true,
+/// "pending_revocation_reports": 0}
 struct AgentStatus {
   std::string state;
   std::string reason;
   std::int64_t since = 0;
   bool enrolled = false;
+  std::size_t pending_revocation_reports = 0;  ///< queued for the issuer, or being sent
 };
 
 /// Implemented by the daemon. Called on the API's io_context thread: implementations must not
