@@ -216,6 +216,7 @@ TEST_F(LocalApiTest, AdminRoutesOnlyOnAdminSocket) {
   r = exchange(admin(), request("GET", "/v1/status"));
   ASSERT_EQ(status_of(r), 200u) << r;
   EXPECT_EQ(body_of(r).at("state").as_string(), "serving");
+  EXPECT_EQ(body_of(r).at("pending_revocation_reports").as_int64(), 0);
   r = exchange(admin(), request("PUT", "/v1/secrets/db",
                                 R"({"value":"aGk=","allow":[{"uid":0,"exe_sha256":"ab"}]})"));
   EXPECT_EQ(status_of(r), 201u) << r;
