@@ -37,6 +37,11 @@ std::string_view source_name(posture::Source s) {
   return "unknown";
 }
 
+std::string report_scope(const protocol::RevokeRequest& req) {
+  return req.jtis.empty() ? std::string("all tokens")
+                          : std::to_string(req.jtis.size()) + " token(s)";
+}
+
 }  // namespace
 
 void Agent::queue_report_locked(const std::string& reason, std::vector<std::string> jtis) {
@@ -62,9 +67,11 @@ void Agent::send_reports(std::unique_lock<std::mutex>& lock, bool all) {
       continue;
     }
     const unsigned attempt = attempts[i].failures + 1;
+    const std::string what = report_scope(attempts[i].report.request);
     const auto delay = reports_.retry(std::move(attempts[i]));
-    spdlog::info("agent: revocation report not delivered (attempt {}): {}; next attempt in {} ms",
-                 attempt, failed[i]->message, delay.count());
+    spdlog::info(
+        "agent: revocation report ({}) not delivered (attempt {}): {}; next attempt in {} ms", what,
+        attempt, failed[i]->message, delay.count());
   }
 }
 
@@ -74,8 +81,7 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   // anew is a new request to its replay check.
   req.timestamp = static_cast<std::uint64_t>(now());
   req.signature.clear();
-  const std::string what =
-      req.jtis.empty() ? std::string("all tokens") : std::to_string(req.jtis.size()) + " token(s)";
+  const std::string what = report_scope(req);
   auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
   if (!sig) {
     if (detail::issuer_unreachable(sig.error())) return sig.error().context("TPM");

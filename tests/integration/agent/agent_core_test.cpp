@@ -126,7 +126,21 @@ class LocalIssuer final : public IssuerApi {
   }
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& r) override {
     ++revokes;
-    return call([&] { return s_.revoke(r); });
+    {
+      std::lock_guard lock(revoke_mu_);
+      revoke_timestamps_.push_back(r.timestamp);
+    }
+    if (fail_revokes > 0) {
+      --fail_revokes;
+      return fail(revoke_failure.load(), "issuer: revoke failed (test)");
+    }
+    auto applied = call([&] { return s_.revoke(r); });
+    if (applied) ++revokes_applied;
+    return applied;
+  }
+  std::vector<std::uint64_t> revoke_timestamps() {
+    std::lock_guard lock(revoke_mu_);
+    return revoke_timestamps_;
   }
   Result<std::string> status_list(std::string_view id) override {
     return call([&] { return s_.status_list_jwt(id); });
@@ -135,12 +149,17 @@ class LocalIssuer final : public IssuerApi {
     return call([&] { return s_.jwks_json(); });
   }
   [[nodiscard]] std::string token_url() const override { return kTokenUrl; }
-  std::atomic<int> revokes{0};
+  std::atomic<int> revokes{0};          ///< revoke calls
+  std::atomic<int> revokes_applied{0};  ///< of them, accepted by the issuer
+  std::atomic<int> fail_revokes{0};     ///< the next ones answered with revoke_failure
+  std::atomic<ErrorCode> revoke_failure{ErrorCode::kUnavailable};
   Gate challenges;  ///< the first call of every attestation round
   Gate tokens;
 
  private:
   issuer::IssuerService& s_;
+  std::mutex revoke_mu_;
+  std::vector<std::uint64_t> revoke_timestamps_;
 };
 
 class AgentCoreTest : public test::SwtpmTest {
@@ -204,9 +223,10 @@ class AgentCoreTest : public test::SwtpmTest {
     SwtpmTest::TearDown();
   }
 
-  void make_agent() {
+  void make_agent(ReportQueue::Options reports = {}) {
     AgentOptions o;
     o.config = config_;
+    o.reports = reports;
     o.issuer = issuer_.get();
     o.clock = &clock_;
     o.random = &random_;
@@ -747,6 +767,209 @@ TEST_F(AgentCoreTest, TpmProofModeSignsProofsWithTheBindingKey) {
                                   proof_check("POST", "https://api.example/x", clock_.unix_now(),
                                               t->token, verified->claims.cnf->jkt),
                                   replay));
+}
+
+// ---- Revocation reports: retried until the issuer takes them --------------------------------
+
+os::Selectors in_container(const std::string& id) {
+  os::Selectors s;
+  s.uid = 0;
+  s.container_id = id;
+  return s;
+}
+
+posture::Change container_stop(const std::string& id) {
+  posture::Change c;
+  c.source = posture::Source::kContainer;
+  c.action = posture::Action::kRevokeWorkload;
+  c.subject = id;
+  c.workload = id;
+  return c;
+}
+
+std::size_t pending_reports(Agent& agent) {
+  auto st = agent.status();
+  EXPECT_TRUE(st);
+  return st ? st->pending_revocation_reports : 0;
+}
+
+TEST_F(AgentCoreTest, AReportTheIssuerCannotTakeIsRetriedWithBackoffUntilDelivered) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto t = agent_->token(in_container("aaaa"), req);
+  ASSERT_TRUE(t) << t.error().message;
+  issuer_->fail_revokes = 3;
+  agent_->react(container_stop("aaaa"));
+  EXPECT_EQ(issuer_->revokes.load(), 0);
+  // The first attempt belongs to the follow-up of the change itself, not to a later tick.
+  agent_->follow_up();
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 1U);
+  // The loop is asked back for the retry (first window 0.5 s), which is not due yet.
+  EXPECT_LE(agent_->tick(), std::chrono::milliseconds(500));
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  for (int attempt = 2; attempt <= 4; ++attempt) {
+    clock_.advance(std::chrono::seconds(31));  // past the longest backoff
+    (void)agent_->tick();
+    EXPECT_EQ(issuer_->revokes.load(), attempt);
+  }
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  auto record = store_->get_token(t->jti);
+  ASSERT_TRUE(record) << record.error().message;
+  EXPECT_TRUE(record->revoked);
+  // Each attempt stamped (and signed) anew.
+  const auto stamps = issuer_->revoke_timestamps();
+  ASSERT_EQ(stamps.size(), 4U);
+  for (std::size_t i = 1; i < stamps.size(); ++i) EXPECT_GT(stamps[i], stamps[i - 1]) << i;
+  clock_.advance(std::chrono::seconds(31));
+  (void)agent_->tick();
+  EXPECT_EQ(issuer_->revokes.load(), 4);  // delivered once
+}
+
+TEST_F(AgentCoreTest, AReportTheIssuerAppliedBeforeCountsAsDelivered) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
+  issuer_->revoke_failure = ErrorCode::kReplay;
+  issuer_->fail_revokes = 1;
+  agent_->apply(container_stop("aaaa"));
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  clock_.advance(std::chrono::seconds(31));
+  (void)agent_->tick();
+  EXPECT_EQ(issuer_->revokes.load(), 1);
+}
+
+TEST_F(AgentCoreTest, AReportTheIssuerRefusesForGoodIsDropped) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
+  ASSERT_TRUE(agent_->token(in_container("bbbb"), {kAudience, {"read"}, std::nullopt, {}}));
+  issuer_->revoke_failure = ErrorCode::kBadSignature;
+  issuer_->fail_revokes = 1;
+  agent_->apply(container_stop("aaaa"));
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  // The issuer's own refusal: the device was deleted there.
+  ASSERT_TRUE(service_->admin_delete_device(*agent_->device_id(), "test"));
+  agent_->apply(container_stop("bbbb"));
+  EXPECT_EQ(issuer_->revokes.load(), 2);
+  EXPECT_EQ(issuer_->revokes_applied.load(), 0);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  clock_.advance(std::chrono::seconds(31));
+  (void)agent_->tick();
+  EXPECT_EQ(issuer_->revokes.load(), 2);
+}
+
+TEST_F(AgentCoreTest, ARetryingReportBlocksNeitherServingNorANewReport) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  auto a = agent_->token(in_container("aaaa"), req);
+  ASSERT_TRUE(a) << a.error().message;
+  issuer_->fail_revokes = 1;
+  agent_->apply(container_stop("aaaa"));
+  ASSERT_EQ(pending_reports(*agent_), 1U);
+  // Served meanwhile, and the next change is reported at once, not after the first's backoff.
+  auto b = agent_->token(in_container("bbbb"), req);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+  agent_->apply(container_stop("bbbb"));
+  EXPECT_EQ(issuer_->revokes.load(), 2);
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 1U);
+  clock_.advance(std::chrono::seconds(31));
+  (void)agent_->tick();
+  EXPECT_EQ(issuer_->revokes_applied.load(), 2);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  for (const auto& jti : {a->jti, b->jti}) {
+    auto record = store_->get_token(jti);
+    ASSERT_TRUE(record) << record.error().message;
+    EXPECT_TRUE(record->revoked) << jti;
+  }
+}
+
+TEST_F(AgentCoreTest, AFullReportQueueMergesIntoOneRevokingEveryTokenOfTheDevice) {
+  ReportQueue::Options bound;
+  bound.capacity = 2;
+  make_agent(bound);
+  ASSERT_TRUE(agent_->start());
+  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
+  std::vector<std::string> jtis;
+  for (const char* id : {"c1", "c2", "c3", "c4", "c5"}) {
+    auto t = agent_->token(in_container(id), req);
+    ASSERT_TRUE(t) << t.error().message;
+    jtis.push_back(t->jti);
+  }
+  issuer_->fail_revokes = 1000;
+  for (const char* id : {"c1", "c2", "c3", "c4"}) agent_->apply(container_stop(id));
+  EXPECT_LE(pending_reports(*agent_), 2U);
+  issuer_->fail_revokes = 0;
+  clock_.advance(std::chrono::seconds(31));
+  (void)agent_->tick();
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  // No revocation lost: the merged report revoked all of the device's tokens, c5's too.
+  for (const auto& jti : jtis) {
+    auto record = store_->get_token(jti);
+    ASSERT_TRUE(record) << record.error().message;
+    EXPECT_TRUE(record->revoked) << jti;
+  }
+}
+
+// A round replaces the binding key, which the issuer then takes alone: the reports signed by the
+// old one go first, due or not.
+TEST_F(AgentCoreTest, QueuedReportsAreSentBeforeARoundReplacesTheirKey) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
+  ASSERT_TRUE(t) << t.error().message;
+  issuer_->fail_revokes = 1;
+  posture::Change c;
+  c.source = posture::Source::kPcr;
+  c.action = posture::Action::kRevokeAll;
+  c.subject = "pcr sha256:8";
+  agent_->apply(c);
+  ASSERT_EQ(agent_->state(), AgentState::kRevoked);
+  ASSERT_EQ(pending_reports(*agent_), 1U);  // its retry not due: the clock has not moved
+  auto back = agent_->reattest(me);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->state, "serving");
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(back->pending_revocation_reports, 0U);
+  auto record = store_->get_token(t->jti);
+  ASSERT_TRUE(record) << record.error().message;
+  EXPECT_TRUE(record->revoked);
+}
+
+// The same for the loop's device token renewal, with the report's retry not due yet.
+TEST_F(AgentCoreTest, TheRenewalRoundComesAfterTheReportsItsKeySigned) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  const std::int64_t attested_at = clock_.unix_now();
+  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
+  issuer_->fail_revokes = 1000;
+  agent_->apply(container_stop("aaaa"));
+  for (int i = 0; i < 8; ++i) {  // the retry window grows to its 30 s cap
+    clock_.advance(std::chrono::seconds(31));
+    (void)agent_->tick();
+  }
+  const int attempts = issuer_->revokes.load();
+  EXPECT_EQ(attempts, 9);
+  // One second before the renewal (at 2/3 of the 3600 s device token): one more failure, its
+  // retry at least 15 s away.
+  clock_.set(attested_at + 2399);
+  (void)agent_->tick();
+  EXPECT_EQ(issuer_->revokes.load(), attempts + 1);
+  EXPECT_EQ(agent_->attestations(), 1U);
+  issuer_->fail_revokes = 0;
+  clock_.advance(std::chrono::seconds(1));
+  (void)agent_->tick();
+  EXPECT_EQ(agent_->attestations(), 2U);  // renewed
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
 }
 
 }  // namespace
