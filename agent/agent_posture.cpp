@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
-#include "agent/agent_detail.h"
 #include "attest/token/status_list.h"
 
 namespace warden::agent {
@@ -84,7 +83,10 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   const std::string what = report_scope(req);
   auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
   if (!sig) {
-    if (detail::issuer_unreachable(sig.error())) return sig.error().context("TPM");
+    // Signed by the key it was queued with even after an attestation replaced it (reports go
+    // before such a round); a key the TPM no longer loads is gone, and so is the report.
+    if (classify_signing_error(sig.error()) == ReportOutcome::kRetry)
+      return sig.error().context("TPM");
     spdlog::warn(
         "agent: revocation report ({}) dropped: the binding key it was made with no "
         "longer signs: {}",

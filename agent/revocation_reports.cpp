@@ -1,6 +1,7 @@
 #include "agent/revocation_reports.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -33,6 +34,18 @@ ReportOutcome classify_report_error(const Error& error) {
     default:
       return ReportOutcome::kDrop;
   }
+}
+
+ReportOutcome classify_signing_error(const Error& error) {
+  if (error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kTimeout ||
+      error.code == ErrorCode::kIo)
+    return ReportOutcome::kRetry;
+  // TSS2_RC_LAYER_MASK: layer 0 is the TPM's own response code; the others (TCTI, SYS, ESAPI,
+  // a resource manager) say it was not reached or the connection broke.
+  constexpr std::uint32_t kLayerMask = 0xFFU << 16;
+  const bool not_reached = (error.tss_rc & kLayerMask) != 0;
+  return error.code == ErrorCode::kTpm && not_reached ? ReportOutcome::kRetry
+                                                      : ReportOutcome::kDrop;
 }
 
 ReportQueue::ReportQueue(const Clock& clock, Random& random, Options options)

@@ -33,6 +33,10 @@ enum class ReportOutcome {
 
 /// What an error from IssuerApi::revoke() means for the report.
 ReportOutcome classify_report_error(const Error& error);
+/// What a failure to sign it with its binding key means: kRetry when the TPM cannot be reached
+/// (or the TSS failed on the way), kDrop when the TPM itself refuses (the key no longer loads:
+/// the TPM was cleared).
+ReportOutcome classify_signing_error(const Error& error);
 
 /// Not thread-safe: guarded by its owner's lock (the agent's mu_). Reports taken out to be sent
 /// count as pending until they are given back with retry() or finish().

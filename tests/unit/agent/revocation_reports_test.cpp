@@ -156,5 +156,17 @@ TEST(ReportOutcome, ReplayIsDeliveredUnreachableIsRetriedRefusalsAreDropped) {
   }
 }
 
+TEST(ReportOutcome, ATpmOutOfReachIsRetriedAKeyItRefusesIsDropped) {
+  const auto of = [](ErrorCode c, std::uint32_t rc) {
+    return classify_signing_error(Error{c, "sign", rc, 0});
+  };
+  EXPECT_EQ(of(ErrorCode::kUnavailable, 0), ReportOutcome::kRetry);   // no connection
+  EXPECT_EQ(of(ErrorCode::kTpm, 0x000A000A), ReportOutcome::kRetry);  // TCTI: I/O error
+  EXPECT_EQ(of(ErrorCode::kTpm, 0x00070001), ReportOutcome::kRetry);  // ESAPI
+  EXPECT_EQ(of(ErrorCode::kTpm, 0x0000009F), ReportOutcome::kDrop);   // TPM_RC_INTEGRITY
+  EXPECT_EQ(of(ErrorCode::kTpm, 0), ReportOutcome::kDrop);            // the TPM's answer unusable
+  EXPECT_EQ(of(ErrorCode::kInvalidArgument, 0), ReportOutcome::kDrop);
+}
+
 }  // namespace
 }  // namespace warden::agent
