@@ -138,9 +138,12 @@ class Agent final : public WorkloadService {
   /// Sends the queued reports that are due (all of them with `all`, before a round that may
   /// replace the binding key they are signed with); `lock` holds mu_ and is released meanwhile.
   void send_reports(std::unique_lock<std::mutex>& lock, bool all);
-  /// One attempt, outside mu_ (logs what it delivers or drops); the error to retry after, or
-  /// nullopt when the report is done with.
+  /// One attempt, outside mu_ (logs what it delivers or drops); the error to retry after (or,
+  /// kBadSignature, to decide on under mu_), or nullopt when the report is done with.
   std::optional<Error> send_report(ReportQueue::Attempt& attempt);
+  /// A report the issuer refused for its key: queued again signed by the current binding key
+  /// (true), or dropped with a warning.
+  bool resign_or_drop_locked(ReportQueue::Attempt attempt, const Error& refusal);
   AgentStatus status_locked() const;
   [[nodiscard]] bool may_serve_cached() const;
 

@@ -53,25 +53,59 @@ void Agent::queue_report_locked(const std::string& reason, std::vector<std::stri
 }
 
 void Agent::send_reports(std::unique_lock<std::mutex>& lock, bool all) {
-  std::vector<ReportQueue::Attempt> attempts = reports_.take(all);
-  if (attempts.empty()) return;
-  lock.unlock();
-  std::vector<std::optional<Error>> failed;
-  failed.reserve(attempts.size());
-  for (auto& a : attempts) failed.push_back(send_report(a));
-  lock.lock();
-  for (std::size_t i = 0; i < attempts.size(); ++i) {
-    if (!failed[i]) {
-      reports_.finish();
-      continue;
+  for (bool first = true, again = true; again; first = false) {
+    again = false;
+    // A second pass only for the reports signed again: the others have had their attempt.
+    std::vector<ReportQueue::Attempt> attempts = reports_.take(all && first);
+    if (attempts.empty()) return;
+    lock.unlock();
+    std::vector<std::optional<Error>> failed;
+    failed.reserve(attempts.size());
+    for (auto& a : attempts) failed.push_back(send_report(a));
+    lock.lock();
+    for (std::size_t i = 0; i < attempts.size(); ++i) {
+      if (!failed[i]) {
+        reports_.finish();
+      } else if (failed[i]->code == ErrorCode::kBadSignature) {
+        again |= resign_or_drop_locked(std::move(attempts[i]), *failed[i]);
+      } else {
+        const unsigned attempt = attempts[i].failures + 1;
+        const std::string what = report_scope(attempts[i].report.request);
+        const auto delay = reports_.retry(std::move(attempts[i]));
+        spdlog::info(
+            "agent: revocation report ({}) not delivered (attempt {}): {}; next attempt in {} ms",
+            what, attempt, failed[i]->message, delay.count());
+      }
     }
-    const unsigned attempt = attempts[i].failures + 1;
-    const std::string what = report_scope(attempts[i].report.request);
-    const auto delay = reports_.retry(std::move(attempts[i]));
-    spdlog::info(
-        "agent: revocation report ({}) not delivered (attempt {}): {}; next attempt in {} ms", what,
-        attempt, failed[i]->message, delay.count());
   }
+}
+
+bool Agent::resign_or_drop_locked(ReportQueue::Attempt attempt, const Error& refusal) {
+  const auto& req = attempt.report.request;
+  const std::string what = report_scope(req);
+  // The issuer holds only the newest binding key: a report queued while a round that replaced
+  // it was running would be refused for good. Its tokens are named, and the device's current key
+  // speaks for the same device; a revoke-all is not re-signed, since the attestation of the new
+  // key has since told the issuer the posture, and revoking all now would revoke what that
+  // attestation earned.
+  const bool resign = !req.jtis.empty() && enrollment_ && binding_key_ &&
+                      enrollment_->device_id == req.device_id &&
+                      binding_key_->public_area != attempt.report.key.public_area;
+  if (!resign) {
+    reports_.finish();
+    spdlog::warn(
+        "agent: revocation report ({}) dropped: its binding key is no longer the device's at the "
+        "issuer (attested or enrolled again since): {}",
+        what, refusal.message);
+    return false;
+  }
+  spdlog::info(
+      "agent: revocation report ({}) refused for the binding key it was queued with, which an "
+      "attestation has replaced since; signing it with the current key",
+      what);
+  attempt.report.key = *binding_key_;
+  reports_.resubmit(std::move(attempt));
+  return true;
 }
 
 std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
@@ -83,8 +117,7 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   const std::string what = report_scope(req);
   auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
   if (!sig) {
-    // Signed by the key it was queued with even after an attestation replaced it (reports go
-    // before such a round); a key the TPM no longer loads is gone, and so is the report.
+    // A key the TPM no longer loads (cleared, another SRK) is gone, and so is the report.
     if (classify_signing_error(sig.error()) == ReportOutcome::kRetry)
       return sig.error().context("TPM");
     spdlog::warn(
@@ -102,6 +135,8 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
         what, attempt.failures, r->revoked);
     return std::nullopt;
   }
+  const ErrorCode code = r.error().code;
+  if (code == ErrorCode::kBadSignature) return std::move(r).error();  // the caller's call
   switch (classify_report_error(r.error())) {
     case ReportOutcome::kDelivered:
       spdlog::info("agent: revocation report ({}) was applied by an earlier attempt: {}", what,
@@ -112,11 +147,7 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
     case ReportOutcome::kDrop:
       break;
   }
-  const ErrorCode code = r.error().code;
-  const char* why = code == ErrorCode::kBadSignature
-                        ? "its binding key is no longer the device's at the issuer (attested or "
-                          "enrolled again since)"
-                    : code == ErrorCode::kUnknownKey || code == ErrorCode::kNotFound
+  const char* why = code == ErrorCode::kUnknownKey || code == ErrorCode::kNotFound
                         ? "the issuer no longer knows the device or its key (deleted or enrolled "
                           "again)"
                         : "the issuer refused it";

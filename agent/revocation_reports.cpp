@@ -111,6 +111,12 @@ std::chrono::milliseconds ReportQueue::retry(Attempt attempt) {
   return delay;
 }
 
+void ReportQueue::resubmit(Attempt attempt) {
+  finish();
+  attempt.due = clock_.now();
+  queued_.push_back(std::move(attempt));
+}
+
 void ReportQueue::finish() {
   if (out_ > 0) --out_;
 }

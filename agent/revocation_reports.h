@@ -64,6 +64,8 @@ class ReportQueue {
   [[nodiscard]] std::vector<Attempt> take(bool all);
   /// Queues a report again after a transient failure; returns the delay before its next attempt.
   std::chrono::milliseconds retry(Attempt attempt);
+  /// Queues a report again, due at once (signed by another key now), its backoff unchanged.
+  void resubmit(Attempt attempt);
   /// A report taken out was delivered or dropped.
   void finish();
   /// Queued plus taken out.

@@ -972,5 +972,33 @@ TEST_F(AgentCoreTest, TheRenewalRoundComesAfterTheReportsItsKeySigned) {
   EXPECT_EQ(pending_reports(*agent_), 0U);
 }
 
+// A container stops while a round runs: its report is queued with the binding key that the
+// round then replaces, the only one the issuer keeps. Refused for it, it is signed again with
+// the new key rather than lost.
+TEST_F(AgentCoreTest, AReportQueuedDuringARoundThatReplacesTheKeyIsSignedAgainWithTheNewOne) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  auto t = agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}});
+  ASSERT_TRUE(t) << t.error().message;
+  issuer_->challenges.hold();
+  Result<AgentStatus> round = fail(ErrorCode::kInternal, "not run");
+  std::thread admin([&] { round = agent_->reattest(me); });
+  issuer_->challenges.wait_held();
+  agent_->react(container_stop("aaaa"));
+  issuer_->challenges.release();
+  admin.join();
+  ASSERT_TRUE(round) << round.error().message;
+  EXPECT_EQ(agent_->attestations(), 2U);
+  agent_->follow_up();
+  EXPECT_EQ(issuer_->revokes.load(), 2);  // refused for the old key, then signed again
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  auto record = store_->get_token(t->jti);
+  ASSERT_TRUE(record) << record.error().message;
+  EXPECT_TRUE(record->revoked);
+}
+
 }  // namespace
 }  // namespace warden::agent
