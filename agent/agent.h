@@ -80,6 +80,11 @@ class Agent final : public WorkloadService {
   void react(const posture::Change& change);
   /// The issuer's half of what react() queued: revocation reports, the re-attestation.
   void follow_up();
+  /// Sends the revocation reports that are due, from the calling thread; never starts or waits
+  /// for an attestation round. follow_up() and tick() send them too, but after whatever round
+  /// their thread is running: a thread of the daemon's calling this after react() keeps a
+  /// report from waiting behind one.
+  void deliver_reports();
   /// Fetches the issuer's status list and drops (and stops proving for) every cached token it
   /// marks revoked. Source kStatusList.
   Status poll_status_list();

@@ -215,6 +215,11 @@ void Agent::follow_up() {
   }
 }
 
+void Agent::deliver_reports() {
+  std::unique_lock lock(mu_);
+  send_reports(lock, false);
+}
+
 void Agent::apply(const posture::Change& change) {
   react(change);
   follow_up();

@@ -1000,5 +1000,23 @@ TEST_F(AgentCoreTest, AReportQueuedDuringARoundThatReplacesTheKeyIsSignedAgainWi
   EXPECT_TRUE(record->revoked);
 }
 
+TEST_F(AgentCoreTest, DeliverReportsDoesNotWaitBehindARunningRound) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  os::Selectors me;
+  me.uid = 0;
+  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
+  issuer_->challenges.hold();
+  std::thread admin([&] { (void)agent_->reattest(me); });
+  issuer_->challenges.wait_held();
+  agent_->react(container_stop("aaaa"));
+  agent_->deliver_reports();  // the round is still held at its first call
+  EXPECT_EQ(issuer_->revokes_applied.load(), 1);
+  EXPECT_EQ(pending_reports(*agent_), 0U);
+  issuer_->challenges.release();
+  admin.join();
+  EXPECT_EQ(agent_->state(), AgentState::kServing);
+}
+
 }  // namespace
 }  // namespace warden::agent
