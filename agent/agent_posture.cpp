@@ -130,9 +130,8 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   auto r = options_.issuer->revoke(req);
   if (r) {
     spdlog::info(
-        "agent: revocation report ({}) delivered after {} failed attempt(s); the issuer "
-        "revoked {} token(s)",
-        what, attempt.failures, r->revoked);
+        "agent: revocation report ({}) delivered at attempt {}; the issuer revoked {} token(s)",
+        what, attempt.failures + 1, r->revoked);
     return std::nullopt;
   }
   const ErrorCode code = r.error().code;
