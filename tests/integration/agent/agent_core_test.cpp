@@ -165,6 +165,10 @@ class LocalIssuer final : public IssuerApi {
 class AgentCoreTest : public test::SwtpmTest {
  protected:
   void expect_status_list_revocation_drops(std::optional<TokenFormat> format);
+  /// Starts the agent and fetches a token for a workload in each container: their jtis.
+  std::vector<std::string> serve_containers(const std::vector<std::string>& ids,
+                                            ReportQueue::Options reports = {});
+  bool revoked_at_issuer(const std::string& jti);
   void SetUp() override {
     SwtpmTest::SetUp();
     // After swtpm_setup made its CA: its notBefore is "now" to the second.
@@ -787,6 +791,26 @@ posture::Change container_stop(const std::string& id) {
   return c;
 }
 
+std::vector<std::string> AgentCoreTest::serve_containers(const std::vector<std::string>& ids,
+                                                         ReportQueue::Options reports) {
+  make_agent(reports);
+  auto started = agent_->start();
+  EXPECT_TRUE(started) << started.error().message;
+  std::vector<std::string> jtis;
+  for (const auto& id : ids) {
+    auto t = agent_->token(in_container(id), {kAudience, {"read"}, std::nullopt, std::nullopt});
+    EXPECT_TRUE(t) << t.error().message;
+    jtis.push_back(t ? t->jti : "");
+  }
+  return jtis;
+}
+
+bool AgentCoreTest::revoked_at_issuer(const std::string& jti) {
+  auto record = store_->get_token(jti);
+  EXPECT_TRUE(record) << record.error().message;
+  return record && record->revoked;
+}
+
 std::size_t pending_reports(Agent& agent) {
   auto st = agent.status();
   EXPECT_TRUE(st);
@@ -794,11 +818,7 @@ std::size_t pending_reports(Agent& agent) {
 }
 
 TEST_F(AgentCoreTest, AReportTheIssuerCannotTakeIsRetriedWithBackoffUntilDelivered) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
-  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
-  auto t = agent_->token(in_container("aaaa"), req);
-  ASSERT_TRUE(t) << t.error().message;
+  const auto jtis = serve_containers({"aaaa"});
   issuer_->fail_revokes = 3;
   agent_->react(container_stop("aaaa"));
   EXPECT_EQ(issuer_->revokes.load(), 0);
@@ -816,9 +836,7 @@ TEST_F(AgentCoreTest, AReportTheIssuerCannotTakeIsRetriedWithBackoffUntilDeliver
   }
   EXPECT_EQ(issuer_->revokes_applied.load(), 1);
   EXPECT_EQ(pending_reports(*agent_), 0U);
-  auto record = store_->get_token(t->jti);
-  ASSERT_TRUE(record) << record.error().message;
-  EXPECT_TRUE(record->revoked);
+  EXPECT_TRUE(revoked_at_issuer(jtis[0]));
   // Each attempt stamped (and signed) anew.
   const auto stamps = issuer_->revoke_timestamps();
   ASSERT_EQ(stamps.size(), 4U);
@@ -829,9 +847,7 @@ TEST_F(AgentCoreTest, AReportTheIssuerCannotTakeIsRetriedWithBackoffUntilDeliver
 }
 
 TEST_F(AgentCoreTest, AReportTheIssuerAppliedBeforeCountsAsDelivered) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
-  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
+  serve_containers({"aaaa"});
   issuer_->revoke_failure = ErrorCode::kReplay;
   issuer_->fail_revokes = 1;
   agent_->apply(container_stop("aaaa"));
@@ -843,10 +859,7 @@ TEST_F(AgentCoreTest, AReportTheIssuerAppliedBeforeCountsAsDelivered) {
 }
 
 TEST_F(AgentCoreTest, AReportTheIssuerRefusesForGoodIsDropped) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
-  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
-  ASSERT_TRUE(agent_->token(in_container("bbbb"), {kAudience, {"read"}, std::nullopt, {}}));
+  serve_containers({"aaaa", "bbbb"});
   issuer_->revoke_failure = ErrorCode::kBadSignature;
   issuer_->fail_revokes = 1;
   agent_->apply(container_stop("aaaa"));
@@ -863,16 +876,12 @@ TEST_F(AgentCoreTest, AReportTheIssuerRefusesForGoodIsDropped) {
 }
 
 TEST_F(AgentCoreTest, ARetryingReportBlocksNeitherServingNorANewReport) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
-  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
-  auto a = agent_->token(in_container("aaaa"), req);
-  ASSERT_TRUE(a) << a.error().message;
+  const auto jtis = serve_containers({"aaaa"});
   issuer_->fail_revokes = 1;
   agent_->apply(container_stop("aaaa"));
   ASSERT_EQ(pending_reports(*agent_), 1U);
   // Served meanwhile, and the next change is reported at once, not after the first's backoff.
-  auto b = agent_->token(in_container("bbbb"), req);
+  auto b = agent_->token(in_container("bbbb"), {kAudience, {"read"}, std::nullopt, std::nullopt});
   ASSERT_TRUE(b) << b.error().message;
   EXPECT_EQ(agent_->state(), AgentState::kServing);
   agent_->apply(container_stop("bbbb"));
@@ -883,25 +892,14 @@ TEST_F(AgentCoreTest, ARetryingReportBlocksNeitherServingNorANewReport) {
   (void)agent_->tick();
   EXPECT_EQ(issuer_->revokes_applied.load(), 2);
   EXPECT_EQ(pending_reports(*agent_), 0U);
-  for (const auto& jti : {a->jti, b->jti}) {
-    auto record = store_->get_token(jti);
-    ASSERT_TRUE(record) << record.error().message;
-    EXPECT_TRUE(record->revoked) << jti;
-  }
+  EXPECT_TRUE(revoked_at_issuer(jtis[0]));
+  EXPECT_TRUE(revoked_at_issuer(b->jti));
 }
 
 TEST_F(AgentCoreTest, AFullReportQueueMergesIntoOneRevokingEveryTokenOfTheDevice) {
   ReportQueue::Options bound;
   bound.capacity = 2;
-  make_agent(bound);
-  ASSERT_TRUE(agent_->start());
-  const TokenRequest req{kAudience, {"read"}, std::nullopt, std::nullopt};
-  std::vector<std::string> jtis;
-  for (const char* id : {"c1", "c2", "c3", "c4", "c5"}) {
-    auto t = agent_->token(in_container(id), req);
-    ASSERT_TRUE(t) << t.error().message;
-    jtis.push_back(t->jti);
-  }
+  const auto jtis = serve_containers({"c1", "c2", "c3", "c4", "c5"}, bound);
   issuer_->fail_revokes = 1000;
   for (const char* id : {"c1", "c2", "c3", "c4"}) agent_->apply(container_stop(id));
   EXPECT_LE(pending_reports(*agent_), 2U);
@@ -910,22 +908,15 @@ TEST_F(AgentCoreTest, AFullReportQueueMergesIntoOneRevokingEveryTokenOfTheDevice
   (void)agent_->tick();
   EXPECT_EQ(pending_reports(*agent_), 0U);
   // No revocation lost: the merged report revoked all of the device's tokens, c5's too.
-  for (const auto& jti : jtis) {
-    auto record = store_->get_token(jti);
-    ASSERT_TRUE(record) << record.error().message;
-    EXPECT_TRUE(record->revoked) << jti;
-  }
+  for (const auto& jti : jtis) EXPECT_TRUE(revoked_at_issuer(jti)) << jti;
 }
 
 // A round replaces the binding key, which the issuer then takes alone: the reports signed by the
 // old one go first, due or not.
 TEST_F(AgentCoreTest, QueuedReportsAreSentBeforeARoundReplacesTheirKey) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
+  const auto jtis = serve_containers({"aaaa"});
   os::Selectors me;
   me.uid = 0;
-  auto t = agent_->token(me, {kAudience, {"read"}, std::nullopt, std::nullopt});
-  ASSERT_TRUE(t) << t.error().message;
   issuer_->fail_revokes = 1;
   posture::Change c;
   c.source = posture::Source::kPcr;
@@ -939,17 +930,13 @@ TEST_F(AgentCoreTest, QueuedReportsAreSentBeforeARoundReplacesTheirKey) {
   EXPECT_EQ(back->state, "serving");
   EXPECT_EQ(issuer_->revokes_applied.load(), 1);
   EXPECT_EQ(back->pending_revocation_reports, 0U);
-  auto record = store_->get_token(t->jti);
-  ASSERT_TRUE(record) << record.error().message;
-  EXPECT_TRUE(record->revoked);
+  EXPECT_TRUE(revoked_at_issuer(jtis[0]));
 }
 
 // The same for the loop's device token renewal, with the report's retry not due yet.
 TEST_F(AgentCoreTest, TheRenewalRoundComesAfterTheReportsItsKeySigned) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
+  serve_containers({"aaaa"});
   const std::int64_t attested_at = clock_.unix_now();
-  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
   issuer_->fail_revokes = 1000;
   agent_->apply(container_stop("aaaa"));
   for (int i = 0; i < 8; ++i) {  // the retry window grows to its 30 s cap
@@ -976,12 +963,9 @@ TEST_F(AgentCoreTest, TheRenewalRoundComesAfterTheReportsItsKeySigned) {
 // round then replaces, the only one the issuer keeps. Refused for it, it is signed again with
 // the new key rather than lost.
 TEST_F(AgentCoreTest, AReportQueuedDuringARoundThatReplacesTheKeyIsSignedAgainWithTheNewOne) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
+  const auto jtis = serve_containers({"aaaa"});
   os::Selectors me;
   me.uid = 0;
-  auto t = agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}});
-  ASSERT_TRUE(t) << t.error().message;
   issuer_->challenges.hold();
   Result<AgentStatus> round = fail(ErrorCode::kInternal, "not run");
   std::thread admin([&] { round = agent_->reattest(me); });
@@ -995,17 +979,13 @@ TEST_F(AgentCoreTest, AReportQueuedDuringARoundThatReplacesTheKeyIsSignedAgainWi
   EXPECT_EQ(issuer_->revokes.load(), 2);  // refused for the old key, then signed again
   EXPECT_EQ(issuer_->revokes_applied.load(), 1);
   EXPECT_EQ(pending_reports(*agent_), 0U);
-  auto record = store_->get_token(t->jti);
-  ASSERT_TRUE(record) << record.error().message;
-  EXPECT_TRUE(record->revoked);
+  EXPECT_TRUE(revoked_at_issuer(jtis[0]));
 }
 
 TEST_F(AgentCoreTest, DeliverReportsDoesNotWaitBehindARunningRound) {
-  make_agent();
-  ASSERT_TRUE(agent_->start());
+  serve_containers({"aaaa"});
   os::Selectors me;
   me.uid = 0;
-  ASSERT_TRUE(agent_->token(in_container("aaaa"), {kAudience, {"read"}, std::nullopt, {}}));
   issuer_->challenges.hold();
   std::thread admin([&] { (void)agent_->reattest(me); });
   issuer_->challenges.wait_held();
