@@ -121,6 +121,7 @@ class Maintenance {
         status_poll_(config.status_list_poll_interval),
         device_poll_(config.device_status_poll_interval),
         posture_thread_([this] { react(); }),
+        reporter_thread_([this] { report(); }),
         thread_([this] { run(); }) {}
   ~Maintenance() {
     {
@@ -129,7 +130,9 @@ class Maintenance {
     }
     cv_.notify_all();
     posture_cv_.notify_all();
+    reporter_cv_.notify_all();
     thread_.join();
+    reporter_thread_.join();
     posture_thread_.join();
   }
   void set_status_poll(std::chrono::milliseconds d, std::chrono::milliseconds device) {
@@ -224,8 +227,24 @@ class Maintenance {
       lock.lock();
       if (!changes.empty()) {
         follow_up_ = true;
+        report_ = true;
         cv_.notify_all();
+        reporter_cv_.notify_all();
       }
+    }
+  }
+
+  // The revocation reports a change queued go to the issuer from here, so that they wait
+  // neither behind a round on the maintenance thread nor hold up the next change's react().
+  void report() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      reporter_cv_.wait(lock, [this] { return stop_ || report_; });
+      if (stop_) break;
+      report_ = false;
+      lock.unlock();
+      agent_.deliver_reports();
+      lock.lock();
     }
   }
 
@@ -282,15 +301,19 @@ class Maintenance {
   std::atomic<warden::agent::posture::Monitor*> monitor_{nullptr};
   std::atomic<const warden::agent::posture::ContainerEventLog*> container_log_ptr_{nullptr};
   std::uint64_t seen_attestations_ = 0;
-  std::mutex mu_;               // guards stop_, status_poll_, device_poll_, changes_ and follow_up_
-  std::condition_variable cv_;  // the maintenance thread's
-  std::condition_variable posture_cv_;  // the posture thread's
+  // guards stop_, status_poll_, device_poll_, changes_, follow_up_ and report_
+  std::mutex mu_;
+  std::condition_variable cv_;           // the maintenance thread's
+  std::condition_variable posture_cv_;   // the posture thread's
+  std::condition_variable reporter_cv_;  // the reporter thread's
   bool stop_ = false;
   bool follow_up_ = false;
+  bool report_ = false;
   std::chrono::milliseconds status_poll_;
   std::chrono::milliseconds device_poll_;
   std::deque<warden::agent::posture::Change> changes_;
   std::thread posture_thread_;
+  std::thread reporter_thread_;
   std::thread thread_;
 };
 
