@@ -45,4 +45,7 @@ void register_agent_routes(RouteTable& table, AgentApi& api);
 
 void register_admin_routes(RouteTable& table, IssuerService& service, const RouterOptions& options);
 
+/// POST /oauth/introspect (RFC 7662) and /.well-known/oauth-authorization-server (RFC 8414).
+void register_oauth_routes(RouteTable& table, IssuerService& service, const RouterOptions& options);
+
 }  // namespace warden::issuer::http
