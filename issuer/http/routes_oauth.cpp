@@ -82,10 +82,14 @@ void register_oauth_routes(RouteTable& table, IssuerService& service,
   std::optional<oauth::Sources> sources = service.oauth_sources();
   if (!sources) return;  // a service without them (test doubles): 404 as before
   const IssuerConfig* config = service.config();
-  const IssuerConfig::OAuth settings = config != nullptr ? config->oauth : IssuerConfig::OAuth{};
+  register_oauth_routes(table, std::move(*sources),
+                        config != nullptr ? config->oauth : IssuerConfig::OAuth{}, options);
+}
 
+void register_oauth_routes(RouteTable& table, oauth::Sources sources,
+                           const IssuerConfig::OAuth& settings, const RouterOptions& options) {
   table.add(Route{"GET", std::string(oauth::kMetadataPath), BodyFormat::kNone, "",
-                  [issuer_url = sources->issuer_url](const RouteContext&) {
+                  [issuer_url = sources.issuer_url](const RouteContext&) {
                     auto metadata = oauth::authorization_server_metadata(issuer_url);
                     if (!metadata) return oauth_error(404, "not_found", metadata.error().message);
                     Response r = make_response(200, kJson, std::move(*metadata));
@@ -95,8 +99,8 @@ void register_oauth_routes(RouteTable& table, IssuerService& service,
   if (!settings.introspection) return;
 
   const oauth::IntrospectionLimits limits{settings.max_token_bytes, 16};
-  auto authenticate = sources->authenticate;
-  auto introspector = std::make_shared<oauth::Introspector>(std::move(*sources));
+  auto authenticate = sources.authenticate;
+  auto introspector = std::make_shared<oauth::Introspector>(std::move(sources));
   Route introspect{
       "POST", std::string(oauth::kIntrospectionPath), BodyFormat::kText, "",
       [introspector, limits](const RouteContext& c) {
