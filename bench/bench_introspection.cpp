@@ -79,7 +79,8 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
           if (scheduled >= end) break;
         }
         auto r = post(bodies[n % bodies.size()]);
-        if (!r || r->status != 200 || r->body.find("\"active\":true") == std::string::npos) {
+        if (!r || r->status != 200 ||
+            warden::to_string(r->body).find("\"active\":true") == std::string::npos) {
           ++failures;
         } else {
           mine.push_back(
