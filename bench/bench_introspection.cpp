@@ -5,6 +5,8 @@
 // an ES256 signature and reads the token's and the device's records. Callers are loopback
 // admins here; a receiver's bearer check (one SHA-256 and one lookup) is not included.
 // Usage: bench_introspection [seconds=5] [offered req/s=2000] [clients=8] [threads=2]
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -34,8 +36,18 @@ struct Outcome {
   double p50_ms = 0;
   double p99_ms = 0;
   double max_ms = 0;
+  double cpu_us = 0;  ///< process CPU (server and clients) per request
   std::size_t failures = 0;
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
 
 /// `offered` requests/s in total (0: each client as fast as it can).
 Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
@@ -92,6 +104,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   start = Steady::now() + std::chrono::milliseconds(10);
+  const double cpu0 = cpu_seconds();
   go = true;
   for (auto& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(Steady::now() - start).count();
@@ -102,6 +115,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
   out.failures = failures;
   if (all.empty()) return out;
   out.per_second = static_cast<double>(all.size()) / seconds;
+  out.cpu_us = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(all.size());
   out.p50_ms = all[all.size() / 2];
   out.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   out.max_ms = all.back();
@@ -207,14 +221,14 @@ int main(int argc, char** argv) {
   std::printf(
       "POST /oauth/introspect, %d keep-alive clients, %d server threads, %d s, token %zu B\n",
       clients, threads, seconds, bodies[0].size() - 6);
-  std::printf("%-14s %10s %10s %10s %10s %9s\n", "offered req/s", "req/s", "p50 ms", "p99 ms",
-              "max ms", "failures");
+  std::printf("%-14s %10s %10s %10s %10s %12s %9s\n", "offered req/s", "req/s", "p50 ms", "p99 ms",
+              "max ms", "CPU us/req", "failures");
   for (double load : {offered, 0.0}) {
     const auto o = drive((*server)->port(), dir.path() / "ca.crt", bodies, clients, load,
                          std::chrono::seconds(seconds));
-    std::printf("%-14s %10.0f %10.2f %10.2f %10.2f %9zu\n",
+    std::printf("%-14s %10.0f %10.2f %10.2f %10.2f %12.0f %9zu\n",
                 load > 0 ? std::to_string(static_cast<int>(load)).c_str() : "max", o.per_second,
-                o.p50_ms, o.p99_ms, o.max_ms, o.failures);
+                o.p50_ms, o.p99_ms, o.max_ms, o.cpu_us, o.failures);
   }
   (*server)->stop();
   return 0;

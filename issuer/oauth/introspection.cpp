@@ -5,6 +5,7 @@
 #include "attest/token/claims.h"
 #include "attest/token/jwt.h"
 #include "issuer/assign.h"
+#include "platform/base/openssl.h"
 
 namespace warden::issuer::oauth {
 namespace {
@@ -101,24 +102,46 @@ Result<std::shared_ptr<const token::KeySet>> Introspector::keys_for_unknown_kid(
   return sources_.published_keys(true);
 }
 
+Result<Introspector::Verification> Introspector::verified(std::string_view compact,
+                                                          std::int64_t now) {
+  const Bytes digest = ossl::sha256(
+      ByteSpan(reinterpret_cast<const std::uint8_t*>(compact.data()), compact.size()));  // NOLINT
+  const std::string key(digest.begin(), digest.end());
+  const auto seen = verified_.find(key);
+  token::ClaimChecks checks;
+  checks.now = now;
+  checks.leeway = 0;
+  if (seen.value) {
+    if (auto in_time = token::check_claims((*seen.value)->claims, checks); !in_time) {
+      return Verification{nullptr, in_time.error().message};
+    }
+    return Verification{*seen.value, {}};
+  }
+  token::JwtVerifyOptions options;
+  options.typ = std::string(token::kTypWorkload);
+  options.checks = checks;
+  WARDEN_ASSIGN(keys, sources_.published_keys(false));
+  auto jwt = token::verify_jwt(compact, *keys, options);
+  if (!jwt && jwt.error().code == ErrorCode::kUnknownKey) {
+    auto reloaded = keys_for_unknown_kid();
+    if (!reloaded && reloaded.error().code != ErrorCode::kUnknownKey) {
+      return fail(std::move(reloaded).error());
+    }
+    if (reloaded) jwt = token::verify_jwt(compact, **reloaded, options);
+  }
+  if (!jwt) return Verification{nullptr, jwt.error().message};
+  auto out = std::make_shared<const token::VerifiedJwt>(std::move(*jwt));
+  verified_.put(key, out, seen);
+  return Verification{std::move(out), {}};
+}
+
 Result<Introspection> Introspector::introspect(std::string_view compact) {
   // CWTs (binary, never sent in a form as text) and anything else that is no compact JWS.
   if (!looks_like_jws(compact)) return inactive("not a compact JWS");
   const std::int64_t now = sources_.clock->unix_now();
-  token::JwtVerifyOptions options;
-  options.typ = std::string(token::kTypWorkload);
-  options.checks.now = now;
-  options.checks.leeway = 0;
-  WARDEN_ASSIGN(keys, sources_.published_keys(false));
-  auto jwt = token::verify_jwt(compact, *keys, options);
-  if (!jwt && jwt.error().code == ErrorCode::kUnknownKey) {
-    if (auto reloaded = keys_for_unknown_kid(); reloaded) {
-      jwt = token::verify_jwt(compact, **reloaded, options);
-    } else if (reloaded.error().code != ErrorCode::kUnknownKey) {
-      return fail(std::move(reloaded).error());
-    }
-  }
-  if (!jwt) return inactive(jwt.error().message);
+  WARDEN_ASSIGN(verification, verified(compact, now));
+  const auto& jwt = verification.jwt;
+  if (!jwt) return inactive(verification.why);
   const token::Claims& claims = jwt->claims;
   if (claims.iss != sources_.issuer) return inactive("iss is not this issuer");
   if (!claims.jti || !claims.iat || !claims.sub) return inactive("no jti, iat or sub");
@@ -139,7 +162,7 @@ Result<Introspection> Introspector::introspect(std::string_view compact) {
 
   Introspection out;
   out.active = true;
-  out.claims = std::move(jwt->payload);
+  out.claims = jwt->payload;
   return out;
 }
 

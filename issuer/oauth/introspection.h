@@ -15,6 +15,8 @@
 #include <boost/json/object.hpp>
 
 #include "attest/token/jwk.h"
+#include "attest/token/jwt.h"
+#include "issuer/cache/ttl_cache.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
 #include "platform/base/error.h"
@@ -57,7 +59,8 @@ struct Introspection {
 
 class Introspector {
  public:
-  explicit Introspector(Sources sources) : sources_(std::move(sources)) {}
+  explicit Introspector(Sources sources)
+      : sources_(std::move(sources)), verified_(*sources_.clock, {kVerifiedTtl, kVerifiedMax}) {}
   /// The decision for `token`. Errors only where the answer is unknown (the store is down):
   /// a token that is not valid is an Introspection with active false.
   Result<Introspection> introspect(std::string_view token);
@@ -69,9 +72,21 @@ class Introspector {
   /// Reloads the published keys at most once a second, whatever kids callers send.
   static constexpr std::int64_t kReloadInterval = 1;
   Result<std::shared_ptr<const token::KeySet>> keys_for_unknown_kid();
+  /// The token's signature, typ and claims, verified once: a relying party asks about the same
+  /// token on every request it serves. Time and revocation are decided afresh each time.
+  /// jwt null and why set for a token that does not verify; errors only for the sources.
+  struct Verification {
+    std::shared_ptr<const token::VerifiedJwt> jwt;
+    std::string why;
+  };
+  Result<Verification> verified(std::string_view compact, std::int64_t now);
 
+  static constexpr auto kVerifiedTtl = std::chrono::seconds(60);
+  static constexpr std::size_t kVerifiedMax = 4096;
   Sources sources_;
   std::atomic<std::int64_t> last_reload_{0};
+  // By the SHA-256 of the token; only tokens whose signature verified (has its own lock).
+  TtlCache<std::string, std::shared_ptr<const token::VerifiedJwt>> verified_;
 };
 
 }  // namespace warden::issuer::oauth
