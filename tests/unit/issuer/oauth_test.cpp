@@ -240,6 +240,51 @@ TEST_F(OAuthTest, RecordAndDeviceStateDecide) {
   expect_inactive(mint(claims("jti-gone")), "device removed");
 }
 
+TEST_F(OAuthTest, AKeyRotatedElsewhereIsFoundByAReloadAtMostOnceASecond) {
+  // Another replica rotated: this process's cached set lacks the new key until it reloads.
+  auto rotated = token::EcSigner::generate(random_, "rotated-kid");
+  ASSERT_TRUE(rotated);
+  auto stale =
+      std::make_shared<const token::KeySet>(*token::KeySet::from_json(*service_->jwks_json()));
+  token::KeySet fresh_set = *stale;
+  fresh_set.add(rotated->public_jwk());
+  auto fresh = std::make_shared<const token::KeySet>(std::move(fresh_set));
+  int reloads = 0;
+  oauth::Sources sources = *service_->oauth_sources();
+  sources.published_keys = [&](bool reload) -> Result<std::shared_ptr<const token::KeySet>> {
+    if (!reload) return reloads > 0 ? fresh : stale;
+    ++reloads;
+    return fresh;
+  };
+  oauth::Introspector introspector(std::move(sources));
+  auto minted = [&](const std::string& jti) {
+    auto c = claims(jti);
+    EXPECT_TRUE(store_->add_token({jti, "dev-1", "1", 5, *c.iat, *c.exp, false}));
+    return *token::mint_jwt(*rotated, token::kTypWorkload, c);
+  };
+  EXPECT_TRUE(introspector.introspect(minted("jti-rot-1"))->active);
+  EXPECT_EQ(reloads, 1);
+  auto unknown = token::EcSigner::generate(random_, "unknown-kid");
+  const std::string junk = *token::mint_jwt(*unknown, token::kTypWorkload, claims("jti-u"));
+  EXPECT_FALSE(introspector.introspect(junk)->active);  // same second: no reload
+  EXPECT_FALSE(introspector.introspect(junk)->active);
+  EXPECT_EQ(reloads, 1);
+  clock_.advance(std::chrono::seconds(1));
+  EXPECT_FALSE(introspector.introspect(junk)->active);
+  EXPECT_EQ(reloads, 2);
+}
+
+TEST_F(OAuthTest, StoreFailuresAreNoAnswer) {
+  oauth::Sources sources = *service_->oauth_sources();
+  sources.published_keys = [](bool) -> Result<std::shared_ptr<const token::KeySet>> {
+    return fail(ErrorCode::kUnavailable, "store down");
+  };
+  oauth::Introspector introspector(std::move(sources));
+  auto r = introspector.introspect(mint(claims("jti-down")));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+}
+
 TEST_F(OAuthTest, MetadataNamesAbsoluteEndpointsAndNoGrant) {
   auto text = oauth::authorization_server_metadata("https://issuer.test:8443/");
   ASSERT_TRUE(text) << text.error().message;
