@@ -60,6 +60,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
   std::atomic<std::size_t> failures{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(clients));
   Steady::time_point start;
   const std::map<std::string, std::string> no_headers;
   for (int i = 0; i < clients; ++i) {
@@ -86,7 +87,7 @@ Outcome drive(std::uint16_t port, const std::filesystem::path& ca,
           offered > 0 ? std::chrono::duration<double>(clients / offered) : std::chrono::seconds(0);
       // Clients start staggered over one interval so that the load is even.
       auto scheduled = start + std::chrono::duration_cast<Steady::duration>(interval * i / clients);
-      for (std::size_t n = static_cast<std::size_t>(i);; n += static_cast<std::size_t>(clients)) {
+      for (auto n = static_cast<std::size_t>(i);; n += static_cast<std::size_t>(clients)) {
         if (offered > 0) {
           if (scheduled >= end) break;
           std::this_thread::sleep_until(scheduled);
@@ -145,7 +146,7 @@ int main(int argc, char** argv) {
   const auto pki = test::run_command(
       {std::string(WARDEN_SOURCE_DIR) + "/scripts/make-test-pki", dir.path().string()});
   if (pki.exit_code != 0) {
-    std::fprintf(stderr, "make-test-pki failed: %s\n", pki.out.c_str());
+    (void)std::fprintf(stderr, "make-test-pki failed: %s\n", pki.out.c_str());
     return 1;
   }
   issuer::IssuerConfig config;
@@ -160,14 +161,14 @@ int main(int argc, char** argv) {
 
   auto store = issuer::open_sqlite_store((dir.path() / "issuer.db").string());
   if (!store || !(*store)->migrate()) {
-    std::fprintf(stderr, "store failed\n");
+    (void)std::fprintf(stderr, "store failed\n");
     return 1;
   }
   SystemClock clock;
   SystemRandom random;
   auto keys = issuer::SigningKeys::open(dir.path() / "keys", **store, clock);
   if (!keys) {
-    std::fprintf(stderr, "%s\n", keys.error().message.c_str());
+    (void)std::fprintf(stderr, "%s\n", keys.error().message.c_str());
     return 1;
   }
   issuer::IssuerService::Options so;
@@ -180,7 +181,7 @@ int main(int argc, char** argv) {
   so.issuer_url = config.issuer_url;
   auto service = issuer::IssuerService::create(std::move(so));
   if (!service) {
-    std::fprintf(stderr, "%s\n", service.error().message.c_str());
+    (void)std::fprintf(stderr, "%s\n", service.error().message.c_str());
     return 1;
   }
 
@@ -225,21 +226,22 @@ int main(int argc, char** argv) {
 
   auto server = issuer::http::HttpsServer::create(config, **service);
   if (!server) {
-    std::fprintf(stderr, "%s\n", server.error().message.c_str());
+    (void)std::fprintf(stderr, "%s\n", server.error().message.c_str());
     return 1;
   }
   (*server)->start();
-  std::printf(
+  (void)std::printf(
       "POST /oauth/introspect, %d keep-alive clients, %d server threads, %d s, token %zu B\n",
       clients, threads, seconds, bodies[0].size() - 6);
-  std::printf("%-14s %10s %10s %10s %10s %12s %9s\n", "offered req/s", "req/s", "p50 ms", "p99 ms",
-              "max ms", "CPU us/req", "failures");
+  (void)std::printf("%-14s %10s %10s %10s %10s %12s %9s\n", "offered req/s", "req/s", "p50 ms",
+                    "p99 ms", "max ms", "CPU us/req", "failures");
   for (double load : {offered, 0.0}) {
     const auto o = drive((*server)->port(), dir.path() / "ca.crt", bodies, clients, load,
                          std::chrono::seconds(seconds));
-    std::printf("%-14s %10.0f %10.2f %10.2f %10.2f %12.2f %12.2f %12.0f %9zu\n",
-                load > 0 ? std::to_string(static_cast<int>(load)).c_str() : "max", o.per_second,
-                o.p50_ms, o.p99_ms, o.max_ms, o.sent_p50_ms, o.sent_p99_ms, o.cpu_us, o.failures);
+    (void)std::printf("%-14s %10.0f %10.2f %10.2f %10.2f %12.2f %12.2f %12.0f %9zu\n",
+                      load > 0 ? std::to_string(static_cast<int>(load)).c_str() : "max",
+                      o.per_second, o.p50_ms, o.p99_ms, o.max_ms, o.sent_p50_ms, o.sent_p99_ms,
+                      o.cpu_us, o.failures);
   }
   (*server)->stop();
   return 0;

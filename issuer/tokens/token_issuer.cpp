@@ -171,7 +171,7 @@ Result<std::string> TokenIssuer::status_list_jwt(std::string_view list_id) {
   for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
     if (stored.bytes[i] == 0) continue;
     for (unsigned b = 0; b < 8; ++b) {
-      if ((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) {
+      if (((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) != 0U) {
         WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
       }
     }

@@ -340,7 +340,7 @@ class OAuthRouterTest : public OAuthTest {
     http::register_oauth_routes(table_, std::move(sources), config_.oauth, {});
   }
 
-  http::Response post(std::string body, std::string authorization,
+  http::Response post(const std::string& body, std::string authorization,
                       std::string content_type = "application/x-www-form-urlencoded") {
     http::Request r;
     r.method = "POST";
