@@ -11,6 +11,7 @@
 #include "issuer/signing_keys.h"
 #include "platform/net/https_client.h"
 #include "tests/support/process.h"
+#include "tests/support/test_issuer.h"
 
 namespace warden::issuer {
 namespace {
@@ -28,25 +29,11 @@ class OAuthHttpsTest : public ::testing::Test {
     config_.tls.key_file = (dir_.path() / "server.key").string();
     config_.admin.socket = "";
     config_.issuer_url = "https://localhost";
-    auto store = open_sqlite_store((dir_.path() / "issuer.db").string());
-    ASSERT_TRUE(store) << store.error().message;
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->migrate());
-    auto keys = SigningKeys::open(dir_.path() / "keys", *store_, clock_);
-    ASSERT_TRUE(keys) << keys.error().message;
-    keys_ = std::move(*keys);
-    IssuerService::Options o;
-    o.config = &config_;
-    o.store = store_.get();
-    o.keys = keys_.get();
-    o.clock = &clock_;
-    o.random = &random_;
-    o.nonce_key = SecretBytes(Bytes(32, 0x42));
-    o.issuer_url = config_.issuer_url;
-    o.status_list_bits = 64;
-    auto service = IssuerService::create(std::move(o));
-    ASSERT_TRUE(service) << service.error().message;
-    service_ = std::move(*service);
+    auto issuer = test::open_test_issuer(dir_.path(), config_, clock_, random_);
+    ASSERT_TRUE(issuer) << issuer.error().message;
+    store_ = std::move(issuer->store);
+    keys_ = std::move(issuer->keys);
+    service_ = std::move(issuer->service);
     auto server = http::HttpsServer::create(config_, *service_);
     ASSERT_TRUE(server) << server.error().message;
     server_ = std::move(*server);

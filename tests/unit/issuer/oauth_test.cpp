@@ -14,6 +14,7 @@
 #include "issuer/signing_keys.h"
 #include "platform/base/encoding.h"
 #include "tests/support/process.h"
+#include "tests/support/test_issuer.h"
 
 namespace warden::issuer {
 namespace {
@@ -61,26 +62,12 @@ class OAuthTest : public ::testing::Test {
   static constexpr std::int64_t kNow = 1'800'000'000;
 
   void SetUp() override {
-    auto store = open_sqlite_store((dir_.path() / "issuer.db").string());
-    ASSERT_TRUE(store) << store.error().message;
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->migrate());
-    auto keys = SigningKeys::open(dir_.path() / "keys", *store_, clock_);
-    ASSERT_TRUE(keys) << keys.error().message;
-    keys_ = std::move(*keys);
     config_.issuer_url = "https://issuer.test:8443";
-    IssuerService::Options o;
-    o.config = &config_;
-    o.store = store_.get();
-    o.keys = keys_.get();
-    o.clock = &clock_;
-    o.random = &random_;
-    o.nonce_key = SecretBytes(Bytes(32, 0x42));
-    o.issuer_url = config_.issuer_url;
-    o.status_list_bits = 64;
-    auto service = IssuerService::create(std::move(o));
-    ASSERT_TRUE(service) << service.error().message;
-    service_ = std::move(*service);
+    auto issuer = test::open_test_issuer(dir_.path(), config_, clock_, random_);
+    ASSERT_TRUE(issuer) << issuer.error().message;
+    store_ = std::move(issuer->store);
+    keys_ = std::move(issuer->keys);
+    service_ = std::move(issuer->service);
     auto signer = token::EcSigner::from_key(keys_->current_key(), keys_->current_kid());
     ASSERT_TRUE(signer) << signer.error().message;
     signer_ = std::make_unique<token::EcSigner>(std::move(*signer));
