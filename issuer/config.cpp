@@ -129,6 +129,10 @@ Result<IssuerConfig> parse_config(std::string_view text) {
       r.get("enrollment", "manufacturer_ca_files", c.enrollment.manufacturer_ca_files));
   WARDEN_TRY_STATUS(r.get("enrollment", "ek_allowlist", c.enrollment.ek_allowlist));
   WARDEN_TRY_STATUS(r.get("enrollment", "tofu", c.enrollment.tofu));
+  WARDEN_TRY_STATUS(r.get("status_list", "max_age_s", c.status_list.max_age_s));
+  WARDEN_TRY_STATUS(r.get("status_list", "ttl_s", c.status_list.ttl_s));
+  WARDEN_TRY_STATUS(r.get("oauth", "introspection", c.oauth.introspection));
+  WARDEN_TRY_STATUS(r.get("oauth", "max_token_bytes", c.oauth.max_token_bytes));
   WARDEN_TRY_STATUS(r.get("", "policy_file", c.policy_file));
   WARDEN_TRY_STATUS(r.get("", "issuer_url", c.issuer_url));
   WARDEN_TRY_STATUS(r.get("", "issuer_url_aliases", c.issuer_url_aliases));
@@ -158,6 +162,16 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   if (c.store.pool_size == 0 || c.limits.max_connections == 0) {
     return fail(ErrorCode::kInvalidArgument,
                 "config: store.pool_size and limits.max_connections must be at least 1");
+  }
+  if (c.status_list.ttl_s == 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config: status_list.ttl_s must be at least 1 (0 would tell relying parties to "
+                "fetch the list for every token)");
+  }
+  if (c.oauth.max_token_bytes < 256 || c.oauth.max_token_bytes > 65536) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config: oauth.max_token_bytes must be between 256 and 65536, found " +
+                    std::to_string(c.oauth.max_token_bytes));
   }
   return c;
 }

@@ -80,6 +80,17 @@ struct IssuerConfig {
     /// unless true (then anyone who can reach the HTTPS port).
     bool allow_remote = false;
   } metrics;
+  /// How long relying parties may cache a status list (docs/relying-parties.md): a revocation
+  /// reaches one that honours both within max_age_s + ttl_s.
+  struct StatusListCaching {
+    std::uint32_t max_age_s = 2;  ///< Cache-Control: max-age of GET /v1/status/{id}
+    std::uint32_t ttl_s = 2;      ///< the ttl claim of the status list token
+  } status_list;
+  /// RFC 7662 introspection and RFC 8414 metadata (issuer/oauth).
+  struct OAuth {
+    bool introspection = true;           ///< POST /oauth/introspect
+    std::size_t max_token_bytes = 8192;  ///< longest token accepted for introspection
+  } oauth;
   std::string policy_file;  ///< loaded as the first policy version when the store has none
   std::string issuer_url;   ///< external base URL: token iss and status list URIs ("" = relative)
   /// Other base URLs the issuer is reached by; a proof's htu must name issuer_url or one of these.

@@ -92,7 +92,7 @@ Service::Service(Options options, EkTrust trust)
               options_.config->tokens.nonce_ttl_s),
       policy_cache_(*options_.clock, {kPolicyTtl, 1}),
       tokens_({options_.store, options_.keys, options_.clock, options_.issuer_url,
-               options_.status_list_bits}),
+               options_.status_list_bits, options_.config->status_list.ttl_s}),
       gate_({options_.store, options_.clock, options_.config->limits, proof_bases(options_)},
             tokens_),
       audit_log_(

@@ -21,6 +21,7 @@
 
 #include "attest/protocol/messages.h"
 #include "issuer/config.h"
+#include "issuer/oauth/introspection.h"
 #include "issuer/signing_keys.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
@@ -95,6 +96,12 @@ class IssuerService {
   virtual Result<std::string> status_list_jwt(std::string_view list_id) = 0;
   /// Store reachable and keys loaded.
   virtual Status ready() = 0;
+
+  // ---- Relying parties (issuer/oauth) ----------------------------------------------------------
+  /// The configuration the service runs with; nullptr in doubles without one (defaults apply).
+  [[nodiscard]] virtual const IssuerConfig* config() const { return nullptr; }
+  /// What introspection and authorization-server metadata read; nullopt: no such routes.
+  virtual std::optional<oauth::Sources> oauth_sources() { return std::nullopt; }
 
   // ---- Admin API (structs; issuer/admin/admin_json.h is their JSON) ----------------------------
   virtual Result<DevicePage> admin_list_devices(std::size_t limit, std::string_view after_id) = 0;

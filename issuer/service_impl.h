@@ -65,6 +65,17 @@ class Service final : public IssuerService {
   Result<std::string> jwks_json() override;
   Result<std::string> status_list_jwt(std::string_view list_id) override;
   Status ready() override;
+  [[nodiscard]] const IssuerConfig* config() const override { return options_.config; }
+  /// authenticate stays empty here (admins only) until Shared Signals receivers are wired in.
+  std::optional<oauth::Sources> oauth_sources() override {
+    oauth::Sources s;
+    s.store = options_.store;
+    s.clock = options_.clock;
+    s.published_keys = [this](bool reload) { return tokens_.published_keys(reload); };
+    s.issuer = tokens_.issuer_name();
+    s.issuer_url = options_.issuer_url;
+    return s;
+  }
 
   Result<DevicePage> admin_list_devices(std::size_t limit, std::string_view after_id) override;
   Result<DeviceDetail> admin_get_device(std::string_view id) override;

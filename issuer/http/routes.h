@@ -8,6 +8,7 @@
 
 #include "issuer/http/metrics.h"
 #include "issuer/http/route_table.h"
+#include "issuer/oauth/introspection.h"
 #include "issuer/service.h"
 #include "platform/base/refusal_budget.h"
 
@@ -44,5 +45,12 @@ class AgentApi {
 void register_agent_routes(RouteTable& table, AgentApi& api);
 
 void register_admin_routes(RouteTable& table, IssuerService& service, const RouterOptions& options);
+
+/// POST /oauth/introspect (RFC 7662) and /.well-known/oauth-authorization-server (RFC 8414),
+/// reading what service.oauth_sources() hands over (none: no routes).
+void register_oauth_routes(RouteTable& table, IssuerService& service, const RouterOptions& options);
+/// The same with the sources given (a caller authenticator of its own).
+void register_oauth_routes(RouteTable& table, oauth::Sources sources,
+                           const IssuerConfig::OAuth& settings, const RouterOptions& options);
 
 }  // namespace warden::issuer::http

@@ -157,19 +157,34 @@ Result<std::string> TokenIssuer::jwks_json() {
 
 Result<std::string> TokenIssuer::status_list_jwt(std::string_view list_id) {
   WARDEN_ASSIGN(stored, options_.store->get_status_list(list_id));
+  Bytes digest = ossl::sha256(stored.bytes);
+  const std::int64_t t = options_.clock->unix_now();
+  {
+    std::lock_guard lock(signed_lists_mu_);
+    auto it = signed_lists_.find(list_id);
+    if (it != signed_lists_.end() && it->second.digest == digest &&
+        t - it->second.iat < kStatusListResign && t >= it->second.iat) {
+      return it->second.jwt;
+    }
+  }
   WARDEN_ASSIGN(list, token::StatusList::create(1, static_cast<std::size_t>(stored.bits)));
   for (std::size_t i = 0; i < stored.bytes.size(); ++i) {
     if (stored.bytes[i] == 0) continue;
     for (unsigned b = 0; b < 8; ++b) {
-      if ((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) {
+      if (((static_cast<unsigned>(stored.bytes[i]) >> b) & 1U) != 0U) {
         WARDEN_TRY_STATUS(list.set(i * 8 + b, token::kStatusInvalid));
       }
     }
   }
   WARDEN_ASSIGN(signer, this->signer());
-  const std::int64_t t = options_.clock->unix_now();
-  constexpr std::int64_t kTtl = 60;
-  return token::mint_status_list_jwt(*signer, list, {status_uri(list_id), t, t + 10 * kTtl, kTtl});
+  WARDEN_ASSIGN(jwt, token::mint_status_list_jwt(*signer, list,
+                                                 {status_uri(list_id), t, t + kStatusListLifetime,
+                                                  options_.status_list_ttl_s}));
+  std::lock_guard lock(signed_lists_mu_);
+  // Lists are few ("1", "2", ...) but ids come from the request path: unknown ones fail above.
+  if (signed_lists_.size() >= 64) signed_lists_.clear();
+  signed_lists_[std::string(list_id)] = SignedList{std::move(digest), t, jwt};
+  return jwt;
 }
 
 }  // namespace warden::issuer::tokens

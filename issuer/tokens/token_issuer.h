@@ -4,6 +4,7 @@
 // workload tokens. Used by the service's coordinators; knows nothing of devices or policy.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,6 +30,7 @@ class TokenIssuer {
     const Clock* clock = nullptr;
     std::string issuer_url;  ///< the iss claim and the prefix of status list URIs
     std::uint64_t status_list_bits = 1U << 17;
+    std::int64_t status_list_ttl_s = 2;  ///< the ttl claim of status list tokens
   };
   explicit TokenIssuer(Options options);
   /// Finds the current status list (the last of "1", "2", …), creating "1" on a new store.
@@ -68,7 +70,9 @@ class TokenIssuer {
 
   /// {"keys": [...]} of every published signing key.
   Result<std::string> jwks_json();
-  /// The status list as a signed JWT (application/statuslist+jwt).
+  /// The status list as a signed JWT (application/statuslist+jwt). Signed again only when its
+  /// bits changed or kStatusListResign passed, so that an unchanged list is the same bytes
+  /// (one ETag) for every request in between.
   Result<std::string> status_list_jwt(std::string_view list_id);
 
  private:
@@ -78,7 +82,17 @@ class TokenIssuer {
   /// out from memory; a restart leaves the rest of a block unused (never reused).
   static constexpr std::uint64_t kStatusBlock = 64;
 
+  static constexpr std::int64_t kStatusListResign = 60;
+  static constexpr std::int64_t kStatusListLifetime = 600;  // exp - iat of a status list token
+  struct SignedList {
+    Bytes digest;  // SHA-256 of the stored bits
+    std::int64_t iat = 0;
+    std::string jwt;
+  };
+
   Options options_;
+  std::mutex signed_lists_mu_;  // guards signed_lists_
+  std::map<std::string, SignedList, std::less<>> signed_lists_;
   TtlCache<std::string, std::shared_ptr<token::EcSigner>> signers_;   // by kid
   TtlCache<std::string, std::shared_ptr<const token::KeySet>> keys_;  // by the current kid
   std::mutex list_mu_;  // guards list_number_ and the block
