@@ -488,6 +488,8 @@ class BeastServer final : public HttpsServer {
     res.body() = std::move(response.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
+    // RFC 9110 section 8.6: a 304 carries no Content-Length of its own (prepare_payload sets 0).
+    if (res.result() == bhttp::status::not_modified) res.erase(bhttp::field::content_length);
     c.arm(std::chrono::milliseconds(limits_.read_timeout_ms));
     auto [ec, n] = co_await bhttp::async_write(*c.tls, res, kNoThrow);
     c.disarm();
