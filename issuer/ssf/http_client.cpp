@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "issuer/untrusted_text.h"
 #include "platform/base/openssl.h"
 
 namespace warden::issuer::ssf {
@@ -38,8 +39,8 @@ constexpr std::size_t kMaxUrlBytes = 2048;
 constexpr std::uint32_t kMaxHeaderBytes = 16 * 1024;
 
 tl::unexpected<Error> bad_url(std::string_view url, std::string_view why) {
-  return fail(ErrorCode::kInvalidArgument, "push endpoint: " + std::string(why) + " in '" +
-                                               std::string(url.substr(0, 200)) + "'");
+  return fail(ErrorCode::kInvalidArgument,
+              "push endpoint: " + std::string(why) + " in " + quote_untrusted(url, 200));
 }
 
 bool host_char(char c) {
