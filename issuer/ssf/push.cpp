@@ -193,7 +193,8 @@ void PushDeliverer::work_loop(HttpClient& client, std::uint64_t seed) {
       lock.lock();
       const bool cancelled = stopping_;
       lock.unlock();
-      if (cancelled) return;
+      // An aborted request is not a failure of the receiver's; a delivery that made it is kept.
+      if (cancelled && verdict.kind == PushVerdict::Kind::kRetry) return;
       if (verdict.kind == PushVerdict::Kind::kRetry) {
         retry_at = next_attempt_at(clock_.unix_now(), held.item.attempts, options_, unit(jitter));
         why = "not sent: seq " + std::to_string(held.item.seq) + " of the stream failed first";
