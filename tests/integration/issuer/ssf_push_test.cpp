@@ -53,8 +53,9 @@ class FakeQueue final : public PushQueue {
            std::uint32_t attempts = 0, std::string authorization = "Bearer rx") {
     std::lock_guard lock(mutex_);
     Row row;
-    row.item = PushItem{stream, seq, url, std::move(authorization),
-                        "set-" + stream + "-" + std::to_string(seq), attempts};
+    row.item = PushItem{
+        stream,  seq, url, std::move(authorization), "set-" + stream + "-" + std::to_string(seq),
+        attempts};
     rows_.push_back(std::move(row));
   }
 
@@ -399,38 +400,32 @@ TEST(PushDeliverer, StopsPromptlyWhileEveryWorkerWaitsOnAHangingReceiver) {
   EXPECT_EQ(d.stats().delivered + d.stats().failed, 0u);
 }
 
-TEST(PushDeliverer, PlainHttpToANonLoopbackHostIsNeverSent) {
+// Delivers one item to `url` and returns the error its failure was recorded with.
+std::string first_failure(const std::string& url, const PushOptions& o = options()) {
   FakeQueue q;
-  q.add("s1", 1, "http://192.0.2.10:8080/events");
+  q.add("s1", 1, url);
   TestClock clock;
-  PushDeliverer d(q, clock, options());
-  ASSERT_TRUE(d.start());
-  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.failures_.size() == 1; }));
-  EXPECT_NE(q.failures()[0].error.find("non-loopback"), std::string::npos);
+  PushDeliverer d(q, clock, o);
+  EXPECT_TRUE(d.start());
+  if (!q.wait([](FakeQueue& f) { return f.failures_.size() == 1; })) return "no failure";
+  return q.failures()[0].error;
+}
+
+TEST(PushDeliverer, PlainHttpToANonLoopbackHostIsNeverSent) {
+  EXPECT_NE(first_failure("http://192.0.2.10:8080/events").find("non-loopback"), std::string::npos);
 }
 
 TEST(PushDeliverer, PlainHttpNeedsAllowHttpLoopback) {
   Receiver rx(answer(202));
-  FakeQueue q;
-  q.add("s1", 1, rx.url());
-  TestClock clock;
   PushOptions o = options();
   o.allow_http_loopback = false;
-  PushDeliverer d(q, clock, o);
-  ASSERT_TRUE(d.start());
-  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.failures_.size() == 1; }));
-  EXPECT_NE(q.failures()[0].error.find("not allowed"), std::string::npos);
+  EXPECT_NE(first_failure(rx.url(), o).find("not allowed"), std::string::npos);
   EXPECT_TRUE(rx.received().empty());
 }
 
 TEST(PushDeliverer, AMalformedEndpointIsRetriedNotSent) {
-  FakeQueue q;
-  q.add("s1", 1, "https://rp.example/a\r\nX: y");
-  TestClock clock;
-  PushDeliverer d(q, clock, options());
-  ASSERT_TRUE(d.start());
-  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.failures_.size() == 1; }));
-  EXPECT_NE(q.failures()[0].error.find("control character"), std::string::npos);
+  EXPECT_NE(first_failure("https://rp.example/a\r\nX: y").find("control character"),
+            std::string::npos);
 }
 
 class PushDelivererTls : public ::testing::Test {
@@ -457,16 +452,10 @@ TEST_F(PushDelivererTls, AReceiverOfAnotherCaIsNotTrusted) {
   Receiver rx(answer(202), dir_.path());
   test::TempDir other("warden-ssf-push-other");
   test::make_pki(other.path());
-  FakeQueue q;
-  q.add("s1", 1, rx.url());
-  TestClock clock;
   PushOptions o = options();
   o.ca_file = other.path() / "ca.crt";
-  PushDeliverer d(q, clock, o);
-  ASSERT_TRUE(d.start());
-  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.failures_.size() == 1; }));
-  EXPECT_NE(q.failures()[0].error.find("certificate does not verify"), std::string::npos)
-      << q.failures()[0].error;
+  const std::string error = first_failure(rx.url(), o);
+  EXPECT_NE(error.find("certificate does not verify"), std::string::npos) << error;
   EXPECT_TRUE(rx.received().empty());
 }
 
