@@ -241,7 +241,10 @@ struct HttpClient::Impl {
     auto [cec, peer] = co_await asio::async_connect(at.socket(), addresses, kNoThrow);
     if (cec || at.aborted) co_return fail(io_error(ep, "connect", cec));
     at.socket().set_option(tcp::no_delay(true), ec);
-    if (!at.secure) co_return co_await exchange(*at.plain, ep, rq, options.max_body);
+    if (!at.secure) {
+      auto response = co_await exchange(*at.plain, ep, rq, options.max_body);
+      co_return response;
+    }
 
     SSL* ssl = at.secure->native_handle();
     if (asio::ip::make_address(ep.host, ec); !ec) {
@@ -262,7 +265,8 @@ struct HttpClient::Impl {
       }
       co_return fail(io_error(ep, "TLS handshake", hec));
     }
-    co_return co_await exchange(*at.secure, ep, rq, options.max_body);
+    auto response = co_await exchange(*at.secure, ep, rq, options.max_body);
+    co_return response;
   }
 
   [[nodiscard]] std::string trust_name() const {

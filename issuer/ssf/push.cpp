@@ -76,7 +76,7 @@ Status PushDeliverer::start() {
   clients_.clear();
   for (std::size_t i = 0; i < options_.workers; ++i) {
     auto client = HttpClient::create(
-        {options_.ca_file, options_.timeout, 64 * 1024, options_.allow_http_loopback});
+        {options_.ca_file, options_.timeout, std::size_t{64} * 1024, options_.allow_http_loopback});
     if (!client) return fail(std::move(client).error().context("ssf push"));
     clients_.push_back(std::move(*client));
   }
