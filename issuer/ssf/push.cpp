@@ -119,7 +119,8 @@ void PushDeliverer::notify() {
 }
 
 PushStats PushDeliverer::stats() const {
-  return {delivered_.load(), refused_.load(), failed_.load(), store_errors_.load()};
+  return {delivered_.load(), refused_.load(), failed_.load(), store_errors_.load(),
+          lease_expired_.load()};
 }
 
 void PushDeliverer::claim_loop() {
@@ -188,7 +189,9 @@ void PushDeliverer::work_loop(HttpClient& client, std::uint64_t seed) {
     bool stream_goes_on = clock_.unix_now() + timeout_s < held.lease_end;
     std::int64_t retry_at = 0;
     std::string why;
-    if (stream_goes_on) {
+    if (!stream_goes_on) {
+      lease_expired_.fetch_add(1);
+    } else {
       const PushVerdict verdict = send(client, held.item);
       lock.lock();
       const bool cancelled = stopping_;

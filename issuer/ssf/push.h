@@ -69,6 +69,7 @@ struct PushStats {
   std::uint64_t refused = 0;    ///< 400, recorded delivered
   std::uint64_t failed = 0;     ///< attempts that will be retried
   std::uint64_t store_errors = 0;
+  std::uint64_t lease_expired = 0;  ///< not sent: the lease would have run out mid-request
 };
 
 class PushDeliverer {
@@ -126,6 +127,7 @@ class PushDeliverer {
   std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> store_errors_{0};
+  std::atomic<std::uint64_t> lease_expired_{0};
 };
 
 }  // namespace warden::issuer::ssf

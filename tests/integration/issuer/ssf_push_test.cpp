@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -64,6 +65,7 @@ class FakeQueue final : public PushQueue {
     std::lock_guard lock(mutex_);
     ++claims_;
     cv_.notify_all();
+    if (after_claim) after_claim();
     std::map<std::string, std::vector<Row*>> by_stream;
     for (auto& row : rows_) {
       if (!row.done) by_stream[row.item.stream_id].push_back(&row);
@@ -123,6 +125,7 @@ class FakeQueue final : public PushQueue {
   std::vector<std::string> delivered_;
   std::vector<Failure> failures_;
   int claims_ = 0;
+  std::function<void()> after_claim;  // runs inside claim(), e.g. to move the clock on
 
  private:
   Row& find(const PushItem& item) {
@@ -398,6 +401,49 @@ TEST(PushDeliverer, StopsPromptlyWhileEveryWorkerWaitsOnAHangingReceiver) {
   d.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 25s);
   EXPECT_EQ(d.stats().delivered + d.stats().failed, 0u);
+}
+
+TEST(PushDeliverer, ManyStreamsOnManyWorkersArriveEachInOrderAndOnce) {
+  Receiver rx(answer(202));
+  FakeQueue q;
+  constexpr int kStreams = 8;
+  constexpr int kPerStream = 25;
+  for (int seq = 1; seq <= kPerStream; ++seq) {
+    for (int s = 0; s < kStreams; ++s) q.add("s" + std::to_string(s), seq, rx.url());
+  }
+  TestClock clock;
+  PushOptions o = options();
+  o.workers = 4;
+  o.batch = 16;  // many claims, each partly behind items in flight
+  PushDeliverer d(q, clock, o);
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.delivered_.size() == kStreams * kPerStream; }));
+  std::map<std::string, std::vector<int>> arrived;
+  for (const auto& body : bodies(rx)) {
+    const auto dash = body.rfind('-');
+    arrived[body.substr(4, dash - 4)].push_back(std::stoi(body.substr(dash + 1)));
+  }
+  ASSERT_EQ(arrived.size(), static_cast<std::size_t>(kStreams));
+  std::vector<int> expected(kPerStream);
+  for (int i = 0; i < kPerStream; ++i) expected[static_cast<std::size_t>(i)] = i + 1;
+  for (const auto& [stream, seqs] : arrived) EXPECT_EQ(seqs, expected) << stream;
+}
+
+TEST(PushDeliverer, AnItemWhoseLeaseWouldRunOutMidRequestIsNotSent) {
+  Receiver rx(answer(202));
+  FakeQueue q;
+  q.add("s1", 1, rx.url());
+  q.add("s1", 2, rx.url());
+  TestClock clock;
+  // Claimed at kT0 with a 60 s lease; picked up at kT0 + 55, with a 10 s request timeout.
+  q.after_claim = [&clock] { clock.set(kT0 + 55); };
+  PushDeliverer d(q, clock, options());
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(test::wait_for([&] { return d.stats().lease_expired == 1; }, 20s));
+  d.stop();
+  EXPECT_TRUE(rx.received().empty());
+  EXPECT_TRUE(q.delivered_list().empty());
+  EXPECT_TRUE(q.failures().empty());
 }
 
 // Delivers one item to `url` and returns the error its failure was recorded with.
