@@ -122,6 +122,13 @@ TEST(PushClient, PlainHttpRefusedUnlessAllowed) {
   EXPECT_TRUE(rx.received().empty());
 }
 
+TEST(PushClient, PlainHttpToANameThatResolvesToLoopbackOnlyIsAllowed) {
+  Receiver rx(answer(202));
+  auto res = client(loopback_http())->post(endpoint(rx.url("/events", "localhost")), kSet);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 202);
+}
+
 TEST(PushClient, PlainHttpToANonLoopbackHostRefusedBeforeConnecting) {
   auto c = client(loopback_http(60s));
   for (const char* url : {"http://192.0.2.1:9/events", "http://[2001:db8::1]:9/events",
