@@ -8,7 +8,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,22 +26,30 @@ using namespace warden;
 using issuer::ssf::PushItem;
 using Steady = std::chrono::steady_clock;
 
-// Every item is due at once; the bench adds one, notifies and waits for it.
+// Every item is due at once. Like the store's claim (issuer/store/sql_ssf.cpp), it hands out
+// only each stream's oldest undelivered item, so a stream's next SET waits for a new claim.
 class MemoryOutbox final : public issuer::ssf::PushQueue {
  public:
   void add(PushItem item) {
     std::lock_guard lock(mutex_);
-    pending_.push_back(std::move(item));
+    streams_[item.stream_id].push_back(std::move(item));
   }
   Result<std::vector<PushItem>> claim(std::string_view, std::int64_t, std::int64_t,
                                       std::size_t max) override {
     std::lock_guard lock(mutex_);
-    const auto n = std::min(max, pending_.size());
-    std::vector<PushItem> out(pending_.begin(), pending_.begin() + static_cast<long>(n));
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(n));
+    std::vector<PushItem> out;
+    for (const auto& [id, items] : streams_) {
+      if (out.size() == max) break;
+      if (!items.empty() && in_flight_.insert(id).second) out.push_back(items.front());
+    }
     return out;
   }
-  Status delivered(const PushItem&, std::int64_t) override { return ok(); }
+  Status delivered(const PushItem& item, std::int64_t) override {
+    std::lock_guard lock(mutex_);
+    streams_[item.stream_id].pop_front();
+    in_flight_.erase(item.stream_id);
+    return ok();
+  }
   Status failed(const PushItem& item, std::int64_t, std::string_view error) override {
     std::fprintf(stderr, "delivery of seq %lld failed: %.*s\n", static_cast<long long>(item.seq),
                  static_cast<int>(error.size()), error.data());
@@ -47,7 +58,8 @@ class MemoryOutbox final : public issuer::ssf::PushQueue {
 
  private:
   std::mutex mutex_;
-  std::vector<PushItem> pending_;
+  std::map<std::string, std::deque<PushItem>> streams_;
+  std::set<std::string> in_flight_;
 };
 
 double percentile(std::vector<double> v, double p) {

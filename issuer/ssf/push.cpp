@@ -38,8 +38,11 @@ std::string refusal_detail(const PostResponse& response) {
 
 std::int64_t next_attempt_at(std::int64_t now, std::uint32_t attempts, const PushOptions& options,
                              double unit) {
-  const std::int64_t max = std::max<std::int64_t>(1, options.backoff_max.count());
-  std::int64_t delay = std::clamp<std::int64_t>(options.backoff_initial.count(), 1, max);
+  using std::chrono::ceil;
+  using std::chrono::seconds;
+  const std::int64_t max = std::max<std::int64_t>(1, ceil<seconds>(options.backoff_max).count());
+  std::int64_t delay =
+      std::clamp<std::int64_t>(ceil<seconds>(options.backoff_initial).count(), 1, max);
   for (std::uint32_t i = 0; i < attempts && delay < max; ++i) delay = std::min(max, delay * 2);
   const double jitter = std::clamp(unit, 0.0, 1.0) / 2.0;
   const auto jittered =
@@ -218,8 +221,11 @@ void PushDeliverer::work_loop(HttpClient& client, std::uint64_t seed) {
       held_ -= rest.size();
     }
     stream.busy = false;
+    // A stream emptied by a delivery may have its next item due now (a queue may hand out only
+    // heads); a backlog that filled the batch may have more once half of it is done.
+    const bool next_may_be_due = stream.items.empty() && stream_goes_on;
     if (stream.items.empty()) streams_.erase(it);
-    if (more_ && held_ <= options_.batch / 2) {
+    if (next_may_be_due || (more_ && held_ <= options_.batch / 2)) {
       more_ = false;
       wake_ = true;
       claim_cv_.notify_one();

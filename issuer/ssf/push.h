@@ -14,7 +14,8 @@
 // Order: the items of one stream are sent one at a time in claim (seq) order; when one fails,
 // the stream's later items are not sent before it: they are recorded failed with the same next
 // attempt. This relies on the queue's claim returning the items of a stream in seq order, none
-// of them before an earlier undelivered one is due.
+// of them before an earlier undelivered one is due. A queue that hands out only each stream's
+// head is claimed again as soon as a head is delivered, not at the next poll.
 // Stop: requests in flight are aborted; nothing is recorded for them or for claimed items not
 // yet sent: their leases expire and they are sent again (receivers dedupe by jti, RFC 8935 §2).
 
@@ -42,8 +43,9 @@ struct PushOptions {
   std::string owner;        ///< this replica's lease owner id (unique among replicas)
   std::size_t workers = 4;  ///< concurrent requests: one slow receiver holds only one
   std::chrono::milliseconds timeout{10'000};  ///< one request, connect to the last byte read
-  std::chrono::seconds backoff_initial{1};
-  std::chrono::seconds backoff_max{300};
+  /// The queue counts in whole seconds: both are rounded up to seconds, at least 1.
+  std::chrono::milliseconds backoff_initial{1'000};
+  std::chrono::milliseconds backoff_max{300'000};
   std::chrono::seconds lease{60};  ///< must exceed timeout; an item is not sent near its end
   std::filesystem::path ca_file;   ///< empty: the system trust store
   bool allow_http_loopback = false;

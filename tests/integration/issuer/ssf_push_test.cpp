@@ -76,6 +76,7 @@ class FakeQueue final : public PushQueue {
                 [](const Row* a, const Row* b) { return a->item.seq < b->item.seq; });
       for (Row* row : rows) {
         if (row->next_attempt > now) break;
+        if (heads_only && row != rows.front()) break;
         if (row->lease_until > now) continue;  // ours, in flight: later ones may follow
         if (out.size() == max) break;
         row->lease_until = now + lease_s;
@@ -126,6 +127,7 @@ class FakeQueue final : public PushQueue {
   std::vector<Failure> failures_;
   int claims_ = 0;
   std::function<void()> after_claim;  // runs inside claim(), e.g. to move the clock on
+  bool heads_only = false;            // claim only each stream's oldest undelivered item
 
  private:
   Row& find(const PushItem& item) {
@@ -177,6 +179,11 @@ TEST(PushBackoff, DoublesFromTheInitialDelayUpToTheMaximum) {
   EXPECT_EQ(next_attempt_at(kT0, 3, o, 0.5), kT0 + 15);
   o.backoff_initial = 0s;
   EXPECT_EQ(next_attempt_at(kT0, 0, o, 0.9), kT0 + 1);
+  // Milliseconds (the [ssf] keys) round up to the queue's whole seconds.
+  o.backoff_initial = 500ms;
+  o.backoff_max = 30'500ms;
+  EXPECT_EQ(next_attempt_at(kT0, 0, o, 0.0), kT0 + 1);
+  EXPECT_EQ(next_attempt_at(kT0, 9, o, 0.0), kT0 + 31);
 }
 
 TEST(PushVerdicts, AnyTwoHundredIsDelivered) {
@@ -226,6 +233,19 @@ TEST(PushDeliverer, DeliversEachSetInOrderWithTheStreamsCredential) {
   }
   EXPECT_EQ(d.stats().delivered, 5u);
   EXPECT_TRUE(q.failures().empty());
+}
+
+TEST(PushDeliverer, AQueueOfHeadsOnlyIsClaimedAgainAfterEachDeliveryNotAtThePoll) {
+  Receiver rx(answer(202));
+  FakeQueue q;
+  q.heads_only = true;
+  for (int seq = 1; seq <= 4; ++seq) q.add("s1", seq, rx.url());
+  q.add("s2", 1, rx.url());
+  TestClock clock;
+  PushDeliverer d(q, clock, options());  // poll every 60 s, beyond the wait below
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(q.wait([](FakeQueue& f) { return f.delivered_.size() == 5; }));
+  EXPECT_EQ(bodies(rx).size(), 5u);
 }
 
 TEST(PushDeliverer, NotifyClaimsAtOnceWithoutWaitingForThePoll) {
