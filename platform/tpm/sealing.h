@@ -1,0 +1,32 @@
+#pragma once
+
+// Internal to platform/tpm: the sealed-object steps shared by PolicyPCR (seal.cpp) and
+// PolicyAuthorize (seal_authorized.cpp) sealing.
+
+#include <functional>
+#include <string_view>
+
+#include "platform/tpm/esys.h"
+#include "platform/tpm/tpm.h"
+
+namespace warden::tpm::detail {
+
+inline constexpr std::size_t kMaxSealed = 128;
+
+/// Whether `rc` is the TPM's format-one response `code` (TPM2_RC_*), any session or parameter.
+bool is_fmt1(TSS2_RC rc, TSS2_RC code);
+
+/// TPM2_Create of a KEYEDHASH object holding `secret` (1..128 bytes), authPolicy = `policy`,
+/// userWithAuth clear, under a fresh SRK with an HMAC session salted to it that encrypts the
+/// secret. Fills `blob`'s public and private areas.
+Status create_sealed(ESYS_CONTEXT* ctx, const TPM2B_DIGEST& policy, ByteSpan secret,
+                     SealedBlob& blob);
+
+/// Loads `blob` under a fresh SRK, starts a policy session salted to it with response
+/// encryption, runs `satisfy` on that session and unseals. A TPM_RC_POLICY_FAIL of TPM2_Unseal
+/// becomes kPolicyViolation with `violation` in front of the TPM's text.
+using PolicySteps = std::function<Status(ESYS_CONTEXT* ctx, ESYS_TR session)>;
+Result<SecretBytes> unseal_object(ESYS_CONTEXT* ctx, const SealedBlob& blob,
+                                  const PolicySteps& satisfy, std::string_view violation);
+
+}  // namespace warden::tpm::detail
