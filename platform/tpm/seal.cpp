@@ -138,9 +138,9 @@ Status create_sealed(ESYS_CONTEXT* ctx, const TPM2B_DIGEST& policy, ByteSpan sec
   TPML_PCR_SELECTION creation_pcrs{};
   TPM2B_PRIVATE* out_private = nullptr;
   TPM2B_PUBLIC* out_public = nullptr;
-  TSS2_RC rc = Esys_Create(ctx, srk->get(), session->get(), ESYS_TR_NONE, ESYS_TR_NONE,
-                           &sensitive, &in_public, &outside, &creation_pcrs, &out_private,
-                           &out_public, nullptr, nullptr, nullptr);
+  TSS2_RC rc = Esys_Create(ctx, srk->get(), session->get(), ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                           &in_public, &outside, &creation_pcrs, &out_private, &out_public, nullptr,
+                           nullptr, nullptr);
   OPENSSL_cleanse(&sensitive, sizeof sensitive);
   EsysPtr<TPM2B_PRIVATE> owned_private(out_private);
   EsysPtr<TPM2B_PUBLIC> owned_public(out_public);

@@ -131,8 +131,8 @@ Status satisfy_approval(ESYS_CONTEXT* ctx, ESYS_TR session, const Authority& aut
   approved.size = static_cast<std::uint16_t>(approval.approved_policy.size());
   std::memcpy(approved.buffer, approval.approved_policy.data(), approval.approved_policy.size());
   const TPM2B_NONCE ref = to_nonce(approval.policy_ref);
-  rc = Esys_PolicyAuthorize(ctx, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &approved,
-                            &ref, &authority.name, ticket);
+  rc = Esys_PolicyAuthorize(ctx, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &approved, &ref,
+                            &authority.name, ticket);
   if (rc == (TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1)) {
     Error error = tpm_error("unseal: TPM2_PolicyAuthorize", rc);
     error.code = ErrorCode::kPolicyViolation;
@@ -216,6 +216,17 @@ Result<SealedBlob> Tpm::reseal(const SealedBlob& v1, ByteSpan authority_public,
   auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
   auto secret = unseal(v1);
+  if (!secret) return fail(secret.error().context("reseal"));
+  auto sealed = seal_authorized(authority_public, policy_ref, secret->view());
+  if (!sealed) return fail(sealed.error().context("reseal"));
+  return sealed;
+}
+
+Result<SealedBlob> Tpm::reseal(const SealedBlob& v2, const PolicyApproval& approval,
+                               ByteSpan authority_public, ByteSpan policy_ref) const {
+  auto ctx = connection_->acquire();
+  if (!ctx) return fail(ctx.error());
+  auto secret = unseal_authorized(v2, approval);
   if (!secret) return fail(secret.error().context("reseal"));
   auto sealed = seal_authorized(authority_public, policy_ref, secret->view());
   if (!sealed) return fail(sealed.error().context("reseal"));

@@ -223,6 +223,11 @@ class Tpm {
   /// the sealed ones: kPolicyViolation otherwise) and seals the secret with seal_authorized().
   Result<SealedBlob> reseal(const SealedBlob& v1, ByteSpan authority_public,
                             ByteSpan policy_ref) const;
+  /// Moves a version-2 blob to another policyRef (a new epoch: approvals of the old one no
+  /// longer unseal the result) or another authority: unseal_authorized(v2, approval), then
+  /// seal_authorized().
+  Result<SealedBlob> reseal(const SealedBlob& v2, const PolicyApproval& approval,
+                            ByteSpan authority_public, ByteSpan policy_ref) const;
 
  private:
   friend class StatePoller;

@@ -154,14 +154,16 @@ TEST_F(TpmSealing, AnUpdateNeedsANewApprovalAndOnlyTheAuthoritysSignatureUnseals
   EXPECT_EQ(refused.error().code, ErrorCode::kBadSignature) << refused.error().message;
 
   // The issuer moved to epoch 2 and the agent resealed: approvals of epoch 1 are withdrawn.
-  auto epoch2 = tpm().seal_authorized(authority.public_area, tp::epoch_policy_ref(2), secret);
+  auto epoch2 = tpm().reseal(*blob, for_tpm(after), authority.public_area, tp::epoch_policy_ref(2));
   ASSERT_TRUE(epoch2) << epoch2.error().message;
+  EXPECT_EQ(epoch2->policy_ref, tp::epoch_policy_ref(2));
   auto withdrawn = tpm().unseal_authorized(*epoch2, for_tpm(after));
   ASSERT_FALSE(withdrawn);
   EXPECT_EQ(withdrawn.error().code, ErrorCode::kPolicyViolation);
   out = tpm().unseal_authorized(
       *epoch2, for_tpm(approve_current(kBoot, authority, tp::epoch_policy_ref(2))));
   ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(view_bytes(*out), secret);
 }
 
 TEST_F(TpmSealing, AVersionOneBlobStillUnsealsAndMigratesToVersionTwo) {

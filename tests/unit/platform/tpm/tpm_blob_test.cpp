@@ -53,8 +53,8 @@ TEST(SealedBlob, VersionTwoCarriesTheAuthorityAndPolicyRef) {
   blob.public_area = {1, 2, 3};
   blob.private_area = {4, 5};
   const Bytes data = blob.serialize();
-  EXPECT_EQ(data, (Bytes{'W', 'S', 'E', 'A', 'L', 2, 0, 4, 0, 2, 0, 0x23, 0, 2, 'e', 1, 0, 3, 1,
-                         2, 3, 0, 2, 4, 5}));
+  EXPECT_EQ(data, (Bytes{'W', 'S', 'E', 'A', 'L', 2, 0, 4, 0, 2, 0, 0x23, 0,
+                         2,   'e', 1,   0,   3,   1, 2, 3, 0, 2, 4, 5}));
   auto parsed = SealedBlob::parse(data);
   ASSERT_TRUE(parsed) << parsed.error().message;
   EXPECT_TRUE(parsed->authorized());
