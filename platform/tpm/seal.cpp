@@ -27,23 +27,6 @@ Status run_policy_pcr(ESYS_CONTEXT* ctx, ESYS_TR session, const TPML_PCR_SELECTI
   return ok();
 }
 
-Result<TPM2B_DIGEST> pcr_policy_digest(ESYS_CONTEXT* ctx, const TPML_PCR_SELECTION& pcrs) {
-  TPMT_SYM_DEF sym{};
-  sym.algorithm = TPM2_ALG_NULL;
-  ESYS_TR trial = ESYS_TR_NONE;
-  TSS2_RC rc =
-      Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                            ESYS_TR_NONE, nullptr, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &trial);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_StartAuthSession (trial)", rc));
-  Handle session(ctx, trial, Handle::Kind::kFlush);
-  WARDEN_TRY_STATUS(run_policy_pcr(ctx, trial, pcrs));
-  TPM2B_DIGEST* digest = nullptr;
-  rc = Esys_PolicyGetDigest(ctx, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digest);
-  EsysPtr<TPM2B_DIGEST> owned(digest);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PolicyGetDigest", rc));
-  return *digest;
-}
-
 }  // namespace
 
 Bytes SealedBlob::serialize() const {
@@ -104,6 +87,23 @@ Result<SealedBlob> SealedBlob::parse(ByteSpan data) {
 }
 
 namespace detail {
+
+Result<TPM2B_DIGEST> trial_policy_digest(ESYS_CONTEXT* ctx, const PolicySteps& steps) {
+  TPMT_SYM_DEF sym{};
+  sym.algorithm = TPM2_ALG_NULL;
+  ESYS_TR trial = ESYS_TR_NONE;
+  TSS2_RC rc =
+      Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                            ESYS_TR_NONE, nullptr, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &trial);
+  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_StartAuthSession (trial)", rc));
+  Handle session(ctx, trial, Handle::Kind::kFlush);
+  WARDEN_TRY_STATUS(steps(ctx, trial));
+  TPM2B_DIGEST* digest = nullptr;
+  rc = Esys_PolicyGetDigest(ctx, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digest);
+  EsysPtr<TPM2B_DIGEST> owned(digest);
+  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PolicyGetDigest", rc));
+  return *digest;
+}
 
 bool is_fmt1(TSS2_RC rc, TSS2_RC code) {
   return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER && (rc & TPM2_RC_FMT1) != 0 &&
@@ -191,7 +191,8 @@ Result<SealedBlob> Tpm::seal(const PcrSelection& selection, ByteSpan secret) con
   if (!tpml) return fail(tpml.error());
   auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());
-  auto policy = pcr_policy_digest(ctx->get(), *tpml);
+  auto policy = detail::trial_policy_digest(
+      ctx->get(), [&](ESYS_CONTEXT* c, ESYS_TR trial) { return run_policy_pcr(c, trial, *tpml); });
   if (!policy) return fail(policy.error().context("seal"));
   SealedBlob blob;
   blob.selection = selection;

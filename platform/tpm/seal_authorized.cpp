@@ -72,27 +72,17 @@ Status check_policy_ref(ByteSpan ref, std::string_view operation) {
 // the approved policy nor the ticket.
 Result<TPM2B_DIGEST> authorize_policy_digest(ESYS_CONTEXT* ctx, const TPM2B_NAME& name,
                                              ByteSpan policy_ref) {
-  TPMT_SYM_DEF sym{};
-  sym.algorithm = TPM2_ALG_NULL;
-  ESYS_TR trial = ESYS_TR_NONE;
-  TSS2_RC rc =
-      Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                            ESYS_TR_NONE, nullptr, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &trial);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_StartAuthSession (trial)", rc));
-  Handle session(ctx, trial, Handle::Kind::kFlush);
-  TPM2B_DIGEST approved{};
-  const TPM2B_NONCE ref = to_nonce(policy_ref);
-  TPMT_TK_VERIFIED null_ticket{};
-  null_ticket.tag = TPM2_ST_VERIFIED;
-  null_ticket.hierarchy = TPM2_RH_NULL;
-  rc = Esys_PolicyAuthorize(ctx, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &approved, &ref,
-                            &name, &null_ticket);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PolicyAuthorize (trial)", rc));
-  TPM2B_DIGEST* digest = nullptr;
-  rc = Esys_PolicyGetDigest(ctx, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digest);
-  EsysPtr<TPM2B_DIGEST> owned(digest);
-  if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PolicyGetDigest", rc));
-  return *digest;
+  return detail::trial_policy_digest(ctx, [&](ESYS_CONTEXT* c, ESYS_TR trial) -> Status {
+    TPM2B_DIGEST approved{};
+    const TPM2B_NONCE ref = to_nonce(policy_ref);
+    TPMT_TK_VERIFIED null_ticket{};
+    null_ticket.tag = TPM2_ST_VERIFIED;
+    null_ticket.hierarchy = TPM2_RH_NULL;
+    TSS2_RC rc = Esys_PolicyAuthorize(c, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &approved,
+                                      &ref, &name, &null_ticket);
+    if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_PolicyAuthorize (trial)", rc));
+    return ok();
+  });
 }
 
 // The policy steps of an approval on `session`: the ticket proves the authority signed
