@@ -13,10 +13,13 @@
 namespace warden::attest::tpm_policy {
 namespace {
 
+// `var` names a declared variable, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define WARDEN_ASSIGN(var, expr)              \
   auto var##_r = (expr);                      \
   if (!var##_r) return fail(var##_r.error()); \
   auto var = std::move(*var##_r)
+// NOLINTEND(bugprone-macro-parentheses)
 
 constexpr std::string_view kMagic = "WAPOL";
 constexpr std::uint8_t kVersion = 1;

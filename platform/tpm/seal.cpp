@@ -9,7 +9,6 @@
 namespace warden::tpm {
 
 using detail::EsysPtr;
-using detail::Handle;
 using detail::tpm_error;
 
 namespace {
