@@ -163,6 +163,29 @@ Result<Bytes> policy_authorize_digest(ByteSpan key_name, ByteSpan policy_ref) {
   return ossl::sha256(outer.data());
 }
 
+Result<Bytes> policy_nv_digest(ByteSpan prior, ByteSpan nv_name, ByteSpan operand_b,
+                               std::uint16_t offset, std::uint16_t operation) {
+  if (prior.size() != kDigestSize || nv_name.size() != 2 + kDigestSize) {
+    return fail(ErrorCode::kInvalidArgument,
+                "PolicyNV: expected a 32-byte prior digest and a 34-byte SHA-256 NV name");
+  }
+  ByteWriter args;
+  args.bytes(operand_b).u16be(offset).u16be(operation);
+  ByteWriter w;
+  w.bytes(prior).u32be(kCcPolicyNv).bytes(ossl::sha256(args.data())).bytes(nv_name);
+  return ossl::sha256(w.data());
+}
+
+Result<Bytes> approved_policy_digest(const PcrSelection& selection,
+                                     const std::vector<Bytes>& values,
+                                     const std::optional<CounterCheck>& counter) {
+  WARDEN_ASSIGN(pcr, policy_pcr_digest(selection, values));
+  if (!counter) return pcr;
+  ByteWriter operand;
+  operand.u64be(counter->value);
+  return policy_nv_digest(pcr, counter->nv_name, operand.data(), 0, kEoEq);
+}
+
 Bytes approval_digest(ByteSpan approved_policy, ByteSpan policy_ref) {
   ByteWriter w;
   w.bytes(approved_policy).bytes(policy_ref);
@@ -231,6 +254,8 @@ Bytes ApprovedPolicy::serialize() const {
   w.bytes(kMagic).u8(kVersion).tpm2b(marshal_pcr_selection(selection));
   w.u16be(static_cast<std::uint16_t>(pcr_values.size()));
   for (const auto& v : pcr_values) w.tpm2b(v);
+  w.u8(counter ? 1 : 0);
+  if (counter) w.u32be(counter->index).tpm2b(counter->nv_name).u64be(counter->value);
   w.tpm2b(policy_ref).tpm2b(approved_policy).tpm2b(signature);
   return std::move(w).take();
 }
@@ -271,6 +296,26 @@ Result<ApprovedPolicy> ApprovedPolicy::parse(ByteSpan data) {
       out.pcr_values.emplace_back(v.begin(), v.end());
     }
   }
+  WARDEN_ASSIGN(has_counter, r.u8("has counter"));
+  if (has_counter > 1) {
+    return fail(r.error("has counter", "expected 0 or 1, found " + std::to_string(has_counter)));
+  }
+  if (has_counter == 1) {
+    CounterCheck counter;
+    WARDEN_ASSIGN(index, r.u32be("counter index"));
+    if ((index >> 24) != 0x01) {
+      return fail(r.error("counter index", "expected an NV index (0x01xxxxxx)"));
+    }
+    WARDEN_ASSIGN(name, r.tpm2b("counter name", 2 + kDigestSize));
+    if (name.size() != 2 + kDigestSize || name[0] != 0x00 || name[1] != 0x0b) {
+      return fail(r.error("counter name", "expected a 34-byte SHA-256 name"));
+    }
+    WARDEN_ASSIGN(value, r.u64be("counter value"));
+    counter.index = index;
+    counter.nv_name.assign(name.begin(), name.end());
+    counter.value = value;
+    out.counter = std::move(counter);
+  }
   WARDEN_ASSIGN(ref, r.tpm2b("policyRef", kMaxPolicyRef));
   WARDEN_ASSIGN(approved, r.tpm2b("approvedPolicy", kDigestSize));
   if (approved.size() != kDigestSize) {
@@ -283,10 +328,11 @@ Result<ApprovedPolicy> ApprovedPolicy::parse(ByteSpan data) {
   out.policy_ref.assign(ref.begin(), ref.end());
   out.approved_policy.assign(approved.begin(), approved.end());
   out.signature.assign(sig.begin(), sig.end());
-  WARDEN_ASSIGN(expected, policy_pcr_digest(out.selection, out.pcr_values));
+  WARDEN_ASSIGN(expected, approved_policy_digest(out.selection, out.pcr_values, out.counter));
   if (expected != out.approved_policy) {
     return fail(ErrorCode::kMalformed,
-                "approved policy: approvedPolicy is not the PolicyPCR digest of its PCR values");
+                "approved policy: approvedPolicy is not the PolicyPCR (and PolicyNV) digest of its "
+                "PCR values (and counter)");
   }
   return out;
 }
@@ -303,7 +349,8 @@ Result<Bytes> ecdsa_tpmt_signature(ByteSpan raw_r_s) {
 }
 
 Result<ApprovedPolicy> approve(const PcrSelection& selection, const PcrValues& values,
-                               ByteSpan policy_ref, token::Signer& authority) {
+                               ByteSpan policy_ref, token::Signer& authority,
+                               const std::optional<CounterCheck>& counter) {
   if (authority.alg() != token::Alg::kEs256) {
     return fail(ErrorCode::kInvalidArgument, "approve policy: expected an ES256 authority key");
   }
@@ -314,7 +361,8 @@ Result<ApprovedPolicy> approve(const PcrSelection& selection, const PcrValues& v
   out.selection = selection;
   WARDEN_ASSIGN(pcrs, selected_values(selection, values));
   out.pcr_values = std::move(pcrs);
-  WARDEN_ASSIGN(digest, policy_pcr_digest(selection, out.pcr_values));
+  out.counter = counter;
+  WARDEN_ASSIGN(digest, approved_policy_digest(selection, out.pcr_values, counter));
   out.approved_policy = std::move(digest);
   out.policy_ref.assign(policy_ref.begin(), policy_ref.end());
   // ES256 hashes its input: signing approvedPolicy || policyRef signs aHash.

@@ -117,6 +117,9 @@ Status satisfy_approval(ESYS_CONTEXT* ctx, ESYS_TR session, const Authority& aut
   TPM2B_DIGEST empty{};
   rc = Esys_PolicyPCR(ctx, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &pcrs);
   if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("unseal: TPM2_PolicyPCR", rc));
+  if (approval.counter) {
+    WARDEN_TRY_STATUS(detail::policy_counter(ctx, session, *approval.counter));
+  }
   TPM2B_DIGEST approved{};
   approved.size = static_cast<std::uint16_t>(approval.approved_policy.size());
   std::memcpy(approved.buffer, approval.approved_policy.data(), approval.approved_policy.size());

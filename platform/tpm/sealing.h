@@ -34,4 +34,8 @@ Result<TPM2B_DIGEST> trial_policy_digest(ESYS_CONTEXT* ctx, const PolicySteps& s
 Result<SecretBytes> unseal_object(ESYS_CONTEXT* ctx, const SealedBlob& blob,
                                   const PolicySteps& satisfy, std::string_view violation);
 
+/// TPM2_PolicyNV(counter.index == counter.value) on `session`; kPolicyViolation when the counter
+/// moved (the approval was withdrawn).
+Status policy_counter(ESYS_CONTEXT* ctx, ESYS_TR session, const PolicyApproval::Counter& counter);
+
 }  // namespace warden::tpm::detail

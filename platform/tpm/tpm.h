@@ -132,6 +132,22 @@ struct PolicyApproval {
   Bytes approved_policy;  ///< 32 bytes
   Bytes policy_ref;
   Bytes signature;  ///< marshalled TPMT_SIGNATURE (ECDSA, SHA-256)
+  /// When set, the approved policy is PolicyPCR then PolicyNV(NV counter `index` == `value`).
+  struct Counter {
+    std::uint32_t index = 0;
+    std::uint64_t value = 0;
+  };
+  std::optional<Counter> counter;
+};
+
+/// NV index of the counter that withdraws sealing approvals (owner range; docs/sealing.md).
+inline constexpr std::uint32_t kSealCounterIndex = 0x01577001;
+
+/// A TPM NV counter (TPM_NT_COUNTER: only ever increases) as approvals name it.
+struct SealCounter {
+  std::uint32_t index = 0;
+  Bytes name;  ///< 000b || SHA-256(TPMS_NV_PUBLIC), as TPM2_NV_ReadPublic returns it
+  std::uint64_t value = 0;
 };
 
 /// The TPM behind a TCTI. A Tpm and its copies share one connection (ESYS context) and one lock:
@@ -214,15 +230,25 @@ class Tpm {
   /// Unseals a version-2 blob with `approval`: LoadExternal of the authority key (owner
   /// hierarchy), TPM2_VerifySignature of the approval -> ticket, PolicyPCR(approval.selection),
   /// PolicyAuthorize(approved policy, policyRef, Name, ticket), Unseal (response encrypted).
+  /// With approval.counter, PolicyNV(counter == value) runs after PolicyPCR.
   /// kBadSignature when the signature is not the blob's authority's over this approval;
-  /// kPolicyViolation when the current PCRs are not the approved ones or the approval is for
-  /// another policyRef (epoch).
+  /// kPolicyViolation when the current PCRs are not the approved ones, the counter moved past the
+  /// approval's value, or the approval is for another policyRef (epoch).
   Result<SecretBytes> unseal_authorized(const SealedBlob& blob,
                                         const PolicyApproval& approval) const;
   /// Migrates a version-1 blob: unseals it under its PolicyPCR now (so the PCRs must still be
   /// the sealed ones: kPolicyViolation otherwise) and seals the secret with seal_authorized().
   Result<SealedBlob> reseal(const SealedBlob& v1, ByteSpan authority_public,
                             ByteSpan policy_ref) const;
+  /// Defines the approval counter at `index` (owner hierarchy, empty auth; authRead, authWrite,
+  /// noDA) and increments it once, so that its Name (which includes TPMA_NV_WRITTEN) is final.
+  /// kAlreadyExists when the index is defined.
+  Result<SealCounter> define_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+  /// The counter's Name and value; kNotFound when the index is not defined.
+  Result<SealCounter> read_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+  /// TPM2_NV_Increment: every approval naming an older value stops unsealing.
+  Result<SealCounter> increment_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+
   /// Moves a version-2 blob to another policyRef (a new epoch: approvals of the old one no
   /// longer unseal the result) or another authority: unseal_authorized(v2, approval), then
   /// seal_authorized().

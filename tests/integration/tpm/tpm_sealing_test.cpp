@@ -30,7 +30,10 @@ struct Authority {
 tpm::PolicyApproval for_tpm(const tp::ApprovedPolicy& approved) {
   auto parsed = tp::ApprovedPolicy::parse(approved.serialize());
   EXPECT_TRUE(parsed) << parsed.error().message;
-  return {parsed->selection, parsed->approved_policy, parsed->policy_ref, parsed->signature};
+  tpm::PolicyApproval out{parsed->selection, parsed->approved_policy, parsed->policy_ref,
+                          parsed->signature, std::nullopt};
+  if (parsed->counter) out.counter = {parsed->counter->index, parsed->counter->value};
+  return out;
 }
 
 Bytes view_bytes(const SecretBytes& s) { return {s.view().begin(), s.view().end()}; }
@@ -41,13 +44,16 @@ class TpmSealing : public SwtpmTest {
 
   /// The authority's approval of the TPM's current values of `selection`.
   tp::ApprovedPolicy approve_current(const PcrSelection& selection, Authority& authority,
-                                     ByteSpan policy_ref) {
+                                     ByteSpan policy_ref,
+                                     const std::optional<tpm::SealCounter>& counter = {}) {
     attest::PcrValues values;
     for (const auto& bank : selection.banks) values.init_bank(bank.alg);
     auto read = tpm().read_pcrs(selection);
     EXPECT_TRUE(read) << read.error().message;
     for (const auto& v : *read) EXPECT_TRUE(values.set(v.alg, v.index, v.digest));
-    auto approved = tp::approve(selection, values, policy_ref, authority.signer);
+    std::optional<tp::CounterCheck> check;
+    if (counter) check = tp::CounterCheck{counter->index, counter->name, counter->value};
+    auto approved = tp::approve(selection, values, policy_ref, authority.signer, check);
     EXPECT_TRUE(approved) << approved.error().message;
     return *approved;
   }
@@ -162,6 +168,37 @@ TEST_F(TpmSealing, AnUpdateNeedsANewApprovalAndOnlyTheAuthoritysSignatureUnseals
   EXPECT_EQ(withdrawn.error().code, ErrorCode::kPolicyViolation);
   out = tpm().unseal_authorized(
       *epoch2, for_tpm(approve_current(kBoot, authority, tp::epoch_policy_ref(2))));
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(view_bytes(*out), secret);
+}
+
+TEST_F(TpmSealing, RaisingTheSealCounterWithdrawsEveryApprovalOfItsOldValue) {
+  Authority authority;
+  auto counter = tpm().define_seal_counter();
+  ASSERT_TRUE(counter) << counter.error().message;
+  EXPECT_EQ(counter->value, 1U);
+  EXPECT_EQ(tpm().define_seal_counter().error().code, ErrorCode::kAlreadyExists);
+  const Bytes ref = tp::epoch_policy_ref(1);
+  const Bytes secret = to_bytes("rollback-protected");
+  auto blob = tpm().seal_authorized(authority.public_area, ref, secret);
+  ASSERT_TRUE(blob) << blob.error().message;
+
+  // Unsealing proves the TPM's PolicyPCR+PolicyNV digest equals approved_policy_digest().
+  const auto old = for_tpm(approve_current(kBoot, authority, ref, *counter));
+  auto out = tpm().unseal_authorized(*blob, old);
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(view_bytes(*out), secret);
+
+  auto raised = tpm().increment_seal_counter();
+  ASSERT_TRUE(raised) << raised.error().message;
+  EXPECT_EQ(raised->value, 2U);
+  EXPECT_EQ(raised->name, counter->name);  // the Name is fixed once written
+  auto withdrawn = tpm().unseal_authorized(*blob, old);
+  ASSERT_FALSE(withdrawn);
+  EXPECT_EQ(withdrawn.error().code, ErrorCode::kPolicyViolation) << withdrawn.error().message;
+  EXPECT_NE(withdrawn.error().message.find("withdrawn"), std::string::npos);
+
+  out = tpm().unseal_authorized(*blob, for_tpm(approve_current(kBoot, authority, ref, *raised)));
   ASSERT_TRUE(out) << out.error().message;
   EXPECT_EQ(view_bytes(*out), secret);
 }

@@ -71,6 +71,30 @@ TEST(PolicyAuthorizeDigest, HashesTheKeyNameThenThePolicyRef) {
   EXPECT_FALSE(policy_authorize_digest(name, Bytes(65, 0)));
 }
 
+TEST(PolicyNvDigest, ExtendsThePriorDigestWithTheOperandArgsAndTheName) {
+  const Bytes prior(32, 0x11);
+  Bytes name = {0x00, 0x0b};
+  name.resize(34, 0xcd);
+  ByteWriter operand;
+  operand.u64be(7);
+  ByteWriter args;
+  args.bytes(operand.data()).u16be(0).u16be(kEoEq);
+  ByteWriter all;
+  all.bytes(prior).u32be(0x149).bytes(ossl::sha256(args.data())).bytes(name);
+  EXPECT_EQ(policy_nv_digest(prior, name, operand.data(), 0, kEoEq).value(),
+            ossl::sha256(all.data()));
+  auto sel = PcrSelection::parse("sha256:16").value();
+  const std::vector<Bytes> values = {Bytes(32, 0)};
+  const CounterCheck counter{0x01577001, name, 7};
+  EXPECT_EQ(approved_policy_digest(sel, values, counter).value(),
+            policy_nv_digest(policy_pcr_digest(sel, values).value(), name, operand.data(), 0,
+                             kEoEq)
+                .value());
+  EXPECT_EQ(approved_policy_digest(sel, values, std::nullopt).value(),
+            policy_pcr_digest(sel, values).value());
+  EXPECT_FALSE(policy_nv_digest(prior, Bytes(20, 0), operand.data(), 0, kEoEq));
+}
+
 TEST(EpochPolicyRef, RoundTripsAndRejectsOtherRefs) {
   EXPECT_EQ(policy_ref_epoch(epoch_policy_ref(0x0102030405060708)), 0x0102030405060708U);
   EXPECT_EQ(policy_ref_epoch(to_bytes("warden-seal")), std::nullopt);
@@ -120,12 +144,34 @@ TEST(ApprovedPolicy, RoundTripsAndVerifiesWithItsAuthorityOnly) {
   EXPECT_EQ(verify_approval(other_ref, a.public_area).error().code, ErrorCode::kBadSignature);
 }
 
+TEST(ApprovedPolicy, CarriesAWithdrawalCounter) {
+  Authority a;
+  auto sel = PcrSelection::parse("sha256:16").value();
+  Bytes name = {0x00, 0x0b};
+  name.resize(34, 0x5a);
+  const CounterCheck counter{0x01577001, name, 3};
+  auto approval = approve(sel, values_with(16, 9), epoch_policy_ref(1), a.signer, counter);
+  ASSERT_TRUE(approval) << approval.error().message;
+  const Bytes data = approval->serialize();
+  auto parsed = ApprovedPolicy::parse(data);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->counter, counter);
+  EXPECT_TRUE(verify_approval(*parsed, a.public_area));
+  // The counter value is the last field before policyRef, approvedPolicy and the signature.
+  Bytes raised = data;
+  raised[data.size() - 72 - 2 - 32 - 2 - 19 - 1] = 4;
+  EXPECT_EQ(ApprovedPolicy::parse(raised).error().code, ErrorCode::kMalformed);
+  Bytes not_nv = data;
+  not_nv[6 + 12 + 2 + 34 + 1] = 0x81;  // index 0x81577001: a persistent handle
+  EXPECT_NE(ApprovedPolicy::parse(not_nv).error().message.find("NV index"), std::string::npos);
+}
+
 TEST(ApprovedPolicy, ParseRejectsDamageWithClearErrors) {
   Authority a;
   auto sel = PcrSelection::parse("sha256:16").value();
   const Bytes good = approve(sel, values_with(16, 1), epoch_policy_ref(1), a.signer)->serialize();
-  // Layout: "WAPOL" 1 | 00 0a TPML(10) | 00 01 | 00 20 value(32) | 00 13 ref(19) | 00 20 d(32) |
-  // 00 48 sig.
+  // Layout: "WAPOL" 1 | 00 0a TPML(10) | 00 01 | 00 20 value(32) | 00 (no counter) |
+  // 00 13 ref(19) | 00 20 d(32) | 00 48 sig.
   constexpr std::size_t kValueAt = 6 + 12 + 2 + 2;
   ASSERT_TRUE(ApprovedPolicy::parse(good));
 
@@ -134,7 +180,7 @@ TEST(ApprovedPolicy, ParseRejectsDamageWithClearErrors) {
   auto mismatch = ApprovedPolicy::parse(changed_value);
   ASSERT_FALSE(mismatch);
   EXPECT_EQ(mismatch.error().code, ErrorCode::kMalformed);
-  EXPECT_NE(mismatch.error().message.find("not the PolicyPCR digest"), std::string::npos);
+  EXPECT_NE(mismatch.error().message.find("not the PolicyPCR (and PolicyNV) digest"), std::string::npos);
 
   Bytes truncated(good.begin(), good.end() - 1);
   EXPECT_EQ(ApprovedPolicy::parse(truncated).error().code, ErrorCode::kMalformed);
