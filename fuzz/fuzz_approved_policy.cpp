@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!parsed) return 0;
   auto again = tp::ApprovedPolicy::parse(parsed->serialize());
   if (!again || !(again->selection == parsed->selection) ||
-      again->pcr_values != parsed->pcr_values || again->policy_ref != parsed->policy_ref ||
+      again->pcr_values != parsed->pcr_values || again->counter != parsed->counter ||
+      again->policy_ref != parsed->policy_ref ||
       again->approved_policy != parsed->approved_policy || again->signature != parsed->signature) {
     std::abort();
   }
