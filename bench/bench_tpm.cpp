@@ -39,7 +39,7 @@ struct Authorized {
     }
     auto approved = tp::approve(selection, values, ref, signer).value();
     approval = {approved.selection, approved.approved_policy, approved.policy_ref,
-                approved.signature};
+                approved.signature, std::nullopt};
   }
 };
 
