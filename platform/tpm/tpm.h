@@ -106,14 +106,48 @@ struct Signature {
   Bytes raw;  ///< r || s, 32 bytes each (JOSE/COSE)
 };
 
-/// A secret sealed to PolicyPCR. Serialized as: "WSEAL" u8 version(1), u16 selection length,
-/// marshalled TPML_PCR_SELECTION, u16+TPM2B_PUBLIC, u16+TPM2B_PRIVATE.
+/// A sealed secret. Version 1: authPolicy = PolicyPCR(selection), serialized as "WSEAL"
+/// u8 version(1), u16 selection length, marshalled TPML_PCR_SELECTION, u16+TPM2B_PUBLIC,
+/// u16+TPM2B_PRIVATE. Version 2: authPolicy = PolicyAuthorize(Name(authority), policy_ref),
+/// serialized as "WSEAL" u8 version(2), u16+authority TPM2B_PUBLIC, u16+policyRef,
+/// u16+TPM2B_PUBLIC, u16+TPM2B_PRIVATE (docs/sealing.md).
 struct SealedBlob {
-  PcrSelection selection;
+  std::uint8_t version = 1;
+  PcrSelection selection;  ///< version 1
+  Bytes authority_public;  ///< version 2: TPM2B_PUBLIC of the sealing authority's P-256 key
+  Bytes policy_ref;        ///< version 2
   Bytes public_area;
   Bytes private_area;
+  [[nodiscard]] bool authorized() const { return version == 2; }
   [[nodiscard]] Bytes serialize() const;
   static Result<SealedBlob> parse(ByteSpan data);
+};
+
+/// A PCR policy the sealing authority approved for a version-2 blob (the TPM's view of
+/// attest::tpm_policy::ApprovedPolicy): PolicyPCR over `selection` must yield `approved_policy`
+/// with the current PCR values, and `signature` is the authority's over
+/// SHA-256(approved_policy || policy_ref). Untrusted: the TPM checks all of it.
+struct PolicyApproval {
+  PcrSelection selection;
+  Bytes approved_policy;  ///< 32 bytes
+  Bytes policy_ref;
+  Bytes signature;  ///< marshalled TPMT_SIGNATURE (ECDSA, SHA-256)
+  /// When set, the approved policy is PolicyPCR then PolicyNV(NV counter `index` == `value`).
+  struct Counter {
+    std::uint32_t index = 0;
+    std::uint64_t value = 0;
+  };
+  std::optional<Counter> counter;
+};
+
+/// NV index of the counter that withdraws sealing approvals (owner range; docs/sealing.md).
+inline constexpr std::uint32_t kSealCounterIndex = 0x01577001;
+
+/// A TPM NV counter (TPM_NT_COUNTER: only ever increases) as approvals name it.
+struct SealCounter {
+  std::uint32_t index = 0;
+  Bytes name;  ///< 000b || SHA-256(TPMS_NV_PUBLIC), as TPM2_NV_ReadPublic returns it
+  std::uint64_t value = 0;
 };
 
 /// The TPM behind a TCTI. A Tpm and its copies share one connection (ESYS context) and one lock:
@@ -183,8 +217,43 @@ class Tpm {
   /// Seals `secret` (1..128 bytes) to PolicyPCR over the current values of `selection` (sha256
   /// bank PCRs), under the SRK, with a salted session encrypting the secret on the way in.
   Result<SealedBlob> seal(const PcrSelection& selection, ByteSpan secret) const;
-  /// Unseals; kPolicyViolation when a selected PCR changed since sealing.
+  /// Unseals a version-1 blob; kPolicyViolation when a selected PCR changed since sealing,
+  /// kInvalidArgument for a version-2 blob (it needs unseal_authorized()).
   Result<SecretBytes> unseal(const SealedBlob& blob) const;
+
+  /// Seals `secret` (1..128 bytes) to TPM2_PolicyAuthorize(Name(authority), policy_ref): any PCR
+  /// policy the authority signs for `policy_ref` unseals it (TPM 2.0 Part 3, 23.16).
+  /// `authority_public` is the TPM2B_PUBLIC of an ECC P-256 signing key with nameAlg SHA-256
+  /// (kInvalidArgument otherwise); `policy_ref` at most 64 bytes.
+  Result<SealedBlob> seal_authorized(ByteSpan authority_public, ByteSpan policy_ref,
+                                     ByteSpan secret) const;
+  /// Unseals a version-2 blob with `approval`: LoadExternal of the authority key (owner
+  /// hierarchy), TPM2_VerifySignature of the approval -> ticket, PolicyPCR(approval.selection),
+  /// PolicyAuthorize(approved policy, policyRef, Name, ticket), Unseal (response encrypted).
+  /// With approval.counter, PolicyNV(counter == value) runs after PolicyPCR.
+  /// kBadSignature when the signature is not the blob's authority's over this approval;
+  /// kPolicyViolation when the current PCRs are not the approved ones, the counter moved past the
+  /// approval's value, or the approval is for another policyRef (epoch).
+  Result<SecretBytes> unseal_authorized(const SealedBlob& blob,
+                                        const PolicyApproval& approval) const;
+  /// Migrates a version-1 blob: unseals it under its PolicyPCR now (so the PCRs must still be
+  /// the sealed ones: kPolicyViolation otherwise) and seals the secret with seal_authorized().
+  Result<SealedBlob> reseal(const SealedBlob& v1, ByteSpan authority_public,
+                            ByteSpan policy_ref) const;
+  /// Defines the approval counter at `index` (owner hierarchy, empty auth; authRead, authWrite,
+  /// noDA) and increments it once, so that its Name (which includes TPMA_NV_WRITTEN) is final.
+  /// kAlreadyExists when the index is defined.
+  Result<SealCounter> define_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+  /// The counter's Name and value; kNotFound when the index is not defined.
+  Result<SealCounter> read_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+  /// TPM2_NV_Increment: every approval naming an older value stops unsealing.
+  Result<SealCounter> increment_seal_counter(std::uint32_t index = kSealCounterIndex) const;
+
+  /// Moves a version-2 blob to another policyRef (a new epoch: approvals of the old one no
+  /// longer unseal the result) or another authority: unseal_authorized(v2, approval), then
+  /// seal_authorized().
+  Result<SealedBlob> reseal(const SealedBlob& v2, const PolicyApproval& approval,
+                            ByteSpan authority_public, ByteSpan policy_ref) const;
 
  private:
   friend class StatePoller;

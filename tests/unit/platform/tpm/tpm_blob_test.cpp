@@ -45,6 +45,33 @@ TEST(SealedBlob, RoundTripsTheSelection) {
   EXPECT_FALSE(SealedBlob::parse(Bytes{'W', 'S', 'E', 'A', 'L', 1, 0, 9}));
 }
 
+TEST(SealedBlob, VersionTwoCarriesTheAuthorityAndPolicyRef) {
+  SealedBlob blob;
+  blob.version = 2;
+  blob.authority_public = {0, 2, 0, 0x23};
+  blob.policy_ref = {'e', 1};
+  blob.public_area = {1, 2, 3};
+  blob.private_area = {4, 5};
+  const Bytes data = blob.serialize();
+  EXPECT_EQ(data, (Bytes{'W', 'S', 'E', 'A', 'L', 2, 0, 4, 0, 2, 0, 0x23, 0,
+                         2,   'e', 1,   0,   3,   1, 2, 3, 0, 2, 4, 5}));
+  auto parsed = SealedBlob::parse(data);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_TRUE(parsed->authorized());
+  EXPECT_EQ(parsed->authority_public, blob.authority_public);
+  EXPECT_EQ(parsed->policy_ref, blob.policy_ref);
+  EXPECT_EQ(parsed->public_area, blob.public_area);
+  EXPECT_EQ(parsed->private_area, blob.private_area);
+  EXPECT_TRUE(parsed->selection.empty());
+
+  Bytes long_ref = {'W', 'S', 'E', 'A', 'L', 2, 0, 0, 0, 65};
+  long_ref.resize(long_ref.size() + 65 + 4, 0);
+  EXPECT_EQ(SealedBlob::parse(long_ref).error().code, ErrorCode::kMalformed);
+  Bytes v3 = data;
+  v3[5] = 3;
+  EXPECT_EQ(SealedBlob::parse(v3).error().code, ErrorCode::kUnsupported);
+}
+
 TEST(Tpm2ToolsPcrsFile, HasTheLayoutTpm2QuoteWrites) {
   // Layout observed from tpm2_quote -o (tpm2-tools 5.4) for sha256:0-10: 132-byte
   // TPML_PCR_SELECTION, u32 count, 532-byte TPML_DIGEST per 8 digests.
