@@ -5,13 +5,13 @@
 // after the revocation; a poll stream gets the same events and acknowledges them; introspection
 // turns inactive.
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -71,8 +71,8 @@ class SsfE2ETest : public AgentE2ETest {
 
   boost::json::object admin(const std::string& method, const std::string& path,
                             const std::string& body = "") {
-    std::vector<std::string> argv{"curl", "-sS", "--unix-socket", admin_socket().string(), "-X",
-                                  method};
+    std::vector<std::string> argv{"curl", "-sS", "--unix-socket", admin_socket().string(),
+                                  "-X",   method};
     if (!body.empty())
       argv.insert(argv.end(), {"-H", "content-type: application/json", "--data-binary", body});
     argv.push_back("http://localhost" + path);
@@ -111,9 +111,9 @@ class SsfE2ETest : public AgentE2ETest {
 
   void start_receiver() {
     receiver_ = test::ChildProcess::spawn(
-        {kPython, std::string(WARDEN_SOURCE_DIR) + "/tests/e2e/ssf_receiver.py", "push",
-         "--port", std::to_string(receiver_port_), "--jwks", base_url() + "/.well-known/jwks.json",
-         "--ca", (dir_.path() / "pki/ca.crt").string(), "--issuer", base_url(), "--out",
+        {kPython, std::string(WARDEN_SOURCE_DIR) + "/tests/e2e/ssf_receiver.py", "push", "--port",
+         std::to_string(receiver_port_), "--jwks", base_url() + "/.well-known/jwks.json", "--ca",
+         (dir_.path() / "pki/ca.crt").string(), "--issuer", base_url(), "--out",
          received_file().string(), "--authorization", "Bearer push-secret"},
         {}, dir_.path() / "receiver.log");
     ASSERT_TRUE(test::wait_for(
@@ -236,9 +236,10 @@ TEST_F(SsfE2ETest, APollStreamGetsTheEventsAndTheirAcknowledgementEndsThem) {
   std::ofstream(dir_.path() / "poll.json") << first;
   auto verified = test::run_command(
       {"sh", "-c",
-       std::string(kPython) + " " + WARDEN_SOURCE_DIR + "/tests/e2e/ssf_receiver.py verify --jwks " +
-           base_url() + "/.well-known/jwks.json --ca " + (dir_.path() / "pki/ca.crt").string() +
-           " --issuer " + base_url() + " < " + (dir_.path() / "poll.json").string()});
+       std::string(kPython) + " " + WARDEN_SOURCE_DIR +
+           "/tests/e2e/ssf_receiver.py verify --jwks " + base_url() +
+           "/.well-known/jwks.json --ca " + (dir_.path() / "pki/ca.crt").string() + " --issuer " +
+           base_url() + " < " + (dir_.path() / "poll.json").string()});
   ASSERT_EQ(verified.exit_code, 0) << verified.out << first;
   const auto sets = json_lines(verified.out);
   ASSERT_FALSE(sets.empty()) << first;
@@ -250,8 +251,8 @@ TEST_F(SsfE2ETest, APollStreamGetsTheEventsAndTheirAcknowledgementEndsThem) {
   }
   EXPECT_TRUE(revoked_seen) << verified.out;
   // Acknowledged, they are not served again.
-  auto after = json::parse_object(poll(json::serialize(boost::json::object{
-      {"ack", acks}, {"maxEvents", 10}, {"returnImmediately", true}})));
+  auto after = json::parse_object(poll(json::serialize(
+      boost::json::object{{"ack", acks}, {"maxEvents", 10}, {"returnImmediately", true}})));
   ASSERT_TRUE(after);
   EXPECT_TRUE(after->at("sets").as_object().empty()) << json::serialize(*after);
 }

@@ -87,8 +87,7 @@ TEST(PolicyNvDigest, ExtendsThePriorDigestWithTheOperandArgsAndTheName) {
   const std::vector<Bytes> values = {Bytes(32, 0)};
   const CounterCheck counter{0x01577001, name, 7};
   EXPECT_EQ(approved_policy_digest(sel, values, counter).value(),
-            policy_nv_digest(policy_pcr_digest(sel, values).value(), name, operand.data(), 0,
-                             kEoEq)
+            policy_nv_digest(policy_pcr_digest(sel, values).value(), name, operand.data(), 0, kEoEq)
                 .value());
   EXPECT_EQ(approved_policy_digest(sel, values, std::nullopt).value(),
             policy_pcr_digest(sel, values).value());
@@ -180,7 +179,8 @@ TEST(ApprovedPolicy, ParseRejectsDamageWithClearErrors) {
   auto mismatch = ApprovedPolicy::parse(changed_value);
   ASSERT_FALSE(mismatch);
   EXPECT_EQ(mismatch.error().code, ErrorCode::kMalformed);
-  EXPECT_NE(mismatch.error().message.find("not the PolicyPCR (and PolicyNV) digest"), std::string::npos);
+  EXPECT_NE(mismatch.error().message.find("not the PolicyPCR (and PolicyNV) digest"),
+            std::string::npos);
 
   Bytes truncated(good.begin(), good.end() - 1);
   EXPECT_EQ(ApprovedPolicy::parse(truncated).error().code, ErrorCode::kMalformed);
