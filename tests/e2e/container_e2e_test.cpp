@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "tests/e2e/agent_fixture.h"
@@ -15,7 +17,9 @@ namespace warden {
 namespace {
 using namespace e2e;  // NOLINT(google-build-using-namespace): the fixture's helpers
 
-constexpr const char* kImage = "localhost/warden-e2e-client:1";
+// Tagged per test process: the runtimes' tests run side by side and each re-imports the image,
+// which would move a shared tag to a new image id under another test's feet.
+const std::string kImage = "localhost/warden-e2e-client:" + std::to_string(::getpid());
 
 // The sandboxes CI runs in may not allow raising RLIMIT_NOFILE/NPROC to the runtimes' defaults.
 const std::vector<std::string> kUlimits{"--ulimit", "nofile=1024:1024", "--ulimit",
@@ -50,6 +54,7 @@ class RuntimeE2ETest : public AgentE2ETest {
 
   void TearDown() override {
     for (const auto& name : started_) remove(name);
+    if (!podman_image_id_.empty()) run({"podman", "rmi", "--force", kImage});
     AgentE2ETest::TearDown();
   }
 
