@@ -129,6 +129,15 @@ Result<IssuerConfig> parse_config(std::string_view text) {
       r.get("enrollment", "manufacturer_ca_files", c.enrollment.manufacturer_ca_files));
   WARDEN_TRY_STATUS(r.get("enrollment", "ek_allowlist", c.enrollment.ek_allowlist));
   WARDEN_TRY_STATUS(r.get("enrollment", "tofu", c.enrollment.tofu));
+  WARDEN_TRY_STATUS(r.get("ssf", "enabled", c.ssf.enabled));
+  WARDEN_TRY_STATUS(r.get("ssf", "allow_http_loopback", c.ssf.allow_http_loopback));
+  WARDEN_TRY_STATUS(r.get("ssf", "max_streams_per_receiver", c.ssf.max_streams_per_receiver));
+  WARDEN_TRY_STATUS(r.get("ssf", "retention_s", c.ssf.retention_s));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_timeout_ms", c.ssf.push_timeout_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_backoff_initial_ms", c.ssf.push_backoff_initial_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_backoff_max_ms", c.ssf.push_backoff_max_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_ca_file", c.ssf.push_ca_file));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_workers", c.ssf.push_workers));
   WARDEN_TRY_STATUS(r.get("", "policy_file", c.policy_file));
   WARDEN_TRY_STATUS(r.get("", "issuer_url", c.issuer_url));
   WARDEN_TRY_STATUS(r.get("", "issuer_url_aliases", c.issuer_url_aliases));
@@ -158,6 +167,14 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   if (c.store.pool_size == 0 || c.limits.max_connections == 0) {
     return fail(ErrorCode::kInvalidArgument,
                 "config: store.pool_size and limits.max_connections must be at least 1");
+  }
+  if (c.ssf.max_streams_per_receiver == 0 || c.ssf.push_workers == 0 ||
+      c.ssf.push_timeout_ms == 0 || c.ssf.push_backoff_initial_ms == 0 ||
+      c.ssf.push_backoff_max_ms < c.ssf.push_backoff_initial_ms || c.ssf.retention_s <= 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config: ssf: max_streams_per_receiver, push_workers, push_timeout_ms, "
+                "push_backoff_initial_ms and retention_s must be at least 1, and "
+                "push_backoff_max_ms at least push_backoff_initial_ms");
   }
   return c;
 }

@@ -21,6 +21,8 @@
 #include "issuer/gate/device_gate.h"
 #include "issuer/nonce.h"
 #include "issuer/service.h"
+#include "issuer/ssf/events.h"
+#include "issuer/ssf/streams.h"
 #include "issuer/tokens/token_issuer.h"
 #include "issuer/untrusted_text.h"
 #include "issuer/workload_policy.h"
@@ -79,7 +81,26 @@ class Service final : public IssuerService {
                                 std::string_view actor) override;
   void housekeeping() override;
 
+  ssf::Transmitter* ssf() override { return ssf_.get(); }
+  void set_on_events_committed(std::function<void()> hook) override;
+  Result<std::string> admin_add_ssf_receiver(std::string_view name,
+                                             std::string_view actor) override;
+  Result<std::vector<SsfReceiver>> admin_list_ssf_receivers() override;
+  Status admin_delete_ssf_receiver(std::string_view name, std::string_view actor) override;
+
  private:
+  /// Writes the change with its events (events only when ssf.enabled) in one transaction, then
+  /// wakes the push worker when events were written.
+  Result<std::vector<TokenRecord>> apply_change(
+      DeviceChange change,
+      std::function<std::vector<SsfEventDraft>(const std::vector<TokenRecord>&)> events);
+  /// record_attestation_outcome with a change (the appraisal revoked or restored compliance).
+  Result<std::vector<TokenRecord>> record_attestation_change(
+      std::string_view id, ByteSpan nonce, std::int64_t expiry, const AttestationUpdate& u,
+      const AuditRecord& audit, DeviceChange change,
+      std::function<std::vector<SsfEventDraft>(const std::vector<TokenRecord>&)> events);
+  /// Creates the transmitter when ssf.enabled (service_ssf.cpp).
+  void init_ssf();
   [[nodiscard]] std::int64_t now() const { return options_.clock->unix_now(); }
   std::string random_id();
   /// The active policy, cached: re-read from the store when this process put a new version,
@@ -118,7 +139,8 @@ class Service final : public IssuerService {
   std::mutex random_mu_;  // Random is not required to be thread-safe
 
   static constexpr std::size_t kRefusalKeys = 4096;
-  issuer::audit::AuditLog audit_log_;  // refusal budgets per device id
+  issuer::audit::AuditLog audit_log_;      // refusal budgets per device id
+  std::unique_ptr<ssf::Transmitter> ssf_;  // null when ssf.enabled is false
 };
 
 }  // namespace warden::issuer
