@@ -139,6 +139,12 @@ class IssuerService {
   /// false. Revocations write their events whether or not a stream wants them.
   virtual ssf::Transmitter* ssf() { return nullptr; }
   virtual void set_on_events_committed(std::function<void()> hook) { (void)hook; }
+  /// The receiver named by an Authorization header ("Bearer <token>", RFC 6750), whether or not
+  /// the transmitter is enabled (introspection callers are receivers too). kUntrusted (401).
+  virtual Result<std::string> authenticate_receiver(std::string_view authorization) {
+    (void)authorization;
+    return fail(ErrorCode::kUntrusted, "receivers are not supported here");
+  }
   /// Registers a receiver and returns its bearer token (shown once). Audited
   /// "admin.ssf_receiver". kInvalidArgument (name), kAlreadyExists.
   virtual Result<std::string> admin_add_ssf_receiver(std::string_view name,

@@ -83,6 +83,7 @@ class Service final : public IssuerService {
 
   ssf::Transmitter* ssf() override { return ssf_.get(); }
   void set_on_events_committed(std::function<void()> hook) override;
+  Result<std::string> authenticate_receiver(std::string_view authorization) override;
   Result<std::string> admin_add_ssf_receiver(std::string_view name,
                                              std::string_view actor) override;
   Result<std::vector<SsfReceiver>> admin_list_ssf_receivers() override;

@@ -47,6 +47,10 @@ void Service::set_on_events_committed(std::function<void()> hook) {
   if (ssf_) ssf_->set_on_events_committed(std::move(hook));
 }
 
+Result<std::string> Service::authenticate_receiver(std::string_view authorization) {
+  return ssf::authenticate_receiver(*options_.store, authorization);
+}
+
 Result<std::vector<TokenRecord>> Service::apply_change(DeviceChange change, EventsFn events) {
   auto count = std::make_shared<std::size_t>(0);
   change.events = counting(std::move(events), ssf_ != nullptr, count);

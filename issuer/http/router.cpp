@@ -67,6 +67,7 @@ Router::Router(IssuerService& service, Metrics& metrics, RouterOptions options)
   register_public_routes(modules_->table, service, metrics, options_);
   register_agent_routes(modules_->table, modules_->agent);
   register_admin_routes(modules_->table, service, options_);
+  register_ssf_routes(modules_->table, service);
 }
 
 Router::~Router() = default;

@@ -45,4 +45,8 @@ void register_agent_routes(RouteTable& table, AgentApi& api);
 
 void register_admin_routes(RouteTable& table, IssuerService& service, const RouterOptions& options);
 
+/// Shared Signals: /.well-known/ssf-configuration, /ssf/streams, /ssf/status, /ssf/verify,
+/// /ssf/poll/{id} (docs/ssf.md).
+void register_ssf_routes(RouteTable& table, IssuerService& service);
+
 }  // namespace warden::issuer::http

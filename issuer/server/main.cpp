@@ -143,6 +143,13 @@ int run(const std::string& config_path) {
     spdlog::error("{}", service.error().message);
     return 1;
   }
+  // Shared Signals (docs/ssf.md): the transmitter lives in the service. Its push worker
+  // (issuer/ssf/push.h) takes (*service)->ssf() as its PushQueue and is woken by
+  // set_on_events_committed; the housekeeping below drops delivered events past
+  // ssf.retention_s.
+  if ((*service)->ssf() != nullptr) {
+    spdlog::info("shared signals transmitter enabled (/.well-known/ssf-configuration)");
+  }
 
   // Pool threads inherit this mask, so only sigtimedwait below sees SIGTERM/SIGINT.
   sigset_t set;
