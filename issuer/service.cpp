@@ -327,19 +327,21 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                                         device.id + " with timestamp " + std::to_string(ts) +
                                         " was accepted before");
   };
-  // Once across replicas: the store holds each applied request's key.
+  // Once across replicas: the store holds each applied request's key, written in the
+  // transaction of the revocation (a failed one can be sent again).
   const std::string digest = hex_encode(ossl::sha256(protocol::revoke_signed_bytes(request)));
-  if (auto fresh =
-          options_.store->record_revoke_request(device.id, ts, digest, t - 2 * kRevokeWindow);
-      !fresh) {
-    if (fresh.error().code == ErrorCode::kReplay) return already_applied();
-    return fail(std::move(fresh).error().context("revoke"));
-  }
+  const auto applied =
+      [&](Result<std::vector<TokenRecord>> revoked) -> Result<std::vector<TokenRecord>> {
+    if (!revoked && revoked.error().code == ErrorCode::kReplay) return already_applied();
+    if (!revoked) return fail(std::move(revoked).error().context("revoke"));
+    return revoked;
+  };
   protocol::RevokeResponse out;
   const std::string why = "device report: " + request.reason;
   DeviceChange change;
   change.device_id = device.id;
   change.now = t;
+  change.revoke_request = DeviceChange::RevokeRequest{ts, digest, t - 2 * kRevokeWindow};
   if (request.jtis.empty()) {
     // The device reported a posture change: no new tokens before it attests again.
     change.revoke_live_tokens = true;
@@ -360,8 +362,8 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
       return events;
     });
     forget_device(device.id);
-    if (!revoked) return fail(std::move(revoked).error().context("revoke"));
-    out.revoked = revoked->size();
+    WARDEN_ASSIGN(flipped, applied(std::move(revoked)));
+    out.revoked = flipped.size();
   } else {
     for (const std::string& jti : request.jtis) {
       WARDEN_ASSIGN(record, options_.store->get_token(jti));
@@ -372,9 +374,9 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
       change.tokens.push_back(std::move(record));
     }
     WARDEN_ASSIGN(
-        revoked, apply_change(std::move(change), [&](const std::vector<TokenRecord>& flipped) {
-          return ssf::revocation_events(device.id, flipped, false, t, ssf::Initiator::kSystem, why);
-        }));
+        revoked, applied(apply_change(std::move(change), [&](const std::vector<TokenRecord>& f) {
+          return ssf::revocation_events(device.id, f, false, t, ssf::Initiator::kSystem, why);
+        })));
     out.revoked = revoked.size();
   }
   audit_log_.write(Event{t, device.id, Action::kRevoke, Decision::kOk, "", "",

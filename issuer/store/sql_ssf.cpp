@@ -294,6 +294,11 @@ Result<std::vector<TokenRecord>> SqlStore::apply_device_change_on(sql::Connectio
                                                                   const DeviceChange& ch) {
   std::vector<TokenRecord> revoked;
   std::set<std::string> seen;
+  if (ch.revoke_request) {
+    WARDEN_TRY_STATUS(record_revoke_request_on(c, ch.device_id, ch.revoke_request->signed_at,
+                                               ch.revoke_request->digest,
+                                               ch.revoke_request->forget_before));
+  }
   if (ch.revoke_live_tokens) {
     std::array<Value, 2> p{ch.device_id, ch.now};
     auto rows = c.exec(

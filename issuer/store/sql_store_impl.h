@@ -133,6 +133,9 @@ class SqlStore final : public Store {
  private:
   static Result<std::int64_t> append_ssf_event_on(sql::Connection& c, const SsfEventDraft& e,
                                                   std::int64_t now, std::string_view only_stream);
+  static Status record_revoke_request_on(sql::Connection& c, std::string_view device_id,
+                                         std::int64_t signed_at, std::string_view request_digest,
+                                         std::int64_t forget_before);
   static Result<std::vector<TokenRecord>> apply_device_change_on(sql::Connection& c,
                                                                  const DeviceChange& change);
   // Revoke requests applied before schema 5 are known only by their audit records.

@@ -182,6 +182,14 @@ struct SsfDelivery {
 struct DeviceChange {
   std::string device_id;
   std::int64_t now = 0;
+  /// The signed revoke request this applies (record_revoke_request's key): kReplay, and nothing
+  /// written, when it was applied before.
+  struct RevokeRequest {
+    std::int64_t signed_at = 0;
+    std::string digest;
+    std::int64_t forget_before = 0;
+  };
+  std::optional<RevokeRequest> revoke_request;
   /// Every token of the device not revoked and not expired at `now`.
   bool revoke_live_tokens = false;
   /// These tokens (a revoke request naming jtis); their bits are set even if already marked.
