@@ -77,18 +77,6 @@ SsfDelivery delivery_from_row(const sql::Row& r) {
 constexpr std::string_view kTokenReturning =
     " RETURNING jti, device_id, list_id, status_index, issued_at, expires_at, revoked";
 
-TokenRecord token_from_row(const sql::Row& r) {
-  TokenRecord t;
-  t.jti = sql::as_text(r[0]);
-  t.device_id = sql::as_text(r[1]);
-  t.list_id = sql::as_text(r[2]);
-  t.status_index = static_cast<std::uint64_t>(sql::as_int(r[3]));
-  t.issued_at = sql::as_int(r[4]);
-  t.expires_at = sql::as_int(r[5]);
-  t.revoked = sql::as_int(r[6]) != 0;
-  return t;
-}
-
 Status stream_found(Result<sql::Rows> rows, std::string_view id) {
   if (!rows) return fail(std::move(rows).error());
   if (rows->empty()) return fail(ErrorCode::kNotFound, "ssf stream " + std::string(id));

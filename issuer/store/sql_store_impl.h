@@ -28,6 +28,9 @@ inline Value opt_int(const std::optional<std::uint64_t>& v) {
 
 inline Value i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 
+/// A token row: jti, device_id, list_id, status_index, issued_at, expires_at, revoked.
+TokenRecord token_from_row(const sql::Row& r);
+
 class SqlStore final : public Store {
  public:
   /// `single_writer`: transactions run on one dedicated connection (SQLite: there is only ever

@@ -69,6 +69,15 @@ TEST(IssuerConfig, ShippedExampleMatchesTheDefaults) {
   EXPECT_EQ(c->tokens.key_rotation_s, d.tokens.key_rotation_s);
   EXPECT_EQ(c->tokens.device_token_ttl_s, d.tokens.device_token_ttl_s);
   EXPECT_FALSE(c->enrollment.tofu);
+  EXPECT_EQ(c->ssf.enabled, d.ssf.enabled);
+  EXPECT_EQ(c->ssf.allow_http_loopback, d.ssf.allow_http_loopback);
+  EXPECT_EQ(c->ssf.max_streams_per_receiver, d.ssf.max_streams_per_receiver);
+  EXPECT_EQ(c->ssf.retention_s, d.ssf.retention_s);
+  EXPECT_EQ(c->ssf.push_timeout_ms, d.ssf.push_timeout_ms);
+  EXPECT_EQ(c->ssf.push_backoff_initial_ms, d.ssf.push_backoff_initial_ms);
+  EXPECT_EQ(c->ssf.push_backoff_max_ms, d.ssf.push_backoff_max_ms);
+  EXPECT_EQ(c->ssf.push_ca_file, d.ssf.push_ca_file);
+  EXPECT_EQ(c->ssf.push_workers, d.ssf.push_workers);
 }
 
 TEST(IssuerConfig, ReadsEveryKind) {
@@ -165,10 +174,10 @@ push_workers = 4
   EXPECT_EQ(c->ssf.push_backoff_max_ms, 20U);
   EXPECT_EQ(c->ssf.push_ca_file, "/etc/warden/rp-ca.pem");
   EXPECT_EQ(c->ssf.push_workers, 4U);
-  for (const char* bad : {"[ssf]\npush_workers = 0", "[ssf]\nretention_s = 0",
-                          "[ssf]\npush_backoff_initial_ms = 100\npush_backoff_max_ms = 50",
-                          "[ssf]\nmax_streams_per_receiver = 0", "[ssf]\nenabled = \"yes\"",
-                          "[ssf]\npush = true"}) {
+  for (const char* bad :
+       {"[ssf]\npush_workers = 0", "[ssf]\nretention_s = 0",
+        "[ssf]\npush_backoff_initial_ms = 100\npush_backoff_max_ms = 50",
+        "[ssf]\nmax_streams_per_receiver = 0", "[ssf]\nenabled = \"yes\"", "[ssf]\npush = true"}) {
     EXPECT_FALSE(parse_config(bad)) << bad;
   }
 }
