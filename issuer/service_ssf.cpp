@@ -12,7 +12,7 @@ using EventsFn = std::function<std::vector<SsfEventDraft>(const std::vector<Toke
 namespace {
 
 // Counts the events the transaction wrote (the last attempt's, if the store retried).
-EventsFn counting(EventsFn events, bool enabled, std::shared_ptr<std::size_t> count) {
+EventsFn counting(EventsFn events, bool enabled, const std::shared_ptr<std::size_t>& count) {
   if (!enabled || !events) return {};
   return [events = std::move(events), count](const std::vector<TokenRecord>& revoked) {
     auto drafts = events(revoked);

@@ -9,7 +9,7 @@ namespace {
 
 constexpr std::string_view kJson = "application/json";
 /// Stream configurations, status changes and poll requests are small.
-constexpr std::size_t kMaxSsfBody = 64 * 1024;
+constexpr std::size_t kMaxSsfBody = 64U * 1024U;
 
 std::optional<std::string> stream_id_param(std::string_view query) {
   constexpr std::string_view kKey = "stream_id=";

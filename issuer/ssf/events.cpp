@@ -45,10 +45,10 @@ std::string_view to_string(Initiator initiator) {
 }
 
 const std::vector<std::string>& events_supported() {
-  static const std::vector<std::string> kSupported = {
+  static const std::vector<std::string> supported = {
       std::string(token::kEventSessionRevoked), std::string(token::kEventDeviceComplianceChange),
       std::string(token::kEventVerification)};
-  return kSupported;
+  return supported;
 }
 
 SsfEventDraft session_revoked(const TokenRecord& token, std::int64_t at, Initiator initiator,

@@ -25,7 +25,7 @@ bool is_b64token(std::string_view t) {
   const auto end = t.find_last_not_of('=');
   if (end == std::string_view::npos) return false;
   return std::all_of(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(end) + 1, [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_' ||
            c == '~' || c == '+' || c == '/';
   });
 }
@@ -61,7 +61,7 @@ Result<std::string> authenticate_receiver(Store& store, std::string_view authori
 Status check_receiver_name(std::string_view name) {
   const bool valid =
       !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
       });
   if (!valid) {
     return fail(ErrorCode::kInvalidArgument, "ssf receiver: name expected 1..64 of [A-Za-z0-9._-]");

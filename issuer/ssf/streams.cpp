@@ -39,7 +39,7 @@ constexpr std::array<std::string_view, 9> kStreamMembers = {"stream_id",
                                                             "min_verification_interval"};
 
 Result<bj::object> parse_stream_body(std::string_view body) {
-  WARDEN_ASSIGN(o, json::parse_object(body, json::ParseLimits{64 * 1024, 8}));
+  WARDEN_ASSIGN(o, json::parse_object(body, json::ParseLimits{64U * 1024U, 8}));
   for (const auto& kv : o) {
     if (std::find(kStreamMembers.begin(), kStreamMembers.end(), kv.key()) == kStreamMembers.end()) {
       return fail(ErrorCode::kMalformed,
@@ -65,7 +65,7 @@ bool is_loopback_host(std::string_view host) {
       if (digits == 0 || digits > 3) return false;
       ++parts;
       digits = 0;
-    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+    } else if (std::isdigit(static_cast<unsigned char>(c)) != 0) {
       ++digits;
     } else {
       return false;
@@ -129,8 +129,8 @@ Status Transmitter::check_push_url(std::string_view url, bool allow_http_loopbac
   const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.empty() || authority.find('@') != std::string_view::npos ||
       std::any_of(authority.begin(), authority.end(), [](char c) {
-        return std::isspace(static_cast<unsigned char>(c)) ||
-               std::iscntrl(static_cast<unsigned char>(c));
+        return std::isspace(static_cast<unsigned char>(c)) != 0 ||
+               std::iscntrl(static_cast<unsigned char>(c)) != 0;
       })) {
     return fail(ErrorCode::kInvalidArgument,
                 "ssf: delivery.endpoint_url needs a host (and no user information)");
@@ -380,7 +380,7 @@ Result<std::string> Transmitter::poll(std::string_view receiver, std::string_vie
     return fail(ErrorCode::kLimitExceeded,
                 "ssf poll: more than " + std::to_string(kMaxAcks) + " ack and setErrs entries");
   }
-  std::int64_t max = static_cast<std::int64_t>(kMaxPollEvents);
+  auto max = static_cast<std::int64_t>(kMaxPollEvents);
   if (const bj::value* m = o.if_contains("maxEvents")) {
     WARDEN_ASSIGN(n, json::read_integer(*m, "maxEvents", 0, 1'000'000, "ssf poll"));
     max = std::min<std::int64_t>(n, static_cast<std::int64_t>(kMaxPollEvents));

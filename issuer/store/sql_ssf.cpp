@@ -65,12 +65,12 @@ std::string delivery_select() {
 SsfDelivery delivery_from_row(const sql::Row& r) {
   SsfDelivery d;
   d.stream = stream_from_row(r);
-  constexpr std::size_t n = kStreamColumnCount;
-  d.event.seq = sql::as_int(r[n]);
-  d.event.type = sql::as_text(r[n + 1]);
-  d.event.payload_json = sql::as_text(r[n + 2]);
-  d.event.created_at = sql::as_int(r[n + 3]);
-  d.attempts = static_cast<std::uint32_t>(sql::as_int(r[n + 4]));
+  constexpr std::size_t kN = kStreamColumnCount;
+  d.event.seq = sql::as_int(r[kN]);
+  d.event.type = sql::as_text(r[kN + 1]);
+  d.event.payload_json = sql::as_text(r[kN + 2]);
+  d.event.created_at = sql::as_int(r[kN + 3]);
+  d.attempts = static_cast<std::uint32_t>(sql::as_int(r[kN + 4]));
   return d;
 }
 
@@ -300,8 +300,6 @@ Result<std::vector<TokenRecord>> SqlStore::apply_device_change_on(sql::Connectio
     });
     for (const auto& t : revoked) seen.insert(t.jti);
   }
-  std::vector<const TokenRecord*> bits;
-  for (const auto& t : revoked) bits.push_back(&t);
   const std::size_t live_count = revoked.size();
   for (const TokenRecord& t : ch.tokens) {
     std::array<Value, 1> p{t.jti};
