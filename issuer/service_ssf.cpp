@@ -21,6 +21,21 @@ EventsFn counting(EventsFn events, bool enabled, const std::shared_ptr<std::size
   };
 }
 
+// The service's Random behind its lock, held only while bytes are drawn (not across a store
+// write).
+class LockedRandom final : public Random {
+ public:
+  LockedRandom(Random& random, std::mutex& mu) : random_(&random), mu_(&mu) {}
+  void fill(std::span<std::uint8_t> out) override {
+    std::lock_guard lock(*mu_);
+    random_->fill(out);
+  }
+
+ private:
+  Random* random_;
+  std::mutex* mu_;
+};
+
 }  // namespace
 
 void Service::init_ssf() {
@@ -71,12 +86,8 @@ Result<std::vector<TokenRecord>> Service::record_attestation_change(
 }
 
 Result<std::string> Service::admin_add_ssf_receiver(std::string_view name, std::string_view actor) {
-  std::string token;
-  {
-    std::lock_guard lock(random_mu_);
-    WARDEN_ASSIGN(t, ssf::create_receiver(*options_.store, *options_.random, name, now()));
-    token = std::move(t);
-  }
+  LockedRandom random(*options_.random, random_mu_);
+  WARDEN_ASSIGN(token, ssf::create_receiver(*options_.store, random, name, now()));
   audit_log_.write(
       audit::Event{now(), "", audit::Action::kSsfReceiver, audit::Decision::kOk, "", "",
                    audit::SsfReceiverSet{std::string(actor), std::string(name), "add"}});
