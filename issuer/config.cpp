@@ -133,6 +133,15 @@ Result<IssuerConfig> parse_config(std::string_view text) {
   WARDEN_TRY_STATUS(r.get("status_list", "ttl_s", c.status_list.ttl_s));
   WARDEN_TRY_STATUS(r.get("oauth", "introspection", c.oauth.introspection));
   WARDEN_TRY_STATUS(r.get("oauth", "max_token_bytes", c.oauth.max_token_bytes));
+  WARDEN_TRY_STATUS(r.get("ssf", "enabled", c.ssf.enabled));
+  WARDEN_TRY_STATUS(r.get("ssf", "allow_http_loopback", c.ssf.allow_http_loopback));
+  WARDEN_TRY_STATUS(r.get("ssf", "max_streams_per_receiver", c.ssf.max_streams_per_receiver));
+  WARDEN_TRY_STATUS(r.get("ssf", "retention_s", c.ssf.retention_s));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_timeout_ms", c.ssf.push_timeout_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_backoff_initial_ms", c.ssf.push_backoff_initial_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_backoff_max_ms", c.ssf.push_backoff_max_ms));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_ca_file", c.ssf.push_ca_file));
+  WARDEN_TRY_STATUS(r.get("ssf", "push_workers", c.ssf.push_workers));
   WARDEN_TRY_STATUS(r.get("", "policy_file", c.policy_file));
   WARDEN_TRY_STATUS(r.get("", "issuer_url", c.issuer_url));
   WARDEN_TRY_STATUS(r.get("", "issuer_url_aliases", c.issuer_url_aliases));
@@ -172,6 +181,14 @@ Result<IssuerConfig> parse_config(std::string_view text) {
     return fail(ErrorCode::kInvalidArgument,
                 "config: oauth.max_token_bytes must be between 256 and 65536, found " +
                     std::to_string(c.oauth.max_token_bytes));
+  }
+  if (c.ssf.max_streams_per_receiver == 0 || c.ssf.push_workers == 0 ||
+      c.ssf.push_timeout_ms == 0 || c.ssf.push_backoff_initial_ms == 0 ||
+      c.ssf.push_backoff_max_ms < c.ssf.push_backoff_initial_ms || c.ssf.retention_s <= 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "config: ssf: max_streams_per_receiver, push_workers, push_timeout_ms, "
+                "push_backoff_initial_ms and retention_s must be at least 1, and "
+                "push_backoff_max_ms at least push_backoff_initial_ms");
   }
   return c;
 }

@@ -91,6 +91,20 @@ struct IssuerConfig {
     bool introspection = true;           ///< POST /oauth/introspect
     std::size_t max_token_bytes = 8192;  ///< longest token accepted for introspection
   } oauth;
+  /// Shared Signals transmitter (docs/ssf.md).
+  struct Ssf {
+    bool enabled = true;
+    /// Push endpoints may be http:// to a loopback host (tests, demos); otherwise https only.
+    bool allow_http_loopback = false;
+    std::size_t max_streams_per_receiver = 16;
+    std::int64_t retention_s = 7 * 86400;  ///< delivered events are kept this long
+    // Push delivery (issuer/ssf/push.h).
+    std::uint32_t push_timeout_ms = 5000;
+    std::uint32_t push_backoff_initial_ms = 500;
+    std::uint32_t push_backoff_max_ms = 30000;
+    std::string push_ca_file;  ///< PEM CA bundle for receivers; "" = the system trust store
+    std::size_t push_workers = 2;
+  } ssf;
   std::string policy_file;  ///< loaded as the first policy version when the store has none
   std::string issuer_url;   ///< external base URL: token iss and status list URIs ("" = relative)
   /// Other base URLs the issuer is reached by; a proof's htu must name issuer_url or one of these.

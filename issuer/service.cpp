@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 
 #include "attest/credential/credential.h"
 #include "attest/quote/quote.h"
@@ -102,6 +103,7 @@ Service::Service(Options options, EkTrust trust)
 
 Status Service::init() {
   WARDEN_TRY_STATUS(tokens_.init());
+  init_ssf();
   auto active = options_.store->active_policy();
   if (!active) return fail(std::move(active).error());
   if (!*active && !options_.config->policy_file.empty()) {
@@ -123,6 +125,11 @@ std::string Service::random_id() {
 void Service::housekeeping() {
   audit_log_.housekeeping();
   gate_.housekeeping(now());
+  if (ssf_) {
+    if (auto purged = ssf_->housekeeping(); !purged) {
+      spdlog::warn("ssf housekeeping: {}", purged.error().message);
+    }
+  }
 }
 
 // ---- enrollment --------------------------------------------------------------------------------
@@ -320,28 +327,43 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
                                         device.id + " with timestamp " + std::to_string(ts) +
                                         " was accepted before");
   };
-  // Once across replicas: the store holds each applied request's key.
+  // Once across replicas: the store holds each applied request's key, written in the
+  // transaction of the revocation (a failed one can be sent again).
   const std::string digest = hex_encode(ossl::sha256(protocol::revoke_signed_bytes(request)));
-  if (auto fresh =
-          options_.store->record_revoke_request(device.id, ts, digest, t - 2 * kRevokeWindow);
-      !fresh) {
-    if (fresh.error().code == ErrorCode::kReplay) return already_applied();
-    return fail(std::move(fresh).error().context("revoke"));
-  }
+  const auto applied =
+      [&](Result<std::vector<TokenRecord>> revoked) -> Result<std::vector<TokenRecord>> {
+    if (!revoked && revoked.error().code == ErrorCode::kReplay) return already_applied();
+    if (!revoked) return fail(std::move(revoked).error().context("revoke"));
+    return revoked;
+  };
   protocol::RevokeResponse out;
+  const std::string why = "device report: " + request.reason;
+  DeviceChange change;
+  change.device_id = device.id;
+  change.now = t;
+  change.revoke_request = DeviceChange::RevokeRequest{ts, digest, t - 2 * kRevokeWindow};
   if (request.jtis.empty()) {
-    WARDEN_ASSIGN(n, tokens_.revoke_all_tokens(device.id));
-    out.revoked = n;
     // The device reported a posture change: no new tokens before it attests again.
+    change.revoke_live_tokens = true;
     AttestationUpdate u;
     u.reset_count = device.reset_count;
     u.restart_count = device.restart_count;
     u.attested_at = device.last_attested_at;
     u.verdict = "reject";
     u.reasons_json = reasons_to_json({{"revoked", "device report", std::nullopt, request.reason}});
-    auto recorded = options_.store->record_attestation(device.id, u);
+    change.attestation = std::move(u);
+    const bool was_compliant = device.last_verdict == "accept";
+    auto revoked = apply_change(std::move(change), [&](const std::vector<TokenRecord>& flipped) {
+      auto events =
+          ssf::revocation_events(device.id, flipped, true, t, ssf::Initiator::kPolicy, why);
+      if (was_compliant) {
+        events.push_back(ssf::compliance_change(device.id, false, t, ssf::Initiator::kPolicy, why));
+      }
+      return events;
+    });
     forget_device(device.id);
-    WARDEN_TRY_STATUS(recorded);
+    WARDEN_ASSIGN(flipped, applied(std::move(revoked)));
+    out.revoked = flipped.size();
   } else {
     for (const std::string& jti : request.jtis) {
       WARDEN_ASSIGN(record, options_.store->get_token(jti));
@@ -349,9 +371,13 @@ Result<protocol::RevokeResponse> Service::revoke(const protocol::RevokeRequest& 
         return fail(ErrorCode::kPermissionDenied,
                     "revoke: token " + jti + " was not issued to device " + device.id);
       }
-      WARDEN_ASSIGN(flipped, tokens_.revoke_token(record));
-      if (flipped) ++out.revoked;
+      change.tokens.push_back(std::move(record));
     }
+    WARDEN_ASSIGN(
+        revoked, applied(apply_change(std::move(change), [&](const std::vector<TokenRecord>& f) {
+          return ssf::revocation_events(device.id, f, false, t, ssf::Initiator::kSystem, why);
+        })));
+    out.revoked = revoked.size();
   }
   audit_log_.write(Event{t, device.id, Action::kRevoke, Decision::kOk, "", "",
                          RevokeApplied{ts, request.reason, out.revoked, request.jtis}});

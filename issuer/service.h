@@ -28,6 +28,9 @@
 #include "platform/base/secret.h"
 
 namespace warden::issuer {
+namespace ssf {
+class Transmitter;
+}  // namespace ssf
 
 /// The request line of the HTTP request carrying a DPoP-style proof (POST /v1/token).
 struct RequestTarget {
@@ -61,6 +64,9 @@ class IssuerService {
     std::string issuer_url;
     /// Entries per token status list; a full list is followed by a new one ("1", "2", …).
     std::uint64_t status_list_bits = 1U << 17;
+    /// Called after a transaction that wrote Shared Signals events commits: wakes the push
+    /// worker (set_on_events_committed sets it later).
+    std::function<void()> on_events_committed;
   };
   /// Loads the trust anchors (manufacturer CA files) and the active policy (from the store, or
   /// config.policy_file as the first version when the store has none).
@@ -135,8 +141,39 @@ class IssuerService {
     return fail(ErrorCode::kUnsupported, "admin: device groups are not supported here");
   }
 
+  // ---- Shared Signals (issuer/ssf, docs/ssf.md) ------------------------------------------------
+  /// The transmitter (stream management, poll, the push queue); nullptr when ssf.enabled is
+  /// false. Revocations write their events whether or not a stream wants them.
+  virtual ssf::Transmitter* ssf() { return nullptr; }
+  virtual void set_on_events_committed(std::function<void()> hook) { (void)hook; }
+  /// The receiver named by an Authorization header ("Bearer <token>", RFC 6750), whether or not
+  /// the transmitter is enabled (introspection callers are receivers too). kUntrusted (401).
+  virtual Result<std::string> authenticate_receiver(std::string_view authorization) {
+    (void)authorization;
+    return fail(ErrorCode::kUntrusted, "receivers are not supported here");
+  }
+  /// Registers a receiver and returns its bearer token (shown once). Audited
+  /// "admin.ssf_receiver". kInvalidArgument (name), kAlreadyExists.
+  virtual Result<std::string> admin_add_ssf_receiver(std::string_view name,
+                                                     std::string_view actor) {
+    (void)name;
+    (void)actor;
+    return fail(ErrorCode::kUnsupported, "admin: shared signals are not supported here");
+  }
+  /// Receivers by name (their tokens are never shown again).
+  virtual Result<std::vector<SsfReceiver>> admin_list_ssf_receivers() {
+    return fail(ErrorCode::kUnsupported, "admin: shared signals are not supported here");
+  }
+  /// Removes the receiver and disables its streams. Audited. kNotFound.
+  virtual Status admin_delete_ssf_receiver(std::string_view name, std::string_view actor) {
+    (void)name;
+    (void)actor;
+    return fail(ErrorCode::kUnsupported, "admin: shared signals are not supported here");
+  }
+
   /// Periodic work of the running service (warden-issuer calls it every minute): writes the
-  /// summary audit records of refusals suppressed since the last call.
+  /// summary audit records of refusals suppressed since the last call, and drops delivered
+  /// Shared Signals events older than ssf.retention_s.
   virtual void housekeeping() {}
 };
 

@@ -60,16 +60,34 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
         ErrorCode::kInvalidArgument,
         "admin: state expected \"revoked\" or \"enabled\", found \"" + std::string(state) + "\"");
   }
+  WARDEN_ASSIGN(device, options_.store->get_device(id));
+  const std::int64_t t = now();
+  const bool was_compliant =
+      device.state == DeviceState::kEnabled && device.last_verdict == "accept";
+  const bool compliant = next == DeviceState::kEnabled && device.last_verdict == "accept";
   // Revoking records when: device tokens minted before it stay refused after an enable.
-  auto set = next == DeviceState::kRevoked ? options_.store->revoke_device(id, now())
-                                           : options_.store->set_device_state(id, next);
+  DeviceChange change;
+  change.device_id = std::string(id);
+  change.now = t;
+  change.device = next == DeviceState::kRevoked ? DeviceChange::DeviceAction::kRevoke
+                                                : DeviceChange::DeviceAction::kEnable;
+  change.revoke_live_tokens = next == DeviceState::kRevoked;
+  const std::string why =
+      next == DeviceState::kRevoked ? "an admin revoked the device" : "an admin enabled the device";
+  auto set = apply_change(std::move(change), [&](const std::vector<TokenRecord>& flipped) {
+    std::vector<SsfEventDraft> events;
+    if (next == DeviceState::kRevoked) {
+      events = ssf::revocation_events(device.id, flipped, true, t, ssf::Initiator::kAdmin, why);
+    }
+    if (was_compliant != compliant) {
+      events.push_back(
+          ssf::compliance_change(device.id, compliant, t, ssf::Initiator::kAdmin, why));
+    }
+    return events;
+  });
   forget_device(id);
-  WARDEN_TRY_STATUS(set);
-  std::uint64_t revoked = 0;
-  if (next == DeviceState::kRevoked) {
-    WARDEN_ASSIGN(n, tokens_.revoke_all_tokens(id));
-    revoked = n;
-  }
+  if (!set) return fail(std::move(set).error());
+  const std::uint64_t revoked = set->size();
   audit_log_.write(Event{now(), std::string(id), Action::kDeviceState, Decision::kOk, "", "",
                          DeviceStateSet{std::string(actor), std::string(state), revoked}});
   return ok();
@@ -77,12 +95,27 @@ Status Service::admin_set_device_state(std::string_view id, std::string_view sta
 
 Status Service::admin_delete_device(std::string_view id, std::string_view actor) {
   WARDEN_ASSIGN(device, options_.store->get_device(id));
-  // Tokens first: a failure leaves the device in place, and the call can be repeated. Its device
-  // tokens stop at once too: the token path finds no device record.
-  WARDEN_ASSIGN(revoked, tokens_.revoke_all_tokens(id));
-  auto removed = options_.store->remove_device(id);
+  const std::int64_t t = now();
+  const bool was_compliant =
+      device.state == DeviceState::kEnabled && device.last_verdict == "accept";
+  // One transaction: its tokens revoked, the record gone, the events written. Its device tokens
+  // stop at once too: the token path finds no device record.
+  DeviceChange change;
+  change.device_id = std::string(id);
+  change.now = t;
+  change.device = DeviceChange::DeviceAction::kRemove;
+  change.revoke_live_tokens = true;
+  const std::string why = "an admin removed the device";
+  auto removed = apply_change(std::move(change), [&](const std::vector<TokenRecord>& flipped) {
+    auto events = ssf::revocation_events(device.id, flipped, true, t, ssf::Initiator::kAdmin, why);
+    if (was_compliant) {
+      events.push_back(ssf::compliance_change(device.id, false, t, ssf::Initiator::kAdmin, why));
+    }
+    return events;
+  });
   forget_device(id);
-  WARDEN_TRY_STATUS(removed);
+  if (!removed) return fail(std::move(removed).error());
+  const std::uint64_t revoked = removed->size();
   audit_log_.write(Event{now(), std::string(id), Action::kDeviceDelete, Decision::kOk, "", "",
                          DeviceDeleted{std::string(actor), device.ek_public_hash, revoked}});
   return ok();

@@ -135,8 +135,34 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
         u.ima_state = Bytes{};
       }
     }
-    auto outcome = options_.store->record_attestation_outcome(
-        device.id, req.nonce, NonceIssuer::expiry(req.nonce), u, record);
+    // A verdict that flips is a compliance change (issue 20): a failure after an accepted
+    // appraisal also revokes the device's live tokens, in the same transaction.
+    const bool falls = !pass && device.last_verdict == "accept";
+    const bool recovers = pass && device.last_verdict == "reject";
+    Status outcome = ok();
+    if (falls || recovers) {
+      std::string why = falls ? "attestation refused" : "attestation accepted again";
+      const auto& refusals = f.refusals.empty() ? counters.refusals : f.refusals;
+      if (falls && !refusals.empty())
+        why += ": " + refusals.front().code + " " + refusals.front().subject;
+      DeviceChange change;
+      change.device_id = device.id;
+      change.now = t;
+      change.revoke_live_tokens = falls;
+      auto changed = record_attestation_change(
+          device.id, req.nonce, NonceIssuer::expiry(req.nonce), u, record, std::move(change),
+          [&](const std::vector<TokenRecord>& flipped) {
+            auto events =
+                ssf::revocation_events(device.id, flipped, falls, t, ssf::Initiator::kPolicy, why);
+            events.push_back(
+                ssf::compliance_change(device.id, recovers, t, ssf::Initiator::kPolicy, why));
+            return events;
+          });
+      if (!changed) outcome = fail(std::move(changed).error());
+    } else {
+      outcome = options_.store->record_attestation_outcome(
+          device.id, req.nonce, NonceIssuer::expiry(req.nonce), u, record);
+    }
     forget_device(device.id);
     if (outcome) {
       recorded = true;

@@ -21,6 +21,8 @@
 #include "issuer/gate/device_gate.h"
 #include "issuer/nonce.h"
 #include "issuer/service.h"
+#include "issuer/ssf/events.h"
+#include "issuer/ssf/streams.h"
 #include "issuer/tokens/token_issuer.h"
 #include "issuer/untrusted_text.h"
 #include "issuer/workload_policy.h"
@@ -66,7 +68,7 @@ class Service final : public IssuerService {
   Result<std::string> status_list_jwt(std::string_view list_id) override;
   Status ready() override;
   [[nodiscard]] const IssuerConfig* config() const override { return options_.config; }
-  /// authenticate stays empty here (admins only) until Shared Signals receivers are wired in.
+  /// Introspection callers: Shared Signals receivers (their bearer credential) and admins.
   std::optional<oauth::Sources> oauth_sources() override {
     oauth::Sources s;
     s.store = options_.store;
@@ -74,6 +76,9 @@ class Service final : public IssuerService {
     s.published_keys = [this](bool reload) { return tokens_.published_keys(reload); };
     s.issuer = tokens_.issuer_name();
     s.issuer_url = options_.issuer_url;
+    if (ssf_) {
+      s.authenticate = [this](std::string_view a) { return authenticate_receiver(a); };
+    }
     return s;
   }
 
@@ -90,7 +95,27 @@ class Service final : public IssuerService {
                                 std::string_view actor) override;
   void housekeeping() override;
 
+  ssf::Transmitter* ssf() override { return ssf_.get(); }
+  void set_on_events_committed(std::function<void()> hook) override;
+  Result<std::string> authenticate_receiver(std::string_view authorization) override;
+  Result<std::string> admin_add_ssf_receiver(std::string_view name,
+                                             std::string_view actor) override;
+  Result<std::vector<SsfReceiver>> admin_list_ssf_receivers() override;
+  Status admin_delete_ssf_receiver(std::string_view name, std::string_view actor) override;
+
  private:
+  /// Writes the change with its events (events only when ssf.enabled) in one transaction, then
+  /// wakes the push worker when events were written.
+  Result<std::vector<TokenRecord>> apply_change(
+      DeviceChange change,
+      std::function<std::vector<SsfEventDraft>(const std::vector<TokenRecord>&)> events);
+  /// record_attestation_outcome with a change (the appraisal revoked or restored compliance).
+  Result<std::vector<TokenRecord>> record_attestation_change(
+      std::string_view id, ByteSpan nonce, std::int64_t expiry, const AttestationUpdate& u,
+      const AuditRecord& audit, DeviceChange change,
+      std::function<std::vector<SsfEventDraft>(const std::vector<TokenRecord>&)> events);
+  /// Creates the transmitter when ssf.enabled (service_ssf.cpp).
+  void init_ssf();
   [[nodiscard]] std::int64_t now() const { return options_.clock->unix_now(); }
   std::string random_id();
   /// The active policy, cached: re-read from the store when this process put a new version,
@@ -129,7 +154,8 @@ class Service final : public IssuerService {
   std::mutex random_mu_;  // Random is not required to be thread-safe
 
   static constexpr std::size_t kRefusalKeys = 4096;
-  issuer::audit::AuditLog audit_log_;  // refusal budgets per device id
+  issuer::audit::AuditLog audit_log_;      // refusal budgets per device id
+  std::unique_ptr<ssf::Transmitter> ssf_;  // null when ssf.enabled is false
 };
 
 }  // namespace warden::issuer

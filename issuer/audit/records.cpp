@@ -16,6 +16,7 @@ BOOST_DESCRIBE_STRUCT(DeviceStateSet, (), (actor, state, tokens_revoked))
 BOOST_DESCRIBE_STRUCT(DeviceDeleted, (), (actor, ek_public_hash, tokens_revoked))
 BOOST_DESCRIBE_STRUCT(DeviceGroupSet, (), (actor, group, previous_group, requested_group))
 BOOST_DESCRIBE_STRUCT(PolicyStored, (), (actor, id, workload_rules))
+BOOST_DESCRIBE_STRUCT(SsfReceiverSet, (), (actor, name, op))
 
 namespace {
 
@@ -54,6 +55,8 @@ std::string_view to_string(Action action) {
       return "admin.device_group";
     case Action::kPolicy:
       return "admin.policy";
+    case Action::kSsfReceiver:
+      return "admin.ssf_receiver";
   }
   return "unknown";
 }

@@ -24,6 +24,7 @@ enum class Action {
   kDeviceDelete,
   kDeviceGroup,
   kPolicy,
+  kSsfReceiver,
 };
 enum class Decision { kOk, kAccept, kReject };
 
@@ -72,8 +73,13 @@ struct PolicyStored {
   std::int64_t id = 0;
   std::uint64_t workload_rules = 0;
 };
+struct SsfReceiverSet {
+  std::string actor;
+  std::string name;
+  std::string op;  ///< "add" or "delete"
+};
 using Details = std::variant<Reasons, EnrollmentStarted, TokenGrant, RevokeApplied, DeviceStateSet,
-                             DeviceDeleted, DeviceGroupSet, PolicyStored>;
+                             DeviceDeleted, DeviceGroupSet, PolicyStored, SsfReceiverSet>;
 
 struct Event {
   std::int64_t time = 0;  ///< 0: the log's clock when written

@@ -68,6 +68,7 @@ Router::Router(IssuerService& service, Metrics& metrics, RouterOptions options)
   register_agent_routes(modules_->table, modules_->agent);
   register_admin_routes(modules_->table, service, options_);
   register_oauth_routes(modules_->table, service, options_);
+  register_ssf_routes(modules_->table, service);
 }
 
 Router::~Router() = default;

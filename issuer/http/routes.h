@@ -52,5 +52,8 @@ void register_oauth_routes(RouteTable& table, IssuerService& service, const Rout
 /// The same with the sources given (a caller authenticator of its own).
 void register_oauth_routes(RouteTable& table, oauth::Sources sources,
                            const IssuerConfig::OAuth& settings, const RouterOptions& options);
+/// Shared Signals: /.well-known/ssf-configuration, /ssf/streams, /ssf/status, /ssf/verify,
+/// /ssf/poll/{id} (docs/ssf.md).
+void register_ssf_routes(RouteTable& table, IssuerService& service);
 
 }  // namespace warden::issuer::http

@@ -248,6 +248,46 @@ void register_admin_routes(RouteTable& table, IssuerService& service,
          }
          return json_reply(c, s->admin_audit(filter));
        }});
+  // Shared Signals receivers (docs/ssf.md): the token is in the 201 answer and nowhere else.
+  table.add(
+      {"POST", "/admin/v1/ssf/receivers", BodyFormat::kJson, "", [s](const RouteContext& c) {
+         auto body =
+             json::parse_object(warden::to_string(c.request.body), {"name"}, "POST ssf receiver");
+         if (!body) return service_error(c.request.target, body.error());
+         auto name =
+             json::read_string(*body, "name", json::Presence::kRequired, "POST ssf receiver");
+         if (!name) return service_error(c.request.target, name.error());
+         const std::string actor = actor_of(c.request.peer);
+         auto token = s->admin_add_ssf_receiver(*name, actor);
+         if (!token) return service_error(c.request.target, token.error());
+         spdlog::info("admin {}: ssf receiver {} registered", actor, *name);
+         Response r = make_response(201, kJson, json_object({{"name", *name}, {"token", *token}}));
+         r.headers["cache-control"] = "no-store";
+         return r;
+       }});
+  table.add({"GET", "/admin/v1/ssf/receivers", BodyFormat::kNone, "", [s](const RouteContext& c) {
+               auto receivers = s->admin_list_ssf_receivers();
+               if (!receivers) return service_error(c.request.target, receivers.error());
+               boost::json::array list;
+               for (const auto& r : *receivers) {
+                 boost::json::object o;
+                 o["name"] = r.name;
+                 o["created_at"] = r.created_at;
+                 list.push_back(std::move(o));
+               }
+               boost::json::object out;
+               out["receivers"] = std::move(list);
+               return make_response(200, kJson, json::serialize(out));
+             }});
+  table.add(Route{"DELETE", "/admin/v1/ssf/receivers/{name}", BodyFormat::kNone, "",
+                  [s](const RouteContext& c) {
+                    const std::string actor = actor_of(c.request.peer);
+                    if (auto removed = s->admin_delete_ssf_receiver(c.params[0], actor); !removed) {
+                      return service_error(c.request.target, removed.error());
+                    }
+                    spdlog::info("admin {}: ssf receiver {} removed", actor, c.params[0]);
+                    return no_content();
+                  }});
 }
 
 }  // namespace warden::issuer::http

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <memory>
 #include <ctime>
 #include <string>
 #include <unistd.h>
@@ -16,6 +18,8 @@
 #include "issuer/http/server.h"
 #include "issuer/service.h"
 #include "issuer/signing_keys.h"
+#include "issuer/ssf/push.h"
+#include "issuer/ssf/streams.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
 #include "platform/base/file.h"
@@ -143,6 +147,33 @@ int run(const std::string& config_path) {
     spdlog::error("{}", service.error().message);
     return 1;
   }
+  // Shared Signals (docs/ssf.md): the transmitter lives in the service; push streams are
+  // delivered from its outbox by the deliverer, woken by every commit that wrote events. The
+  // housekeeping below drops delivered events past ssf.retention_s.
+  std::unique_ptr<warden::issuer::ssf::PushDeliverer> push;
+  if (auto* transmitter = (*service)->ssf(); transmitter != nullptr) {
+    warden::issuer::ssf::PushOptions po;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    po.owner = std::string(host) + ":" + std::to_string(::getpid());
+    po.workers = config->ssf.push_workers;
+    po.timeout = std::chrono::milliseconds(config->ssf.push_timeout_ms);
+    po.backoff_initial = std::chrono::milliseconds(config->ssf.push_backoff_initial_ms);
+    po.backoff_max = std::chrono::milliseconds(config->ssf.push_backoff_max_ms);
+    po.lease = std::max<std::chrono::seconds>(
+        po.lease, std::chrono::duration_cast<std::chrono::seconds>(po.timeout) * 2);
+    po.ca_file = config->ssf.push_ca_file;
+    po.allow_http_loopback = config->ssf.allow_http_loopback;
+    push = std::make_unique<warden::issuer::ssf::PushDeliverer>(*transmitter, clock, po);
+    if (auto started = push->start(); !started) {
+      spdlog::error("shared signals push: {}", started.error().message);
+      return 1;
+    }
+    (*service)->set_on_events_committed([p = push.get()] { p->notify(); });
+    spdlog::info("shared signals transmitter enabled (/.well-known/ssf-configuration, {} push "
+                 "workers)",
+                 po.workers);
+  }
 
   // Pool threads inherit this mask, so only sigtimedwait below sees SIGTERM/SIGINT.
   sigset_t set;
@@ -178,6 +209,10 @@ int run(const std::string& config_path) {
   }
   notify_systemd("STOPPING=1");
   (*server)->stop();
+  if (push) {
+    (*service)->set_on_events_committed({});
+    push->stop();
+  }
   spdlog::info("stopped");
   return 0;
 }

@@ -51,28 +51,34 @@ Result<std::int64_t> SqlStore::append_audit(const AuditRecord& a) {
 Status SqlStore::record_revoke_request(std::string_view device_id, std::int64_t signed_at,
                                        std::string_view request_digest,
                                        std::int64_t forget_before) {
+  return transaction([&](sql::Connection& c) -> Status {
+    return record_revoke_request_on(c, device_id, signed_at, request_digest, forget_before);
+  });
+}
+
+Status SqlStore::record_revoke_request_on(sql::Connection& c, std::string_view device_id,
+                                          std::int64_t signed_at, std::string_view request_digest,
+                                          std::int64_t forget_before) {
   if (request_digest.empty()) {
     return fail(ErrorCode::kInvalidArgument, "revoke request: empty digest");
   }
-  return transaction([&](sql::Connection& c) -> Status {
-    std::array<Value, 1> old{forget_before};
-    WARDEN_TRY_STATUS(c.exec("DELETE FROM revoke_requests WHERE signed_at < ?1", old));
-    std::array<Value, 3> p{std::string(device_id), signed_at, std::string(request_digest)};
-    // A row found in the audit log at the upgrade (empty digest) stands for its whole second.
-    auto rows = c.exec(
-        "INSERT INTO revoke_requests (device_id, signed_at, request_digest) "
-        "SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM revoke_requests "
-        "WHERE device_id = ?1 AND signed_at = ?2 AND request_digest = '') "
-        "ON CONFLICT DO NOTHING RETURNING device_id",
-        p);
-    if (!rows) return fail(std::move(rows).error());
-    if (rows->empty()) {
-      return fail(ErrorCode::kReplay, "revoke request of device " + std::string(device_id) +
-                                          " signed at " + std::to_string(signed_at) +
-                                          " is already recorded");
-    }
-    return ok();
-  });
+  std::array<Value, 1> old{forget_before};
+  WARDEN_TRY_STATUS(c.exec("DELETE FROM revoke_requests WHERE signed_at < ?1", old));
+  std::array<Value, 3> p{std::string(device_id), signed_at, std::string(request_digest)};
+  // A row found in the audit log at the upgrade (empty digest) stands for its whole second.
+  auto rows = c.exec(
+      "INSERT INTO revoke_requests (device_id, signed_at, request_digest) "
+      "SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM revoke_requests "
+      "WHERE device_id = ?1 AND signed_at = ?2 AND request_digest = '') "
+      "ON CONFLICT DO NOTHING RETURNING device_id",
+      p);
+  if (!rows) return fail(std::move(rows).error());
+  if (rows->empty()) {
+    return fail(ErrorCode::kReplay, "revoke request of device " + std::string(device_id) +
+                                        " signed at " + std::to_string(signed_at) +
+                                        " is already recorded");
+  }
+  return ok();
 }
 
 Result<std::vector<AuditRecord>> SqlStore::query_audit(const AuditFilter& f) {

@@ -11,7 +11,7 @@ namespace {
 
 /// Schema migrations, applied in order; never edit one that has shipped — append a new one.
 /// {blob} and {id_pk} are replaced per dialect.
-constexpr std::array<std::string_view, 5> kMigrations = {
+constexpr std::array<std::string_view, 6> kMigrations = {
     R"(
 CREATE TABLE devices (
   id TEXT PRIMARY KEY,
@@ -125,6 +125,52 @@ CREATE TABLE revoke_requests (
   PRIMARY KEY (device_id, signed_at, request_digest)
 );
 CREATE INDEX revoke_requests_signed ON revoke_requests (signed_at);
+)",
+    // 6 (issue 20): Shared Signals. ssf_events is the outbox, written in the transaction of the
+    // revocation that causes it; ssf_deliveries fans each event out to the streams that want it
+    // (delivered_at 0 = pending), with the push lease that keeps replicas from sending it twice.
+    R"(
+CREATE TABLE ssf_receivers (
+  name TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE ssf_streams (
+  id TEXT PRIMARY KEY,
+  receiver TEXT NOT NULL,
+  delivery_method TEXT NOT NULL,
+  endpoint_url TEXT NOT NULL,
+  authorization_header TEXT NOT NULL,
+  events_requested TEXT NOT NULL,
+  events_delivered TEXT NOT NULL,
+  aud TEXT NOT NULL,
+  status TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX ssf_streams_receiver ON ssf_streams (receiver);
+CREATE TABLE ssf_events (
+  seq {id_pk},
+  type TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX ssf_events_created ON ssf_events (created_at);
+CREATE TABLE ssf_deliveries (
+  stream_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  attempts BIGINT NOT NULL DEFAULT 0,
+  next_attempt_at BIGINT NOT NULL DEFAULT 0,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_until BIGINT NOT NULL DEFAULT 0,
+  delivered_at BIGINT NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (stream_id, seq)
+);
+CREATE INDEX ssf_deliveries_pending ON ssf_deliveries (delivered_at, stream_id, seq);
+CREATE INDEX ssf_deliveries_seq ON ssf_deliveries (seq);
 )"};
 
 /// The signed timestamp of a revoke audit record written before schema 5: its reasons were

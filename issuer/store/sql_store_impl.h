@@ -2,7 +2,8 @@
 // Internal to issuer/store: the Store over a SQL connection pool, its member functions split by
 // table group: sql_store.cpp (schema, migrations, opening), sql_devices.cpp (devices,
 // enrollments, nonces, attestations), sql_tokens.cpp (status lists, tokens, the group commit of
-// token issues), sql_audit.cpp (audit log, revoke requests, policies, signing keys).
+// token issues), sql_audit.cpp (audit log, revoke requests, policies, signing keys), sql_ssf.cpp
+// (Shared Signals receivers, streams, the event outbox, revocations with their events).
 
 #include <array>
 #include <atomic>
@@ -26,6 +27,9 @@ inline Value opt_int(const std::optional<std::uint64_t>& v) {
 }
 
 inline Value i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+/// A token row: jti, device_id, list_id, status_index, issued_at, expires_at, revoked.
+TokenRecord token_from_row(const sql::Row& r);
 
 class SqlStore final : public Store {
  public:
@@ -102,7 +106,41 @@ class SqlStore final : public Store {
                             std::int64_t not_after) override;
   Result<std::vector<SigningKeyInfo>> list_signing_keys() override;
 
+  Status add_ssf_receiver(const SsfReceiver& r) override;
+  Result<std::vector<SsfReceiver>> list_ssf_receivers() override;
+  Result<std::optional<SsfReceiver>> find_ssf_receiver(std::string_view token_hash) override;
+  Status remove_ssf_receiver(std::string_view name, std::int64_t now) override;
+  Status add_ssf_stream(const SsfStream& s, std::size_t max_per_receiver) override;
+  Result<SsfStream> get_ssf_stream(std::string_view id) override;
+  Result<std::vector<SsfStream>> list_ssf_streams(std::string_view receiver) override;
+  Status update_ssf_stream(const SsfStream& s) override;
+  Status remove_ssf_stream(std::string_view id) override;
+  Result<std::int64_t> append_ssf_event(const SsfEventDraft& e, std::int64_t now,
+                                        std::string_view only_stream) override;
+  Result<std::vector<TokenRecord>> apply_device_change(const DeviceChange& change) override;
+  Result<std::vector<TokenRecord>> record_attestation_change(std::string_view id, ByteSpan nonce,
+                                                             std::int64_t expiry,
+                                                             const AttestationUpdate& u,
+                                                             const AuditRecord& a,
+                                                             const DeviceChange& change) override;
+  Result<std::vector<SsfDelivery>> claim_ssf_push(std::string_view owner, std::int64_t now,
+                                                  std::int64_t lease_s, std::size_t max) override;
+  Status ssf_delivered(std::string_view stream_id, std::int64_t seq, std::int64_t now,
+                       std::string_view error) override;
+  Status ssf_failed(std::string_view stream_id, std::int64_t seq, std::int64_t next_attempt_at,
+                    std::string_view error) override;
+  Result<std::vector<SsfDelivery>> pending_ssf(std::string_view stream_id,
+                                               std::size_t max) override;
+  Result<std::size_t> purge_ssf(std::int64_t before) override;
+
  private:
+  static Result<std::int64_t> append_ssf_event_on(sql::Connection& c, const SsfEventDraft& e,
+                                                  std::int64_t now, std::string_view only_stream);
+  static Status record_revoke_request_on(sql::Connection& c, std::string_view device_id,
+                                         std::int64_t signed_at, std::string_view request_digest,
+                                         std::int64_t forget_before);
+  static Result<std::vector<TokenRecord>> apply_device_change_on(sql::Connection& c,
+                                                                 const DeviceChange& change);
   // Revoke requests applied before schema 5 are known only by their audit records.
   static Status backfill_revoke_requests(sql::Connection& c);
   static PolicyVersion policy_from_row(const sql::Row& r);

@@ -9,6 +9,8 @@ namespace {
 constexpr std::string_view kTokenSelect =
     "SELECT jti, device_id, list_id, status_index, issued_at, expires_at, revoked FROM tokens";
 
+}  // namespace
+
 TokenRecord token_from_row(const sql::Row& r) {
   TokenRecord t;
   t.jti = sql::as_text(r[0]);
@@ -20,8 +22,6 @@ TokenRecord token_from_row(const sql::Row& r) {
   t.revoked = sql::as_int(r[6]) != 0;
   return t;
 }
-
-}  // namespace
 
 Status SqlStore::create_status_list(std::string_view id, std::uint64_t bits) {
   std::array<Value, 2> p{std::string(id), i64(bits)};

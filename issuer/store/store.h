@@ -130,6 +130,77 @@ struct SigningKeyInfo {
   std::int64_t not_after = 0;   ///< publish until this time (0 = no limit)
 };
 
+// ---- Shared Signals (schema 6): receivers, streams and the event outbox (issuer/ssf) ----------
+
+/// A Shared Signals receiver the operator registered. Its bearer token is kept only as a hash.
+struct SsfReceiver {
+  std::string name;
+  std::string token_hash;  ///< hex SHA-256 of the bearer token
+  std::int64_t created_at = 0;
+};
+
+/// One SSF stream of a receiver (OpenID SSF 1.0 stream configuration).
+struct SsfStream {
+  std::string id;
+  std::string receiver;
+  std::string delivery_method;       ///< urn:ietf:rfc:8935 (push) or urn:ietf:rfc:8936 (poll)
+  std::string endpoint_url;          ///< push: where SETs are POSTed; poll: the poll URL
+  std::string authorization_header;  ///< push: sent with each SET; a receiver secret, never logged
+  std::vector<std::string> events_requested;
+  std::vector<std::string> events_delivered;  ///< requested ∩ supported: what fans out
+  std::string aud;                            ///< the SETs' aud claim
+  std::string status = "enabled";             ///< enabled | paused | disabled
+  std::string reason;                         ///< why the status was last set
+  std::string description;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
+/// An event to write (the outbox): its type URI and its SET material as JSON text,
+/// {"sub_id": {...}, "event": {...}} (issuer/ssf/events.h).
+struct SsfEventDraft {
+  std::string type;
+  std::string payload_json;
+};
+
+struct SsfEvent {
+  std::int64_t seq = 0;  ///< assigned by the store, increasing
+  std::string type;
+  std::string payload_json;
+  std::int64_t created_at = 0;
+};
+
+/// One event due to one stream.
+struct SsfDelivery {
+  SsfStream stream;
+  SsfEvent event;
+  std::uint32_t attempts = 0;
+};
+
+/// A revocation (or re-enabling) and the events it causes, written in one transaction
+/// (apply_device_change): either all of it is durable or none of it.
+struct DeviceChange {
+  std::string device_id;
+  std::int64_t now = 0;
+  /// The signed revoke request this applies (record_revoke_request's key): kReplay, and nothing
+  /// written, when it was applied before.
+  struct RevokeRequest {
+    std::int64_t signed_at = 0;
+    std::string digest;
+    std::int64_t forget_before = 0;
+  };
+  std::optional<RevokeRequest> revoke_request;
+  /// Every token of the device not revoked and not expired at `now`.
+  bool revoke_live_tokens = false;
+  /// These tokens (a revoke request naming jtis); their bits are set even if already marked.
+  std::vector<TokenRecord> tokens;
+  enum class DeviceAction { kNone, kRevoke, kEnable, kRemove };
+  DeviceAction device = DeviceAction::kNone;     ///< kRevoke sets revoked_at = now; kNotFound
+  std::optional<AttestationUpdate> attestation;  ///< recorded on the device too
+  /// The events of what changed, given the tokens that flipped to revoked here.
+  std::function<std::vector<SsfEventDraft>(const std::vector<TokenRecord>& revoked)> events;
+};
+
 /// The issuer's persistent state. Every call is safe from any thread. Implementations: SQLite
 /// (default) and PostgreSQL (shared by replicas); both run the same versioned migrations.
 class Store {
@@ -230,6 +301,53 @@ class Store {
                                                        std::int64_t now) = 0;
   /// Marks the token revoked; false when it already was.
   virtual Result<bool> mark_token_revoked(std::string_view jti) = 0;
+
+  // Shared Signals (schema 6). Receivers: kAlreadyExists on a duplicate name, kNotFound.
+  virtual Status add_ssf_receiver(const SsfReceiver& receiver) = 0;
+  virtual Result<std::vector<SsfReceiver>> list_ssf_receivers() = 0;
+  virtual Result<std::optional<SsfReceiver>> find_ssf_receiver(std::string_view token_hash) = 0;
+  /// Deletes the receiver and disables its streams (their pending deliveries are dropped).
+  virtual Status remove_ssf_receiver(std::string_view name, std::int64_t now) = 0;
+  /// kLimitExceeded when the receiver has `max_per_receiver` streams (disabled ones count).
+  virtual Status add_ssf_stream(const SsfStream& stream, std::size_t max_per_receiver) = 0;
+  virtual Result<SsfStream> get_ssf_stream(std::string_view id) = 0;
+  virtual Result<std::vector<SsfStream>> list_ssf_streams(std::string_view receiver) = 0;
+  /// Writes every field but id, receiver and created_at. A stream becoming disabled drops its
+  /// pending deliveries (SSF 1.0: a disabled stream does not hold events). kNotFound.
+  virtual Status update_ssf_stream(const SsfStream& stream) = 0;
+  /// Deletes the stream and its deliveries. kNotFound.
+  virtual Status remove_ssf_stream(std::string_view id) = 0;
+  /// Writes an event and its deliveries: to `only_stream` when given (a verification event),
+  /// else to every enabled or paused stream that delivers its type. Returns its seq.
+  virtual Result<std::int64_t> append_ssf_event(const SsfEventDraft& event, std::int64_t now,
+                                                std::string_view only_stream = {}) = 0;
+  /// Applies the change and writes its events and their deliveries in one transaction; returns
+  /// the tokens that flipped to revoked. Nothing is written when any part fails.
+  virtual Result<std::vector<TokenRecord>> apply_device_change(const DeviceChange& change) = 0;
+  /// record_attestation_outcome and apply_device_change (same device) in one transaction.
+  virtual Result<std::vector<TokenRecord>> record_attestation_change(
+      std::string_view id, ByteSpan nonce, std::int64_t expiry, const AttestationUpdate& update,
+      const AuditRecord& audit, const DeviceChange& change) = 0;
+  /// Leases up to `max` due push deliveries to `owner` until now + lease_s: per enabled push
+  /// stream only its oldest undelivered event (order per stream), and only when that one is due
+  /// (next attempt <= now) and not leased. A conditional update takes each lease, so replicas
+  /// never hold the same delivery at once.
+  virtual Result<std::vector<SsfDelivery>> claim_ssf_push(std::string_view owner, std::int64_t now,
+                                                          std::int64_t lease_s,
+                                                          std::size_t max) = 0;
+  /// Marks a delivery done (pushed, acknowledged by a poll, or refused by the receiver with
+  /// `error`). Unknown or already done: no effect.
+  virtual Status ssf_delivered(std::string_view stream_id, std::int64_t seq, std::int64_t now,
+                               std::string_view error = {}) = 0;
+  /// Records a failed attempt: attempts + 1, the lease released, retried at next_attempt_at.
+  virtual Status ssf_failed(std::string_view stream_id, std::int64_t seq,
+                            std::int64_t next_attempt_at, std::string_view error) = 0;
+  /// Undelivered events of a stream, oldest first, at most `max` (poll delivery).
+  virtual Result<std::vector<SsfDelivery>> pending_ssf(std::string_view stream_id,
+                                                       std::size_t max) = 0;
+  /// Deletes deliveries done before `before`, then events older than it that no stream still
+  /// waits for. Returns how many rows went.
+  virtual Result<std::size_t> purge_ssf(std::int64_t before) = 0;
 
   // Signing key metadata.
   virtual Status put_signing_key(const SigningKeyInfo& key) = 0;

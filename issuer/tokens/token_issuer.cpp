@@ -87,21 +87,21 @@ Result<std::pair<std::string, std::uint64_t>> TokenIssuer::allocate_status() {
 }
 
 Result<bool> TokenIssuer::revoke_token(const TokenRecord& token) {
-  WARDEN_ASSIGN(flipped, options_.store->mark_token_revoked(token.jti));
-  // Set the bit even when the record was already marked: a crash between the two writes must
-  // not leave a revoked token valid in the list.
-  WARDEN_TRY_STATUS(options_.store->set_status_bit(token.list_id, token.status_index, true));
-  return flipped;
+  DeviceChange change;
+  change.device_id = token.device_id;
+  change.now = options_.clock->unix_now();
+  change.tokens = {token};
+  WARDEN_ASSIGN(revoked, options_.store->apply_device_change(change));
+  return !revoked.empty();
 }
 
 Result<std::uint64_t> TokenIssuer::revoke_all_tokens(std::string_view device_id) {
-  WARDEN_ASSIGN(live, options_.store->live_tokens(device_id, options_.clock->unix_now()));
-  std::uint64_t n = 0;
-  for (const TokenRecord& t : live) {
-    WARDEN_ASSIGN(flipped, revoke_token(t));
-    if (flipped) ++n;
-  }
-  return n;
+  DeviceChange change;
+  change.device_id = std::string(device_id);
+  change.now = options_.clock->unix_now();
+  change.revoke_live_tokens = true;
+  WARDEN_ASSIGN(revoked, options_.store->apply_device_change(change));
+  return revoked.size();
 }
 
 Result<TokenIssuer::Minted> TokenIssuer::mint_workload(const Workload& w) {

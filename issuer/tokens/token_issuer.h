@@ -48,7 +48,9 @@ class TokenIssuer {
 
   /// A free index in the current status list; a full list is followed by the next.
   Result<std::pair<std::string, std::uint64_t>> allocate_status();
-  /// Marks the token revoked and sets its status bit; false when it already was.
+  /// Marks the token revoked and sets its status bit, in one transaction (Store::
+  /// apply_device_change, which the service calls itself when the revocation has events);
+  /// false when it already was.
   Result<bool> revoke_token(const TokenRecord& token);
   /// revoke_token() for every live token of the device; returns how many flipped.
   Result<std::uint64_t> revoke_all_tokens(std::string_view device_id);

@@ -85,7 +85,7 @@ class SsfE2ETest : public AgentE2ETest {
   /// A request as the receiver makes it: its bearer token.
   Result<net::Response> as_receiver(const std::string& method, const std::string& target,
                                     const std::string& content_type, const std::string& body) {
-    return client()->request(method, target, content_type, body,
+    return client()->request(method, target, content_type, to_bytes(body),
                              {{"authorization", "Bearer " + receiver_token_}});
   }
 

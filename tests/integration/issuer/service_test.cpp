@@ -14,9 +14,11 @@
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
 #include "attest/token/jwt.h"
+#include "attest/token/set.h"
 #include "attest/token/status_list.h"
 #include "issuer/admin/admin_json.h"
 #include "issuer/nonce.h"
+#include "issuer/store/sql.h"
 #include "platform/base/encoding.h"
 #include "platform/base/file.h"
 #include "platform/base/openssl.h"
@@ -1256,6 +1258,129 @@ TEST_F(IssuerServiceTest, AContainersTokenNamesItsImageOrSaysItIsUnknown) {
   auto host = token(token_request(device_token, 2000));
   ASSERT_FALSE(host);
   EXPECT_EQ(host.error().code, ErrorCode::kPermissionDenied);
+}
+
+// Issue 20: every revocation path writes its Shared Signals events with the revocation: the
+// agent's report (all tokens, or the named ones), a failed appraisal after an accepted one, and
+// an accepted appraisal after a refused one.
+TEST_F(IssuerServiceTest, RevocationPathsWriteTheirSharedSignalsEvents) {
+  const std::string revoked_type(token::kEventSessionRevoked);
+  const std::string compliance_type(token::kEventDeviceComplianceChange);
+  SsfStream stream;
+  stream.id = "s1";
+  stream.receiver = "rp";
+  stream.delivery_method = "urn:ietf:rfc:8936";
+  stream.events_requested = stream.events_delivered = {revoked_type, compliance_type};
+  stream.aud = "rp";
+  ASSERT_TRUE(store_->add_ssf_stream(stream, 16));
+  // The events since the last call: (type, payload).
+  auto events = [&] {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto pending = store_->pending_ssf("s1", 100);
+    EXPECT_TRUE(pending) << pending.error().message;
+    for (const auto& d : *pending) {
+      out.emplace_back(d.event.type, d.event.payload_json);
+      EXPECT_TRUE(store_->ssf_delivered("s1", d.event.seq, clock_.unix_now()));
+    }
+    return out;
+  };
+  auto sign_revoke = [&](protocol::RevokeRequest& r) {
+    auto sig = tpm_api().sign(binding_, ossl::sha256(protocol::revoke_signed_bytes(r)));
+    ASSERT_TRUE(sig) << sig.error().message;
+    r.signature = tpmt_signature(*sig);
+  };
+
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto minted = token(token_request(device_token));
+  ASSERT_TRUE(minted) << minted.error().message;
+  EXPECT_TRUE(events().empty());  // the first acceptance is no change
+
+  // The agent reports a posture change.
+  protocol::RevokeRequest revoke;
+  revoke.device_id = device;
+  revoke.reason = "posture change";
+  revoke.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  sign_revoke(revoke);
+  ASSERT_TRUE(service_->revoke(revoke));
+  auto after_report = events();
+  ASSERT_EQ(after_report.size(), 3U);
+  EXPECT_EQ(after_report[0].first, revoked_type);
+  EXPECT_NE(after_report[0].second.find(minted->jti), std::string::npos);
+  EXPECT_NE(after_report[0].second.find("device report: posture change"), std::string::npos);
+  EXPECT_EQ(after_report[1].first, revoked_type);
+  EXPECT_EQ(after_report[1].second.find("session"), std::string::npos);
+  EXPECT_EQ(after_report[2].first, compliance_type);
+  EXPECT_NE(after_report[2].second.find(R"("current_status":"not-compliant")"), std::string::npos);
+
+  // Accepted again after that: compliant.
+  clock_.advance(std::chrono::seconds(1));
+  auto again = attest(attest_request(device, challenge(device)));
+  ASSERT_EQ(again.verdict, Verdict::kPass) << reasons_text(again);
+  auto recovered = events();
+  ASSERT_EQ(recovered.size(), 1U);
+  EXPECT_NE(recovered[0].second.find(R"("current_status":"compliant")"), std::string::npos);
+
+  // The agent revokes one token by its jti.
+  auto one = token(token_request(*again.device_token));
+  auto other = token(token_request(*again.device_token));
+  ASSERT_TRUE(one && other);
+  protocol::RevokeRequest named;
+  named.device_id = device;
+  named.reason = "container stopped";
+  named.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  named.jtis = {one->jti};
+  sign_revoke(named);
+  ASSERT_TRUE(service_->revoke(named));
+  auto named_events = events();
+  ASSERT_EQ(named_events.size(), 1U);
+  EXPECT_NE(named_events[0].second.find(one->jti), std::string::npos);
+  EXPECT_NE(named_events[0].second.find(R"("initiating_entity":"system")"), std::string::npos);
+
+  // A failed appraisal after the accepted one revokes the live tokens.
+  const Bytes forged = make_boot_log("warden-test-crtm-2").bytes;
+  AttestOptions o;
+  o.boot_log = &forged;
+  EXPECT_EQ(attest(attest_request(device, challenge(device), o)).verdict, Verdict::kFail);
+  EXPECT_TRUE(store_->get_token(other->jti)->revoked);
+  auto failed = events();
+  ASSERT_EQ(failed.size(), 3U);
+  EXPECT_NE(failed[0].second.find(other->jti), std::string::npos);
+  EXPECT_NE(failed[0].second.find(R"("initiating_entity":"policy")"), std::string::npos);
+  EXPECT_NE(failed[2].second.find(R"("current_status":"not-compliant")"), std::string::npos);
+  // Failing again changes nothing more.
+  EXPECT_EQ(attest(attest_request(device, challenge(device), o)).verdict, Verdict::kFail);
+  EXPECT_TRUE(events().empty());
+}
+
+// The agent's revoke report and its events are one transaction: when the events cannot be
+// written nothing is revoked, and the same signed request can be sent again.
+TEST_F(IssuerServiceTest, AgentRevokeFailsWholeWithoutItsEvents) {
+  std::string device;
+  const Bytes device_token = attested_device(device);
+  auto minted = token(token_request(device_token));
+  ASSERT_TRUE(minted);
+  protocol::RevokeRequest revoke;
+  revoke.device_id = device;
+  revoke.reason = "posture change";
+  revoke.timestamp = static_cast<std::uint64_t>(clock_.unix_now());
+  auto sig = tpm_api().sign(binding_, ossl::sha256(protocol::revoke_signed_bytes(revoke)));
+  ASSERT_TRUE(sig);
+  revoke.signature = tpmt_signature(*sig);
+  auto rename = [&](const char* from, const char* to) {
+    auto c = sql::connect_sqlite((dir_.path() / "issuer.db").string());
+    ASSERT_TRUE(c);
+    ASSERT_TRUE((*c)->exec_script("ALTER TABLE " + std::string(from) + " RENAME TO " + to + ";"));
+  };
+  rename("ssf_events", "ssf_events_away");
+  EXPECT_FALSE(service_->revoke(revoke));
+  EXPECT_FALSE(store_->get_token(minted->jti)->revoked);
+  EXPECT_EQ(store_->get_device(device)->last_verdict, "accept");
+  rename("ssf_events_away", "ssf_events");
+  auto applied = service_->revoke(revoke);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(applied->revoked, 1U);
+  EXPECT_TRUE(store_->get_token(minted->jti)->revoked);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -95,9 +96,9 @@ TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 TYPED_TEST(StoreTest, MigrationsAreVersionedAndIdempotent) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
-  EXPECT_EQ(*v, 5);
+  EXPECT_EQ(*v, 6);
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 5);
+  EXPECT_EQ(*this->store_->schema_version(), 6);
   EXPECT_TRUE(this->store_->ping());
 }
 
@@ -360,8 +361,10 @@ TYPED_TEST(StoreTest, SchemaFiveUpgradeKeepsAppliedRevokeRequests) {
     auto c = this->backend_.connect();
     ASSERT_TRUE(c) << c.error().message;
     ASSERT_TRUE(
-        (*c)->exec_script("DROP TABLE revoke_requests; "
-                          "DELETE FROM schema_version WHERE version = 5;"));
+        (*c)->exec_script("DROP TABLE revoke_requests; DROP TABLE ssf_receivers; "
+                          "DROP TABLE ssf_streams; DROP TABLE ssf_events; "
+                          "DROP TABLE ssf_deliveries; "
+                          "DELETE FROM schema_version WHERE version >= 5;"));
   }
   ASSERT_EQ(*this->store_->schema_version(), 4);
   AuditRecord applied{
@@ -371,7 +374,7 @@ TYPED_TEST(StoreTest, SchemaFiveUpgradeKeepsAppliedRevokeRequests) {
   AuditRecord other{0, 101, "d1", "attest", "accept", "", "", R"([{"timestamp":1700000005}])"};
   ASSERT_TRUE(this->store_->append_audit(other));
   ASSERT_TRUE(this->store_->migrate());
-  EXPECT_EQ(*this->store_->schema_version(), 5);
+  EXPECT_EQ(*this->store_->schema_version(), 6);
   EXPECT_EQ(this->store_->record_revoke_request("d1", 1700000000, "aa", 0).error().code,
             ErrorCode::kReplay);
   EXPECT_TRUE(this->store_->record_revoke_request("d1", 1700000005, "aa", 0));
@@ -726,6 +729,254 @@ TEST(SqliteStoreFiles, AreOwnerOnlyWhateverTheUmask) {
     }
   }
   ::umask(old);
+}
+
+// ---- Shared Signals (schema 6) ---------------------------------------------------------------
+
+SsfStream ssf_stream(const std::string& id, const std::string& receiver, std::string_view method,
+                     std::vector<std::string> types) {
+  SsfStream s;
+  s.id = id;
+  s.receiver = receiver;
+  s.delivery_method = std::string(method);
+  s.endpoint_url = "https://rp.test/" + id;
+  s.authorization_header = "Bearer rp-secret";
+  s.events_requested = types;
+  s.events_delivered = std::move(types);
+  s.aud = receiver;
+  s.created_at = s.updated_at = 10;
+  return s;
+}
+
+constexpr std::string_view kPushUrn = "urn:ietf:rfc:8935";
+constexpr std::string_view kPollUrn = "urn:ietf:rfc:8936";
+const std::string kRevokedType =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+const std::string kComplianceType =
+    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change";
+
+TYPED_TEST(StoreTest, SsfReceiversAreFoundByTokenHashAndRemovalDisablesStreams) {
+  Store& st = *this->store_;
+  ASSERT_TRUE(st.add_ssf_receiver({"rp1", "hash1", 5}));
+  EXPECT_EQ(st.add_ssf_receiver({"rp1", "hash2", 5}).error().code, ErrorCode::kAlreadyExists);
+  auto found = st.find_ssf_receiver("hash1");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->name, "rp1");
+  EXPECT_FALSE(*st.find_ssf_receiver("nope"));
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("s1", "rp1", kPushUrn, {kRevokedType}), 2));
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("s2", "rp1", kPollUrn, {kRevokedType}), 2));
+  EXPECT_EQ(st.add_ssf_stream(ssf_stream("s3", "rp1", kPollUrn, {}), 2).error().code,
+            ErrorCode::kLimitExceeded);
+  auto got = st.get_ssf_stream("s1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->authorization_header, "Bearer rp-secret");
+  EXPECT_EQ(got->events_delivered, std::vector<std::string>{kRevokedType});
+  ASSERT_TRUE(st.append_ssf_event({kRevokedType, "{}"}, 20));
+  ASSERT_TRUE(st.remove_ssf_receiver("rp1", 30));
+  EXPECT_EQ(st.remove_ssf_receiver("rp1", 30).error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(*st.find_ssf_receiver("hash1"));
+  EXPECT_EQ(st.get_ssf_stream("s1")->status, "disabled");
+  EXPECT_TRUE(st.pending_ssf("s2", 10)->empty());  // a disabled stream holds nothing
+  ASSERT_TRUE(st.remove_ssf_stream("s2"));
+  EXPECT_EQ(st.get_ssf_stream("s2").error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreTest, SsfEventsFanOutToTheStreamsThatDeliverTheirType) {
+  Store& st = *this->store_;
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("a", "rp", kPushUrn, {kRevokedType}), 16));
+  ASSERT_TRUE(
+      st.add_ssf_stream(ssf_stream("b", "rp", kPollUrn, {kRevokedType, kComplianceType}), 16));
+  SsfStream paused = ssf_stream("c", "rp", kPollUrn, {kComplianceType});
+  paused.status = "paused";
+  ASSERT_TRUE(st.add_ssf_stream(paused, 16));
+  SsfStream off = ssf_stream("d", "rp", kPollUrn, {kComplianceType});
+  off.status = "disabled";
+  ASSERT_TRUE(st.add_ssf_stream(off, 16));
+
+  auto first = st.append_ssf_event({kRevokedType, R"({"n":1})"}, 100);
+  auto second = st.append_ssf_event({kComplianceType, R"({"n":2})"}, 101);
+  auto only = st.append_ssf_event({"verification", R"({"n":3})"}, 102, "a");
+  ASSERT_TRUE(first && second && only);
+  EXPECT_LT(*first, *second);
+  auto of = [&](const char* id) {
+    std::vector<std::int64_t> seqs;
+    auto pending = st.pending_ssf(id, 10);
+    EXPECT_TRUE(pending) << pending.error().message;
+    for (const auto& d : *pending) seqs.push_back(d.event.seq);
+    return seqs;
+  };
+  EXPECT_EQ(of("a"), (std::vector<std::int64_t>{*first, *only}));
+  EXPECT_EQ(of("b"), (std::vector<std::int64_t>{*first, *second}));
+  EXPECT_EQ(of("c"), (std::vector<std::int64_t>{*second}));  // held while paused
+  EXPECT_TRUE(of("d").empty());
+  auto pending = st.pending_ssf("b", 1);
+  ASSERT_EQ(pending->size(), 1U);
+  EXPECT_EQ(pending->front().event.payload_json, R"({"n":1})");
+  EXPECT_EQ(pending->front().stream.id, "b");
+
+  // An acknowledged delivery is done for its stream only.
+  ASSERT_TRUE(st.ssf_delivered("b", *first, 110));
+  EXPECT_EQ(of("b"), (std::vector<std::int64_t>{*second}));
+  EXPECT_EQ(of("a"), (std::vector<std::int64_t>{*first, *only}));
+}
+
+TYPED_TEST(StoreTest, SsfPushLeasesAreExclusiveOrderedAndRetried) {
+  Store& st = *this->store_;
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("p1", "rp", kPushUrn, {kRevokedType}), 16));
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("p2", "rp", kPushUrn, {kRevokedType}), 16));
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("poll", "rp", kPollUrn, {kRevokedType}), 16));
+  auto e1 = st.append_ssf_event({kRevokedType, "{}"}, 100);
+  auto e2 = st.append_ssf_event({kRevokedType, "{}"}, 100);
+  ASSERT_TRUE(e1 && e2);
+
+  // Two replicas: the second finds nothing while the first holds both streams' heads.
+  auto other = this->backend_.reopen();
+  ASSERT_TRUE(other) << other.error().message;
+  auto a = st.claim_ssf_push("replica-a", 200, 30, 10);
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_EQ(a->size(), 2U);  // one per stream: the oldest of each, never the poll stream
+  for (const auto& d : *a) {
+    EXPECT_EQ(d.event.seq, *e1);
+    EXPECT_EQ(d.stream.endpoint_url, "https://rp.test/" + d.stream.id);
+    EXPECT_EQ(d.attempts, 0U);
+  }
+  EXPECT_TRUE((*other)->claim_ssf_push("replica-b", 200, 30, 10)->empty());
+  EXPECT_TRUE(st.claim_ssf_push("replica-a", 229, 30, 10)->empty());
+
+  // p1's head delivered: its next event is due. p2's head failed: it is retried later, in order.
+  ASSERT_TRUE(st.ssf_delivered("p1", *e1, 201));
+  ASSERT_TRUE(st.ssf_failed("p2", *e1, 260, "503"));
+  auto b = (*other)->claim_ssf_push("replica-b", 202, 30, 10);
+  ASSERT_EQ(b->size(), 1U);
+  EXPECT_EQ(b->front().stream.id, "p1");
+  EXPECT_EQ(b->front().event.seq, *e2);
+  // At 260 p2's head is due again (attempt 2), and replica-b's lease of p1's e2 has run out.
+  auto retry = st.claim_ssf_push("replica-a", 260, 30, 10);
+  ASSERT_TRUE(retry);
+  ASSERT_EQ(retry->size(), 2U);
+  std::map<std::string, std::pair<std::int64_t, std::uint32_t>> by_stream;
+  for (const auto& d : *retry) by_stream[d.stream.id] = {d.event.seq, d.attempts};
+  EXPECT_EQ(by_stream["p2"], std::make_pair(*e1, 1U));
+  EXPECT_EQ(by_stream["p1"], std::make_pair(*e2, 0U));
+}
+
+// Many claimers at once on one database: every delivery goes to exactly one of them.
+TYPED_TEST(StoreTest, SsfConcurrentClaimersNeverShareADelivery) {
+  Store& st = *this->store_;
+  constexpr int kStreams = 12;
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(
+        st.add_ssf_stream(ssf_stream("s" + std::to_string(i), "rp", kPushUrn, {kRevokedType}), 64));
+  }
+  ASSERT_TRUE(st.append_ssf_event({kRevokedType, "{}"}, 100));
+  auto other = this->backend_.reopen();
+  ASSERT_TRUE(other);
+  std::vector<std::string> got_a;
+  std::vector<std::string> got_b;
+  std::thread ta([&] {
+    for (int i = 0; i < 6; ++i) {
+      auto c = st.claim_ssf_push("a", 200, 60, 2);
+      if (c) {
+        for (const auto& d : *c) got_a.push_back(d.stream.id);
+      }
+    }
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 6; ++i) {
+      auto c = (*other)->claim_ssf_push("b", 200, 60, 2);
+      if (c) {
+        for (const auto& d : *c) got_b.push_back(d.stream.id);
+      }
+    }
+  });
+  ta.join();
+  tb.join();
+  std::set<std::string> all(got_a.begin(), got_a.end());
+  for (const auto& id : got_b) EXPECT_TRUE(all.insert(id).second) << id << " claimed twice";
+  EXPECT_EQ(all.size() + 0, got_a.size() + got_b.size());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kStreams));
+}
+
+TYPED_TEST(StoreTest, SsfUndeliveredEventsSurviveARestartAndRetentionDropsOnlyDelivered) {
+  ASSERT_TRUE(this->store_->add_ssf_stream(ssf_stream("s", "rp", kPollUrn, {kRevokedType}), 16));
+  auto old = this->store_->append_ssf_event({kRevokedType, "{}"}, 100);
+  auto kept = this->store_->append_ssf_event({kRevokedType, "{}"}, 100);
+  ASSERT_TRUE(old && kept);
+  ASSERT_TRUE(this->store_->ssf_delivered("s", *old, 150));
+  this->store_.reset();  // a restart
+  auto reopened = this->backend_.reopen();
+  ASSERT_TRUE(reopened);
+  Store& st = **reopened;
+  auto pending = st.pending_ssf("s", 10);
+  ASSERT_EQ(pending->size(), 1U);
+  EXPECT_EQ(pending->front().event.seq, *kept);
+  auto purged = st.purge_ssf(151);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(*purged, 2U);  // the delivered row and its event; the pending one stays
+  EXPECT_EQ(st.pending_ssf("s", 10)->size(), 1U);
+  EXPECT_EQ(*st.purge_ssf(151), 0U);
+}
+
+TYPED_TEST(StoreTest, DeviceChangeRevokesWritesEventsAndIsAllOrNothing) {
+  Store& st = *this->store_;
+  ASSERT_TRUE(st.add_device(this->make_device("dev")));
+  ASSERT_TRUE(st.create_status_list("L", 64));
+  ASSERT_TRUE(st.add_token({"t1", "dev", "L", 1, 10, 1000, false}));
+  ASSERT_TRUE(st.add_token({"t2", "dev", "L", 2, 11, 1000, false}));
+  ASSERT_TRUE(st.add_token({"old", "dev", "L", 3, 1, 50, false}));  // expired at 100
+  ASSERT_TRUE(st.add_ssf_stream(ssf_stream("s", "rp", kPollUrn, {kRevokedType}), 16));
+  DeviceChange change;
+  change.device_id = "dev";
+  change.now = 100;
+  change.revoke_live_tokens = true;
+  change.device = DeviceChange::DeviceAction::kRevoke;
+  change.events = [](const std::vector<TokenRecord>& revoked) {
+    std::vector<SsfEventDraft> out;
+    for (const auto& t : revoked) out.push_back({kRevokedType, "{\"jti\":\"" + t.jti + "\"}"});
+    return out;
+  };
+
+  // The event write fails: neither the tokens nor the device change.
+  {
+    auto c = this->backend_.connect();
+    ASSERT_TRUE(c);
+    ASSERT_TRUE((*c)->exec_script("ALTER TABLE ssf_events RENAME TO ssf_events_away;"));
+  }
+  EXPECT_FALSE(st.apply_device_change(change));
+  EXPECT_FALSE(st.get_token("t1")->revoked);
+  EXPECT_EQ(st.get_device("dev")->state, DeviceState::kEnabled);
+  EXPECT_EQ(st.get_status_list("L")->bytes[0], 0);
+  {
+    auto c = this->backend_.connect();
+    ASSERT_TRUE(c);
+    ASSERT_TRUE((*c)->exec_script("ALTER TABLE ssf_events_away RENAME TO ssf_events;"));
+  }
+
+  auto revoked = st.apply_device_change(change);
+  ASSERT_TRUE(revoked) << revoked.error().message;
+  ASSERT_EQ(revoked->size(), 2U);
+  EXPECT_EQ((*revoked)[0].jti, "t1");
+  EXPECT_EQ((*revoked)[1].jti, "t2");
+  EXPECT_TRUE(st.get_token("t2")->revoked);
+  EXPECT_FALSE(st.get_token("old")->revoked);
+  EXPECT_EQ(st.get_device("dev")->state, DeviceState::kRevoked);
+  EXPECT_EQ(st.get_device("dev")->revoked_at, 100);
+  EXPECT_EQ(st.get_status_list("L")->bytes[0], 0b110);
+  auto pending = st.pending_ssf("s", 10);
+  ASSERT_EQ(pending->size(), 2U);
+  EXPECT_EQ(pending->at(1).event.payload_json, R"({"jti":"t2"})");
+  // Nothing left to flip: no events.
+  EXPECT_TRUE(st.apply_device_change(change)->empty());
+  EXPECT_EQ(st.pending_ssf("s", 10)->size(), 2U);
+
+  // A named token already marked gets its bit again; removing an absent device fails whole.
+  DeviceChange gone;
+  gone.device_id = "nobody";
+  gone.now = 100;
+  gone.device = DeviceChange::DeviceAction::kRemove;
+  gone.tokens = {*st.get_token("old")};
+  EXPECT_EQ(st.apply_device_change(gone).error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(st.get_token("old")->revoked);
 }
 
 }  // namespace

@@ -69,6 +69,15 @@ TEST(IssuerConfig, ShippedExampleMatchesTheDefaults) {
   EXPECT_EQ(c->tokens.key_rotation_s, d.tokens.key_rotation_s);
   EXPECT_EQ(c->tokens.device_token_ttl_s, d.tokens.device_token_ttl_s);
   EXPECT_FALSE(c->enrollment.tofu);
+  EXPECT_EQ(c->ssf.enabled, d.ssf.enabled);
+  EXPECT_EQ(c->ssf.allow_http_loopback, d.ssf.allow_http_loopback);
+  EXPECT_EQ(c->ssf.max_streams_per_receiver, d.ssf.max_streams_per_receiver);
+  EXPECT_EQ(c->ssf.retention_s, d.ssf.retention_s);
+  EXPECT_EQ(c->ssf.push_timeout_ms, d.ssf.push_timeout_ms);
+  EXPECT_EQ(c->ssf.push_backoff_initial_ms, d.ssf.push_backoff_initial_ms);
+  EXPECT_EQ(c->ssf.push_backoff_max_ms, d.ssf.push_backoff_max_ms);
+  EXPECT_EQ(c->ssf.push_ca_file, d.ssf.push_ca_file);
+  EXPECT_EQ(c->ssf.push_workers, d.ssf.push_workers);
 }
 
 TEST(IssuerConfig, ReadsEveryKind) {
@@ -131,6 +140,46 @@ TEST(IssuerConfig, RejectsUnknownKeysWrongTypesAndBadValues) {
   auto syntax = parse_config("[listen\n");
   ASSERT_FALSE(syntax);
   EXPECT_NE(syntax.error().message.find("line 1"), std::string::npos);
+}
+
+TEST(IssuerConfig, SsfBlockHasDefaultsAndBounds) {
+  auto d = parse_config("");
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->ssf.enabled);
+  EXPECT_FALSE(d->ssf.allow_http_loopback);
+  EXPECT_EQ(d->ssf.max_streams_per_receiver, 16U);
+  EXPECT_EQ(d->ssf.retention_s, 7 * 86400);
+  EXPECT_EQ(d->ssf.push_timeout_ms, 5000U);
+  EXPECT_EQ(d->ssf.push_backoff_initial_ms, 500U);
+  EXPECT_EQ(d->ssf.push_backoff_max_ms, 30000U);
+  EXPECT_EQ(d->ssf.push_ca_file, "");
+  EXPECT_EQ(d->ssf.push_workers, 2U);
+  auto c = parse_config(R"(
+[ssf]
+enabled = false
+allow_http_loopback = true
+max_streams_per_receiver = 3
+retention_s = 60
+push_timeout_ms = 100
+push_backoff_initial_ms = 10
+push_backoff_max_ms = 20
+push_ca_file = "/etc/warden/rp-ca.pem"
+push_workers = 4
+)");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_FALSE(c->ssf.enabled);
+  EXPECT_TRUE(c->ssf.allow_http_loopback);
+  EXPECT_EQ(c->ssf.max_streams_per_receiver, 3U);
+  EXPECT_EQ(c->ssf.retention_s, 60);
+  EXPECT_EQ(c->ssf.push_backoff_max_ms, 20U);
+  EXPECT_EQ(c->ssf.push_ca_file, "/etc/warden/rp-ca.pem");
+  EXPECT_EQ(c->ssf.push_workers, 4U);
+  for (const char* bad :
+       {"[ssf]\npush_workers = 0", "[ssf]\nretention_s = 0",
+        "[ssf]\npush_backoff_initial_ms = 100\npush_backoff_max_ms = 50",
+        "[ssf]\nmax_streams_per_receiver = 0", "[ssf]\nenabled = \"yes\"", "[ssf]\npush = true"}) {
+    EXPECT_FALSE(parse_config(bad)) << bad;
+  }
 }
 
 }  // namespace
