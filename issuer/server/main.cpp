@@ -2,13 +2,13 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
-#include <memory>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
@@ -170,9 +170,10 @@ int run(const std::string& config_path) {
       return 1;
     }
     (*service)->set_on_events_committed([p = push.get()] { p->notify(); });
-    spdlog::info("shared signals transmitter enabled (/.well-known/ssf-configuration, {} push "
-                 "workers)",
-                 po.workers);
+    spdlog::info(
+        "shared signals transmitter enabled (/.well-known/ssf-configuration, {} push "
+        "workers)",
+        po.workers);
   }
 
   // Pool threads inherit this mask, so only sigtimedwait below sees SIGTERM/SIGINT.

@@ -4,10 +4,10 @@
 // revokes that token at the issuer's status list.
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <string>
-#include <vector>
-
 #include <unistd.h>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -56,6 +56,24 @@ class RuntimeE2ETest : public AgentE2ETest {
     for (const auto& name : started_) remove(name);
     if (!podman_image_id_.empty()) run({"podman", "rmi", "--force", kImage});
     AgentE2ETest::TearDown();
+    if (daemon_.running()) daemon_.stop(SIGTERM, std::chrono::milliseconds(15000));
+    if (!daemon_root_.empty()) run({"rm", "-rf", "--one-file-system", daemon_root_});
+  }
+
+  /// A private runtime daemon's directory: short (its sockets must fit sun_path), removed with
+  /// everything in it after the test.
+  void make_daemon_root(const std::string& prefix) {
+    std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    daemon_root_ = tmpl;
+  }
+  /// Starts the daemon, its output in `log_name` in the test directory, and waits until `ready`.
+  void start_daemon(const std::vector<std::string>& argv, const std::string& log_name,
+                    const std::function<bool()>& ready) {
+    daemon_ = test::ChildProcess::spawn(argv, {}, dir_.path() / log_name);
+    ASSERT_TRUE(
+        test::wait_for([&] { return ready() || !daemon_.running(); }, std::chrono::seconds(30)));
+    ASSERT_TRUE(daemon_.running()) << slurp(dir_.path() / log_name);
   }
 
   /// Starts a container named `name` that sleeps, the agent's socket directory at /w; returns
@@ -177,6 +195,8 @@ class RuntimeE2ETest : public AgentE2ETest {
 
   std::string podman_image_id_;
   std::vector<std::string> started_;
+  std::string daemon_root_;
+  test::ChildProcess daemon_;
 };
 
 class PodmanE2ETest : public RuntimeE2ETest {
@@ -221,21 +241,17 @@ class DockerE2ETest : public RuntimeE2ETest {
     if (HasFatalFailure() || IsSkipped()) return;
     if (run({kDocker, "--version"}).exit_code != 0 || run({"dockerd", "--version"}).exit_code != 0)
       GTEST_SKIP() << "docker.io is not installed (scripts/bootstrap installs it)";
-    // A short directory: the daemon's socket path must fit sun_path.
-    char tmpl[] = "/tmp/wdock.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    host_ = "unix://" + root_ + "/d.sock";
-    dockerd_ = test::ChildProcess::spawn(
-        {"dockerd", "--data-root", root_ + "/data", "--exec-root", root_ + "/exec", "--pidfile",
-         root_ + "/pid", "-H", host_, "--exec-opt", "native.cgroupdriver=cgroupfs",
+    make_daemon_root("wdock");
+    ASSERT_FALSE(HasFatalFailure());
+    const std::string& root = daemon_root_;
+    host_ = "unix://" + root + "/d.sock";
+    start_daemon(
+        {"dockerd", "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile",
+         root + "/pid", "-H", host_, "--exec-opt", "native.cgroupdriver=cgroupfs",
          "--iptables=false", "--ip6tables=false", "--bridge=none", "--default-ulimit",
          "nofile=1024:1024", "--default-ulimit", "nproc=1024:1024"},
-        {}, dir_.path() / "dockerd.log");
-    ASSERT_TRUE(
-        test::wait_for([&] { return docker({"info"}).exit_code == 0 || !dockerd_.running(); },
-                       std::chrono::seconds(30)));
-    ASSERT_TRUE(dockerd_.running()) << slurp(dir_.path() / "dockerd.log");
+        "dockerd.log", [&] { return docker({"info"}).exit_code == 0; });
+    ASSERT_FALSE(HasFatalFailure());
     const auto tar = dir_.path() / "image.tar";
     auto made =
         run({std::string(WARDEN_SOURCE_DIR) + "/scripts/container-image", "--tar", tar.string()});
@@ -244,12 +260,7 @@ class DockerE2ETest : public RuntimeE2ETest {
     ASSERT_EQ(imported.exit_code, 0) << imported.out;
     image_digest_ = imported.out.substr(0, imported.out.find('\n'));
     ASSERT_EQ(image_digest_.rfind("sha256:", 0), 0U) << imported.out;
-    write_agent_config("/sys/fs/cgroup", "docker_root = \"" + root_ + "/data\"\n");
-  }
-  void TearDown() override {
-    RuntimeE2ETest::TearDown();
-    if (dockerd_.running()) dockerd_.stop(SIGTERM, std::chrono::milliseconds(15000));
-    if (!root_.empty()) run({"rm", "-rf", "--one-file-system", root_});
+    write_agent_config("/sys/fs/cgroup", "docker_root = \"" + root + "/data\"\n");
   }
   // Debian's client; another one earlier on PATH may not speak to Debian's 20.10 daemon.
   static constexpr const char* kDocker = "/usr/bin/docker";
@@ -276,9 +287,7 @@ class DockerE2ETest : public RuntimeE2ETest {
   test::CommandOutput remove(const std::string& name) override {
     return docker({"rm", "-f", name});
   }
-  std::string root_;
   std::string host_;
-  test::ChildProcess dockerd_;
 };
 
 TEST_F(DockerE2ETest, AContainersTokenNamesItAndDiesWithIt) { scenario(); }
@@ -291,20 +300,17 @@ class CtrE2ETest : public RuntimeE2ETest {
     if (HasFatalFailure() || IsSkipped()) return;
     if (run({"containerd", "--version"}).exit_code != 0)
       GTEST_SKIP() << "containerd is not installed (scripts/bootstrap installs it)";
-    char tmpl[] = "/tmp/wctr.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    address_ = root_ + "/c.sock";
-    std::ofstream(root_ + "/config.toml")
-        << "version = 2\nroot = \"" << root_ << "/root\"\nstate = \"" << root_
-        << "/state\"\n[grpc]\naddress = \"" << address_ << "\"\n[ttrpc]\naddress = \"" << root_
+    make_daemon_root("wctr");
+    ASSERT_FALSE(HasFatalFailure());
+    const std::string& root = daemon_root_;
+    address_ = root + "/c.sock";
+    std::ofstream(root + "/config.toml")
+        << "version = 2\nroot = \"" << root << "/root\"\nstate = \"" << root
+        << "/state\"\n[grpc]\naddress = \"" << address_ << "\"\n[ttrpc]\naddress = \"" << root
         << "/c.ttrpc\"\n[debug]\naddress = \"\"\n[metrics]\naddress = \"\"\n";
-    containerd_ = test::ChildProcess::spawn({"containerd", "--config", root_ + "/config.toml"}, {},
-                                            dir_.path() / "containerd.log");
-    ASSERT_TRUE(
-        test::wait_for([&] { return ctr({"version"}).exit_code == 0 || !containerd_.running(); },
-                       std::chrono::seconds(30)));
-    ASSERT_TRUE(containerd_.running()) << slurp(dir_.path() / "containerd.log");
+    start_daemon({"containerd", "--config", root + "/config.toml"}, "containerd.log",
+                 [&] { return ctr({"version"}).exit_code == 0; });
+    ASSERT_FALSE(HasFatalFailure());
     const auto archive = dir_.path() / "image.tar";
     auto saved = run({"podman", "save", "--quiet", "--format", "docker-archive", "-o",
                       archive.string(), kImage});
@@ -312,12 +318,7 @@ class CtrE2ETest : public RuntimeE2ETest {
     auto imported = ctr({"image", "import", archive.string()});
     ASSERT_EQ(imported.exit_code, 0) << imported.out;
     image_ref_ = "unknown";
-    write_agent_config("/sys/fs/cgroup", "containerd_state = \"" + root_ + "/state\"\n");
-  }
-  void TearDown() override {
-    RuntimeE2ETest::TearDown();
-    if (containerd_.running()) containerd_.stop(SIGTERM, std::chrono::milliseconds(15000));
-    if (!root_.empty()) run({"rm", "-rf", "--one-file-system", root_});
+    write_agent_config("/sys/fs/cgroup", "containerd_state = \"" + root + "/state\"\n");
   }
   static constexpr const char* kNamespace = "warden-e2e";
   test::CommandOutput ctr(std::vector<std::string> args) {
@@ -346,10 +347,8 @@ class CtrE2ETest : public RuntimeE2ETest {
     if (killed.exit_code != 0) return killed;
     return ctr({"container", "rm", name});
   }
-  std::string root_;
   std::string address_;
   int execs_ = 0;
-  test::ChildProcess containerd_;
 };
 
 TEST_F(CtrE2ETest, AContainersTokenNamesItAndDiesWithIt) { scenario(); }
