@@ -39,10 +39,12 @@ struct Connection {
 void add_connection_options(CLI::App* cmd, Connection& c) {
   cmd->add_option("--socket", c.socket,
                   "workload socket (default: api.workload_socket from --config, else "
-                  "/run/warden/workload.sock)");
+                  "/run/warden/workload.sock)")
+      ->envname("WARDEN_WORKLOAD_SOCKET");
   cmd->add_option("--admin-socket", c.admin_socket,
                   "admin socket (default: api.admin_socket from --config, else "
-                  "/run/warden/admin.sock)");
+                  "/run/warden/admin.sock)")
+      ->envname("WARDEN_ADMIN_SOCKET");
   cmd->add_option("-c,--config", c.config, "agent configuration to read socket paths from")
       ->capture_default_str();
   cmd->add_flag("--json", c.json, "print the agent's JSON response");

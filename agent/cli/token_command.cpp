@@ -169,6 +169,7 @@ struct VerifyArgs {
   std::string jwks;
   std::optional<std::string> aud;
   std::optional<std::int64_t> at;
+  std::int64_t leeway = ClaimChecks{}.leeway;
   std::optional<std::string> proof, htm, htu, status_list;
 };
 
@@ -183,6 +184,7 @@ int verify(const VerifyArgs& args) {
   std::int64_t now = args.at ? *args.at : SystemClock().unix_now();
   ClaimChecks checks;
   checks.now = now;
+  checks.leeway = args.leeway;
   checks.audience = args.aud;
   Claims claims;
   std::string token_text;
@@ -259,6 +261,9 @@ void register_token_commands(CLI::App& app, CommandResult& result) {
   ver->add_option("--jwks", args->jwks, "JWK Set of the issuer's keys")->required();
   ver->add_option("--aud", args->aud, "required audience");
   ver->add_option("--at", args->at, "verify at this UNIX time instead of now");
+  ver->add_option("--leeway", args->leeway, "seconds of clock skew tolerated on exp, nbf and iat")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3600}))
+      ->capture_default_str();
   ver->add_option("--proof", args->proof, "DPoP-shaped proof of possession");
   ver->add_option("--htm", args->htm, "HTTP method the proof must name");
   ver->add_option("--htu", args->htu, "HTTP URI the proof must name");

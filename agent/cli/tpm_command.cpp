@@ -188,12 +188,14 @@ void register_tpm_commands(CLI::App& app, CommandResult& result) {
   group
       ->add_option("--tcti", options->tcti,
                    "TCTI: device:/dev/tpmrm0, tabrmd, swtpm:host=H,port=P, mssim:...")
+      ->envname("WARDEN_TCTI")
       ->capture_default_str();
   group->add_option("--state", options->state,
                     "State directory holding the AK (without it keys are ephemeral)");
 
   auto add = [&](const char* name, const char* help, int (*run)(const TpmOptions&)) {
     CLI::App* sub = group->add_subcommand(name, help);
+    sub->fallthrough();  // `tpm quote --tcti X` as well as `tpm --tcti X quote`
     sub->callback([options, run, &result] { result.exit_code = run(*options); });
     return sub;
   };
