@@ -58,6 +58,7 @@ int ima_replay(const std::string& path, bool old_kernel) {
 
 void register_ima_commands(CLI::App& app, CommandResult& result) {
   auto* ima = app.add_subcommand("ima", "Linux IMA measurement lists");
+  ima->footer("Example:\n  wardenctl ima replay ascii_runtime_measurements");
   ima->require_subcommand(1);
   auto* replay = ima->add_subcommand(
       "replay", "Replay PCR 10 (sha1 and sha256 banks) from a binary or ASCII IMA list");
@@ -69,6 +70,8 @@ void register_ima_commands(CLI::App& app, CommandResult& result) {
       ->required();
   replay->add_flag("--padded-sha1", *old_kernel,
                    "kernels before 5.8: non-SHA-1 banks got the zero-padded SHA-1 template hash");
+  replay->footer(
+      "Example:\n  wardenctl ima replay /sys/kernel/security/ima/ascii_runtime_measurements");
   replay->callback(
       [&result, path, old_kernel] { result.exit_code = ima_replay(*path, *old_kernel); });
 }

@@ -59,6 +59,7 @@ int run_offline(int argc, char** argv) {
   CLI::App app{"wardenctl: offline commands (event logs, IMA lists)."};
   app.set_version_flag("--version", std::string(warden::version()));
   app.require_subcommand(1);
+  app.footer("Example:\n  wardenctl eventlog replay binary_bios_measurements");
   warden::cli::CommandResult result;
   warden::cli::register_eventlog_commands(app, result);
   warden::cli::register_ima_commands(app, result);

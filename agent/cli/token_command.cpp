@@ -246,6 +246,9 @@ int verify(const VerifyArgs& args) {
 void register_token_commands(CLI::App& app, CommandResult& result) {
   auto* token = app.add_subcommand(
       "token", "Fetch a token from the agent (--audience), or inspect and verify tokens");
+  token->footer(
+      "Examples:\n  wardenctl token --audience https://rp.example\n"
+      "  wardenctl token verify --jwks jwks.json --aud https://rp.example --leeway 30 token.jwt");
   token->require_subcommand(0, 1);
   add_token_fetch(token, result);
 
@@ -253,11 +256,14 @@ void register_token_commands(CLI::App& app, CommandResult& result) {
   auto* ins = token->add_subcommand("inspect", "Decode a token WITHOUT verifying it (JSON output)");
   ins->add_option("FILE", *path, "compact JWT, or CWT as CBOR/hex/base64url; - for stdin")
       ->required();
+  ins->footer("Example:\n  wardenctl token inspect token.jwt");
   ins->callback([path, &result] { result.exit_code = inspect(*path); });
 
   auto args = std::make_shared<VerifyArgs>();
   auto* ver = token->add_subcommand("verify", "Verify a token; exit 0 only when valid");
   ver->add_option("FILE", args->file, "token file or -")->required();
+  ver->footer(
+      "Example:\n  wardenctl token verify --jwks jwks.json --aud https://rp.example token.jwt");
   ver->add_option("--jwks", args->jwks, "JWK Set of the issuer's keys")->required();
   ver->add_option("--aud", args->aud, "required audience");
   ver->add_option("--at", args->at, "verify at this UNIX time instead of now");
