@@ -2,7 +2,7 @@
 """Whole-process timings of `wardenctl ima replay` and `wardenctl eventlog replay` against their
 peers, in one run (issue 27, docs/PERFORMANCE.md "Issue 27").
 
-  bench/cli_replay.py --wardenctl build/agent/wardenctl [--entries 100000] [--runs 15]
+  bench/cli_replay.py --wardenctl build/agent/wardenctl [--baseline OLD] [--entries N] [--runs N]
 
 IMA: generates a 100,000-entry ima-ng list (ASCII and binary, sha256 file digests), runs
 `wardenctl ima replay` on each, and replays the ASCII list in this Python process with a
@@ -110,11 +110,13 @@ def measure(name, argv, runs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wardenctl", required=True)
+    ap.add_argument("--baseline", action="append", default=[],
+                    help="another wardenctl (e.g. an older build) measured in the same run")
     ap.add_argument("--entries", type=int, default=100000)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--eventlog", default="/work/shared/testdata/eventlog/event-arch-linux.bin")
     args = ap.parse_args()
-    ctl = os.path.abspath(args.wardenctl)
+    ctls = [os.path.abspath(c) for c in args.baseline + [args.wardenctl]]
     with tempfile.TemporaryDirectory() as d:
         ascii_path, bin_path = make_lists(args.entries, d)
         walls, cpus = [], []
@@ -126,19 +128,26 @@ def main():
         kl, kl_cpu = min(walls) * 1e3, statistics.median(cpus) * 1e3
         print("%-40s wall min %7.2f ms (in process)  cpu %7.2f ms" %
               ("keylime-style replay, ASCII (python3)", kl, kl_cpu))
-        a = measure("wardenctl ima replay, ASCII", [ctl, "ima", "replay", ascii_path], args.runs)
-        b = measure("wardenctl ima replay, binary", [ctl, "ima", "replay", bin_path], args.runs)
-        print("whole process vs keylime-style in process (min wall; cpu): "
-              "ASCII %.1fx; %.1fx, binary %.1fx; %.1fx" %
-              (kl / a[0], kl_cpu / a[1], kl / b[0], kl_cpu / b[1]))
+        for ctl in ctls:
+            print("--", ctl)
+            a = measure("wardenctl ima replay, ASCII", [ctl, "ima", "replay", ascii_path],
+                        args.runs)
+            b = measure("wardenctl ima replay, binary", [ctl, "ima", "replay", bin_path],
+                        args.runs)
+            print("whole process vs keylime-style in process (min wall; cpu): "
+                  "ASCII %.1fx; %.1fx, binary %.1fx; %.1fx" %
+                  (kl / a[0], kl_cpu / a[1], kl / b[0], kl_cpu / b[1]))
+    print("--")
     measure("/bin/true (spawn cost)", ["/bin/true"], args.runs)
-    measure("wardenctl --version", [ctl, "--version"], args.runs)
-    e, _ = measure("wardenctl eventlog replay (%d B)" % os.path.getsize(args.eventlog),
-                [ctl, "eventlog", "replay", args.eventlog], args.runs)
     peer = shutil.which("tpm2_eventlog")
-    if peer:
-        measure("tpm2_eventlog", [peer, args.eventlog], args.runs)
-    return 0 if e > 0 else 1
+    for ctl in ctls:
+        print("--", ctl)
+        measure("wardenctl --version", [ctl, "--version"], args.runs)
+        measure("wardenctl eventlog replay (%d B)" % os.path.getsize(args.eventlog),
+                [ctl, "eventlog", "replay", args.eventlog], args.runs)
+        if peer:
+            measure("tpm2_eventlog", [peer, args.eventlog], args.runs)
+    return 0
 
 
 if __name__ == "__main__":
