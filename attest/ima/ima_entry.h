@@ -11,6 +11,9 @@
 
 namespace warden::attest::ima::detail {
 
+/// The bytes as characters (ASCII lists, template names and paths).
+std::string_view as_text(ByteSpan b);
+
 /// A binary list is big-endian when its first PCR index only makes sense read that way.
 bool binary_big_endian(ByteSpan first4);
 

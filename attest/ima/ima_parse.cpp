@@ -57,7 +57,15 @@ std::uint32_t load_u32(ByteSpan b, bool big_endian) {
   return big_endian ? r.u32be(field) : r.u32le(field);
 }
 
-std::string_view as_text(ByteSpan b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+}  // namespace
+
+std::string_view detail::as_text(ByteSpan b) {
+  return {reinterpret_cast<const char*>(b.data()),  // NOLINT(*-reinterpret-cast): bytes as text
+          b.size()};
+}
+
+namespace {
+using detail::as_text;
 
 // "algo:" NUL digest (d-ng) or "type:algo:" NUL digest (d-ngv2).
 Status decode_digest(ByteSpan field, bool v2, EntryView& e, std::string_view what) {
@@ -346,11 +354,9 @@ class LineParser {
 constexpr std::array<std::uint8_t, 256> kHexValue = [] {
   std::array<std::uint8_t, 256> t{};
   t.fill(0x10);
-  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<std::uint8_t>(i);
-  for (int i = 0; i < 6; ++i) {
-    t[static_cast<std::size_t>('a' + i)] = static_cast<std::uint8_t>(10 + i);
-    t[static_cast<std::size_t>('A' + i)] = static_cast<std::uint8_t>(10 + i);
-  }
+  for (std::size_t c = '0'; c <= '9'; ++c) t[c] = static_cast<std::uint8_t>(c - '0');
+  for (std::size_t c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::uint8_t>(c - 'a' + 10);
+  for (std::size_t c = 'A'; c <= 'F'; ++c) t[c] = static_cast<std::uint8_t>(c - 'A' + 10);
   return t;
 }();
 
@@ -360,11 +366,10 @@ Status hex_field(const LineParser& p, std::string_view text, std::string_view wh
   if (digits.starts_with("0x") || digits.starts_with("0X")) digits.remove_prefix(2);
   std::uint8_t bad = digits.size() % 2 == 0 ? 0 : 0x10;
   out.resize(digits.size() / 2);
-  const auto* in = reinterpret_cast<const unsigned char*>(digits.data());
   std::uint8_t* o = out.data();
   for (std::size_t i = 0, n = out.size(); i < n; ++i) {
-    const std::uint8_t hi = kHexValue[in[2 * i]];
-    const std::uint8_t lo = kHexValue[in[2 * i + 1]];
+    const std::uint8_t hi = kHexValue[static_cast<unsigned char>(digits[2 * i])];
+    const std::uint8_t lo = kHexValue[static_cast<unsigned char>(digits[2 * i + 1])];
     bad |= static_cast<std::uint8_t>(hi | lo);
     o[i] = static_cast<std::uint8_t>((hi << 4) | (lo & 0xf));
   }
@@ -533,8 +538,7 @@ Result<std::vector<Entry>> parse_ascii(std::string_view list, const Limits& limi
 
 Result<std::vector<Entry>> parse(ByteSpan list, const Limits& limits) {
   if (detect_format(list) == Format::kAscii) {
-    return parse_ascii(std::string_view(reinterpret_cast<const char*>(list.data()), list.size()),
-                       limits);
+    return parse_ascii(detail::as_text(list), limits);
   }
   return parse_binary(list, limits);
 }

@@ -100,7 +100,7 @@ class Replayer {
                     fmt::format("IMA replay: carried state after {} entries lacks bank {}",
                                 state.entries, hash_name(alg)));
       }
-      r.banks_.push_back(std::move(bank));
+      r.banks_.push_back(bank);
     }
     return r;
   }
@@ -276,8 +276,8 @@ Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState
 }
 
 struct StreamReplay::Impl {
-  Impl(ReplayState s, const ReplayOptions& o, const Limits& l)
-      : options(o), limits(l), state(std::move(s)), index(state.entries) {}
+  Impl(ReplayState s, ReplayOptions o, const Limits& l)
+      : options(std::move(o)), limits(l), state(std::move(s)), index(state.entries) {}
 
   ReplayOptions options;  // the Replayer points at this copy
   Limits limits;
@@ -328,7 +328,7 @@ struct StreamReplay::Impl {
                 ? rest.size()
                 : static_cast<std::size_t>(static_cast<const std::uint8_t*>(nl) - rest.data());
         size = nl == nullptr ? line_end : line_end + 1;
-        std::string_view line(reinterpret_cast<const char*>(rest.data()), line_end);
+        std::string_view line = detail::as_text(rest.first(line_end));
         ++line_no;
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (!line.empty()) {

@@ -33,7 +33,7 @@ struct ListBuilder {
   ByteWriter binary;
   std::string ascii;
 
-  void add(std::string_view tmpl, const std::vector<Bytes>& fields, std::string ascii_fields,
+  void add(std::string_view tmpl, const std::vector<Bytes>& fields, const std::string& ascii_fields,
            bool violation = false) {
     ByteWriter data;
     for (const Bytes& f : fields) field(data, f);
