@@ -85,6 +85,7 @@ struct ListBuilder {
   }
   [[nodiscard]] ByteSpan bin() const { return binary.data(); }
   [[nodiscard]] ByteSpan text() const {
+    // NOLINTNEXTLINE(*-reinterpret-cast): the text as bytes
     return {reinterpret_cast<const std::uint8_t*>(ascii.data()), ascii.size()};
   }
 };
