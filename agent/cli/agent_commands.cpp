@@ -39,10 +39,12 @@ struct Connection {
 void add_connection_options(CLI::App* cmd, Connection& c) {
   cmd->add_option("--socket", c.socket,
                   "workload socket (default: api.workload_socket from --config, else "
-                  "/run/warden/workload.sock)");
+                  "/run/warden/workload.sock)")
+      ->envname("WARDEN_WORKLOAD_SOCKET");
   cmd->add_option("--admin-socket", c.admin_socket,
                   "admin socket (default: api.admin_socket from --config, else "
-                  "/run/warden/admin.sock)");
+                  "/run/warden/admin.sock)")
+      ->envname("WARDEN_ADMIN_SOCKET");
   cmd->add_option("-c,--config", c.config, "agent configuration to read socket paths from")
       ->capture_default_str();
   cmd->add_flag("--json", c.json, "print the agent's JSON response");
@@ -306,6 +308,7 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
     auto c = std::make_shared<Connection>();
     auto* cmd = app.add_subcommand("status", "The agent's state (admin socket)");
     add_connection_options(cmd, *c);
+    cmd->footer("Example:\n  wardenctl status --json");
     cmd->callback([c, &result] {
       auto o = request(*c, Which::kAdmin, "GET", "/v1/status");
       result.exit_code = o.exit_code != 0 ? o.exit_code : print(*c, o, {"since"});
@@ -315,6 +318,7 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
     auto c = std::make_shared<Connection>();
     auto* cmd = app.add_subcommand("identity", "What the agent sees of this process");
     add_connection_options(cmd, *c);
+    cmd->footer("Example:\n  wardenctl identity --socket /run/warden/workload.sock");
     cmd->callback([c, &result] {
       auto o = request(*c, Which::kWorkload, "GET", "/v1/identity");
       result.exit_code = o.exit_code != 0 ? o.exit_code : print(*c, o, {});
@@ -327,10 +331,12 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
     cmd->add_option("--htm", a->htm, "HTTP method of the request, e.g. GET")->required();
     cmd->add_option("--htu", a->htu, "HTTP URI of the request")->required();
     add_connection_options(cmd, a->c);
+    cmd->footer("Example:\n  wardenctl proof --jti JTI --htm GET --htu https://rp.example/api");
     cmd->callback([a, &result] { result.exit_code = fetch_proof(*a); });
   }
   {
     auto* secret = app.add_subcommand("secret", "Sealed secrets");
+    secret->footer("Example:\n  wardenctl secret get db-password");
     secret->require_subcommand(1);
     auto g = std::make_shared<SecretGetArgs>();
     auto* get = secret->add_subcommand(
@@ -338,10 +344,12 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
     get->add_option("NAME", g->name, "secret name")->required();
     get->add_flag("--base64", g->base64, "print base64 and a newline instead of raw bytes");
     add_connection_options(get, g->c);
+    get->footer("Example:\n  wardenctl secret get db-password --base64");
     get->callback([g, &result] { result.exit_code = secret_get(*g); });
 
     auto p = std::make_shared<SecretPutArgs>();
     auto* put = secret->add_subcommand("put", "Seal a secret to this device (admin socket)");
+    put->footer("Example:\n  wardenctl secret put db-password --from-file pw.txt --allow-uid 1000");
     put->add_option("NAME", p->name, "secret name ([A-Za-z0-9._-]{1,128})")->required();
     put->add_option("--from-file", p->from_file, "file holding the secret; - for stdin")
         ->required();
@@ -363,6 +371,7 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
         "revoke", "Revoke this device's tokens and wipe the session key (admin socket)");
     cmd->add_option("--reason", *reason, "recorded with the revocation");
     add_connection_options(cmd, *c);
+    cmd->footer("Example:\n  wardenctl revoke --reason \"disk replaced\"");
     cmd->callback([c, reason, &result] {
       json::object body;
       if (!reason->empty()) body["reason"] = *reason;
@@ -380,6 +389,7 @@ void register_agent_commands(CLI::App& app, CommandResult& result) {
     auto c = std::make_shared<Connection>();
     auto* cmd = app.add_subcommand("reattest", "Attest again now (admin socket)");
     add_connection_options(cmd, *c);
+    cmd->footer("Example:\n  wardenctl reattest");
     cmd->callback([c, &result] {
       auto o = request(*c, Which::kAdmin, "POST", "/v1/reattest", "{}");
       result.exit_code = o.exit_code != 0 ? o.exit_code : print(*c, o, {"since"});

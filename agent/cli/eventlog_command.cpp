@@ -124,6 +124,7 @@ int replay_cmd(const std::string& path) {
 
 void register_eventlog_commands(CLI::App& app, CommandResult& result) {
   auto* group = app.add_subcommand("eventlog", "TCG PC Client firmware event logs");
+  group->footer("Example:\n  wardenctl eventlog replay binary_bios_measurements");
   group->require_subcommand(1);
 
   auto path = std::make_shared<std::string>();
@@ -131,11 +132,16 @@ void register_eventlog_commands(CLI::App& app, CommandResult& result) {
   auto* show_cmd = group->add_subcommand("show", "List the events of a firmware event log");
   show_cmd->add_option("FILE", *path, "binary_bios_measurements file")->required();
   show_cmd->add_flag("--json", *json, "JSON output");
+  show_cmd->footer(
+      "Example:\n  wardenctl eventlog show --json "
+      "/sys/kernel/security/tpm0/binary_bios_measurements");
   show_cmd->callback([path, json, &result] { result.exit_code = show(*path, *json); });
 
   auto rpath = std::make_shared<std::string>();
   auto* replay_sub = group->add_subcommand("replay", "Replay a firmware event log to PCR values");
   replay_sub->add_option("FILE", *rpath, "binary_bios_measurements file")->required();
+  replay_sub->footer(
+      "Example:\n  wardenctl eventlog replay /sys/kernel/security/tpm0/binary_bios_measurements");
   replay_sub->callback([rpath, &result] { result.exit_code = replay_cmd(*rpath); });
 }
 

@@ -15,6 +15,10 @@ int run(int argc, char** argv) {
       "agent."};
   app.set_version_flag("--version", std::string(warden::version()));
   app.require_subcommand(1);
+  app.footer(
+      "Examples:\n  wardenctl eventlog replay /sys/kernel/security/tpm0/binary_bios_measurements\n"
+      "  wardenctl tpm quote --tcti device:/dev/tpmrm0 --pcrs sha256:0-7 --nonce 0011 --out q/\n"
+      "  wardenctl status --json");
   warden::log::init("wardenctl", "warn");
   warden::cli::CommandResult result;
   warden::cli::register_commands(app, result);

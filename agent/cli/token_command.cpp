@@ -169,6 +169,7 @@ struct VerifyArgs {
   std::string jwks;
   std::optional<std::string> aud;
   std::optional<std::int64_t> at;
+  std::int64_t leeway = ClaimChecks{}.leeway;
   std::optional<std::string> proof, htm, htu, status_list;
 };
 
@@ -183,6 +184,7 @@ int verify(const VerifyArgs& args) {
   std::int64_t now = args.at ? *args.at : SystemClock().unix_now();
   ClaimChecks checks;
   checks.now = now;
+  checks.leeway = args.leeway;
   checks.audience = args.aud;
   Claims claims;
   std::string token_text;
@@ -244,6 +246,9 @@ int verify(const VerifyArgs& args) {
 void register_token_commands(CLI::App& app, CommandResult& result) {
   auto* token = app.add_subcommand(
       "token", "Fetch a token from the agent (--audience), or inspect and verify tokens");
+  token->footer(
+      "Examples:\n  wardenctl token --audience https://rp.example\n"
+      "  wardenctl token verify --jwks jwks.json --aud https://rp.example --leeway 30 token.jwt");
   token->require_subcommand(0, 1);
   add_token_fetch(token, result);
 
@@ -251,14 +256,20 @@ void register_token_commands(CLI::App& app, CommandResult& result) {
   auto* ins = token->add_subcommand("inspect", "Decode a token WITHOUT verifying it (JSON output)");
   ins->add_option("FILE", *path, "compact JWT, or CWT as CBOR/hex/base64url; - for stdin")
       ->required();
+  ins->footer("Example:\n  wardenctl token inspect token.jwt");
   ins->callback([path, &result] { result.exit_code = inspect(*path); });
 
   auto args = std::make_shared<VerifyArgs>();
   auto* ver = token->add_subcommand("verify", "Verify a token; exit 0 only when valid");
   ver->add_option("FILE", args->file, "token file or -")->required();
+  ver->footer(
+      "Example:\n  wardenctl token verify --jwks jwks.json --aud https://rp.example token.jwt");
   ver->add_option("--jwks", args->jwks, "JWK Set of the issuer's keys")->required();
   ver->add_option("--aud", args->aud, "required audience");
   ver->add_option("--at", args->at, "verify at this UNIX time instead of now");
+  ver->add_option("--leeway", args->leeway, "seconds of clock skew tolerated on exp, nbf and iat")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3600}))
+      ->capture_default_str();
   ver->add_option("--proof", args->proof, "DPoP-shaped proof of possession");
   ver->add_option("--htm", args->htm, "HTTP method the proof must name");
   ver->add_option("--htu", args->htu, "HTTP URI the proof must name");

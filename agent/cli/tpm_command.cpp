@@ -179,6 +179,15 @@ int run_unseal(const TpmOptions& o) {
   return 0;
 }
 
+// The required options of each subcommand, for its --help example.
+std::string tpm_example_args(std::string_view name) {
+  if (name == "pcrs") return " --pcrs sha256:0-7";
+  if (name == "quote") return " --pcrs sha256:0-7 --nonce 00112233 --out quote/";
+  if (name == "seal") return " --pcrs sha256:16 --in secret --out secret.sealed";
+  if (name == "unseal") return " --in secret.sealed --out secret";
+  return "";
+}
+
 }  // namespace
 
 void register_tpm_commands(CLI::App& app, CommandResult& result) {
@@ -188,12 +197,17 @@ void register_tpm_commands(CLI::App& app, CommandResult& result) {
   group
       ->add_option("--tcti", options->tcti,
                    "TCTI: device:/dev/tpmrm0, tabrmd, swtpm:host=H,port=P, mssim:...")
+      ->envname("WARDEN_TCTI")
       ->capture_default_str();
   group->add_option("--state", options->state,
                     "State directory holding the AK (without it keys are ephemeral)");
 
+  group->footer("Example:\n  wardenctl tpm info --tcti swtpm:host=127.0.0.1,port=2321");
   auto add = [&](const char* name, const char* help, int (*run)(const TpmOptions&)) {
     CLI::App* sub = group->add_subcommand(name, help);
+    sub->footer(std::string("Example:\n  wardenctl tpm ") + name + " --tcti device:/dev/tpmrm0" +
+                tpm_example_args(name));
+    sub->fallthrough();  // `tpm quote --tcti X` as well as `tpm --tcti X quote`
     sub->callback([options, run, &result] { result.exit_code = run(*options); });
     return sub;
   };

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "attest/ima/ima.h"
+#include "attest/ima/ima_entry.h"
 #include "attest/ima/legacy_template.h"
 #include "platform/base/encoding.h"
 
@@ -56,7 +57,15 @@ std::uint32_t load_u32(ByteSpan b, bool big_endian) {
   return big_endian ? r.u32be(field) : r.u32le(field);
 }
 
-std::string_view as_text(ByteSpan b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+}  // namespace
+
+std::string_view detail::as_text(ByteSpan b) {
+  return {reinterpret_cast<const char*>(b.data()),  // NOLINT(*-reinterpret-cast): bytes as text
+          b.size()};
+}
+
+namespace {
+using detail::as_text;
 
 // "algo:" NUL digest (d-ng) or "type:algo:" NUL digest (d-ngv2).
 Status decode_digest(ByteSpan field, bool v2, EntryView& e, std::string_view what) {
@@ -193,12 +202,97 @@ Format detect_format(ByteSpan list) {
   return Format::kBinary;
 }
 
+namespace detail {
+
+bool binary_big_endian(ByteSpan first4) {
+  return first4.size() >= 4 && !plausible_pcr(load_u32(first4, false)) &&
+         plausible_pcr(load_u32(first4, true));
+}
+
+std::size_t binary_entry_size(ByteSpan rest, bool big_endian, const Limits& limits) {
+  std::size_t need = 4 + kSha1Size + 4;
+  if (rest.size() < need) return 0;
+  const std::uint32_t name_len = load_u32(rest.subspan(4 + kSha1Size), big_endian);
+  if (name_len == 0 || name_len > kMaxTemplateName) return rest.size();
+  const std::string_view name =
+      as_text(rest.subspan(need).first(std::min<std::size_t>(name_len, rest.size() - need)));
+  need += name_len;
+  const bool legacy = name == "ima";
+  if (legacy) need += kSha1Size;
+  if (rest.size() < need + 4) return 0;
+  const std::uint32_t len = load_u32(rest.subspan(need), big_endian);
+  if (len > (legacy ? kLegacyNameSize : limits.max_template_data)) return rest.size();
+  return need + 4 + len;
+}
+
+Status parse_binary_entry(ByteReader& r, bool big_endian, const Limits& limits, std::size_t index,
+                          std::size_t start, EntryView& e) {
+  e = EntryView{};
+  auto pcr = read_u32(r, big_endian, "pcr");
+  if (!pcr) return fail(pcr.error());
+  if (!plausible_pcr(*pcr)) {
+    return fail(ErrorCode::kMalformed,
+                fmt::format("IMA binary list: entry {} at offset {}: PCR index {} out of range",
+                            index, start, *pcr));
+  }
+  e.pcr = *pcr;
+  auto hash = r.bytes(kSha1Size, "template hash");
+  if (!hash) return fail(hash.error());
+  e.template_hash = *hash;
+  auto name_len = read_u32(r, big_endian, "template name length");
+  if (!name_len) return fail(name_len.error());
+  if (*name_len == 0 || *name_len > kMaxTemplateName) {
+    return fail(ErrorCode::kMalformed,
+                fmt::format("IMA binary list: entry {} at offset {}: template name length {} "
+                            "(expected 1..{})",
+                            index, start, *name_len, kMaxTemplateName));
+  }
+  auto name = r.bytes(*name_len, "template name");
+  if (!name) return fail(name.error());
+  e.template_name = as_text(*name);
+  if (e.template_name == "ima") {
+    auto digest = r.bytes(kSha1Size, "legacy digest");
+    if (!digest) return fail(digest.error());
+    auto path_len = read_u32(r, big_endian, "legacy name length");
+    if (!path_len) return fail(path_len.error());
+    if (*path_len >= kLegacyNameSize) {
+      return fail(ErrorCode::kMalformed,
+                  fmt::format("IMA binary list: entry {} at offset {}: legacy name length {} "
+                              "exceeds {}",
+                              index, start, *path_len, kLegacyNameSize - 1));
+    }
+    auto path = r.bytes(*path_len, "legacy name");
+    if (!path) return fail(path.error());
+    e.digest_algo = "sha1";
+    e.file_digest = *digest;
+    e.path = as_text(*path);
+    // template_data stays empty: digest || path padded to 256 bytes is not in the list.
+    return ok();
+  }
+  auto data_len = read_u32(r, big_endian, "template data length");
+  if (!data_len) return fail(data_len.error());
+  if (*data_len > limits.max_template_data) {
+    return fail(ErrorCode::kLimitExceeded,
+                fmt::format("IMA binary list: entry {} at offset {}: template data length {} "
+                            "exceeds {}",
+                            index, start, *data_len, limits.max_template_data));
+  }
+  auto data = r.bytes(*data_len, "template data");
+  if (!data) return fail(data.error());
+  e.template_data = *data;
+  if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
+    return fail(ErrorCode::kMalformed,
+                fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", index,
+                            e.template_name, start, st.error().message));
+  }
+  return ok();
+}
+
+}  // namespace detail
+
 Result<std::vector<EntryView>> parse_binary_view(ByteSpan list, const Limits& limits) {
   std::vector<EntryView> entries;
-  bool big_endian = false;
-  if (list.size() >= 4) {
-    big_endian = !plausible_pcr(load_u32(list, false)) && plausible_pcr(load_u32(list, true));
-  }
+  const bool big_endian = detail::binary_big_endian(list);
   // An entry takes at least 4+20+4+1+4 bytes: reserve for a typical ~100-byte ima-ng entry.
   entries.reserve(std::min(limits.max_entries, list.size() / 96 + 1));
   ByteReader r(list, "IMA binary list");
@@ -207,66 +301,9 @@ Result<std::vector<EntryView>> parse_binary_view(ByteSpan list, const Limits& li
       return fail(ErrorCode::kLimitExceeded,
                   fmt::format("IMA binary list: more than {} entries", limits.max_entries));
     }
-    const std::size_t start = r.offset();
     const std::size_t index = entries.size();
     EntryView& e = entries.emplace_back();  // built in place; on error the vector is discarded
-    auto pcr = read_u32(r, big_endian, "pcr");
-    if (!pcr) return fail(pcr.error());
-    if (!plausible_pcr(*pcr)) {
-      return fail(ErrorCode::kMalformed,
-                  fmt::format("IMA binary list: entry {} at offset {}: PCR index {} out of range",
-                              index, start, *pcr));
-    }
-    e.pcr = *pcr;
-    auto hash = r.bytes(kSha1Size, "template hash");
-    if (!hash) return fail(hash.error());
-    e.template_hash = *hash;
-    auto name_len = read_u32(r, big_endian, "template name length");
-    if (!name_len) return fail(name_len.error());
-    if (*name_len == 0 || *name_len > kMaxTemplateName) {
-      return fail(ErrorCode::kMalformed,
-                  fmt::format("IMA binary list: entry {} at offset {}: template name length {} "
-                              "(expected 1..{})",
-                              index, start, *name_len, kMaxTemplateName));
-    }
-    auto name = r.bytes(*name_len, "template name");
-    if (!name) return fail(name.error());
-    e.template_name = as_text(*name);
-    if (e.template_name == "ima") {
-      auto digest = r.bytes(kSha1Size, "legacy digest");
-      if (!digest) return fail(digest.error());
-      auto path_len = read_u32(r, big_endian, "legacy name length");
-      if (!path_len) return fail(path_len.error());
-      if (*path_len >= kLegacyNameSize) {
-        return fail(ErrorCode::kMalformed,
-                    fmt::format("IMA binary list: entry {} at offset {}: legacy name length {} "
-                                "exceeds {}",
-                                index, start, *path_len, kLegacyNameSize - 1));
-      }
-      auto path = r.bytes(*path_len, "legacy name");
-      if (!path) return fail(path.error());
-      e.digest_algo = "sha1";
-      e.file_digest = *digest;
-      e.path = as_text(*path);
-      // template_data stays empty: digest || path padded to 256 bytes is not in the list.
-    } else {
-      auto data_len = read_u32(r, big_endian, "template data length");
-      if (!data_len) return fail(data_len.error());
-      if (*data_len > limits.max_template_data) {
-        return fail(ErrorCode::kLimitExceeded,
-                    fmt::format("IMA binary list: entry {} at offset {}: template data length {} "
-                                "exceeds {}",
-                                index, start, *data_len, limits.max_template_data));
-      }
-      auto data = r.bytes(*data_len, "template data");
-      if (!data) return fail(data.error());
-      e.template_data = *data;
-      if (auto st = decode_fields(e, big_endian, "IMA template data"); !st) {
-        return fail(ErrorCode::kMalformed,
-                    fmt::format("IMA binary list: entry {} ({}) at offset {}: {}", index,
-                                e.template_name, start, st.error().message));
-      }
-    }
+    WARDEN_TRY_STATUS(detail::parse_binary_entry(r, big_endian, limits, index, r.offset(), e));
   }
   return entries;
 }
@@ -313,54 +350,81 @@ class LineParser {
   std::size_t line_no_;
 };
 
-Result<Bytes> hex_field(const LineParser& p, std::string_view text, std::string_view what) {
-  auto b = hex_decode(text);
-  if (!b) return fail(p.error(fmt::format("{} '{}' is not hex", what, text.substr(0, 80))));
-  return b;
+// 0x10 marks a non-digit: a table, because hex decoding is most of an ASCII list's parse.
+constexpr std::array<std::uint8_t, 256> kHexValue = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(0x10);
+  for (std::size_t c = '0'; c <= '9'; ++c) t[c] = static_cast<std::uint8_t>(c - '0');
+  for (std::size_t c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::uint8_t>(c - 'a' + 10);
+  for (std::size_t c = 'A'; c <= 'F'; ++c) t[c] = static_cast<std::uint8_t>(c - 'A' + 10);
+  return t;
+}();
+
+// Decodes into `out`, whose capacity is kept from line to line (no allocation once warm).
+Status hex_field(const LineParser& p, std::string_view text, std::string_view what, Bytes& out) {
+  std::string_view digits = text;
+  if (digits.starts_with("0x") || digits.starts_with("0X")) digits.remove_prefix(2);
+  std::uint8_t bad = digits.size() % 2 == 0 ? 0 : 0x10;
+  out.resize(digits.size() / 2);
+  std::uint8_t* o = out.data();
+  for (std::size_t i = 0, n = out.size(); i < n; ++i) {
+    const std::uint8_t hi = kHexValue[static_cast<unsigned char>(digits[2 * i])];
+    const std::uint8_t lo = kHexValue[static_cast<unsigned char>(digits[2 * i + 1])];
+    bad |= static_cast<std::uint8_t>(hi | lo);
+    o[i] = static_cast<std::uint8_t>((hi << 4) | (lo & 0xf));
+  }
+  if ((bad & 0x10) != 0) {
+    return fail(p.error(fmt::format("{} '{}' is not hex", what, text.substr(0, 80))));
+  }
+  return ok();
+}
+
+void put_u32le(Bytes& out, std::size_t size) {
+  const auto n = static_cast<std::uint32_t>(size);
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
 }
 
 void put_field(Bytes& out, ByteSpan field) {
-  const auto n = static_cast<std::uint32_t>(field.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
+  put_u32le(out, field.size());
   out.insert(out.end(), field.begin(), field.end());
 }
 
-void put_field(Bytes& out, std::string_view field, bool nul) {
-  const auto n = static_cast<std::uint32_t>(field.size() + (nul ? 1 : 0));
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  out.insert(out.end(), field.begin(), field.end());
-  if (nul) out.push_back(0);
-}
-
-// "algo:hex" or "type:algo:hex"; returns the field bytes ("algo:" NUL digest).
-Result<Bytes> digest_field(const LineParser& p, std::string_view text, bool v2, Entry& e) {
-  if (text.empty()) return Bytes{};
+// "algo:hex" or "type:algo:hex" into the field bytes "algo:" NUL digest (appended to `data`).
+Status digest_field(const LineParser& p, std::string_view text, bool v2, Bytes& digest,
+                    EntryView* e, Bytes& data) {
+  if (text.empty()) {
+    put_u32le(data, 0);
+    return ok();
+  }
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return fail(p.error("digest lacks 'algo:' prefix"));
-  auto digest = hex_field(p, text.substr(colon + 1), "file digest");
-  if (!digest) return fail(digest.error());
+  WARDEN_TRY_STATUS(hex_field(p, text.substr(colon + 1), "file digest", digest));
   std::string_view prefix = text.substr(0, colon);
-  if (v2) {
-    auto c = prefix.find(':');
-    if (c == std::string_view::npos) return fail(p.error("d-ngv2 digest lacks a type"));
-    e.digest_type = std::string(prefix.substr(0, c));
-    e.digest_algo = std::string(prefix.substr(c + 1));
-  } else {
-    e.digest_algo = std::string(prefix);
+  if (e != nullptr) {
+    if (v2) {
+      auto c = prefix.find(':');
+      if (c == std::string_view::npos) return fail(p.error("d-ngv2 digest lacks a type"));
+      e->digest_type = prefix.substr(0, c);
+      e->digest_algo = prefix.substr(c + 1);
+    } else {
+      e->digest_algo = prefix;
+    }
+    e->file_digest = digest;
   }
-  Bytes field;
-  field.reserve(prefix.size() + 2 + digest->size());
-  field.insert(field.end(), prefix.begin(), prefix.end());
-  field.push_back(':');
-  field.push_back(0);
-  field.insert(field.end(), digest->begin(), digest->end());
-  e.file_digest = std::move(*digest);
-  return field;
+  put_u32le(data, prefix.size() + 2 + digest.size());
+  data.insert(data.end(), prefix.begin(), prefix.end());
+  data.push_back(':');
+  data.push_back(0);
+  data.insert(data.end(), digest.begin(), digest.end());
+  return ok();
 }
 
-Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const Limits& limits) {
+}  // namespace
+
+Status detail::parse_ascii_entry(std::string_view line, std::size_t line_no, const Limits& limits,
+                                 AsciiScratch& s, EntryView& e) {
   LineParser p(line, line_no);
-  Entry e;
+  e = EntryView{};
   auto pcr_text = p.token("PCR index");
   if (!pcr_text) return fail(pcr_text.error());
   auto [ptr, ec] = std::from_chars(pcr_text->data(), pcr_text->data() + pcr_text->size(), e.pcr);
@@ -369,28 +433,27 @@ Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const
   }
   auto hash_text = p.token("template hash");
   if (!hash_text) return fail(hash_text.error());
-  auto hash = hex_field(p, *hash_text, "template hash");
-  if (!hash) return fail(hash.error());
-  if (hash->size() < kSha1Size || hash->size() > 64) {
-    return fail(p.error(fmt::format("template hash of {} bytes", hash->size())));
+  WARDEN_TRY_STATUS(hex_field(p, *hash_text, "template hash", s.template_hash));
+  if (s.template_hash.size() < kSha1Size || s.template_hash.size() > 64) {
+    return fail(p.error(fmt::format("template hash of {} bytes", s.template_hash.size())));
   }
-  e.template_hash = std::move(*hash);
+  e.template_hash = s.template_hash;
   auto name = p.token("template name");
   if (!name) return fail(name.error());
-  e.template_name = std::string(*name);
+  e.template_name = *name;
 
   if (e.template_name == "ima") {
     auto digest_text = p.token("file digest");
     if (!digest_text) return fail(digest_text.error());
-    auto digest = hex_field(p, *digest_text, "file digest");
-    if (!digest) return fail(digest.error());
-    if (digest->size() != kSha1Size) return fail(p.error("legacy ima digest is not 20 bytes"));
+    WARDEN_TRY_STATUS(hex_field(p, *digest_text, "file digest", s.file_digest));
+    if (s.file_digest.size() != kSha1Size) {
+      return fail(p.error("legacy ima digest is not 20 bytes"));
+    }
     if (p.rest().size() >= kLegacyNameSize) return fail(p.error("legacy ima name too long"));
     e.digest_algo = "sha1";
-    e.file_digest = std::move(*digest);
-    e.path = std::string(p.rest());
-    e.template_data = legacy_template_bytes(e.file_digest, e.path);
-    return e;
+    e.file_digest = s.file_digest;
+    e.path = p.rest();
+    return ok();
   }
   const TemplateLayout* layout = find_layout(e.template_name);
   if (layout == nullptr) {
@@ -408,34 +471,36 @@ Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const
   for (std::size_t i = layout->count; i-- > 2;) text[i] = p.take_last();
   text[1] = p.rest();
 
-  Bytes& data = e.template_data;
-  data.reserve(line.size());
+  Bytes& data = s.template_data;
+  data.clear();
   for (std::size_t i = 0; i < layout->count; ++i) {
     switch (layout->fields[i]) {
       case Field::kDigestNg:
       case Field::kDigestNgV2:
-      case Field::kDigestModsig: {
-        Entry scratch;
-        Entry& target = layout->fields[i] == Field::kDigestModsig ? scratch : e;
-        auto f = digest_field(p, text[i], layout->fields[i] == Field::kDigestNgV2, target);
-        if (!f) return fail(f.error());
-        put_field(data, *f);
+        WARDEN_TRY_STATUS(digest_field(p, text[i], layout->fields[i] == Field::kDigestNgV2,
+                                       s.file_digest, &e, data));
         break;
-      }
+      case Field::kDigestModsig:
+        WARDEN_TRY_STATUS(digest_field(p, text[i], false, s.modsig_digest, nullptr, data));
+        break;
       case Field::kName:
-        e.path = std::string(text[i]);
-        put_field(data, e.path, true);
+        e.path = text[i];
+        put_u32le(data, e.path.size() + 1);
+        data.insert(data.end(), e.path.begin(), e.path.end());
+        data.push_back(0);
         break;
       case Field::kSig:
       case Field::kBuf:
       case Field::kModsig: {
-        auto b = hex_field(p, text[i], "field");
-        if (!b) return fail(b.error());
-        put_field(data, *b);
-        Bytes& target = layout->fields[i] == Field::kSig   ? e.signature
-                        : layout->fields[i] == Field::kBuf ? e.buffer
-                                                           : e.modsig;
-        target = std::move(*b);
+        Bytes& target = layout->fields[i] == Field::kSig   ? s.signature
+                        : layout->fields[i] == Field::kBuf ? s.buffer
+                                                           : s.modsig;
+        WARDEN_TRY_STATUS(hex_field(p, text[i], "field", target));
+        put_field(data, target);
+        ByteSpan& view = layout->fields[i] == Field::kSig   ? e.signature
+                         : layout->fields[i] == Field::kBuf ? e.buffer
+                                                            : e.modsig;
+        view = target;
         break;
       }
     }
@@ -445,13 +510,14 @@ Result<Entry> parse_ascii_line(std::string_view line, std::size_t line_no, const
                 fmt::format("IMA ASCII list: line {}: template data exceeds {} bytes", line_no,
                             limits.max_template_data));
   }
-  return e;
+  e.template_data = data;
+  return ok();
 }
-
-}  // namespace
 
 Result<std::vector<Entry>> parse_ascii(std::string_view list, const Limits& limits) {
   std::vector<Entry> entries;
+  detail::AsciiScratch scratch;
+  EntryView view;
   std::size_t line_no = 0;
   while (!list.empty()) {
     auto nl = list.find('\n');
@@ -464,17 +530,15 @@ Result<std::vector<Entry>> parse_ascii(std::string_view list, const Limits& limi
       return fail(ErrorCode::kLimitExceeded,
                   fmt::format("IMA ASCII list: more than {} entries", limits.max_entries));
     }
-    auto e = parse_ascii_line(line, line_no, limits);
-    if (!e) return fail(e.error());
-    entries.push_back(std::move(*e));
+    WARDEN_TRY_STATUS(detail::parse_ascii_entry(line, line_no, limits, scratch, view));
+    entries.push_back(Entry::from(view));
   }
   return entries;
 }
 
 Result<std::vector<Entry>> parse(ByteSpan list, const Limits& limits) {
   if (detect_format(list) == Format::kAscii) {
-    return parse_ascii(std::string_view(reinterpret_cast<const char*>(list.data()), list.size()),
-                       limits);
+    return parse_ascii(detail::as_text(list), limits);
   }
   return parse_binary(list, limits);
 }

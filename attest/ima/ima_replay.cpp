@@ -4,13 +4,17 @@
 #include <algorithm>
 #include <array>
 #include <bitset>
+#include <cstring>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "attest/ima/ima.h"
+#include "attest/ima/ima_entry.h"
+#include "attest/ima/ima_stream.h"
 #include "attest/ima/legacy_template.h"
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
@@ -96,7 +100,7 @@ class Replayer {
                     fmt::format("IMA replay: carried state after {} entries lacks bank {}",
                                 state.entries, hash_name(alg)));
       }
-      r.banks_.push_back(std::move(bank));
+      r.banks_.push_back(bank);
     }
     return r;
   }
@@ -269,6 +273,133 @@ Result<ReplayResult> replay_to_quote(std::span<const EntryView> entries, ReplayS
 Result<ReplayResult> replay_to_quote(std::span<const Entry> entries, ReplayState state, TpmAlg bank,
                                      ByteSpan quoted, unsigned pcr, const ReplayOptions& options) {
   return replay_entries_to_quote(entries, std::move(state), bank, quoted, pcr, options);
+}
+
+struct StreamReplay::Impl {
+  Impl(ReplayState s, ReplayOptions o, const Limits& l)
+      : options(std::move(o)), limits(l), state(std::move(s)), index(state.entries) {}
+
+  ReplayOptions options;  // the Replayer points at this copy
+  Limits limits;
+  ReplayState state;
+  std::optional<Replayer> replayer;
+  std::vector<EntryProblem> problems;
+  std::uint64_t index;
+  std::uint64_t count = 0;
+  std::optional<Format> format;
+  bool big_endian = false;
+  std::size_t offset = 0;   // of buf's first byte in the list
+  std::size_t line_no = 0;  // ASCII lines consumed
+  Bytes pending;            // an incomplete entry carried to the next chunk
+  detail::AsciiScratch scratch;
+  EntryView entry;
+
+  [[nodiscard]] std::size_t max_entry_bytes() const {
+    // An ASCII line spells template data in hex, plus the name and hash columns.
+    return *format == Format::kAscii ? 2 * limits.max_template_data + 4096
+                                     : limits.max_template_data + 4096;
+  }
+
+  Status count_entry() {
+    if (count >= limits.max_entries) {
+      return fail(ErrorCode::kLimitExceeded,
+                  fmt::format("IMA list: more than {} entries", limits.max_entries));
+    }
+    ++count;
+    return ok();
+  }
+
+  // Replays the complete entries at the start of `buf`; returns how many bytes they took.
+  Result<std::size_t> consume(ByteSpan buf, bool last) {
+    if (!format) {
+      if (buf.size() < 4 && !last) return std::size_t{0};
+      format = detect_format(buf);
+      big_endian = detail::binary_big_endian(buf);
+    }
+    std::size_t pos = 0;
+    while (pos < buf.size()) {
+      ByteSpan rest = buf.subspan(pos);
+      std::size_t size = 0;
+      if (*format == Format::kAscii) {
+        const void* nl = std::memchr(rest.data(), '\n', rest.size());
+        if (nl == nullptr && !last) break;
+        const std::size_t line_end =
+            nl == nullptr
+                ? rest.size()
+                : static_cast<std::size_t>(static_cast<const std::uint8_t*>(nl) - rest.data());
+        size = nl == nullptr ? line_end : line_end + 1;
+        std::string_view line = detail::as_text(rest.first(line_end));
+        ++line_no;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (!line.empty()) {
+          WARDEN_TRY_STATUS(count_entry());
+          WARDEN_TRY_STATUS(detail::parse_ascii_entry(line, line_no, limits, scratch, entry));
+          replayer->step(entry, index++, problems);
+        }
+      } else {
+        size = detail::binary_entry_size(rest, big_endian, limits);
+        if (size == 0 || size > rest.size()) {
+          if (!last) break;
+          size = rest.size();  // truncated: the parser says where
+        }
+        WARDEN_TRY_STATUS(count_entry());
+        ByteReader r(rest.first(size), "IMA binary list");
+        WARDEN_TRY_STATUS(
+            detail::parse_binary_entry(r, big_endian, limits, count - 1, offset + pos, entry));
+        WARDEN_TRY_STATUS(r.expect_end());
+        replayer->step(entry, index++, problems);
+      }
+      pos += size;
+    }
+    return pos;
+  }
+
+  Status take(ByteSpan chunk, bool last) {
+    if (pending.empty()) {
+      auto used = consume(chunk, last);
+      if (!used) return fail(used.error());
+      offset += *used;
+      pending.assign(chunk.begin() + static_cast<std::ptrdiff_t>(*used), chunk.end());
+    } else {
+      pending.insert(pending.end(), chunk.begin(), chunk.end());
+      auto used = consume(pending, last);
+      if (!used) return fail(used.error());
+      offset += *used;
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*used));
+    }
+    if (format && pending.size() > max_entry_bytes()) {
+      return fail(
+          ErrorCode::kLimitExceeded,
+          fmt::format("IMA list: entry at offset {} exceeds {} bytes", offset, max_entry_bytes()));
+    }
+    return ok();
+  }
+};
+
+StreamReplay::StreamReplay(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StreamReplay::StreamReplay(StreamReplay&&) noexcept = default;
+StreamReplay& StreamReplay::operator=(StreamReplay&&) noexcept = default;
+StreamReplay::~StreamReplay() = default;
+
+Result<StreamReplay> StreamReplay::create(ReplayState state, const ReplayOptions& options,
+                                          const Limits& limits) {
+  auto impl = std::make_unique<Impl>(std::move(state), options, limits);
+  auto r = Replayer::create(impl->state, impl->options);
+  if (!r) return fail(r.error());
+  impl->replayer.emplace(std::move(*r));
+  return StreamReplay(std::move(impl));
+}
+
+Status StreamReplay::feed(ByteSpan chunk) { return impl_->take(chunk, false); }
+
+Result<ReplayResult> StreamReplay::finish() {
+  WARDEN_TRY_STATUS(impl_->take({}, true));
+  ReplayResult result;
+  WARDEN_TRY_STATUS(impl_->replayer->store(impl_->state));
+  impl_->state.entries = impl_->index;
+  result.state = std::move(impl_->state);
+  result.problems = std::move(impl_->problems);
+  return result;
 }
 
 Result<BootAggregate> check_boot_aggregate(const Entry& entry, const PcrValues& pcrs) {

@@ -28,6 +28,10 @@ expect_mode() {  # expect_mode <path> <octal mode>
 }
 expect_mode /usr/sbin/wardend 755
 expect_mode /usr/bin/wardenctl 755
+expect_mode /usr/libexec/warden/wardenctl-full 755
+# The small wardenctl hands the online commands to wardenctl-full in ../libexec/warden.
+"$R/usr/bin/wardenctl" status --help >/dev/null 2>&1 \
+  || { echo "FAIL: the installed wardenctl cannot run 'status --help' (wardenctl-full)"; status=1; }
 expect_mode /usr/sbin/warden-issuer 755
 expect_mode /lib/systemd/system/wardend.service 644
 expect_mode /lib/systemd/system/warden-issuer.service 644

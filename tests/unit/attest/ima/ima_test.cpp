@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "attest/ima/ima_stream.h"
 #include "platform/base/encoding.h"
 #include "platform/base/openssl.h"
 
@@ -32,7 +33,7 @@ struct ListBuilder {
   ByteWriter binary;
   std::string ascii;
 
-  void add(std::string_view tmpl, const std::vector<Bytes>& fields, std::string ascii_fields,
+  void add(std::string_view tmpl, const std::vector<Bytes>& fields, const std::string& ascii_fields,
            bool violation = false) {
     ByteWriter data;
     for (const Bytes& f : fields) field(data, f);
@@ -84,6 +85,7 @@ struct ListBuilder {
   }
   [[nodiscard]] ByteSpan bin() const { return binary.data(); }
   [[nodiscard]] ByteSpan text() const {
+    // NOLINTNEXTLINE(*-reinterpret-cast): the text as bytes
     return {reinterpret_cast<const std::uint8_t*>(ascii.data()), ascii.size()};
   }
 };
@@ -418,6 +420,94 @@ TEST(ImaReplayView, OnlyTheRequestedBanks) {
   auto more = replay(std::span<const EntryView>(*views).first(1), carried);
   ASSERT_FALSE(more);
   EXPECT_EQ(more.error().code, ErrorCode::kInvalidArgument);
+}
+
+Result<ReplayResult> stream_replay(ByteSpan list, std::size_t chunk, const Limits& limits = {}) {
+  auto s = StreamReplay::create(initial_state(), {}, limits);
+  if (!s) return fail(s.error());
+  for (std::size_t pos = 0; pos < list.size(); pos += chunk) {
+    WARDEN_TRY_STATUS(s->feed(list.subspan(pos, std::min(chunk, list.size() - pos))));
+  }
+  return s->finish();
+}
+
+TEST(ImaStream, AnySplitReplaysLikeTheWholeList) {
+  ListBuilder l = every_template();
+  for (ByteSpan list : {l.bin(), l.text()}) {
+    auto whole = replay(*parse(list), initial_state());
+    ASSERT_TRUE(whole);
+    for (std::size_t chunk :
+         {std::size_t{1}, std::size_t{3}, std::size_t{7}, std::size_t{64}, list.size()}) {
+      SCOPED_TRACE(chunk);
+      auto r = stream_replay(list, chunk);
+      ASSERT_TRUE(r) << r.error().message;
+      EXPECT_EQ(r->state.pcrs, whole->state.pcrs);
+      EXPECT_EQ(r->state.entries, 10u);
+      EXPECT_TRUE(r->problems.empty());
+    }
+  }
+}
+
+TEST(ImaStream, AsciiLastLineMayLackItsNewline) {
+  ListBuilder l = every_template();
+  std::string text = l.ascii;
+  text.pop_back();
+  auto r = stream_replay(to_bytes(text), 5);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state.entries, 10u);
+  EXPECT_EQ(r->state.pcrs, replay(*parse(l.text()), initial_state())->state.pcrs);
+}
+
+TEST(ImaStream, TamperedEntryIsFlaggedWithItsIndex) {
+  ListBuilder l = every_template();
+  std::string text = l.ascii;
+  const auto at = text.find("/usr/bin/bash");
+  text[at + 1] = 'x';
+  auto r = stream_replay(to_bytes(text), 16);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->problems.size(), 1u);
+  EXPECT_EQ(r->problems[0].index, 1u);
+  EXPECT_EQ(r->problems[0].code, ErrorCode::kReplayMismatch);
+}
+
+TEST(ImaStream, TruncatedBinaryListFailsAtTheEnd) {
+  ListBuilder l = every_template();
+  ByteSpan cut = l.bin().first(l.bin().size() - 3);
+  auto r = stream_replay(cut, 4096);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("needs"), std::string::npos) << r.error().message;
+}
+
+TEST(ImaStream, MalformedLineFailsLikeTheWholeParse) {
+  const std::string text = "10 zz ima-ng sha1:00 x\n";
+  auto whole = parse_ascii(text);
+  auto r = stream_replay(to_bytes(text), 2);
+  ASSERT_FALSE(whole);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, whole.error().message);
+}
+
+TEST(ImaStream, AnOversizedEntryIsRefusedBeforeItIsBuffered) {
+  Limits limits;
+  limits.max_template_data = 64;
+  auto s = StreamReplay::create(initial_state(), {}, limits);
+  ASSERT_TRUE(s);
+  const std::string start = "10 " + std::string(40, '0') + " ima-ng sha256:";
+  ASSERT_TRUE(s->feed(to_bytes(start)));
+  const std::string more(1024, 'a');
+  Status st = ok();
+  for (int i = 0; i < 8 && st; ++i) st = s->feed(to_bytes(more));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::kLimitExceeded);
+}
+
+TEST(ImaStream, BinaryTemplateDataOverTheLimitIsRefused) {
+  ListBuilder l = every_template();
+  Limits limits;
+  limits.max_template_data = 16;
+  auto r = stream_replay(l.bin(), 1000, limits);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kLimitExceeded);
 }
 
 }  // namespace
