@@ -114,9 +114,8 @@ std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   // The issuer's replay check keys on the signed bytes, which hold only a timestamp in seconds:
   // two revoke-alls within one second (an admin revoke after a re-attestation, or the first report
   // of an agent restarted within the second) would be one request to it, and the second revocation
-  // lost (tests/fault: RevocationAcknowledgedBeforeSigkillHoldsAfterRestart). So every attempt gets
-  // a timestamp later than any sent before, and a replay answer to a request this process never
-  // sent (an earlier process's, in the same second) is stamped again.
+  // lost (tests/fault: RevocationAcknowledgedBeforeSigkillHoldsAfterRestart). So every attempt
+  // gets a timestamp later than any this process sent before.
   Result<protocol::RevokeResponse> r = fail(ErrorCode::kReplay, "revoke: not sent");
   for (int stamp = 0; stamp < 1; ++stamp) {  // re-stamping on replay: see docs/RELIABILITY.md
     const auto clock_now = static_cast<std::uint64_t>(now());
