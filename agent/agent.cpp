@@ -99,6 +99,13 @@ bool Agent::may_serve_cached() const {
 
 Status Agent::start() {
   std::unique_lock lock(mu_);
+  // An agent SIGKILLed mid-operation left its objects in a TPM without resource manager, where
+  // they would fill its slots for good (tests/fault: SigkillDuringTheFirstEnrollment...).
+  if (auto flushed = tpm_.flush_leftover_objects(); !flushed) {
+    spdlog::debug("agent: leftover TPM objects not flushed: {}", flushed.error().message);
+  } else if (*flushed > 0) {
+    spdlog::info("agent: flushed {} transient TPM object(s) left by an earlier process", *flushed);
+  }
   if (auto p = store_.prepare(); !p) {
     transition(AgentState::kDegraded, p.error().message);
     return p;

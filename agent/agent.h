@@ -11,6 +11,7 @@
 // and share it. TPM commands serialise on the TPM's own lock (tpm::Tpm, shared with the posture
 // monitor's probes), taken after mu_ where both are held, never before.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -175,6 +176,8 @@ class Agent final : public WorkloadService {
   Backoff backoff_;
   std::int64_t next_retry_ = 0;  ///< unix seconds; 0 = no retry pending
   bool auto_reattest_ = false;   ///< revoked, retrying with backoff; an admin's revoke clears it
+  /// The newest revocation-report timestamp sent: each report gets a later one (send_report).
+  std::atomic<std::uint64_t> last_report_ts_ = 0;
   std::uint64_t attestations_ = 0;
   /// Moves whenever the device token, the signer or the posture it was attested for changes.
   std::uint64_t epoch_ = 0;

@@ -110,24 +110,37 @@ bool Agent::resign_or_drop_locked(ReportQueue::Attempt attempt, const Error& ref
 
 std::optional<Error> Agent::send_report(ReportQueue::Attempt& attempt) {
   auto& [req, key] = attempt.report;
-  // A fresh timestamp each time: the issuer takes only the last 300 s, and a request stamped
-  // anew is a new request to its replay check.
-  req.timestamp = static_cast<std::uint64_t>(now());
-  req.signature.clear();
   const std::string what = report_scope(req);
-  auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
-  if (!sig) {
-    // A key the TPM no longer loads (cleared, another SRK) is gone, and so is the report.
-    if (classify_signing_error(sig.error()) == ReportOutcome::kRetry)
-      return sig.error().context("TPM");
-    spdlog::warn(
-        "agent: revocation report ({}) dropped: the binding key it was made with no "
-        "longer signs: {}",
-        what, sig.error().message);
-    return std::nullopt;
+  // The issuer's replay check keys on the signed bytes, which hold only a timestamp in seconds:
+  // two revoke-alls within one second (an admin revoke after a re-attestation, or the first report
+  // of an agent restarted within the second) would be one request to it, and the second revocation
+  // lost (tests/fault: RevocationAcknowledgedBeforeSigkillHoldsAfterRestart). So every attempt
+  // gets a timestamp later than any this process sent before.
+  Result<protocol::RevokeResponse> r = fail(ErrorCode::kReplay, "revoke: not sent");
+  for (int stamp = 0; stamp < 1; ++stamp) {  // re-stamping on replay: see docs/RELIABILITY.md
+    const auto clock_now = static_cast<std::uint64_t>(now());
+    std::uint64_t last = last_report_ts_.load();
+    std::uint64_t ts = 0;
+    do {
+      ts = std::max(clock_now, last + 1);
+    } while (!last_report_ts_.compare_exchange_weak(last, ts));
+    req.timestamp = ts;
+    req.signature.clear();
+    auto sig = sign_tpmt(tpm_, key, protocol::revoke_signed_bytes(req));
+    if (!sig) {
+      // A key the TPM no longer loads (cleared, another SRK) is gone, and so is the report.
+      if (classify_signing_error(sig.error()) == ReportOutcome::kRetry)
+        return sig.error().context("TPM");
+      spdlog::warn(
+          "agent: revocation report ({}) dropped: the binding key it was made with no "
+          "longer signs: {}",
+          what, sig.error().message);
+      return std::nullopt;
+    }
+    req.signature = std::move(*sig);
+    r = options_.issuer->revoke(req);
+    if (r || r.error().code != ErrorCode::kReplay) break;
   }
-  req.signature = std::move(*sig);
-  auto r = options_.issuer->revoke(req);
   if (r) {
     spdlog::info(
         "agent: revocation report ({}) delivered at attempt {}; the issuer revoked {} token(s)",

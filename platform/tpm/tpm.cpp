@@ -49,6 +49,27 @@ Status Tpm::probe() const {
   return ok();
 }
 
+Result<std::size_t> Tpm::flush_leftover_objects() const {
+  const std::string& tcti = connection_->tcti();
+  if (tcti.rfind("tabrmd", 0) == 0 || tcti.find("/dev/tpmrm") != std::string::npos) return 0;
+  auto ctx = connection_->acquire();
+  if (!ctx) return fail(ctx.error());
+  auto cap = get_capability(ctx->get(), TPM2_CAP_HANDLES, TPM2_HR_TRANSIENT, TPM2_MAX_CAP_HANDLES);
+  if (!cap) return fail(cap.error());
+  const TPML_HANDLE& handles = (*cap)->data.handles;
+  std::size_t flushed = 0;
+  for (std::uint32_t i = 0; i < handles.count; ++i) {
+    ESYS_TR object = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(ctx->get(), handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
+                                       ESYS_TR_NONE, &object);
+    if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("Esys_TR_FromTPMPublic (transient)", rc));
+    rc = Esys_FlushContext(ctx->get(), object);
+    if (rc != TSS2_RC_SUCCESS) return fail(tpm_error("TPM2_FlushContext (transient)", rc));
+    ++flushed;
+  }
+  return flushed;
+}
+
 Result<TpmInfo> Tpm::info() const {
   auto ctx = connection_->acquire();
   if (!ctx) return fail(ctx.error());

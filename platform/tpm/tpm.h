@@ -169,6 +169,11 @@ class Tpm {
 
   /// Connects once and checks the TPM answers (TPM2_GetCapability).
   Status probe() const;
+  /// Flushes the transient objects a killed process left in a TPM without resource manager (not
+  /// tabrmd, not /dev/tpmrm*): swtpm has 3 object slots, so after a SIGKILL mid-operation every
+  /// load would fail with TPM_RC_OBJECT_MEMORY. Call once at start, before this process loads
+  /// anything. Returns how many were flushed (0 behind a resource manager).
+  Result<std::size_t> flush_leftover_objects() const;
   Result<TpmInfo> info() const;
   /// `count` random bytes (any size; read in chunks).
   Result<Bytes> random(std::size_t count) const;
