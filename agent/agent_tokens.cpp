@@ -17,8 +17,6 @@
 namespace warden::agent {
 namespace {
 
-constexpr std::uint32_t kImaPcr = 10;
-
 std::string token_text(const protocol::TokenResponse& t) {
   if (const auto* s = std::get_if<std::string>(&t.token)) return *s;
   return base64url_encode(std::get<Bytes>(t.token));

@@ -1,42 +1,30 @@
 #include "issuer/seal_authority.h"
 
-#include <openssl/pem.h>
+#include <algorithm>
 
 #include "issuer/assign.h"
 #include "platform/base/file.h"
+#include "platform/base/secret.h"
 
 namespace warden::issuer {
 namespace tp = attest::tpm_policy;
-
-namespace {
-
-Result<std::string> private_pem(EVP_PKEY* key) {
-  ossl::Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio ||
-      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return fail(ossl::error("seal authority: PEM encode"));
-  }
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len));
-}
-
-}  // namespace
 
 Result<std::unique_ptr<SealAuthority>> SealAuthority::open(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "seal-authority.pem";
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     std::filesystem::create_directories(dir, ec);
-    ossl::PKey fresh(EVP_EC_gen("P-256"));
+    std::shared_ptr<EVP_PKEY> fresh(EVP_EC_gen("P-256"), EVP_PKEY_free);
     if (!fresh) return fail(ossl::error("seal authority: generate P-256"));
-    WARDEN_ASSIGN(pem, private_pem(fresh.get()));
-    auto written = write_file_atomic(
-        path, ByteSpan(reinterpret_cast<const std::uint8_t*>(pem.data()), pem.size()), 0600);
+    WARDEN_ASSIGN(signer, token::EcSigner::from_key(fresh));
+    WARDEN_ASSIGN(pem, signer.private_key_pem());
+    SecretBytes bytes(pem.size());
+    std::copy(pem.begin(), pem.end(), bytes.data());
     OPENSSL_cleanse(pem.data(), pem.size());
+    auto written = write_file_atomic(path, bytes.view(), 0600);
     if (!written) return fail(std::move(written).error().context("seal authority"));
   }
-  auto pem = read_file(path, 64 * 1024);
+  auto pem = read_file(path, std::size_t{64} * 1024);
   if (!pem) return fail(std::move(pem).error().context("seal authority"));
   auto key = ossl::private_key_from_pem(warden::to_string(*pem));
   OPENSSL_cleanse(pem->data(), pem->size());

@@ -619,6 +619,23 @@ TEST_F(IssuerServiceTest, SealedSecretFollowsIssuerApprovedBootStates) {
       << refused_forgery.error().message;
 }
 
+TEST(SealAuthority, IsMadeOnceAndKeptPrivate) {
+  test::TempDir dir("warden-seal-authority");
+  auto first = SealAuthority::open(dir.path() / "keys");
+  ASSERT_TRUE(first) << first.error().message;
+  auto again = SealAuthority::open(dir.path() / "keys");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*first)->public_area(), (*again)->public_area());  // never rotates
+  const auto perms =
+      std::filesystem::status(dir.path() / "keys" / "seal-authority.pem").permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ASSERT_TRUE(write_file_atomic(dir.path() / "bad.pem", to_bytes("not a key"), 0600));
+  std::filesystem::create_directories(dir.path() / "bad");
+  std::filesystem::rename(dir.path() / "bad.pem", dir.path() / "bad" / "seal-authority.pem");
+  EXPECT_FALSE(SealAuthority::open(dir.path() / "bad"));
+}
+
 TEST_F(IssuerServiceTest, SealPcrsOutsideTheQuoteGetNoApproval) {
   const std::string device = enroll_device();
   auto r = attest_request(device, challenge(device));
