@@ -116,6 +116,11 @@ class Agent final : public WorkloadService {
   Result<AgentStatus> reattest(const os::Selectors& caller) override;
 
  private:
+  /// Stores the issuer's approved policy when it checks out (mu_ held).
+  void keep_approval(ByteSpan approval);
+  /// Reseals a version-1 secret to the sealing authority (called without mu_ held).
+  void migrate_secret(const std::string& name, const SealedSecret& old, ByteSpan authority,
+                      const SecretBytes& value);
   explicit Agent(AgentOptions options);
 
   struct Attested;  ///< a passed attestation round, not yet committed

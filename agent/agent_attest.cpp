@@ -9,6 +9,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_detail.h"
+#include "agent/sealing.h"
 #include "attest/ima/ima_walk.h"
 #include "attest/token/json.h"
 #include "platform/base/file.h"
@@ -83,6 +84,7 @@ struct Agent::Attested {
 
 Status Agent::enroll(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
+  std::optional<Bytes> seal_authority;
   auto enrolled = [&]() -> Result<EnrollmentRecord> {
     auto ek = tpm_.endorsement_key();
     if (!ek) return fail(std::move(ek).error().context("enroll: endorsement key"));
@@ -106,12 +108,24 @@ Status Agent::enroll(std::unique_lock<std::mutex>& lock) {
     if (!proof) return fail(std::move(proof).error());
     auto activated = options_.issuer->activate({answer->enrollment_id, std::move(*proof)});
     if (!activated) return fail(std::move(activated).error().context("enroll: activate"));
+    seal_authority = std::move(answer->seal_authority);
     return EnrollmentRecord{activated->device_id, std::move(*ak)};
   }();
   lock.lock();
   if (!enrolled) return fail(std::move(enrolled).error());
   announce_write(store_.enrollment_path());
   WARDEN_TRY_STATUS(store_.save_enrollment(*enrolled));
+  if (seal_authority) {
+    if (auto name = attest::tpm_policy::authority_name(*seal_authority); !name) {
+      spdlog::warn(
+          "agent: the issuer's sealing authority is unusable ({}); secrets are sealed "
+          "to the current PCR values only",
+          name.error().message);
+    } else {
+      announce_write(store_.seal_authority_path());
+      WARDEN_TRY_STATUS(store_.save_seal_authority(*seal_authority));
+    }
+  }
   spdlog::info("agent: enrolled as device {}", enrolled->device_id);
   enrollment_ = std::move(*enrolled);
   binding_key_.reset();
@@ -125,6 +139,8 @@ Result<Agent::Attested> Agent::attest(std::unique_lock<std::mutex>& lock) {
   const tpm::AkBlob ak = enrollment_->ak;
   const std::uint64_t ima_offset = ima_offset_;
   const AgentConfig config = options_.config;
+  auto authority = store_.load_seal_authority();
+  const bool sealing = authority && *authority && !seal_selection(config).empty();
   lock.unlock();
   auto attested = [&]() -> Result<Attested> {
     auto challenge = options_.issuer->challenge({device});
@@ -150,6 +166,7 @@ Result<Agent::Attested> Agent::attest(std::unique_lock<std::mutex>& lock) {
     if (!cel) return fail(std::move(cel).error().context("attest: container event log"));
     if (*cel) req.cel = std::move(**cel);
     req.kernel_version = kernel_release();
+    if (sealing) req.seal_pcrs = seal_selection(config).to_string();
 
     auto quote = tpm_.quote(ak, selection, nonce);
     if (!quote) return fail(std::move(quote).error().context("attest: quote"));
@@ -207,6 +224,7 @@ Status Agent::commit(Attested attested) {
   device_token_exp_ = static_cast<std::int64_t>(res.expires_at.value_or(0));
   ima_offset_ = res.ima_next_offset;
   ++attestations_;
+  if (res.approved_policy) keep_approval(*res.approved_policy);
   if (attested.session) {
     session_key_ = std::move(attested.session);
     proof_signer_ = session_key_;
@@ -219,6 +237,21 @@ Status Agent::commit(Attested attested) {
   spdlog::info("agent: attestation accepted (policy {}), device token valid for {} s",
                res.policy_version, device_token_exp_ - device_token_iat_);
   return ok();
+}
+
+// The issuer's approval of the PCR values it just appraised: what sealed secrets are unsealed
+// with until the next one. Kept only when it is the authority's and for the PCRs sealed to.
+void Agent::keep_approval(ByteSpan approval) {
+  auto authority = store_.load_seal_authority();
+  if (!authority || !*authority) return;
+  auto checked = check_approval(approval, **authority, seal_selection(options_.config));
+  if (!checked) {
+    spdlog::warn("agent: approved policy ignored: {}", checked.error().message);
+    return;
+  }
+  announce_write(store_.approval_path());
+  if (auto saved = store_.save_approval(approval); !saved)
+    spdlog::warn("agent: approved policy not saved: {}", saved.error().message);
 }
 
 Status Agent::round(std::unique_lock<std::mutex>& lock, const std::string& why) {

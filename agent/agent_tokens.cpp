@@ -7,6 +7,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_detail.h"
+#include "agent/sealing.h"
 #include "attest/token/cwt.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
@@ -15,8 +16,6 @@
 
 namespace warden::agent {
 namespace {
-
-constexpr std::uint32_t kImaPcr = 10;
 
 std::string token_text(const protocol::TokenResponse& t) {
   if (const auto* s = std::get_if<std::string>(&t.token)) return *s;
@@ -63,20 +62,6 @@ protocol::WorkloadSelectors to_protocol(const os::Selectors& s) {
   if (!s.exe_path.empty()) w.exe_path = s.exe_path;
   if (!s.exe_sha256.empty()) w.exe_digest = "sha256:" + s.exe_sha256;
   return w;
-}
-
-// Boot PCRs only: sealing to PCR 10 (IMA) or the container PCR would break on the next
-// measurement.
-PcrSelection seal_selection(const AgentConfig& c) {
-  PcrSelection out;
-  for (const PcrBank& b : c.pcrs.banks) {
-    if (b.alg != TpmAlg::kSha256) continue;
-    PcrBank bank = b;
-    bank.pcrs.reset(kImaPcr);
-    bank.pcrs.reset(c.container_pcr);
-    if (bank.pcrs.any()) out.banks.push_back(bank);
-  }
-  return out;
 }
 
 TokenResponse respond(const CachedToken& c) {
@@ -223,12 +208,56 @@ Result<SecretBytes> Agent::secret(const os::Selectors& caller, const std::string
     return fail(ErrorCode::kPermissionDenied,
                 "secret: the caller matches none of the selectors allowed for \"" + name + "\"");
   }
+  auto authority = store_.load_seal_authority();
+  if (!authority) return fail(std::move(authority).error().context("secret"));
+  std::optional<Bytes> approval;
+  if ((*sealed)->blob.version == 2) {
+    auto stored = store_.load_approval();
+    if (!stored) return fail(std::move(stored).error().context("secret"));
+    if (!*stored) {
+      return fail(ErrorCode::kPolicyViolation,
+                  "secret " + name +
+                      ": no approved policy yet; the issuer signs one after an "
+                      "attestation that passes");
+    }
+    approval = std::move(**stored);
+  }
   lock.unlock();
   // The PCR policy, not the agent's state, guards the value: a posture change in between makes
   // the unseal fail.
+  if (approval) {
+    auto parsed = attest::tpm_policy::ApprovedPolicy::parse(*approval);
+    if (!parsed) return fail(std::move(parsed).error().context("secret " + name));
+    auto value = tpm_.unseal_authorized((*sealed)->blob, to_tpm(*parsed));
+    if (!value) return fail(std::move(value).error().context("secret " + name));
+    return std::move(*value);
+  }
   auto value = tpm_.unseal((*sealed)->blob);
   if (!value) return fail(std::move(value).error().context("secret " + name));
+  if (*authority) migrate_secret(name, **sealed, **authority, *value);
   return std::move(*value);
+}
+
+// A version-1 (PolicyPCR) blob read while the PCRs still match: resealed to the issuer's
+// authority so that the next update does not lock it out. Best effort: the v1 blob stays until
+// the v2 one is written.
+void Agent::migrate_secret(const std::string& name, const SealedSecret& old, ByteSpan authority,
+                           const SecretBytes& value) {
+  auto blob =
+      tpm_.seal_authorized(authority, attest::tpm_policy::epoch_policy_ref(0), value.view());
+  if (!blob) {
+    spdlog::warn("agent: secret \"{}\" not migrated to the sealing authority: {}", name,
+                 blob.error().message);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  announce_write(store_.secret_path(name));
+  if (auto saved = store_.save_secret(name, {old.allow, std::move(*blob)}); !saved) {
+    spdlog::warn("agent: secret \"{}\" not migrated: {}", name, saved.error().message);
+    return;
+  }
+  spdlog::info("agent: secret \"{}\" migrated from PolicyPCR to the issuer's sealing authority",
+               name);
 }
 
 Status Agent::seal_secret(const os::Selectors& caller, const SealRequest& request) {
@@ -246,8 +275,15 @@ Status Agent::seal_secret(const os::Selectors& caller, const SealRequest& reques
   if (selection.empty())
     return fail(ErrorCode::kInvalidArgument, "seal: tpm.pcrs has no sha256 boot PCR to seal to");
   const std::uint64_t epoch = epoch_;
+  auto authority = store_.load_seal_authority();
+  if (!authority) return fail(std::move(authority).error().context("seal"));
   lock.unlock();
-  auto blob = tpm_.seal(selection, request.value.view());
+  // With the issuer's authority, any boot state it approves unseals (TPM2_PolicyAuthorize);
+  // without one (an issuer that predates it), the current PCR values only.
+  auto blob = *authority
+                  ? tpm_.seal_authorized(**authority, attest::tpm_policy::epoch_policy_ref(0),
+                                         request.value.view())
+                  : tpm_.seal(selection, request.value.view());
   lock.lock();
   if (!blob) return fail(std::move(blob).error().context("seal " + request.name));
   // Sealed to PCR values the issuer may no longer accept: keep nothing.

@@ -50,8 +50,7 @@ class IssuerClient final : public IssuerApi {
 
   Result<protocol::EnrollResponse> enroll(const protocol::EnrollRequest& request) override;
   Result<protocol::ActivateResponse> activate(const protocol::ActivateRequest& request) override;
-  Result<protocol::ChallengeResponse> challenge(
-      const protocol::ChallengeRequest& request) override;
+  Result<protocol::ChallengeResponse> challenge(const protocol::ChallengeRequest& request) override;
   Result<protocol::AttestResponse> attest(const protocol::AttestRequest& request) override;
   Result<protocol::TokenResponse> token(const protocol::TokenRequest& request) override;
   Result<protocol::RevokeResponse> revoke(const protocol::RevokeRequest& request) override;

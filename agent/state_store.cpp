@@ -8,6 +8,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "attest/tpm_policy/authorized_policy.h"
 #include "platform/base/bytes.h"
 #include "platform/base/file.h"
 
@@ -158,6 +159,30 @@ Result<std::optional<tpm::BindingKey>> StateStore::load_binding_key() const {
 
 Status StateStore::save_binding_key(const tpm::BindingKey& key) const {
   return write_file_atomic(binding_key_path(), serialize(key), 0600);
+}
+
+Result<std::optional<Bytes>> StateStore::load_seal_authority() const {
+  auto data = read_optional(seal_authority_path());
+  if (!data) return fail(std::move(data).error());
+  if (*data) {
+    if (auto name = attest::tpm_policy::authority_name(**data); !name)
+      return fail(std::move(name).error().context(seal_authority_path().string()));
+  }
+  return data;
+}
+
+Status StateStore::save_seal_authority(ByteSpan authority_public) const {
+  return write_file_atomic(seal_authority_path(), authority_public, 0600);
+}
+
+Result<std::optional<Bytes>> StateStore::load_approval() const {
+  auto data = read_optional(approval_path());
+  if (!data) return fail(std::move(data).error());
+  return data;
+}
+
+Status StateStore::save_approval(ByteSpan approval) const {
+  return write_file_atomic(approval_path(), approval, 0600);
 }
 
 Status StateStore::check_secret_name(const std::string& name) {

@@ -49,6 +49,18 @@ class StateStore {
   Result<std::optional<SealedSecret>> load_secret(const std::string& name) const;
   Status save_secret(const std::string& name, const SealedSecret& secret) const;
 
+  /// TPM2B_PUBLIC of the issuer's sealing authority (from enrollment); nullopt when the issuer
+  /// sent none.
+  Result<std::optional<Bytes>> load_seal_authority() const;
+  Status save_seal_authority(ByteSpan authority_public) const;
+  /// The latest serialized ApprovedPolicy the issuer signed (checked before it was saved).
+  Result<std::optional<Bytes>> load_approval() const;
+  Status save_approval(ByteSpan approval) const;
+
+  [[nodiscard]] std::filesystem::path seal_authority_path() const {
+    return dir_ / "seal.authority";
+  }
+  [[nodiscard]] std::filesystem::path approval_path() const { return dir_ / "seal.approval"; }
   [[nodiscard]] std::filesystem::path enrollment_path() const { return dir_ / "enrollment"; }
   [[nodiscard]] std::filesystem::path binding_key_path() const { return dir_ / "binding.key"; }
   [[nodiscard]] std::filesystem::path secret_path(const std::string& name) const {

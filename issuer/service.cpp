@@ -186,8 +186,11 @@ Result<protocol::EnrollResponse> Service::enroll(const protocol::EnrollRequest& 
       Event{t, "", Action::kEnroll, Decision::kOk, ek.public_hash, "",
             EnrollmentStarted{std::string(to_string(ek.basis)), request.metadata.hostname,
                               request.metadata.machine_id, e.id}});
-  return protocol::EnrollResponse{e.id, credential->id_object, credential->encrypted_secret,
-                                  static_cast<std::uint64_t>(e.expires_at)};
+  protocol::EnrollResponse out{e.id, credential->id_object, credential->encrypted_secret,
+                               static_cast<std::uint64_t>(e.expires_at)};
+  if (options_.seal_authority != nullptr)
+    out.seal_authority = options_.seal_authority->public_area();
+  return out;
 }
 
 Result<protocol::ActivateResponse> Service::activate(std::string_view enrollment_id,

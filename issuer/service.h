@@ -22,6 +22,7 @@
 #include "attest/protocol/messages.h"
 #include "issuer/config.h"
 #include "issuer/oauth/introspection.h"
+#include "issuer/seal_authority.h"
 #include "issuer/signing_keys.h"
 #include "issuer/store/store.h"
 #include "platform/base/clock.h"
@@ -67,6 +68,9 @@ class IssuerService {
     /// Called after a transaction that wrote Shared Signals events commits: wakes the push
     /// worker (set_on_events_committed sets it later).
     std::function<void()> on_events_committed;
+    /// Signs the quoted PCR values of a passing attestation that names seal_pcrs, and its public
+    /// area goes out with enrollment (docs/sealing.md). nullptr: no approvals.
+    SealAuthority* seal_authority = nullptr;
   };
   /// Loads the trust anchors (manufacturer CA files) and the active policy (from the store, or
   /// config.policy_file as the first version when the store has none).

@@ -1,4 +1,6 @@
 // attest(): verify the quote and the logs it covers, appraise, and mint the device result token.
+#include <algorithm>
+
 #include "attest/protocol/limits.h"
 #include "attest/quote/quote.h"
 #include "attest/token/cwt.h"
@@ -199,7 +201,36 @@ Result<protocol::AttestResponse> Service::attest(const protocol::AttestRequest& 
                                                 policy->reference.version, evidence_bytes));
   out.device_token = std::move(device_token.first);
   out.expires_at = static_cast<std::uint64_t>(device_token.second);
+  if (req.seal_pcrs && options_.seal_authority != nullptr) {
+    auto approval = approve_seal_pcrs(*req.seal_pcrs, ev.quoted, ev.pcrs);
+    if (approval) {
+      out.approved_policy = std::move(*approval);
+    } else if (out.reasons.size() < protocol::limits::kReasons) {
+      // The verdict stands; the agent keeps its previous approval and says why it got none.
+      out.reasons.push_back(
+          {"no_seal_approval", "seal_pcrs", std::nullopt, approval.error().message});
+    }
+  }
   return out;
+}
+
+// Only quoted values are approved (they are what the TPM signed), sha256 bank only: the sealed
+// object's policy session is SHA-256.
+Result<Bytes> Service::approve_seal_pcrs(std::string_view text, const PcrSelection& quoted,
+                                         const attest::PcrValues& values) {
+  WARDEN_ASSIGN(selection, PcrSelection::parse(text));
+  if (selection.empty() || selection.banks.size() != 1 ||
+      selection.banks[0].alg != TpmAlg::kSha256) {
+    return fail(ErrorCode::kInvalidArgument, "seal_pcrs: expected sha256 PCRs only");
+  }
+  const auto bank = std::find_if(quoted.banks.begin(), quoted.banks.end(),
+                                 [](const PcrBank& b) { return b.alg == TpmAlg::kSha256; });
+  if (bank == quoted.banks.end() || (selection.banks[0].pcrs & ~bank->pcrs).any()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "seal_pcrs: " + selection.to_string() + " not within the quoted selection");
+  }
+  WARDEN_ASSIGN(approval, options_.seal_authority->approve(selection, values));
+  return approval.serialize();
 }
 
 Result<std::pair<Bytes, std::int64_t>> Service::mint_device_token(const std::string& device_id,

@@ -121,6 +121,9 @@ class Service final : public IssuerService {
   /// The active policy, cached: re-read from the store when this process put a new version,
   /// and at most kPolicyTtl after the last read (another replica put one).
   Result<std::shared_ptr<const ActivePolicy>> active_policy();
+  /// A serialized ApprovedPolicy of the quoted values of `seal_pcrs`.
+  Result<Bytes> approve_seal_pcrs(std::string_view seal_pcrs, const PcrSelection& quoted,
+                                  const attest::PcrValues& values);
   /// The signer of the current key (tokens::TokenIssuer).
   Result<std::shared_ptr<token::EcSigner>> signer() { return tokens_.signer(); }
   /// This process wrote the device: the token path's cache of it is dropped.

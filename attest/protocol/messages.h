@@ -49,6 +49,9 @@ struct EnrollResponse {
   Bytes credential_blob;         ///< TPM2B_ID_OBJECT (MakeCredential output)
   Bytes encrypted_secret;        ///< TPM2B_ENCRYPTED_SECRET
   std::uint64_t expires_at = 0;  ///< unix seconds; activate before this
+  /// Key -1 (an extension older agents ignore): TPM2B_PUBLIC of the issuer's sealing authority,
+  /// the key sealed secrets are bound to with TPM2_PolicyAuthorize (docs/sealing.md).
+  std::optional<Bytes> seal_authority = std::nullopt;
   bool operator==(const EnrollResponse&) const = default;
 };
 
@@ -137,6 +140,9 @@ struct AttestRequest {
   BindingKey binding_key;
   std::optional<SessionKey> session_key;
   std::optional<std::string> kernel_version;
+  /// Key -1 (extension): the PCRs the agent's sealed secrets are bound to, sha256 bank only and
+  /// within pcr_selection; asks for an ApprovedPolicy of their quoted values.
+  std::optional<std::string> seal_pcrs;
   bool operator==(const AttestRequest&) const = default;
 };
 
@@ -157,6 +163,9 @@ struct AttestResponse {
   std::optional<Bytes> device_token;  ///< CWT (COSE_Sign1); present iff verdict is pass
   std::optional<std::uint64_t> expires_at;
   std::uint64_t ima_next_offset = 0;  ///< where the next incremental IMA upload starts
+  /// Key -1 (extension): a serialized attest::tpm_policy::ApprovedPolicy of the quoted seal_pcrs,
+  /// only with verdict pass and only when the request named seal_pcrs.
+  std::optional<Bytes> approved_policy;
   bool operator==(const AttestResponse&) const = default;
 };
 

@@ -18,13 +18,15 @@ constexpr std::array kAttestRequestFields{Field{1, "device_id"},
                                           Field{8, "cel"},
                                           Field{9, "binding_key"},
                                           Field{10, "session_key"},
-                                          Field{11, "kernel_version"}};
+                                          Field{11, "kernel_version"},
+                                          Field{-1, "seal_pcrs"}};
 constexpr std::array kImaFields{Field{1, "offset"}, Field{2, "entries"}, Field{3, "format"}};
 constexpr std::array kBindingKeyFields{Field{1, "public"}, Field{2, "certify"}};
 constexpr std::array kSessionKeyFields{Field{1, "jwk"}, Field{2, "signature"}};
-constexpr std::array kAttestResponseFields{Field{1, "verdict"},        Field{2, "reasons"},
-                                           Field{3, "policy_version"}, Field{4, "device_token"},
-                                           Field{5, "expires_at"},     Field{6, "ima_next_offset"}};
+constexpr std::array kAttestResponseFields{Field{1, "verdict"},         Field{2, "reasons"},
+                                           Field{3, "policy_version"},  Field{4, "device_token"},
+                                           Field{5, "expires_at"},      Field{6, "ima_next_offset"},
+                                           Field{-1, "approved_policy"}};
 constexpr std::array kReasonFields{Field{1, "code"}, Field{2, "subject"}, Field{3, "expected"},
                                    Field{4, "found"}};
 
@@ -121,6 +123,7 @@ Bytes encode(const AttestRequest& m) {
     w.put(10, MapWriter().text(1, m.session_key->jwk).bytes(2, m.session_key->signature).take());
   }
   if (m.kernel_version) w.text(11, *m.kernel_version);
+  if (m.seal_pcrs) w.text(-1, *m.seal_pcrs);
   return cbor::encode(w.take());
 }
 
@@ -200,6 +203,11 @@ Result<AttestRequest> decode_attest_request(ByteSpan data) {
     m.session_key = SessionKey{std::move(jwk), std::move(sig)};
   }
   PROTO_TRY(kernel, r.opt_text(11, lim::kShortText));
+  PROTO_TRY(seal_pcrs, r.opt_text(-1, lim::kShortText));
+  if (seal_pcrs) {
+    if (auto parsed = PcrSelection::parse(*seal_pcrs); !parsed)
+      return fail(r.error(ErrorCode::kMalformed, "seal_pcrs", parsed.error().message));
+  }
   m.device_id = std::move(device_id);
   m.nonce = std::move(nonce);
   m.quote = std::move(quote);
@@ -210,6 +218,7 @@ Result<AttestRequest> decode_attest_request(ByteSpan data) {
   m.cel = std::move(cel);
   m.binding_key = BindingKey{std::move(bk_public), std::move(certify)};
   m.kernel_version = std::move(kernel);
+  m.seal_pcrs = std::move(seal_pcrs);
   return m;
 }
 
@@ -228,6 +237,8 @@ Bytes encode(const AttestResponse& m) {
   if (m.device_token) w.bytes(4, *m.device_token);
   if (m.expires_at) w.uint(5, *m.expires_at);
   w.uint(6, m.ima_next_offset);
+  // Negative keys after the positive ones: RFC 8949 4.2.1 bytewise order.
+  if (m.approved_policy) w.bytes(-1, *m.approved_policy);
   return cbor::encode(w.take());
 }
 
@@ -267,6 +278,7 @@ Result<AttestResponse> decode_attest_response(ByteSpan data) {
   PROTO_TRY(token, r.opt_bytes(4, lim::kToken));
   PROTO_TRY(expires_at, r.opt_uint(5, kU64Max));
   PROTO_TRY(next, r.uint(6, lim::kImaOffsetMax));
+  PROTO_TRY(approved, r.opt_bytes(-1, lim::kApprovedPolicy));
   if (m.verdict == Verdict::kPass && (!token || !expires_at)) {
     return fail(ErrorCode::kMalformed,
                 std::string(kWhat) + ": verdict pass requires device_token and expires_at");
@@ -275,10 +287,15 @@ Result<AttestResponse> decode_attest_response(ByteSpan data) {
     return fail(ErrorCode::kMalformed,
                 std::string(kWhat) + ": field device_token: not allowed with verdict fail");
   }
+  if (m.verdict == Verdict::kFail && approved) {
+    return fail(ErrorCode::kMalformed,
+                std::string(kWhat) + ": field approved_policy: not allowed with verdict fail");
+  }
   m.policy_version = std::move(policy_version);
   m.device_token = std::move(token);
   m.expires_at = expires_at;
   m.ima_next_offset = next;
+  m.approved_policy = std::move(approved);
   return m;
 }
 

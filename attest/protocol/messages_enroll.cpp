@@ -13,7 +13,8 @@ constexpr std::array kEnrollRequestFields{Field{1, "ek_public"}, Field{2, "ek_ce
                                           Field{3, "ek_chain"},  Field{4, "ak_public"},
                                           Field{5, "ak_name"},   Field{6, "metadata"}};
 constexpr std::array kEnrollResponseFields{Field{1, "enrollment_id"}, Field{2, "credential_blob"},
-                                           Field{3, "encrypted_secret"}, Field{4, "expires_at"}};
+                                           Field{3, "encrypted_secret"}, Field{4, "expires_at"},
+                                           Field{-1, "seal_authority"}};
 constexpr std::array kActivateRequestFields{Field{1, "enrollment_id"}, Field{2, "proof"}};
 
 }  // namespace
@@ -71,12 +72,13 @@ Result<EnrollRequest> decode_enroll_request(ByteSpan data) {
 }
 
 Bytes encode(const EnrollResponse& m) {
-  return cbor::encode(MapWriter()
-                          .text(1, m.enrollment_id)
-                          .bytes(2, m.credential_blob)
-                          .bytes(3, m.encrypted_secret)
-                          .uint(4, m.expires_at)
-                          .take());
+  MapWriter w;
+  w.text(1, m.enrollment_id)
+      .bytes(2, m.credential_blob)
+      .bytes(3, m.encrypted_secret)
+      .uint(4, m.expires_at);
+  if (m.seal_authority) w.bytes(-1, *m.seal_authority);
+  return cbor::encode(w.take());
 }
 
 Result<EnrollResponse> decode_enroll_response(ByteSpan data) {
@@ -87,7 +89,12 @@ Result<EnrollResponse> decode_enroll_response(ByteSpan data) {
   PROTO_TRY(blob, r.bytes(2, lim::kTpmBlob));
   PROTO_TRY(secret, r.bytes(3, lim::kTpmBlob));
   PROTO_TRY(expires_at, r.uint(4, kU64Max));
-  return EnrollResponse{std::move(id), std::move(blob), std::move(secret), expires_at};
+  EnrollResponse m{std::move(id), std::move(blob), std::move(secret), expires_at, std::nullopt};
+  // Not PROTO_TRY: moving an optional out makes g++ 12 warn falsely that it may be uninitialized.
+  auto seal_authority = r.opt_bytes(-1, lim::kTpmBlob);
+  if (!seal_authority) return fail(std::move(seal_authority).error());
+  m.seal_authority = *seal_authority;
+  return m;
 }
 
 Bytes encode(const ActivateRequest& m) {

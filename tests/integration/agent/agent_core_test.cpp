@@ -17,6 +17,7 @@
 #include "agent/agent.h"
 #include "agent/api/event_bus.h"
 #include "agent/api/local_server.h"
+#include "agent/state_store.h"
 #include "attest/token/cwt.h"
 #include "attest/token/dpop.h"
 #include "attest/token/json.h"
@@ -199,6 +200,9 @@ class AgentCoreTest : public test::SwtpmTest {
     auto keys = issuer::SigningKeys::open(icfg_.tokens.key_dir, *store_, clock_);
     ASSERT_TRUE(keys) << keys.error().message;
     keys_ = std::move(*keys);
+    auto seal = issuer::SealAuthority::open(icfg_.tokens.key_dir);
+    ASSERT_TRUE(seal) << seal.error().message;
+    seal_ = std::move(*seal);
     issuer::IssuerService::Options o;
     o.config = &icfg_;
     o.store = store_.get();
@@ -207,6 +211,7 @@ class AgentCoreTest : public test::SwtpmTest {
     o.random = &random_;
     o.nonce_key = SecretBytes(Bytes(32, 7));
     o.issuer_url = "https://issuer.test:8443";
+    o.seal_authority = seal_.get();
     auto svc = issuer::IssuerService::create(std::move(o));
     ASSERT_TRUE(svc) << svc.error().message;
     service_ = std::move(*svc);
@@ -297,6 +302,7 @@ class AgentCoreTest : public test::SwtpmTest {
   issuer::IssuerConfig icfg_;
   std::unique_ptr<issuer::Store> store_;
   std::unique_ptr<issuer::SigningKeys> keys_;
+  std::unique_ptr<issuer::SealAuthority> seal_;
   std::unique_ptr<issuer::IssuerService> service_;
   std::unique_ptr<LocalIssuer> issuer_;
   AgentConfig config_;
@@ -556,6 +562,89 @@ TEST_F(AgentCoreTest, SealedSecretOnlyForAllowedCallers) {
   EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied);
   ASSERT_TRUE(agent_->revoke(me, "test"));
   EXPECT_FALSE(agent_->secret(me, "db-password"));
+}
+
+// An update as firmware would record it: `pcr` extended with SHA-256(`data`), in the TPM and in
+// a crypto-agile (sha256) event log at the agent's event_log_path().
+void update_boot_pcr(const std::string& tcti, const AgentConfig& config, unsigned pcr,
+                     std::string_view data) {
+  const Bytes digest = ossl::sha256(to_bytes(data));
+  ASSERT_TRUE(tpm::Tpm(tcti).extend_pcr(pcr, TpmAlg::kSha256, digest));
+  ByteWriter spec;
+  spec.bytes(std::string_view("Spec ID Event03\0", 16)).u32le(0).u8(0).u8(2).u8(0).u8(2).u32le(1);
+  spec.u16le(0x0B).u16le(32).u8(0);
+  const Bytes spec_bytes = std::move(spec).take();
+  ByteWriter w;
+  w.u32le(0).u32le(0x3).bytes(Bytes(20, 0));  // EV_NO_ACTION
+  w.u32le(static_cast<std::uint32_t>(spec_bytes.size())).bytes(spec_bytes);
+  w.u32le(pcr).u32le(0xD).u32le(1).u16le(0x0B).bytes(digest);  // EV_IPL
+  w.u32le(static_cast<std::uint32_t>(data.size())).bytes(to_bytes(data));
+  std::filesystem::create_directories(config.event_log_path().parent_path());
+  ASSERT_TRUE(write_file_atomic(config.event_log_path(), std::move(w).take(), 0644));
+}
+
+// Issue 26: the secret is sealed to the issuer's authority; a boot PCR update locks it until
+// the issuer approves the new state at the next attestation.
+TEST_F(AgentCoreTest, SealedSecretSurvivesABootPcrUpdateOnceReattested) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  EXPECT_TRUE(std::filesystem::exists(config_.state_dir / "seal.authority"));
+  EXPECT_TRUE(std::filesystem::exists(config_.state_dir / "seal.approval"));
+  os::Selectors me;
+  me.uid = 0;
+  SealRequest seal;
+  seal.name = "disk-key";
+  seal.value = SecretBytes(to_bytes("s3cret"));
+  SelectorMatch allow;
+  allow.uid = 0;
+  seal.allow = {allow};
+  ASSERT_TRUE(agent_->seal_secret(me, seal));
+  StateStore store(config_.state_dir);
+  auto stored = store.load_secret("disk-key");
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->blob.version, 2);
+  auto got = agent_->secret(me, "disk-key");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(warden::to_string(got->view()), "s3cret");
+
+  update_boot_pcr(tpm_->tcti(), config_, 9, "kernel 6.12.1");
+  auto locked = agent_->secret(me, "disk-key");
+  ASSERT_FALSE(locked);
+  EXPECT_EQ(locked.error().code, ErrorCode::kPolicyViolation) << locked.error().message;
+
+  auto back = agent_->reattest(me);
+  ASSERT_TRUE(back) << back.error().message;
+  auto reopened = agent_->secret(me, "disk-key");
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ(warden::to_string(reopened->view()), "s3cret");
+}
+
+TEST_F(AgentCoreTest, PolicyPcrSecretMigratesToTheSealingAuthorityOnFirstUnseal) {
+  make_agent();
+  ASSERT_TRUE(agent_->start());
+  StateStore store(config_.state_dir);
+  tpm::Tpm tpm(tpm_->tcti());
+  auto v1 = tpm.seal(*PcrSelection::parse("sha256:0-9"), to_bytes("old"));
+  ASSERT_TRUE(v1) << v1.error().message;
+  SelectorMatch allow;
+  allow.uid = 0;
+  ASSERT_TRUE(store.save_secret("legacy", {{allow}, *v1}));
+  os::Selectors me;
+  me.uid = 0;
+  auto got = agent_->secret(me, "legacy");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(warden::to_string(got->view()), "old");
+  auto migrated = store.load_secret("legacy");
+  ASSERT_TRUE(migrated && *migrated);
+  EXPECT_EQ((*migrated)->blob.version, 2);
+
+  // Migrated, it follows approvals: an update, a re-attestation, and it unseals again.
+  update_boot_pcr(tpm_->tcti(), config_, 8, "grub.cfg 2");
+  EXPECT_FALSE(agent_->secret(me, "legacy"));
+  ASSERT_TRUE(agent_->reattest(me));
+  auto again = agent_->secret(me, "legacy");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(warden::to_string(again->view()), "old");
 }
 
 TEST_F(AgentCoreTest, PostureRevokeWorkloadDropsOnlyThatContainersTokens) {

@@ -16,6 +16,7 @@
 #include "attest/token/jwt.h"
 #include "attest/token/set.h"
 #include "attest/token/status_list.h"
+#include "attest/tpm_policy/authorized_policy.h"
 #include "issuer/admin/admin_json.h"
 #include "issuer/nonce.h"
 #include "issuer/store/sql.h"
@@ -163,6 +164,9 @@ class IssuerServiceTest : public test::SwtpmTest {
     auto keys = SigningKeys::open(dir_.path() / "keys", *store_, clock_);
     ASSERT_TRUE(keys) << keys.error().message;
     keys_ = std::move(*keys);
+    auto seal = SealAuthority::open(dir_.path() / "keys");
+    ASSERT_TRUE(seal) << seal.error().message;
+    seal_ = std::move(*seal);
     IssuerService::Options o;
     o.config = &config_;
     o.store = store_.get();
@@ -172,6 +176,7 @@ class IssuerServiceTest : public test::SwtpmTest {
     o.nonce_key = SecretBytes(Bytes(32, 0x42));
     o.issuer_url = "https://issuer.test:8443";
     o.status_list_bits = status_list_bits_;
+    o.seal_authority = seal_.get();
     auto service = IssuerService::create(std::move(o));
     ASSERT_TRUE(service) << service.error().message;
     service_ = std::move(*service);
@@ -281,6 +286,7 @@ class IssuerServiceTest : public test::SwtpmTest {
   IssuerConfig config_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SigningKeys> keys_;
+  std::unique_ptr<SealAuthority> seal_;
   std::unique_ptr<IssuerService> service_;
   BootLog boot_;
   tpm::AkBlob ak_;
@@ -518,6 +524,129 @@ TEST_F(IssuerServiceTest, BootLogThatDoesNotReplayIsRefused) {
   EXPECT_EQ(response.verdict, Verdict::kFail);
   EXPECT_TRUE(has_reason(response, "replay_mismatch")) << reasons_text(response);
   EXPECT_EQ(store_->get_device(device)->last_verdict, "reject");
+}
+
+tpm::PolicyApproval tpm_approval(const attest::tpm_policy::ApprovedPolicy& a) {
+  return {a.selection, a.approved_policy, a.policy_ref, a.signature, std::nullopt};
+}
+
+// Issue 26 end to end on swtpm: a secret sealed to the issuer's authority survives an update of
+// a boot PCR once the issuer appraised the new boot; a boot it refuses gets no approval.
+TEST_F(IssuerServiceTest, SealedSecretFollowsIssuerApprovedBootStates) {
+  namespace tp = attest::tpm_policy;
+  auto ak = tpm_api().create_ak();
+  ASSERT_TRUE(ak) << ak.error().message;
+  ak_ = *ak;
+  auto enrolled = service_->enroll(enroll_request(ak_));
+  ASSERT_TRUE(enrolled) << enrolled.error().message;
+  ASSERT_TRUE(enrolled->seal_authority);
+  EXPECT_EQ(*enrolled->seal_authority, seal_->public_area());
+  const Bytes authority = *enrolled->seal_authority;
+  auto secret =
+      tpm_api().activate_credential(ak_, enrolled->credential_blob, enrolled->encrypted_secret);
+  ASSERT_TRUE(secret);
+  auto proof = protocol::activation_proof(secret->view(), enrolled->enrollment_id, ak_.name());
+  auto activated = service_->activate(enrolled->enrollment_id, {enrolled->enrollment_id, *proof});
+  ASSERT_TRUE(activated) << activated.error().message;
+  const std::string device = activated->device_id;
+
+  auto attest_sealing = [&](const Bytes& log) {
+    AttestOptions o;
+    o.boot_log = &log;
+    auto r = attest_request(device, challenge(device), o);
+    r.seal_pcrs = "sha256:0,4";
+    return attest(r);
+  };
+  auto approval_of = [](const protocol::AttestResponse& r) {
+    auto parsed = tp::ApprovedPolicy::parse(*r.approved_policy);
+    EXPECT_TRUE(parsed) << parsed.error().message;
+    return *parsed;
+  };
+
+  auto first = attest_sealing(boot_.bytes);
+  ASSERT_EQ(first.verdict, Verdict::kPass) << reasons_text(first);
+  ASSERT_TRUE(first.approved_policy);
+  const tp::ApprovedPolicy before = approval_of(first);
+  EXPECT_TRUE(tp::verify_approval(before, authority));
+  EXPECT_EQ(before.policy_ref, tp::epoch_policy_ref(0));
+
+  const Bytes data = to_bytes("db-password");
+  auto blob = tpm_api().seal_authorized(authority, tp::epoch_policy_ref(0), data);
+  ASSERT_TRUE(blob) << blob.error().message;
+  auto opened = tpm_api().unseal_authorized(*blob, tpm_approval(before));
+  ASSERT_TRUE(opened) << opened.error().message;
+  EXPECT_EQ(Bytes(opened->view().begin(), opened->view().end()), data);
+
+  // A boot loader update: one more event in PCR 4, in the log and in the TPM.
+  const Bytes loader = to_bytes("grub 2.12");
+  ByteWriter w;
+  w.bytes(boot_.bytes).u32le(4).u32le(ev::kEvIpl).u32le(1).u16le(0x0B).bytes(ossl::sha256(loader));
+  w.u32le(static_cast<std::uint32_t>(loader.size())).bytes(loader);
+  const Bytes updated_log = std::move(w).take();
+  ASSERT_TRUE(tpm_api().extend_pcr(4, TpmAlg::kSha256, ossl::sha256(loader)));
+  auto stale = tpm_api().unseal_authorized(*blob, tpm_approval(before));
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kPolicyViolation) << stale.error().message;
+
+  // The old log no longer replays: refused, and no approval of the new values.
+  auto refused = attest_sealing(boot_.bytes);
+  EXPECT_EQ(refused.verdict, Verdict::kFail);
+  EXPECT_FALSE(refused.approved_policy);
+
+  auto again = attest_sealing(updated_log);
+  ASSERT_EQ(again.verdict, Verdict::kPass) << reasons_text(again);
+  ASSERT_TRUE(again.approved_policy);
+  const tp::ApprovedPolicy after = approval_of(again);
+  EXPECT_NE(after.approved_policy, before.approved_policy);
+  auto reopened = tpm_api().unseal_authorized(*blob, tpm_approval(after));
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ(Bytes(reopened->view().begin(), reopened->view().end()), data);
+
+  // A forged approval (another key signed the same policy) is refused by the TPM.
+  auto other =
+      SealAuthority::from_key(std::shared_ptr<EVP_PKEY>(EVP_EC_gen("P-256"), EVP_PKEY_free));
+  ASSERT_TRUE(other);
+  attest::PcrValues now_values;
+  now_values.init_bank(TpmAlg::kSha256);
+  for (std::size_t i = 0; i < after.pcr_values.size(); ++i)
+    ASSERT_TRUE(now_values.set(TpmAlg::kSha256, i == 0 ? 0 : 4, after.pcr_values[i]));
+  auto forged = (*other)->approve(after.selection, now_values);
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(forged->approved_policy, after.approved_policy);
+  auto refused_forgery = tpm_api().unseal_authorized(*blob, tpm_approval(*forged));
+  ASSERT_FALSE(refused_forgery);
+  EXPECT_EQ(refused_forgery.error().code, ErrorCode::kBadSignature)
+      << refused_forgery.error().message;
+}
+
+TEST(SealAuthority, IsMadeOnceAndKeptPrivate) {
+  test::TempDir dir("warden-seal-authority");
+  auto first = SealAuthority::open(dir.path() / "keys");
+  ASSERT_TRUE(first) << first.error().message;
+  auto again = SealAuthority::open(dir.path() / "keys");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*first)->public_area(), (*again)->public_area());  // never rotates
+  const auto perms =
+      std::filesystem::status(dir.path() / "keys" / "seal-authority.pem").permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ASSERT_TRUE(write_file_atomic(dir.path() / "bad.pem", to_bytes("not a key"), 0600));
+  std::filesystem::create_directories(dir.path() / "bad");
+  std::filesystem::rename(dir.path() / "bad.pem", dir.path() / "bad" / "seal-authority.pem");
+  EXPECT_FALSE(SealAuthority::open(dir.path() / "bad"));
+}
+
+TEST_F(IssuerServiceTest, SealPcrsOutsideTheQuoteGetNoApproval) {
+  const std::string device = enroll_device();
+  auto r = attest_request(device, challenge(device));
+  r.seal_pcrs = "sha256:0,16";
+  auto response = attest(r);
+  ASSERT_EQ(response.verdict, Verdict::kPass) << reasons_text(response);
+  EXPECT_FALSE(response.approved_policy);
+  EXPECT_TRUE(has_reason(response, "no_seal_approval")) << reasons_text(response);
+  r = attest_request(device, challenge(device));
+  r.seal_pcrs.reset();
+  EXPECT_FALSE(attest(r).approved_policy);  // not asked for
 }
 
 TEST_F(IssuerServiceTest, BootLogFailingPolicyIsRefusedWithEveryReason) {

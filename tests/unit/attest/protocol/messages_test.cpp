@@ -349,6 +349,37 @@ TEST(ProtocolMessages, AttestVerdictConsistency) {
   EXPECT_FALSE(decode_attest_response(encode(m)));
 }
 
+// The sealing fields are negative-keyed extensions: a peer that predates them ignores them.
+TEST(ProtocolMessages, SealingExtensionsRoundTrip) {
+  EnrollResponse e = sample_enroll_response();
+  e.seal_authority = filled(90, 3);
+  expect_round_trip(e, decode_enroll_response);
+  AttestRequest a = sample_attest_request();
+  a.seal_pcrs = "sha256:0,2,4";
+  expect_round_trip(a, decode_attest_request);
+  AttestResponse r = sample_attest_response();
+  r.approved_policy = filled(200, 4);
+  expect_round_trip(r, decode_attest_response);
+
+  a.seal_pcrs = "sha256:99";
+  auto bad = decode_attest_request(encode(a));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("seal_pcrs"), std::string::npos) << bad.error().message;
+
+  r.verdict = Verdict::kFail;
+  r.device_token.reset();
+  r.expires_at.reset();
+  auto failed = decode_attest_response(encode(r));
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("approved_policy"), std::string::npos);
+
+  r = sample_attest_response();
+  r.approved_policy = filled(limits::kApprovedPolicy + 1, 4);
+  auto big = decode_attest_response(encode(r));
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kLimitExceeded);
+}
+
 TEST(ProtocolMessages, HexVectorMatchesDocs) {
   constexpr std::string_view kHex = "a20150000102030405060708090a0b0c0d0e0f021a6955b900";
   EXPECT_EQ(hex_encode(encode(sample_challenge_response())), kHex);
