@@ -17,6 +17,7 @@
 #include "issuer/config.h"
 #include "issuer/http/server.h"
 #include "issuer/service.h"
+#include "issuer/seal_authority.h"
 #include "issuer/signing_keys.h"
 #include "issuer/ssf/push.h"
 #include "issuer/ssf/streams.h"
@@ -129,6 +130,12 @@ int run(const std::string& config_path) {
     spdlog::error("{}", keys.error().message);
     return 1;
   }
+  // Signs the PCR policies sealed secrets unseal under (docs/sealing.md); never rotates.
+  auto seal = warden::issuer::SealAuthority::open(config->tokens.key_dir);
+  if (!seal) {
+    spdlog::error("{}", seal.error().message);
+    return 1;
+  }
   auto nonce = nonce_key(*config, random);
   if (!nonce) {
     spdlog::error("{}", nonce.error().message);
@@ -138,6 +145,7 @@ int run(const std::string& config_path) {
   options.config = &*config;
   options.store = store->get();
   options.keys = keys->get();
+  options.seal_authority = seal->get();
   options.clock = &clock;
   options.random = &random;
   options.nonce_key = std::move(*nonce);
