@@ -15,6 +15,13 @@
 
 namespace warden {
 namespace {
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
+}
 using namespace e2e;  // NOLINT(google-build-using-namespace): the fixture's helpers
 
 TEST_F(AgentE2ETest, WorkloadGetsAVerifiableTokenAndProofOthersGetNeither) {
@@ -367,7 +374,13 @@ TEST_F(AgentE2ETest, StalledIssuerDoesNotDelayAPcrChange) {
       test::wait_for([&] { return agent_log().find("issuer revoked") != std::string::npos; },
                      std::chrono::milliseconds(30000)))
       << agent_log();
+  const auto resets_before = count_of(agent_log(), "reset count");
   tpm_->power_cycle();
+  // The reattestation must come after the posture monitor saw the reset: one that raced ahead
+  // of it would be revoked again by the reset it attested.
+  ASSERT_TRUE(test::wait_for([&] { return count_of(agent_log(), "reset count") > resets_before; },
+                             std::chrono::milliseconds(30000)))
+      << agent_log();
   ASSERT_TRUE(test::wait_for(
       [&] {
         auto r = curl(dir_.path() / "admin.sock", "/v1/reattest", "{}");
