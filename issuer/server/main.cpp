@@ -16,8 +16,8 @@
 
 #include "issuer/config.h"
 #include "issuer/http/server.h"
-#include "issuer/service.h"
 #include "issuer/seal_authority.h"
+#include "issuer/service.h"
 #include "issuer/signing_keys.h"
 #include "issuer/ssf/push.h"
 #include "issuer/ssf/streams.h"
